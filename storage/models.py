@@ -1,0 +1,125 @@
+"""SQLAlchemy 2.0 models of what a run stores.
+
+Timestamps are int nanoseconds UTC (``*_ns`` / ``ts_event``), as on the bus;
+they become datetimes only when shown. Event tables hold an event's fields
+under the same names, in the same order, after ``run_id``. Every event table is keyed by
+``(run_id, seq)``: a run's sequence number is unique, so a batch written twice
+(after a crash and a resume) cannot duplicate a row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite stores these tables clustered by their (run_id, seq) key: one B-tree per row.
+NO_ROWID = {"sqlite_with_rowid": False}
+
+__all__ = ["Base", "Fill", "Order", "OrderEvent", "PortfolioSnapshotRow", "Run"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20), default="backtest")
+    scenario: Mapped[str] = mapped_column(String(1000))
+    symbol: Mapped[str] = mapped_column(String(100))
+    config_json: Mapped[str] = mapped_column(Text)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    code_version: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_ns: Mapped[int] = mapped_column(BigInteger)
+    ended_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    wall_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bars: Mapped[int] = mapped_column(Integer, default=0)
+    bar_gaps: Mapped[int] = mapped_column(Integer, default=0)
+    first_bar_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_bar_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    order_id: Mapped[str] = mapped_column(String(100))
+    strategy_id: Mapped[str] = mapped_column(String(100))
+    symbol: Mapped[str] = mapped_column(String(100))
+    side: Mapped[str] = mapped_column(String(4))
+    order_type: Mapped[str] = mapped_column(String(12))
+    quantity: Mapped[float] = mapped_column(Float)
+    limit_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stop_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    time_in_force: Mapped[str] = mapped_column(String(4))
+
+    __table_args__ = (Index("ix_orders_run_order", "run_id", "order_id"), NO_ROWID)
+
+
+class OrderEvent(Base):
+    """Lifecycle of orders after submission: accepted, denied, rejected, canceled, expired."""
+
+    __tablename__ = "order_events"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    order_id: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_order_events_run_order", "run_id", "order_id"), NO_ROWID)
+
+
+class Fill(Base):
+    __tablename__ = "fills"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    fill_id: Mapped[str] = mapped_column(String(100))
+    order_id: Mapped[str] = mapped_column(String(100))
+    strategy_id: Mapped[str] = mapped_column(String(100))
+    symbol: Mapped[str] = mapped_column(String(100))
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[float] = mapped_column(Float)
+    price: Mapped[float] = mapped_column(Float)
+    commission: Mapped[float] = mapped_column(Float)
+    slippage: Mapped[float] = mapped_column(Float)
+    filled_quantity: Mapped[float] = mapped_column(Float)
+    leaves_quantity: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_fills_run_ts", "run_id", "ts_event"), NO_ROWID)
+
+
+class PortfolioSnapshotRow(Base):
+    __tablename__ = "portfolio_snapshots"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(100))
+    position: Mapped[float] = mapped_column(Float)
+    avg_price: Mapped[float] = mapped_column(Float)
+    mark_price: Mapped[float] = mapped_column(Float)
+    cash: Mapped[float] = mapped_column(Float)
+    realised_pnl: Mapped[float] = mapped_column(Float)
+    unrealised_pnl: Mapped[float] = mapped_column(Float)
+    equity: Mapped[float] = mapped_column(Float)
+    exposure: Mapped[float] = mapped_column(Float)
+    fees: Mapped[float] = mapped_column(Float)
+    turnover: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (NO_ROWID,)

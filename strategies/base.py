@@ -1,0 +1,120 @@
+"""The base of a strategy on the bus.
+
+A strategy sees bars and its own order events, keeps its own view of its
+position (from its fills), and sends commands. It never calls the broker or
+the database: everything goes through the bus.
+"""
+
+from __future__ import annotations
+
+from engine.bus import Bus
+from engine.clock import Clock
+from engine.events import (
+    BUY,
+    GTC,
+    MARKET,
+    SELL,
+    Bar,
+    CancelOrder,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    SubmitOrder,
+)
+
+__all__ = ["Strategy"]
+
+
+class Strategy:
+    """Subclasses implement :meth:`on_bar`; :meth:`submit_order` sends orders."""
+
+    def __init__(self, strategy_id: str, bus: Bus, symbol: str, clock: Clock) -> None:
+        self.strategy_id = strategy_id
+        self.symbol = symbol
+        self.position = 0.0
+        self.open_orders: set[str] = set()
+        self.denials = 0
+        self._bus = bus
+        self._order_count = 0
+        self._clock = clock
+
+    def subscribe(self) -> None:
+        bus = self._bus
+        bus.subscribe(Bar, self.on_bar, self.symbol)
+        bus.subscribe(OrderFilled, self.on_order_filled, self.symbol)
+        for closing in (OrderCanceled, OrderExpired, OrderDenied, OrderRejected):
+            bus.subscribe(closing, self.on_order_closed, self.symbol)
+
+    def on_bar(self, bar: Bar) -> None:
+        raise NotImplementedError
+
+    def on_order_filled(self, fill: OrderFilled) -> None:
+        if fill.strategy_id != self.strategy_id:
+            return
+        self.position += fill.quantity if fill.side == BUY else -fill.quantity
+        if fill.leaves_quantity <= 0.0:
+            self.open_orders.discard(fill.order_id)
+
+    def on_order_closed(self, event: OrderCanceled | OrderExpired | OrderDenied | OrderRejected) -> None:
+        if event.strategy_id != self.strategy_id:
+            return
+        self.open_orders.discard(event.order_id)
+        if isinstance(event, OrderDenied):
+            self.denials += 1
+
+    def submit_order(
+        self,
+        side: str,
+        quantity: float,
+        order_type: str = MARKET,
+        *,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        time_in_force: str = GTC,
+    ) -> str:
+        """Send a :class:`SubmitOrder` for this strategy's symbol; return its order id."""
+        self._order_count += 1
+        now = self._clock.now_ns()
+        order_id = f"{self.strategy_id}-{self._order_count}"
+        self.open_orders.add(order_id)
+        bus = self._bus
+        bus.publish(
+            SubmitOrder(
+                ts_event=now,
+                ts_init=now,
+                seq=bus.next_seq(),
+                order_id=order_id,
+                strategy_id=self.strategy_id,
+                symbol=self.symbol,
+                side=side,  # type: ignore[arg-type]
+                quantity=quantity,
+                order_type=order_type,  # type: ignore[arg-type]
+                limit_price=limit_price,
+                stop_price=stop_price,
+                time_in_force=time_in_force,  # type: ignore[arg-type]
+            )
+        )
+        return order_id
+
+    def cancel_order(self, order_id: str) -> None:
+        bus = self._bus
+        bus.publish(
+            CancelOrder(
+                ts_event=now,
+                ts_init=now,
+                seq=bus.next_seq(),
+                order_id=order_id,
+                strategy_id=self.strategy_id,
+                symbol=self.symbol,
+            )
+        )
+
+    def target_position(self, target: float) -> str | None:
+        """Send a market order that takes the position to ``target`` (none if already there)."""
+        difference = target - self.position
+        if difference == 0.0:
+            return None
+        side = BUY if difference > 0 else SELL
+        return self.submit_order(side, abs(difference))

@@ -1,0 +1,77 @@
+"""The reference strategy: a simple-moving-average crossover, long/short, fixed size.
+
+On the close of every bar once SMA(slow) exists: target ``+quantity`` when
+SMA(fast) > SMA(slow), ``-quantity`` (or flat with ``long_only``) when
+SMA(fast) < SMA(slow), unchanged when they are equal. A market order for the
+difference goes out when the target differs from the position and no order
+is working; it fills at the next bar's open.
+
+The means are running sums (re-summed every 4,096 bars). When the two means
+are within 1e-9 of each other, relative, the comparison is redone with
+exactly rounded sums (``math.fsum``), so decisions never depend on the order
+of additions.
+"""
+
+from __future__ import annotations
+
+import math
+
+from engine.bus import Bus
+from engine.clock import Clock
+from engine.config import SmaCrossConfig
+from engine.events import Bar
+from strategies.base import Strategy
+
+__all__ = ["SmaCross"]
+
+
+class SmaCross(Strategy):
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        symbol: str,
+        config: SmaCrossConfig,
+        strategy_id: str = "sma",
+    ) -> None:
+        super().__init__(strategy_id, bus, symbol, clock)
+        self.config = config
+        self._fast = config.fast
+        self._slow = config.slow
+        self._closes: list[float] = [0.0] * config.slow  # ring buffer of the last `slow` closes
+        self._count = 0
+        self._sum_fast = 0.0
+        self._sum_slow = 0.0
+        self._long = config.quantity
+        self._short = 0.0 if config.long_only else -config.quantity
+
+    def on_bar(self, bar: Bar) -> None:
+        close = bar.close
+        closes = self._closes
+        slow = self._slow
+        count = self._count
+        slot = count % slow
+        # Sums over the windows, updated by adding the new close and removing the oldest.
+        self._sum_slow += close - closes[slot]
+        self._sum_fast += close - (closes[(count - self._fast) % slow] if count >= self._fast else 0.0)
+        closes[slot] = close
+        self._count = count = count + 1
+        if count < slow:
+            return
+        if count % 4096 == 0:  # re-sum now and then so rounding errors cannot accumulate
+            self._sum_slow = sum(closes)
+            self._sum_fast = sum(closes[(count - k) % slow] for k in range(1, self._fast + 1))
+        fast_mean = self._sum_fast / self._fast
+        slow_mean = self._sum_slow / slow
+        if abs(fast_mean - slow_mean) <= 1e-9 * abs(slow_mean):
+            fast_mean = math.fsum(closes[(count - k) % slow] for k in range(1, self._fast + 1))
+            fast_mean /= self._fast
+            slow_mean = math.fsum(closes) / slow
+        if fast_mean > slow_mean:
+            target = self._long
+        elif fast_mean < slow_mean:
+            target = self._short
+        else:
+            return
+        if target != self.position and not self.open_orders:
+            self.target_position(target)

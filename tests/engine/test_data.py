@@ -1,0 +1,164 @@
+"""Loading, validating, repairing and resampling bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.config import DataConfig
+from engine.data import count_gaps, load_bars, resample_bars
+from engine.errors import DataError
+from tests.conftest import FIXTURES
+
+DATA = FIXTURES / "data"
+
+
+def load(name: str, **options: object):
+    config = DataConfig(path=str(DATA / name), **options)  # type: ignore[arg-type]
+    return load_bars(config, "X", path=DATA / name)
+
+
+def test_load_bars_good_csv_stamps_bar_ends_in_utc_ns() -> None:
+    bars = load("good.csv", timezone="Asia/Shanghai")
+    assert len(bars) == 3
+    # 10:00 in Shanghai is 02:00 UTC.
+    assert pd.Timestamp(int(bars.ts[0]), tz="UTC") == pd.Timestamp("2024-01-02 02:00", tz="UTC")
+    np.testing.assert_array_equal(bars.close, [10.5, 10.8, 11.0])
+    assert bars.report.gaps == 0
+
+
+def test_load_bars_start_label_moves_stamp_to_bar_end() -> None:
+    bars = load("good.csv", timestamp_label="start")
+    assert pd.Timestamp(int(bars.ts[0]), tz="UTC") == pd.Timestamp("2024-01-02 10:30", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("empty.csv", r"empty\.csv: file is empty"),
+        ("header_only.csv", r"header_only\.csv: file has a header but no rows"),
+        ("missing_column.csv", r"missing column\(s\) 'close'; the file has 'timestamp'"),
+        ("unparsable_number.csv", r"row 3: cannot parse 'abc' as a number in column 'close'"),
+        ("nan_price.csv", r"row 3: close is NaN .*on_bad_price"),
+        ("infinite_price.csv", r"row 3: high is infinite"),
+        ("negative_volume.csv", r"row 3: volume is -5\.0, it must be a finite number >= 0"),
+        ("high_below.csv", r"row 3: high 10\.6 is below max\(open, close\) = 10\.8"),
+        ("low_above.csv", r"row 3: low 10\.6 is above min\(open, close\) = 10\.5"),
+        ("duplicate.csv", r"row 3: duplicate timestamp 2024-01-02 10:00:00\+00:00 \(also on row 2\)"),
+        ("out_of_order.csv", r"row 4: timestamp .*10:30:00\+00:00 is earlier than the previous"),
+        ("off_grid.csv", r"row 4: timestamp .*10:47:00\+00:00 is not on the 30-minute grid"),
+        ("bad_timestamp.csv", r"row 3: cannot parse timestamp 'not-a-date'"),
+    ],
+)
+def test_load_bars_bad_file_names_file_row_and_problem(name: str, message: str) -> None:
+    with pytest.raises(DataError, match=message) as info:
+        load(name)
+    assert name in str(info.value)
+
+
+def test_load_bars_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file does not exist"):
+        load_bars(DataConfig(path="x.csv"), "X", path=tmp_path / "x.csv")
+
+
+def test_load_bars_drop_policies_remove_bad_rows() -> None:
+    assert len(load("nan_price.csv", on_bad_price="drop")) == 2
+    assert len(load("negative_volume.csv", on_bad_volume="drop")) == 1
+    assert len(load("high_below.csv", on_bad_range="drop")) == 1
+    assert len(load("duplicate.csv", on_duplicate="drop")) == 2
+    assert len(load("out_of_order.csv", on_out_of_order="drop")) == 2
+    assert len(load("off_grid.csv", on_off_grid="drop")) == 3
+    dropped = load("nan_price.csv", on_bad_price="drop").report.dropped
+    assert dropped == {"bad price": 1}
+
+
+def test_load_bars_fill_policies_repair_rows() -> None:
+    bars = load("nan_price.csv", on_bad_price="fill")
+    # A flat bar at the previous close, volume 0.
+    assert [bars.open[1], bars.high[1], bars.low[1], bars.close[1], bars.volume[1]] == [
+        10.5, 10.5, 10.5, 10.5, 0.0,
+    ]
+    assert load("negative_volume.csv", on_bad_volume="fill").volume[1] == 0.0
+    widened = load("high_below.csv", on_bad_range="fill")
+    assert widened.high[1] == 10.8
+    sorted_bars = load("out_of_order.csv", on_out_of_order="sort")
+    assert np.all(np.diff(sorted_bars.ts) > 0)
+    merged = load("off_grid.csv", on_off_grid="fill")
+    # The 10:47 bar merges into the 11:00 bar: open from 10:47, volumes added.
+    assert len(merged) == 3
+    assert merged.volume[2] == 180.0
+    assert merged.open[2] == 10.8
+
+
+def test_resample_bars_matches_pandas_right_closed_right_labelled() -> None:
+    rng = np.random.default_rng(3)
+    n = 600
+    index = pd.date_range("2024-01-02 09:35", periods=n, freq="5min", tz="UTC")
+    keep = np.sort(rng.choice(n, size=450, replace=False))  # with holes
+    index = index[keep]
+    close = 100 + np.cumsum(rng.standard_normal(len(index)))
+    frame = pd.DataFrame(
+        {
+            "open": close + rng.standard_normal(len(index)) * 0.1,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": rng.integers(0, 100, len(index)).astype(float),
+        },
+        index=index,
+    )
+    expected = (
+        frame.resample("30min", closed="right", label="right")
+        .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+        .dropna()
+    )
+    ts, cols = resample_bars(
+        index.as_unit("ns").asi8, {k: frame[k].to_numpy() for k in frame}, 30, "UTC"
+    )
+    np.testing.assert_array_equal(ts, expected.index.as_unit("ns").asi8)
+    for name in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(cols[name], expected[name].to_numpy(), rtol=0, atol=0)
+
+
+def test_load_bars_weichai_resampled_has_8_bars_per_day(weichai_path: Path) -> None:
+    config = DataConfig(path=str(weichai_path), timezone="Asia/Shanghai")
+    bars = load_bars(config, "000338.SZ", path=weichai_path)
+    assert len(bars) == 25_072
+    local = pd.to_datetime(bars.ts, utc=True).tz_convert("Asia/Shanghai")
+    per_day = pd.Series(local.date).value_counts()
+    assert per_day.nunique() == 1 and per_day.iloc[0] == 8
+    assert len(per_day) == 3_134
+    assert int((bars.volume == 0).sum()) == 21
+    assert bars.report.gaps == 0
+
+
+def test_count_gaps_missing_bar_inside_session_counts_one() -> None:
+    day = pd.date_range("2024-01-02 10:00", periods=8, freq="30min", tz="UTC")
+    days = day.append([day + pd.Timedelta(days=k) for k in (1, 2, 3)])
+    ts = days.as_unit("ns").asi8
+    assert count_gaps(ts, "UTC") == 0
+    holes = np.delete(ts, [3, 12])  # one inside day 0, one inside day 1
+    assert count_gaps(holes, "UTC") == 2
+    # A missing whole day is a break, not a gap; a short day's tail is not counted.
+    assert count_gaps(np.concatenate([ts[:8], ts[16:]]), "UTC") == 0
+
+
+def test_load_bars_window_outside_data_errors() -> None:
+    config = DataConfig(path=str(DATA / "good.csv"), start="2030-01-01")
+    with pytest.raises(DataError, match="no bars between"):
+        load_bars(config, "X", path=DATA / "good.csv")
+
+
+def test_load_bars_synthetic_same_seed_same_bars() -> None:
+    config = DataConfig(source="synthetic")
+    a = load_bars(config, "S", seed=5)
+    b = load_bars(config, "S", seed=5)
+    c = load_bars(config, "S", seed=6)
+    np.testing.assert_array_equal(a.close, b.close)
+    assert not np.array_equal(a.close, c.close)
+    assert a.regime is not None and set(np.unique(a.regime)) <= {0, 1, 2, 3}
+    assert np.all(a.high >= np.maximum(a.open, a.close))
+    assert np.all(a.low <= np.minimum(a.open, a.close))
