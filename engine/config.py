@@ -234,7 +234,7 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     def data_path(self) -> Path:
         path = Path(self.data.path)
-        return path if path.is_absolute() else Path(self.base_dir) / path
+        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
 
     def to_dict(self) -> dict[str, Any]:
         """The effective config as plain data (``base_dir`` left out)."""
@@ -287,9 +287,9 @@ def _check_keys(data: dict[str, Any], struct: type[msgspec.Struct], where: str) 
         candidates = _struct_types(hints.get(key))
         if candidates and isinstance(value, dict):
             target = candidates[0]
-            if len(candidates) > 1:
-                kinds = {c.__struct_config__.tag: c for c in candidates}
-                kind = value.get("kind")
+            kinds = {c.__struct_config__.tag: c for c in candidates if c.__struct_config__.tag}
+            if kinds:
+                kind = value.get("kind", next(iter(kinds)))
                 if kind not in kinds:
                     raise ConfigError(
                         f"[{where + '.' if where else ''}{key}] kind = {kind!r} is not known; "

@@ -25,7 +25,7 @@ from engine.bus import MessageBus
 from engine.clock import SimulatedClock
 from engine.config import ScenarioConfig, config_hash
 from engine.data import BarData, load_bars
-from engine.errors import EmarlError, HandlerError
+from engine.errors import ConfigError
 from engine.events import Bar, OrderFilled, PortfolioSnapshot, RunFinished
 from engine.metrics import Summary, compute_summary
 from engine.version import code_version
@@ -130,6 +130,10 @@ async def run_backtest_async(
     symbol = config.instrument.symbol
     if data is None:
         data = load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
+    elif data.symbol != symbol:
+        raise ConfigError(
+            f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}"
+        )
     started = time.perf_counter()
     bus = MessageBus()
     clock = SimulatedClock()
@@ -182,7 +186,7 @@ async def run_backtest_async(
             RunFinished(ts_event=clock.time_ns, ts_init=clock.time_ns, seq=bus.next_seq(),
                         bars=len(data))
         )
-    except (HandlerError, EmarlError, Exception) as exc:
+    except BaseException as exc:
         if recorder is not None and engine is not None and run_id is not None:
             from storage.runs import FAILED, finish_run
 

@@ -52,7 +52,10 @@ def parse_time(text: str | None, name: str) -> int | None:
         ) from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
-    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+    ns = int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+    if not -(2**63) <= ns < 2**63:
+        raise ConfigError(f"{name}: {text!r} is outside the years 1678-2262 that emarl can store")
+    return ns
 
 
 def resolve_run(engine: Engine, run: int | str | None) -> int:

@@ -1,0 +1,112 @@
+"""Schema, migrations, the Recorder and the query API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from engine.errors import ConfigError, RunNotFoundError, StorageError
+from engine.runner import run_backtest
+from storage.db import HEAD_REVISION, MIGRATIONS, connect
+from storage.models import Base, Fill, PortfolioSnapshotRow, Run
+from storage.query import FILL_COLUMNS, RUN_COLUMNS, list_runs, trade_rows, trades
+from tests.conftest import synthetic_scenario
+
+
+def test_migrations_on_empty_database_match_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = connect(db_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert context.get_current_revision() == HEAD_REVISION
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_head_revision_constant_is_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_query_columns_exist_in_models() -> None:
+    assert set(RUN_COLUMNS) <= set(Run.__table__.columns.keys())
+    assert set(FILL_COLUMNS) <= set(Fill.__table__.columns.keys())
+
+
+def test_connect_bad_url_raises_storage_error() -> None:
+    with pytest.raises(StorageError, match="not a database URL"):
+        connect("not a url")
+
+
+def test_connect_missing_sqlite_without_create_says_so(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(StorageError, match="no database at"):
+        connect(f"sqlite:///{tmp_path / 'none.db'}", create=False)
+
+
+def test_backtest_persists_every_snapshot_and_fill(db_url: str) -> None:
+    config = synthetic_scenario(3_000, storage="flush_every_bars = 700")
+    result = run_backtest(config, db_url=db_url)
+    engine = connect(db_url)
+    with engine.connect() as connection:
+        snapshots = connection.execute(
+            select(func.count()).select_from(PortfolioSnapshotRow)
+        ).scalar()
+        fills = connection.execute(select(func.count()).select_from(Fill)).scalar()
+        run = connection.execute(select(Run)).mappings().one()
+    assert snapshots == 3_000
+    assert fills == result.fills > 10
+    assert run["status"] == "completed"
+    assert run["bars"] == 3_000
+    assert run["config_hash"] and run["code_version"]
+
+
+def test_trades_filters_by_side_time_and_symbol(db_url: str) -> None:
+    run_backtest(synthetic_scenario(3_000), db_url=db_url)
+    engine = connect(db_url)
+    every = trade_rows(engine, "latest")
+    assert len(every) > 10
+    buys = trade_rows(engine, "latest", side="buy")
+    assert buys and all(r["side"] == "buy" for r in buys)
+    middle = every[len(every) // 2]["time"]
+    since = pd.Timestamp(middle, tz="UTC").isoformat()
+    later = trade_rows(engine, "latest", since=since)
+    assert later and all(r["time"] >= middle for r in later)
+    assert len(later) < len(every)
+    until = trade_rows(engine, "latest", until=since)
+    assert len(until) + len(later) == len(every) + 1  # the boundary fill is in both
+    assert trade_rows(engine, "latest", symbol="OTHER") == []
+    frame = trades(engine, "latest", side="sell")
+    assert list(frame.columns)[:5] == ["run_id", "seq", "time", "symbol", "side"]
+    assert str(frame["time"].dt.tz) == "UTC"
+    assert (frame["side"] == "sell").all()
+
+
+def test_trades_unknown_run_and_bad_dates_raise_clear_errors(sqlite_url: str) -> None:
+    engine = connect(sqlite_url)
+    with pytest.raises(RunNotFoundError, match="holds no runs"):
+        trade_rows(engine, "latest")
+    run_backtest(synthetic_scenario(500), db_url=sqlite_url)
+    with pytest.raises(RunNotFoundError, match="no run with id 99"):
+        trade_rows(engine, 99)
+    with pytest.raises(ConfigError, match="--run: 'abc' is not a run id"):
+        trade_rows(engine, "abc")
+    with pytest.raises(ConfigError, match="--since: cannot read '2020-13-45'"):
+        trade_rows(engine, "latest", since="2020-13-45")
+    with pytest.raises(ConfigError, match="--until .* is before --since"):
+        trade_rows(engine, "latest", since="2021-01-01", until="2020-01-01")
+    with pytest.raises(ConfigError, match="--side must be"):
+        trade_rows(engine, "latest", side="hold")
+
+
+def test_list_runs_newest_first_with_summary(sqlite_url: str) -> None:
+    run_backtest(synthetic_scenario(400), db_url=sqlite_url)
+    run_backtest(synthetic_scenario(400), db_url=sqlite_url)
+    rows = list_runs(connect(sqlite_url))
+    assert [r["id"] for r in rows] == [2, 1]
+    assert rows[0]["status"] == "completed" and rows[0]["trades"] is not None
