@@ -36,6 +36,7 @@ cannot carry (|position after all working orders and this one| x last close x
 from __future__ import annotations
 
 import math
+from typing import Any
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -130,7 +131,7 @@ class SimulatedBroker:
     def on_submit_order(self, command: SubmitOrder) -> None:
         bus = self._bus
         ts, seq = self._ids()
-        common = {
+        common: dict[str, Any] = {
             "ts_event": ts,
             "ts_init": ts,
             "seq": seq,

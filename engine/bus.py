@@ -73,8 +73,7 @@ class MessageBus:
         return tuple(
             handler
             for sub_type, sub_symbol, handler in self._subscriptions
-            if (sub_type is message_type or sub_type == ANY)
-            and (sub_symbol == ANY or sub_symbol == symbol)
+            if (sub_type is message_type or sub_type == ANY) and sub_symbol in (ANY, symbol)
         )
 
     def _route(self, message: Message) -> tuple[Handler, ...]:
@@ -87,19 +86,19 @@ class MessageBus:
             )
             route = {} if by_symbol else self._handlers(message_type, ANY)
             self._routes[message_type] = route
-        if type(route) is dict:
-            symbol = message.symbol  # type: ignore[attr-defined]
-            handlers = route.get(symbol)
+        if isinstance(route, dict):
+            symbol: str = getattr(message, "symbol", ANY)
+            handlers: tuple[Handler, ...] | None = route.get(symbol)
             if handlers is None:
                 handlers = route[symbol] = self._handlers(message_type, symbol)
-            return handlers  # type: ignore[no-any-return]
-        return route  # type: ignore[no-any-return]
+            return handlers
+        return tuple(route)
 
     def publish(self, message: Message) -> None:
         """Deliver ``message`` to its subscribers now, in subscription order."""
         route = self._routes.get(type(message))
         if route.__class__ is not tuple:
-            route = (route.get(message.symbol) if route else None) or self._route(message)
+            route = (route.get(message.symbol) if route else None) or self._route(message)  # type: ignore[attr-defined]
         for handler in route:
             try:
                 handler(message)

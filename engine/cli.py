@@ -45,7 +45,9 @@ app.add_typer(data_app, name="data")
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (default: the scenario's, else sqlite:///runs/emarl.db)."),
+    typer.Option(
+        "--db", help="Database URL (default: the scenario's, else sqlite:///runs/emarl.db)."
+    ),
 ]
 
 
@@ -140,8 +142,9 @@ def backtest(
                 def progress(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                result = run_backtest(config, db_url=db, scenario_path=str(scenario),
-                                      progress=progress)
+                result = run_backtest(
+                    config, db_url=db, scenario_path=str(scenario), progress=progress
+                )
         else:
             result = run_backtest(config, db_url=db, scenario_path=str(scenario))
     except EmarlError as exc:
@@ -196,7 +199,9 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
 def runs(
     db: DbOption = None,
     limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 20,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
 ) -> None:
     """List stored runs, newest first.
 
@@ -214,10 +219,33 @@ def runs(
         raise typer.Exit(1)
     for row in rows:
         row["started"] = _fmt_time(row.pop("started_ns"))
-    columns = ["id", "name", "kind", "status", "symbol", "bars", "started", "wall_seconds",
-               "total_return", "sharpe", "trades", "seed", "config_hash", "error"]
-    shown = ["id", "name", "status", "symbol", "bars", "started", "total_return", "sharpe",
-             "trades"]
+    columns = [
+        "id",
+        "name",
+        "kind",
+        "status",
+        "symbol",
+        "bars",
+        "started",
+        "wall_seconds",
+        "total_return",
+        "sharpe",
+        "trades",
+        "seed",
+        "config_hash",
+        "error",
+    ]
+    shown = [
+        "id",
+        "name",
+        "status",
+        "symbol",
+        "bars",
+        "started",
+        "total_return",
+        "sharpe",
+        "trades",
+    ]
     _emit(rows, columns if output is not OutputFormat.table else shown, output, title="runs")
 
 
@@ -225,10 +253,14 @@ def runs(
 def trades(
     run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
-    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601; naive = UTC).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="From this time (ISO 8601; naive = UTC).")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="Up to this time, inclusive.")] = None,
     side: Annotated[Side | None, typer.Option(help="Only buys or only sells.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
     db: DbOption = None,
 ) -> None:
     """List a run's fills (its trade history), oldest first.
@@ -254,8 +286,20 @@ def trades(
         raise typer.Exit(1)
     for row in rows:
         row["time"] = _fmt_time(row["time"])
-    columns = ["run_id", "seq", "time", "symbol", "side", "quantity", "price", "commission",
-               "slippage", "order_id", "fill_id", "strategy_id"]
+    columns = [
+        "run_id",
+        "seq",
+        "time",
+        "symbol",
+        "side",
+        "quantity",
+        "price",
+        "commission",
+        "slippage",
+        "order_id",
+        "fill_id",
+        "strategy_id",
+    ]
     shown = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
     if output is OutputFormat.table:
         columns = shown
@@ -269,19 +313,20 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, 
     if output is OutputFormat.csv:
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore",
-                                lineterminator="\n")
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
         return
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE)
     for column in columns:
-        table.add_column(column, justify="right" if column not in ("name", "error") else "left",
-                         no_wrap=True)
+        table.add_column(
+            column, justify="right" if column not in ("name", "error") else "left", no_wrap=True
+        )
     for row in rows:
         table.add_row(*("" if row.get(c) is None else _cell(row.get(c)) for c in columns))
     _console().print(table)

@@ -184,7 +184,12 @@ class BrokerConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class SmaCrossConfig(
-    _Config, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="sma_cross", tag_field="kind"
+    _Config,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="sma_cross",
+    tag_field="kind",
 ):
     """Long when SMA(fast) > SMA(slow), short when below (flat when ``long_only``)."""
 
@@ -282,7 +287,11 @@ def _check_keys(data: dict[str, Any], struct: type[msgspec.Struct], where: str) 
         if key not in allowed:
             section = f"[{where}]" if where else "the top level"
             close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(allowed))}"
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; known keys: {', '.join(sorted(allowed))}"
+            )
             raise ConfigError(f"unknown key {key!r} in {section}{hint}")
         candidates = _struct_types(hints.get(key))
         if candidates and isinstance(value, dict):

@@ -18,7 +18,9 @@ holidays, suspensions) are breaks, not gaps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +138,11 @@ class _Validator:
         return DataError(f"{self.source}: row {self.rows[position]}: {problem}{hint}")
 
     def apply(
-        self, bad: np.ndarray, option: str, problem: str, describe: callable  # type: ignore[valid-type]
+        self,
+        bad: np.ndarray,
+        option: str,
+        problem: str,
+        describe: Callable[[int], str],
     ) -> str:
         """Return the policy to apply to ``bad`` rows, raising for 'error'."""
         policy: str = getattr(self.config, option)
@@ -184,15 +190,15 @@ def _parse_timestamps(values: pd.Series, config: DataConfig, v: _Validator) -> n
             raise DataError(
                 f"{v.source}: timestamps are not valid local times in {config.timezone}: {exc}"
             ) from exc
-    ns = stamps.tz_convert("UTC").as_unit("ns").asi8.copy()
+    ns: np.ndarray = np.array(stamps.tz_convert("UTC").as_unit("ns").asi8, dtype=np.int64)
     if config.timestamp_label == "start":
         ns += config.bar_minutes * NS_PER_MINUTE
     return ns
 
 
-def _validate(frame: pd.DataFrame, config: DataConfig, source: str, row_base: int) -> tuple[
-    np.ndarray, dict[str, np.ndarray], DataReport, int
-]:
+def _validate(
+    frame: pd.DataFrame, config: DataConfig, source: str, row_base: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], DataReport, int]:
     """Check and repair a raw frame; return end stamps, columns, report and source bar minutes."""
     names = {
         "timestamp": config.timestamp_column,
@@ -219,8 +225,9 @@ def _validate(frame: pd.DataFrame, config: DataConfig, source: str, row_base: in
             option = "on_bad_volume" if name == "volume" else "on_bad_price"
             policy = getattr(config, option)
             if policy == "error":
-                raise v.fail(first, f"cannot parse {raw!r} as a number in column {names[name]!r}",
-                             option)
+                raise v.fail(
+                    first, f"cannot parse {raw!r} as a number in column {names[name]!r}", option
+                )
         cols[name] = parsed
     keep = np.ones(len(ts), dtype=bool)
 
@@ -341,9 +348,12 @@ def _validate(frame: pd.DataFrame, config: DataConfig, source: str, row_base: in
             ts = ts[on]
             cols = {name: cols[name][on] for name in FIELDS}
         else:  # fill: merge each stray bar into the grid bar that contains it
-            ts, cols = resample_bars(ts, cols, source_minutes, config.timezone,
-                                     config.grid_offset_minutes)
-    v.report.resampled_from_minutes = source_minutes if source_minutes != config.bar_minutes else None
+            ts, cols = resample_bars(
+                ts, cols, source_minutes, config.timezone, config.grid_offset_minutes
+            )
+    v.report.resampled_from_minutes = (
+        source_minutes if source_minutes != config.bar_minutes else None
+    )
     return ts, cols, v.report, source_minutes
 
 
@@ -352,15 +362,16 @@ def _fill_flat(cols: dict[str, np.ndarray], bad: np.ndarray, v: _Validator) -> N
     close = cols["close"]
     for i in np.flatnonzero(bad):
         if i == 0:
-            raise v.fail(0, "bad price on the first row cannot be filled (no previous close)",
-                         "on_bad_price")
+            raise v.fail(
+                0, "bad price on the first row cannot be filled (no previous close)", "on_bad_price"
+            )
         previous = close[i - 1]
         for name in PRICE_FIELDS:
             cols[name][i] = previous
         cols["volume"][i] = 0.0
 
 
-def _fmt(ns: int) -> str:
+def _fmt(ns: Any) -> str:
     return str(pd.Timestamp(int(ns), tz="UTC"))
 
 
@@ -384,12 +395,17 @@ def _local_offsets(ts: np.ndarray, timezone: str) -> np.ndarray:
     if timezone == "UTC":
         return np.zeros(len(ts), dtype=np.int64)
     index = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(timezone)
-    local = index.tz_localize(None).as_unit("ns").asi8
-    return local - ts
+    local = np.asarray(index.tz_localize(None).as_unit("ns").asi8, dtype=np.int64)
+    offsets: np.ndarray = local - ts
+    return offsets
 
 
 def resample_bars(
-    ts: np.ndarray, cols: dict[str, np.ndarray], bar_minutes: int, timezone: str, offset_minutes: int = 0
+    ts: np.ndarray,
+    cols: dict[str, np.ndarray],
+    bar_minutes: int,
+    timezone: str,
+    offset_minutes: int = 0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Aggregate finer bars (stamped with their end) into ``bar_minutes`` bars.
 
@@ -442,13 +458,16 @@ def count_gaps(ts: np.ndarray, timezone: str) -> int:
     return int(np.maximum(expected - present, 0).sum())
 
 
-def load_bars(config: DataConfig, symbol: str, *, path: Path | None = None, seed: int = 0) -> BarData:
+def load_bars(
+    config: DataConfig, symbol: str, *, path: Path | None = None, seed: int = 0
+) -> BarData:
     """Load, validate, resample and window the bars a scenario asks for."""
     if config.source == "synthetic":
         from engine.synthetic import generate_market
 
-        data = generate_market(config.synthetic, symbol=symbol, seed=seed,
-                               bar_minutes=config.bar_minutes)
+        data = generate_market(
+            config.synthetic, symbol=symbol, seed=seed, bar_minutes=config.bar_minutes
+        )
         return _window(data, config)
     if path is None:
         path = Path(config.path)
@@ -456,15 +475,11 @@ def load_bars(config: DataConfig, symbol: str, *, path: Path | None = None, seed
     is_csv = not (config.format == "parquet" or path.suffix.lower() in (".parquet", ".pq"))
     ts, cols, report, source_minutes = _validate(frame, config, str(path), 2 if is_csv else 1)
     if source_minutes != config.bar_minutes:
-        ts, cols = resample_bars(ts, cols, config.bar_minutes, config.timezone,
-                                 config.grid_offset_minutes)
-    data = BarData(
-        symbol,
-        ts,
-        *(np.ascontiguousarray(cols[name], dtype=np.float64) for name in FIELDS),
-        bar_ns=config.bar_minutes * NS_PER_MINUTE,
-        report=report,
-    )
+        ts, cols = resample_bars(
+            ts, cols, config.bar_minutes, config.timezone, config.grid_offset_minutes
+        )
+    o, h, lo, c, v = (np.ascontiguousarray(cols[name], dtype=np.float64) for name in FIELDS)
+    data = BarData(symbol, ts, o, h, lo, c, v, config.bar_minutes * NS_PER_MINUTE, report)
     return _window(data, config)
 
 
@@ -473,8 +488,9 @@ def _window(data: BarData, config: DataConfig) -> BarData:
     if config.start:
         lo = int(np.searchsorted(data.ts, _parse_bound(config.start, config.timezone, "start")))
     if config.end:
-        hi = int(np.searchsorted(data.ts, _parse_bound(config.end, config.timezone, "end"),
-                                 side="right"))
+        hi = int(
+            np.searchsorted(data.ts, _parse_bound(config.end, config.timezone, "end"), side="right")
+        )
     if lo or hi != len(data):
         data = data.slice(lo, hi)
     if len(data) == 0:

@@ -270,5 +270,5 @@ def decode(data: bytes) -> Message:
     if _decoder is None:
         from typing import Union
 
-        _decoder = msgspec.msgpack.Decoder(Union[EVENT_TYPES])  # type: ignore[valid-type]  # noqa: UP007
+        _decoder = msgspec.msgpack.Decoder(Union[EVENT_TYPES])  # noqa: UP007
     return _decoder.decode(data)

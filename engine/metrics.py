@@ -59,15 +59,17 @@ class Summary:
         return asdict(self)
 
 
-def round_trips(side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                commission: np.ndarray) -> np.ndarray:
+def round_trips(
+    side: np.ndarray, quantity: np.ndarray, price: np.ndarray, commission: np.ndarray
+) -> np.ndarray:
     """P&L of each closed round trip, net of commissions (see the module docstring)."""
     results: list[float] = []
     position = 0.0
     avg = 0.0
     pnl = 0.0
-    for s, q, p, c in zip(side.tolist(), quantity.tolist(), price.tolist(), commission.tolist(),
-                          strict=True):
+    for s, q, p, c in zip(
+        side.tolist(), quantity.tolist(), price.tolist(), commission.tolist(), strict=True
+    ):
         signed = q if s == "buy" else -q
         if position == 0.0 or (position > 0) == (signed > 0):
             avg = (avg * abs(position) + p * q) / (abs(position) + q)
@@ -103,8 +105,27 @@ def compute_summary(
     n = len(equity)
     nan = float("nan")
     if n == 0:
-        return Summary(0, bar_gaps, 0, 0, initial_equity, initial_equity, 0.0, nan, nan, nan, nan,
-                       0.0, nan, 0, nan, 0.0, 0.0, fees, nan)
+        return Summary(
+            0,
+            bar_gaps,
+            0,
+            0,
+            initial_equity,
+            initial_equity,
+            0.0,
+            nan,
+            nan,
+            nan,
+            nan,
+            0.0,
+            nan,
+            0,
+            nan,
+            0.0,
+            0.0,
+            fees,
+            nan,
+        )
     previous = np.concatenate([[initial_equity], equity[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         returns = equity / previous - 1.0

@@ -131,9 +131,7 @@ async def run_backtest_async(
     if data is None:
         data = load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
     elif data.symbol != symbol:
-        raise ConfigError(
-            f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}"
-        )
+        raise ConfigError(f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}")
     started = time.perf_counter()
     bus = MessageBus()
     clock = SimulatedClock()
@@ -183,8 +181,9 @@ async def run_backtest_async(
     try:
         await _replay(data, bus, clock, progress)
         bus.publish(
-            RunFinished(ts_event=clock.time_ns, ts_init=clock.time_ns, seq=bus.next_seq(),
-                        bars=len(data))
+            RunFinished(
+                ts_event=clock.time_ns, ts_init=clock.time_ns, seq=bus.next_seq(), bars=len(data)
+            )
         )
     except BaseException as exc:
         if recorder is not None and engine is not None and run_id is not None:
@@ -193,8 +192,13 @@ async def run_backtest_async(
             try:
                 recorder.abort()
             finally:
-                finish_run(engine, run_id, status=FAILED,
-                           wall_seconds=time.perf_counter() - started, error=str(exc))
+                finish_run(
+                    engine,
+                    run_id,
+                    status=FAILED,
+                    wall_seconds=time.perf_counter() - started,
+                    error=str(exc),
+                )
         raise
     wall = time.perf_counter() - started
     n = collector.count
@@ -247,8 +251,17 @@ async def _replay(
         for ts, o, h, lo, c, v in columns:
             clock.time_ns = ts
             publish(
-                Bar(ts_event=ts, ts_init=ts, seq=next_seq(), symbol=symbol,
-                    open=o, high=h, low=lo, close=c, volume=v)
+                Bar(
+                    ts_event=ts,
+                    ts_init=ts,
+                    seq=next_seq(),
+                    symbol=symbol,
+                    open=o,
+                    high=h,
+                    low=lo,
+                    close=c,
+                    volume=v,
+                )
             )
         if progress is not None:
             progress(stop, total)

@@ -19,12 +19,32 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RUN_COLUMNS = (
-    "id", "name", "kind", "status", "symbol", "bars", "started_ns", "wall_seconds", "seed",
-    "config_hash", "error", "summary_json",
+    "id",
+    "name",
+    "kind",
+    "status",
+    "symbol",
+    "bars",
+    "started_ns",
+    "wall_seconds",
+    "seed",
+    "config_hash",
+    "error",
+    "summary_json",
 )
 FILL_COLUMNS = (
-    "run_id", "seq", "ts_event", "symbol", "side", "quantity", "price", "commission", "slippage",
-    "order_id", "fill_id", "strategy_id",
+    "run_id",
+    "seq",
+    "ts_event",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "commission",
+    "slippage",
+    "order_id",
+    "fill_id",
+    "strategy_id",
 )
 Run = table("runs", *(column(name) for name in RUN_COLUMNS))
 Fill = table("fills", *(column(name) for name in FILL_COLUMNS))
@@ -32,8 +52,18 @@ Fill = table("fills", *(column(name) for name in FILL_COLUMNS))
 __all__ = ["TRADE_COLUMNS", "list_runs", "parse_time", "resolve_run", "trade_rows", "trades"]
 
 TRADE_COLUMNS = (
-    "run_id", "seq", "time", "symbol", "side", "quantity", "price", "commission", "slippage",
-    "order_id", "fill_id", "strategy_id",
+    "run_id",
+    "seq",
+    "time",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "commission",
+    "slippage",
+    "order_id",
+    "fill_id",
+    "strategy_id",
 )
 
 
@@ -163,7 +193,7 @@ def trades(
     until: str | None = None,
     side: str | None = None,
 ) -> pd.DataFrame:
-    """The fills of a run as a DataFrame (``time`` as UTC datetimes), filtered like ``emarl trades``.
+    """A run's fills as a DataFrame (``time`` in UTC), filtered like ``emarl trades``.
 
     ``engine`` is an SQLAlchemy engine or a database URL.
     """

@@ -80,8 +80,13 @@ class TableSpec:
 
 def _order_event(name: str) -> TableSpec:
     def convert(message: Any) -> tuple[Any, ...]:
-        return (message.seq, message.ts_event, message.order_id, name,
-                getattr(message, "reason", None))
+        return (
+            message.seq,
+            message.ts_event,
+            message.order_id,
+            name,
+            getattr(message, "reason", None),
+        )
 
     return TableSpec(
         OrderEvent.__table__,  # type: ignore[arg-type]
@@ -175,10 +180,12 @@ class Recorder:
                 count += len(buffer)
         if not batch:
             return 0
-        with storage_errors(f"run {self.run_id}: writing {count} rows"):
-            with self._engine.begin() as connection:
-                for sql, rows in batch:
-                    connection.exec_driver_sql(sql, rows)
+        with (
+            storage_errors(f"run {self.run_id}: writing {count} rows"),
+            self._engine.begin() as connection,
+        ):
+            for sql, rows in batch:
+                connection.exec_driver_sql(sql, rows)
         for buffer in self._buffers.values():
             buffer.clear()
         self.rows_written += count

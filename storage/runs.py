@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert, update
 from storage.db import storage_errors
 from storage.models import Run
 
-__all__ = ["RUNNING", "COMPLETED", "FAILED", "create_run", "finish_run"]
+__all__ = ["COMPLETED", "FAILED", "RUNNING", "create_run", "finish_run"]
 
 RUNNING = "running"
 COMPLETED = "completed"

@@ -57,7 +57,9 @@ class Strategy:
         if fill.leaves_quantity <= 0.0:
             self.open_orders.discard(fill.order_id)
 
-    def on_order_closed(self, event: OrderCanceled | OrderExpired | OrderDenied | OrderRejected) -> None:
+    def on_order_closed(
+        self, event: OrderCanceled | OrderExpired | OrderDenied | OrderRejected
+    ) -> None:
         if event.strategy_id != self.strategy_id:
             return
         self.open_orders.discard(event.order_id)
@@ -99,7 +101,9 @@ class Strategy:
         return order_id
 
     def cancel_order(self, order_id: str) -> None:
+        """Ask the broker to cancel a working order."""
         bus = self._bus
+        now = self._clock.now_ns()
         bus.publish(
             CancelOrder(
                 ts_event=now,

@@ -53,7 +53,9 @@ class SmaCross(Strategy):
         slot = count % slow
         # Sums over the windows, updated by adding the new close and removing the oldest.
         self._sum_slow += close - closes[slot]
-        self._sum_fast += close - (closes[(count - self._fast) % slow] if count >= self._fast else 0.0)
+        self._sum_fast += close - (
+            closes[(count - self._fast) % slow] if count >= self._fast else 0.0
+        )
         closes[slot] = close
         self._count = count = count + 1
         if count < slow:

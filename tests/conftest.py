@@ -35,8 +35,9 @@ def postgres_url() -> Iterator[str]:
 
     from storage.db import dispose_all
 
-    admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
     name = f"emarl_test_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as connection:

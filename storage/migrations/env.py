@@ -18,8 +18,9 @@ def run() -> None:
         if not url:
             raise RuntimeError("set sqlalchemy.url or pass a connection")
         with create_engine(url).begin() as connection:
-            context.configure(connection=connection, target_metadata=target_metadata,
-                              render_as_batch=True)
+            context.configure(
+                connection=connection, target_metadata=target_metadata, render_as_batch=True
+            )
             with context.begin_transaction():
                 context.run_migrations()
         return

@@ -28,7 +28,7 @@ def scenario(tmp_path: Path) -> Path:
     return path
 
 
-def invoke(*args: str):  # noqa: ANN201
+def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
@@ -36,8 +36,20 @@ def test_backtest_then_runs_and_trades(scenario: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     result = invoke("backtest", str(scenario), "--quiet")
     assert result.exit_code == 0, result.output
-    for label in ("total return", "CAGR", "Sharpe", "Sortino", "max drawdown", "Calmar",
-                  "win rate", "exposure", "turnover", "fees", "bars", "run id"):
+    for label in (
+        "total return",
+        "CAGR",
+        "Sharpe",
+        "Sortino",
+        "max drawdown",
+        "Calmar",
+        "win rate",
+        "exposure",
+        "turnover",
+        "fees",
+        "bars",
+        "run id",
+    ):
         assert label in result.output
     as_json = invoke("backtest", str(scenario), "--json", "--seed", "3")
     summary = json.loads(as_json.output)
@@ -62,8 +74,9 @@ def test_backtest_then_runs_and_trades(scenario: Path, tmp_path: Path) -> None:
         (["trades", "--run", "x1"], 2, "error: --run: 'x1' is not a run id"),
     ],
 )
-def test_trades_bad_queries_exit_with_one_line(scenario: Path, tmp_path: Path, args: list[str],
-                                                code: int, message: str) -> None:
+def test_trades_bad_queries_exit_with_one_line(
+    scenario: Path, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
     invoke("backtest", str(scenario), "--quiet")
     result = invoke(*args, "--db", f"sqlite:///{tmp_path / 'cli.db'}")
     assert result.exit_code == code
@@ -106,6 +119,7 @@ def test_query_commands_do_not_import_heavy_packages(scenario: Path, tmp_path: P
         "print(sorted(m for m in ('torch', 'numba', 'pandas', 'numpy') if m in sys.modules),"
         " file=sys.stderr)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert done.stderr.strip().splitlines()[-1] == "[]"

@@ -11,8 +11,17 @@ from engine.events import Bar, OrderFilled, SubmitOrder, decode, encode
 
 
 def bar(bus: MessageBus, symbol: str = "A", close: float = 1.0) -> Bar:
-    return Bar(ts_event=1, ts_init=1, seq=bus.next_seq(), symbol=symbol, open=1.0, high=1.0,
-               low=1.0, close=close, volume=0.0)
+    return Bar(
+        ts_event=1,
+        ts_init=1,
+        seq=bus.next_seq(),
+        symbol=symbol,
+        open=1.0,
+        high=1.0,
+        low=1.0,
+        close=close,
+        volume=0.0,
+    )
 
 
 def test_publish_calls_handlers_in_subscription_order_depth_first() -> None:
@@ -75,12 +84,36 @@ def test_events_round_trip_through_bytes_and_are_immutable() -> None:
     bus = MessageBus()
     messages = [
         bar(bus),
-        SubmitOrder(ts_event=1, ts_init=2, seq=3, order_id="o", strategy_id="s", symbol="A",
-                    side="buy", quantity=5, order_type="stop_limit", limit_price=2.0,
-                    stop_price=1.5, time_in_force="day"),
-        OrderFilled(ts_event=1, ts_init=1, seq=4, order_id="o", fill_id="F1", strategy_id="s",
-                    symbol="A", side="sell", quantity=1, price=2, commission=0.1, slippage=0,
-                    filled_quantity=1, leaves_quantity=0),
+        SubmitOrder(
+            ts_event=1,
+            ts_init=2,
+            seq=3,
+            order_id="o",
+            strategy_id="s",
+            symbol="A",
+            side="buy",
+            quantity=5,
+            order_type="stop_limit",
+            limit_price=2.0,
+            stop_price=1.5,
+            time_in_force="day",
+        ),
+        OrderFilled(
+            ts_event=1,
+            ts_init=1,
+            seq=4,
+            order_id="o",
+            fill_id="F1",
+            strategy_id="s",
+            symbol="A",
+            side="sell",
+            quantity=1,
+            price=2,
+            commission=0.1,
+            slippage=0,
+            filled_quantity=1,
+            leaves_quantity=0,
+        ),
     ]
     for message in messages:
         assert decode(encode(message)) == message
@@ -102,7 +135,15 @@ def test_events_round_trip_through_bytes_and_are_immutable() -> None:
     ],
 )
 def test_submit_order_invalid_fields_raise(fields: dict, message: str) -> None:
-    base = {"ts_event": 1, "ts_init": 1, "seq": 1, "order_id": "o", "strategy_id": "s",
-            "symbol": "A", "side": "buy", "quantity": 1.0}
+    base = {
+        "ts_event": 1,
+        "ts_init": 1,
+        "seq": 1,
+        "order_id": "o",
+        "strategy_id": "s",
+        "symbol": "A",
+        "side": "buy",
+        "quantity": 1.0,
+    }
     with pytest.raises(ValueError, match=message):
         SubmitOrder(**{**base, **fields})

@@ -15,18 +15,36 @@ SCENARIOS = Path(__file__).parents[2] / "scenarios"
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[broker]\ncomission_bps = 1\n", r"unknown key 'comission_bps' in \[broker\]; did you mean 'commission_bps'\?"),
-        ("[strategie]\nfast = 1\n", r"unknown key 'strategie' in the top level; did you mean 'strategy'\?"),
-        ("[data.synthetic]\nbarz = 5\n", r"unknown key 'barz' in \[data.synthetic\]; did you mean 'bars'\?"),
+        (
+            "[broker]\ncomission_bps = 1\n",
+            r"unknown key 'comission_bps' in \[broker\]; did you mean 'commission_bps'\?",
+        ),
+        (
+            "[strategie]\nfast = 1\n",
+            r"unknown key 'strategie' in the top level; did you mean 'strategy'\?",
+        ),
+        (
+            "[data.synthetic]\nbarz = 5\n",
+            r"unknown key 'barz' in \[data.synthetic\]; did you mean 'bars'\?",
+        ),
         ("[strategy]\nkind = 'rsi'\n", r"kind = 'rsi' is not known; choose one of 'sma_cross'"),
         ("[strategy]\nfast = 'ten'\n", r"Expected `int`, got `str` \(key strategy.fast\)"),
-        ("[strategy]\nfast = 40\n", r"strategy.fast \(40\) must be smaller than strategy.slow \(30\)"),
+        (
+            "[strategy]\nfast = 40\n",
+            r"strategy.fast \(40\) must be smaller than strategy.slow \(30\)",
+        ),
         ("[broker]\nmax_participation = 2.0\n", r"broker.max_participation must be in \[0, 1\]"),
         ("[broker]\ncommission_bps = -1\n", r"broker.commission_bps must be zero or positive"),
-        ("[data]\npath = 'x.csv'\non_bad_price = 'fix'\n", r"Invalid enum value 'fix' \(key data.on_bad_price\)"),
+        (
+            "[data]\npath = 'x.csv'\non_bad_price = 'fix'\n",
+            r"Invalid enum value 'fix' \(key data.on_bad_price\)",
+        ),
         ("[data]\npath = 'x.csv'\ntimezone = 'Mars/Base'\n", r"unknown time zone 'Mars/Base'"),
         ("[data]\nsource = 'file'\n", r"data.path is required"),
-        ("[instrument]\nsymbol = 'a/b'\n[data]\nsource='synthetic'\n", r"instrument.symbol must be"),
+        (
+            "[instrument]\nsymbol = 'a/b'\n[data]\nsource='synthetic'\n",
+            r"instrument.symbol must be",
+        ),
         ("[run\n", r"not valid TOML"),
     ],
 )

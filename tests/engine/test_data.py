@@ -47,7 +47,10 @@ def test_load_bars_start_label_moves_stamp_to_bar_end() -> None:
         ("negative_volume.csv", r"row 3: volume is -5\.0, it must be a finite number >= 0"),
         ("high_below.csv", r"row 3: high 10\.6 is below max\(open, close\) = 10\.8"),
         ("low_above.csv", r"row 3: low 10\.6 is above min\(open, close\) = 10\.5"),
-        ("duplicate.csv", r"row 3: duplicate timestamp 2024-01-02 10:00:00\+00:00 \(also on row 2\)"),
+        (
+            "duplicate.csv",
+            r"row 3: duplicate timestamp 2024-01-02 10:00:00\+00:00 \(also on row 2\)",
+        ),
         ("out_of_order.csv", r"row 4: timestamp .*10:30:00\+00:00 is earlier than the previous"),
         ("off_grid.csv", r"row 4: timestamp .*10:47:00\+00:00 is not on the 30-minute grid"),
         ("bad_timestamp.csv", r"row 3: cannot parse timestamp 'not-a-date'"),
@@ -79,7 +82,11 @@ def test_load_bars_fill_policies_repair_rows() -> None:
     bars = load("nan_price.csv", on_bad_price="fill")
     # A flat bar at the previous close, volume 0.
     assert [bars.open[1], bars.high[1], bars.low[1], bars.close[1], bars.volume[1]] == [
-        10.5, 10.5, 10.5, 10.5, 0.0,
+        10.5,
+        10.5,
+        10.5,
+        10.5,
+        0.0,
     ]
     assert load("negative_volume.csv", on_bad_volume="fill").volume[1] == 0.0
     widened = load("high_below.csv", on_bad_range="fill")

@@ -42,9 +42,7 @@ def test_compute_summary_matches_empyrical_with_bars_per_year() -> None:
         empyrical.annual_volatility(returns, annualization=periods), rel=1e-9
     )
     assert summary.max_drawdown == pytest.approx(empyrical.max_drawdown(returns), rel=1e-9)
-    assert summary.cagr == pytest.approx(
-        empyrical.cagr(returns, annualization=periods), rel=1e-9
-    )
+    assert summary.cagr == pytest.approx(empyrical.cagr(returns, annualization=periods), rel=1e-9)
     assert summary.calmar == pytest.approx(
         empyrical.calmar_ratio(returns, annualization=periods), rel=1e-9
     )
@@ -76,10 +74,12 @@ def test_round_trips_long_flip_short_and_commissions() -> None:
 
 
 def test_compute_summary_no_bars_and_constant_equity_are_defined() -> None:
-    empty = compute_summary(np.array([], dtype=np.int64), np.array([]), np.array([]), 100.0,
-                            no_fills(), 0.0)
+    empty = compute_summary(
+        np.array([], dtype=np.int64), np.array([]), np.array([]), 100.0, no_fills(), 0.0
+    )
     assert empty.bars == 0 and math.isnan(empty.sharpe)
-    flat = compute_summary(np.arange(5) * 10**12, np.full(5, 100.0), np.zeros(5), 100.0,
-                           no_fills(), 0.0)
+    flat = compute_summary(
+        np.arange(5) * 10**12, np.full(5, 100.0), np.zeros(5), 100.0, no_fills(), 0.0
+    )
     assert flat.total_return == 0.0 and flat.max_drawdown == 0.0
     assert math.isnan(flat.sharpe) and math.isnan(flat.win_rate) and flat.trades == 0

@@ -25,8 +25,8 @@ slippage_bps = 1.5
 max_participation = 0.5"""
 
 
-def recording_factory(events: list):  # noqa: ANN201
-    def factory(config, bus, clock):  # noqa: ANN001, ANN202
+def recording_factory(events: list):
+    def factory(config, bus, clock):
         bus.subscribe("*", events.append)
         return build_strategy(config, bus, clock)
 
@@ -70,8 +70,9 @@ def test_backtest_every_bar_cash_plus_positions_equals_equity() -> None:
 
 def test_backtest_fills_happen_at_next_bar_open() -> None:
     events: list = []
-    run_backtest(synthetic_scenario(2_000), persist=False,
-                 strategy_factory=recording_factory(events))
+    run_backtest(
+        synthetic_scenario(2_000), persist=False, strategy_factory=recording_factory(events)
+    )
     bars = {e.ts_event: e for e in events if isinstance(e, Bar)}
     submitted = {e.order_id: e.ts_event for e in events if isinstance(e, SubmitOrder)}
     bar_times = sorted(bars)
@@ -116,7 +117,7 @@ def test_synthetic_scenario_same_seed_same_ledger_other_seed_differs(tmp_path: P
 def test_backtest_handler_raises_run_failed_with_whole_batches(sqlite_url: str) -> None:
     config = synthetic_scenario(3_000, storage="flush_every_bars = 1000")
 
-    def factory(cfg, bus, clock):  # noqa: ANN001, ANN202
+    def factory(cfg, bus, clock):
         strategy = build_strategy(cfg, bus, clock)
         original = strategy.on_bar
         count = {"n": 0}
@@ -135,9 +136,13 @@ def test_backtest_handler_raises_run_failed_with_whole_batches(sqlite_url: str) 
     engine = connect(sqlite_url)
     with engine.connect() as connection:
         run = connection.execute(select(Run)).mappings().one()
-        snapshots = connection.execute(
-            select(PortfolioSnapshotRow.ts_event).order_by(PortfolioSnapshotRow.seq)
-        ).scalars().all()
+        snapshots = (
+            connection.execute(
+                select(PortfolioSnapshotRow.ts_event).order_by(PortfolioSnapshotRow.seq)
+            )
+            .scalars()
+            .all()
+        )
         last_fill = connection.execute(select(func.max(Fill.ts_event))).scalar()
     assert run["status"] == "failed"
     assert "strategy bug on bar 2500" in run["error"]
@@ -165,8 +170,9 @@ def test_backtest_summary_reports_gaps_from_data(tmp_path: Path) -> None:
 
     index = pd.date_range("2024-01-02 10:00", periods=8 * 40, freq="30min")
     index = index[index.hour.isin(range(10, 14))]
-    frame = pd.DataFrame({"timestamp": index, "open": 10.0, "high": 11.0, "low": 9.0,
-                          "close": 10.0, "volume": 5.0})
+    frame = pd.DataFrame(
+        {"timestamp": index, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.0, "volume": 5.0}
+    )
     frame = frame.drop(index=[5, 17])
     path = tmp_path / "gappy.csv"
     frame.to_csv(path, index=False)

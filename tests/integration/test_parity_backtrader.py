@@ -53,7 +53,7 @@ def run_backtrader(data: BarData, fast: int, slow: int) -> tuple[list[tuple], fl
             if self.position.size != target:
                 self.order_target_size(target=target)
 
-        def notify_order(self, order) -> None:  # noqa: ANN001
+        def notify_order(self, order) -> None:
             if order.status == order.Completed:
                 when = bt.num2date(order.executed.dt)
                 trades.append(
@@ -92,7 +92,7 @@ quantity = {QUANTITY}
     fills: list[tuple] = []
     from engine.events import OrderFilled
 
-    def factory(cfg, bus, clock):  # noqa: ANN001, ANN202
+    def factory(cfg, bus, clock):
         from engine.runner import build_strategy
 
         bus.subscribe(
@@ -114,8 +114,9 @@ def compare(data: BarData, fast: int, slow: int) -> int:
     # reversal's price as the quantity-weighted mean of its closing and opening parts,
     # which can differ from the open in the last bit.
     assert [(t, s, q) for t, s, _, q in ours] == [(t, s, q) for t, s, _, q in theirs]
-    np.testing.assert_allclose([p for _, _, p, _ in ours], [p for _, _, p, _ in theirs],
-                               rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        [p for _, _, p, _ in ours], [p for _, _, p, _ in theirs], rtol=1e-12, atol=0
+    )
     assert our_equity == pytest.approx(their_equity, rel=1e-9)
     return len(ours)
 

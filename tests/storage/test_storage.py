@@ -44,7 +44,7 @@ def test_connect_bad_url_raises_storage_error() -> None:
         connect("not a url")
 
 
-def test_connect_missing_sqlite_without_create_says_so(tmp_path) -> None:  # noqa: ANN001
+def test_connect_missing_sqlite_without_create_says_so(tmp_path) -> None:
     with pytest.raises(StorageError, match="no database at"):
         connect(f"sqlite:///{tmp_path / 'none.db'}", create=False)
 
