@@ -1,0 +1,631 @@
+"""One whole meta-investor step (SPEC sections 5 and 6), pure and resumable.
+
+Per step, after the step's coalition values v(S) are known:
+
+1. Shapley values φ: exact when n ≤ ``exact_max_agents``, else Monte Carlo
+   (:mod:`strategies.meta.shapley`).
+2. Share prices: simple or compound form (:mod:`strategies.meta.share_price`).
+3. Volatility σ_i: sample standard deviation of the last
+   ``volatility_window`` log price changes, times √``periods_per_time_unit``.
+4. Strike K_i: mean of the last ``strike_window`` share prices, the new price
+   included (the initial price S_i(0) counts as the first of them).
+5. Option values C_i: Black-Scholes (or CRR with ``crr_steps`` steps) with the
+   caller's time to expiry and ``risk_free_rate``.
+6. Target weights w* (allocator mode), smoothed weights
+   w ← (1 - η) w + η w*, bubbles and the bubble penalty
+   (:mod:`strategies.meta.allocation`).
+
+The initial weights are equal in "option" mode and the fixed targets in the
+"equal" and "softmax" modes (where smoothing then leaves them unchanged). The
+smoothed weights returned by a step are the ensemble weights for the next
+decision. Non-finite coalition values raise ``ValueError`` naming the step
+(numbered from 1) and the coalition, before any state changes.
+
+CRR pricing: where the tree's risk-neutral probability falls outside [0, 1]
+(σ√Δt < rΔt: rate high, volatility tiny, few steps) the agent is valued with
+Black-Scholes, the tree's limit, instead.
+
+The hot path is one numba kernel over a flat state array, so a 3-agent step
+costs a few microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+from numba import njit
+
+from strategies.meta.allocation import (
+    bubbles_nb,
+    option_target_weights_nb,
+    smooth_weights_nb,
+    softmax_weights,
+)
+from strategies.meta.options import black_scholes_call_nb, crr_call_nb
+from strategies.meta.shapley import (
+    MAX_EXACT_AGENTS,
+    default_permutations,
+    shapley_exact_nb,
+    shapley_monte_carlo_details,
+    shapley_size_weights,
+)
+from strategies.meta.share_price import compound_factors_nb, simple_factors_nb
+
+__all__ = ["MetaInvestorParams", "MetaInvestorState", "MetaStepResult"]
+
+_STATE_FORMAT = "emarl.meta_investor/1"
+
+# Rows of the per-step result table.
+_PHI, _STDERR, _PRICES, _VOLS, _STRIKES, _OPTIONS, _TARGETS, _WEIGHTS, _BUBBLES = range(9)
+_ROWS = 9
+
+# Counters: [changes recorded, next change slot, prices recorded, next price slot].
+_CHANGE_COUNT, _CHANGE_SLOT, _PRICE_COUNT, _PRICE_SLOT = range(4)
+
+# Float parameters handed to the kernel.
+(
+    _P_ALPHA,
+    _P_FLOOR,
+    _P_RTOL,
+    _P_COMPOUND,
+    _P_VOL_SCALE,
+    _P_RATE,
+    _P_CRR,
+    _P_ETA,
+    _P_THETA,
+    _P_BETA,
+    _P_CAP,
+    _P_FIXED_TARGETS,
+) = range(12)
+_N_FLOAT_PARAMS = 12
+
+
+class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of the meta-investor; defaults in brackets.
+
+    * ``n_agents`` [3]: number of agents, ≥ 1.
+    * ``share_price_form`` ["simple"]: "simple" or "compound" (SPEC 5.3).
+    * ``alpha`` [0.05]: step size α of the simple form, ≥ 0.
+    * ``price_floor`` [1e-6]: smallest factor S(t+1)/S(t), in (0, 1).
+    * ``price_rtol`` [1e-9]: σ_φ (simple) or |φ̄| (compound) at or below
+      ``price_rtol`` · max|φ| skips the price update; in [0, 1).
+    * ``initial_share_price`` [1.0]: S_i(0), > 0.
+    * ``volatility_window`` [20]: log price changes in the volatility, ≥ 2.
+    * ``periods_per_time_unit`` [1.0]: steps per unit of the option's time,
+      > 0 (1 when the time to expiry is counted in steps).
+    * ``strike_window`` [20]: prices in the strike's moving average, ≥ 1.
+    * ``risk_free_rate`` [0.0]: r per unit of the option's time, finite.
+    * ``pricing`` ["black_scholes"]: "black_scholes" or "crr".
+    * ``crr_steps`` [200]: tree steps when pricing is "crr", in [1, 100000].
+    * ``allocator`` ["option"]: "option", "equal" or "softmax".
+    * ``softmax_raw_weights`` [()]: raw weights of "softmax" mode, empty (all
+      zero) or one finite number per agent.
+    * ``smoothing`` [0.1]: η of w ← (1 - η) w + η w*, in [0, 1].
+    * ``bubble_threshold`` [1.2]: θ of the bubble penalty, > 0.
+    * ``bubble_penalty_weight`` [1.0]: β of the bubble penalty, ≥ 0.
+    * ``bubble_cap`` [100.0]: largest bubble coefficient, ≥ 1.
+    * ``exact_max_agents`` [12]: exact Shapley up to this n, in [1, 16].
+    * ``monte_carlo_permutations`` [0]: permutations per Monte Carlo step;
+      0 means the default 2 ⌈max(50, 5 n ln n)⌉, otherwise even and ≥ 4.
+    """
+
+    n_agents: int = 3
+    share_price_form: Literal["simple", "compound"] = "simple"
+    alpha: float = 0.05
+    price_floor: float = 1e-6
+    price_rtol: float = 1e-9
+    initial_share_price: float = 1.0
+    volatility_window: int = 20
+    periods_per_time_unit: float = 1.0
+    strike_window: int = 20
+    risk_free_rate: float = 0.0
+    pricing: Literal["black_scholes", "crr"] = "black_scholes"
+    crr_steps: int = 200
+    allocator: Literal["option", "equal", "softmax"] = "option"
+    softmax_raw_weights: tuple[float, ...] = ()
+    smoothing: float = 0.1
+    bubble_threshold: float = 1.2
+    bubble_penalty_weight: float = 1.0
+    bubble_cap: float = 100.0
+    exact_max_agents: int = 12
+    monte_carlo_permutations: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field outside its valid range."""
+
+        def fail(field: str, valid: str) -> None:
+            raise ValueError(
+                f"MetaInvestorParams.{field} must be {valid}, got {getattr(self, field)!r}"
+            )
+
+        def integer(field: str, low: int, high: int | None = None) -> None:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                fail(field, "an integer")
+            if value < low or (high is not None and value > high):
+                fail(field, f"in [{low}, {high}]" if high is not None else f">= {low}")
+
+        def real(field: str, check: Callable[[float], bool], valid: str) -> None:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                fail(field, "a number")
+            if not (math.isfinite(value) and check(value)):
+                fail(field, valid)
+
+        def choice(field: str, options: tuple[str, ...]) -> None:
+            if getattr(self, field) not in options:
+                fail(field, f"one of {options}")
+
+        integer("n_agents", 1)
+        choice("share_price_form", ("simple", "compound"))
+        real("alpha", lambda x: x >= 0.0, "a finite number >= 0")
+        real("price_floor", lambda x: 0.0 < x < 1.0, "in (0, 1)")
+        real("price_rtol", lambda x: 0.0 <= x < 1.0, "in [0, 1)")
+        real("initial_share_price", lambda x: x > 0.0, "a finite number > 0")
+        integer("volatility_window", 2)
+        real("periods_per_time_unit", lambda x: x > 0.0, "a finite number > 0")
+        integer("strike_window", 1)
+        real("risk_free_rate", lambda x: True, "a finite number")
+        choice("pricing", ("black_scholes", "crr"))
+        integer("crr_steps", 1, 100_000)
+        choice("allocator", ("option", "equal", "softmax"))
+        raw = self.softmax_raw_weights
+        if not isinstance(raw, tuple) or (raw and len(raw) != self.n_agents):
+            fail("softmax_raw_weights", f"empty or a tuple of {self.n_agents} numbers")
+        if not all(isinstance(x, int | float) and math.isfinite(x) for x in raw):
+            fail("softmax_raw_weights", "finite numbers")
+        real("smoothing", lambda x: 0.0 <= x <= 1.0, "in [0, 1]")
+        real("bubble_threshold", lambda x: x > 0.0, "a finite number > 0")
+        real("bubble_penalty_weight", lambda x: x >= 0.0, "a finite number >= 0")
+        real("bubble_cap", lambda x: x >= 1.0, "a finite number >= 1")
+        integer("exact_max_agents", 1, MAX_EXACT_AGENTS)
+        integer("monte_carlo_permutations", 0)
+        count = self.monte_carlo_permutations
+        if count != 0 and (count < 4 or count % 2):
+            fail("monte_carlo_permutations", "0 (default) or an even integer >= 4")
+
+
+class MetaStepResult:
+    """Outcome of one step; arrays are (n,) rows of one table owned by this result.
+
+    ``phi`` Shapley values, ``stderr`` their standard errors (0 when exact),
+    ``value_full`` v(N), ``value_empty`` v(∅), ``coalition_count`` the number of
+    coalition values used (2^n exact; 2 + M (n - 1) evaluations Monte Carlo),
+    ``method`` "exact" or "monte_carlo", then ``share_prices``,
+    ``volatilities``, ``strikes``, ``option_values``, ``target_weights`` (w*),
+    ``weights`` (smoothed, for the next decision), ``bubbles`` and
+    ``bubble_penalty``.
+    """
+
+    __slots__ = (
+        "bubble_penalty",
+        "coalition_count",
+        "method",
+        "step",
+        "table",
+        "value_empty",
+        "value_full",
+    )
+
+    def __init__(
+        self,
+        step: int,
+        method: str,
+        coalition_count: int,
+        value_full: float,
+        value_empty: float,
+        bubble_penalty: float,
+        table: np.ndarray,
+    ) -> None:
+        self.step = step
+        self.method = method
+        self.coalition_count = coalition_count
+        self.value_full = value_full
+        self.value_empty = value_empty
+        self.bubble_penalty = bubble_penalty
+        self.table = table
+
+    phi = property(lambda self: self.table[_PHI])
+    stderr = property(lambda self: self.table[_STDERR])
+    share_prices = property(lambda self: self.table[_PRICES])
+    volatilities = property(lambda self: self.table[_VOLS])
+    strikes = property(lambda self: self.table[_STRIKES])
+    option_values = property(lambda self: self.table[_OPTIONS])
+    target_weights = property(lambda self: self.table[_TARGETS])
+    weights = property(lambda self: self.table[_WEIGHTS])
+    bubbles = property(lambda self: self.table[_BUBBLES])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python data (lists and numbers), e.g. for a record or a log line."""
+        return {
+            "step": self.step,
+            "method": self.method,
+            "coalition_count": self.coalition_count,
+            "value_full": self.value_full,
+            "value_empty": self.value_empty,
+            "bubble_penalty": self.bubble_penalty,
+            "phi": self.phi.tolist(),
+            "stderr": self.stderr.tolist(),
+            "share_prices": self.share_prices.tolist(),
+            "volatilities": self.volatilities.tolist(),
+            "strikes": self.strikes.tolist(),
+            "option_values": self.option_values.tolist(),
+            "target_weights": self.target_weights.tolist(),
+            "weights": self.weights.tolist(),
+            "bubbles": self.bubbles.tolist(),
+        }
+
+    def __repr__(self) -> str:
+        return f"MetaStepResult({self.to_dict()!r})"
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@njit(cache=True)
+def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scratch):
+    """Steps 2-6 of the module docstring for φ in ``table[_PHI]``; returns the penalty.
+
+    ``state`` is [prices (n), weights (n), fixed targets (n),
+    change ring (vw × n), price ring (sw × n)] flattened.
+    """
+    n = table.shape[1]
+    prices = state[0:n]
+    weights = state[n : 2 * n]
+    fixed_targets = state[2 * n : 3 * n]
+    vol_window = int(scratch[0])
+    strike_window = int(scratch[1])
+    changes = state[3 * n : 3 * n + vol_window * n]
+    recent = state[3 * n + vol_window * n : 3 * n + (vol_window + strike_window) * n]
+
+    phi = table[_PHI]
+    factors = table[_PRICES]
+    if fparams[_P_COMPOUND] > 0.0:
+        compound_factors_nb(phi, fparams[_P_FLOOR], fparams[_P_RTOL], factors)
+    else:
+        simple_factors_nb(phi, fparams[_P_ALPHA], fparams[_P_FLOOR], fparams[_P_RTOL], factors)
+
+    slot = counters[_CHANGE_SLOT]
+    for i in range(n):
+        new_price = prices[i] * factors[i]
+        changes[slot * n + i] = math.log(new_price / prices[i])
+        prices[i] = new_price
+        table[_PRICES, i] = new_price
+    counters[_CHANGE_SLOT] = (slot + 1) % vol_window
+    count = min(counters[_CHANGE_COUNT] + 1, vol_window)
+    counters[_CHANGE_COUNT] = count
+
+    slot = counters[_PRICE_SLOT]
+    for i in range(n):
+        recent[slot * n + i] = prices[i]
+    counters[_PRICE_SLOT] = (slot + 1) % strike_window
+    price_count = min(counters[_PRICE_COUNT] + 1, strike_window)
+    counters[_PRICE_COUNT] = price_count
+
+    vol_scale = fparams[_P_VOL_SCALE]
+    rate = fparams[_P_RATE]
+    use_crr = fparams[_P_CRR] > 0.0
+    tree = scratch[2:]
+    for i in range(n):
+        if count >= 2:
+            mean = 0.0
+            for k in range(count):
+                mean += changes[k * n + i]
+            mean /= count
+            total = 0.0
+            for k in range(count):
+                total += (changes[k * n + i] - mean) ** 2
+            sigma = math.sqrt(total / (count - 1)) * vol_scale
+        else:
+            sigma = 0.0
+        strike = 0.0
+        for k in range(price_count):
+            strike += recent[k * n + i]
+        strike /= price_count
+        table[_VOLS, i] = sigma
+        table[_STRIKES, i] = strike
+        value = math.nan
+        if use_crr:
+            value = crr_call_nb(prices[i], strike, time_to_expiry, rate, sigma, crr_steps, tree)
+        if math.isnan(value):
+            value = black_scholes_call_nb(prices[i], strike, time_to_expiry, rate, sigma)
+        table[_OPTIONS, i] = value
+
+    targets = table[_TARGETS]
+    if fparams[_P_FIXED_TARGETS] > 0.0:
+        for i in range(n):
+            targets[i] = fixed_targets[i]
+    else:
+        option_target_weights_nb(table[_OPTIONS], targets)
+    smooth_weights_nb(weights, targets, fparams[_P_ETA], weights)
+    for i in range(n):
+        table[_WEIGHTS, i] = weights[i]
+    return bubbles_nb(
+        weights, targets, fparams[_P_CAP], fparams[_P_THETA], fparams[_P_BETA], table[_BUBBLES]
+    )
+
+
+@njit(cache=True)
+def _exact_step_nb(
+    values, size_weights, state, counters, fparams, crr_steps, time_to_expiry, table, scratch
+):
+    """Exact Shapley into ``table`` then :func:`_update_nb`; (bad coalition or -1, penalty)."""
+    bad = shapley_exact_nb(values, size_weights, table[_PHI])
+    if bad >= 0:
+        return bad, math.nan
+    for i in range(table.shape[1]):
+        table[_STDERR, i] = 0.0
+    return -1, _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scratch)
+
+
+# --------------------------------------------------------------------------- state
+
+
+class MetaInvestorState:
+    """Streaming meta-investor for ``params.n_agents`` agents; see the module docstring.
+
+    ``rng`` (a ``numpy.random.Generator`` built from the scenario seed) is
+    required when Monte Carlo is used (n > ``exact_max_agents``).
+    """
+
+    __slots__ = (
+        "_coalitions",
+        "_counters",
+        "_exact",
+        "_fparams",
+        "_n",
+        "_permutations",
+        "_scratch",
+        "_size_weights",
+        "_state",
+        "_step",
+        "params",
+        "rng",
+    )
+
+    def __init__(self, params: MetaInvestorParams, rng: np.random.Generator | None = None) -> None:
+        if not isinstance(params, MetaInvestorParams):
+            raise ValueError(f"params must be MetaInvestorParams, got {type(params).__name__}")
+        params.validate()
+        n = params.n_agents
+        self.params = params
+        self._n = n
+        self._exact = n <= params.exact_max_agents
+        if not self._exact and not isinstance(rng, np.random.Generator):
+            raise ValueError(
+                f"n_agents={n} > exact_max_agents={params.exact_max_agents} uses Monte Carlo "
+                f"Shapley values: pass rng=numpy.random.Generator built from the scenario seed"
+            )
+        self.rng = rng
+        self._coalitions = 1 << n if self._exact else 0
+        self._size_weights = shapley_size_weights(n) if self._exact else np.zeros(1)
+        self._permutations = params.monte_carlo_permutations or default_permutations(n)
+        vw, sw = params.volatility_window, params.strike_window
+
+        fparams = np.zeros(_N_FLOAT_PARAMS)
+        fparams[_P_ALPHA] = params.alpha
+        fparams[_P_FLOOR] = params.price_floor
+        fparams[_P_RTOL] = params.price_rtol
+        fparams[_P_COMPOUND] = 1.0 if params.share_price_form == "compound" else 0.0
+        fparams[_P_VOL_SCALE] = math.sqrt(params.periods_per_time_unit)
+        fparams[_P_RATE] = params.risk_free_rate
+        fparams[_P_CRR] = 1.0 if params.pricing == "crr" else 0.0
+        fparams[_P_ETA] = params.smoothing
+        fparams[_P_THETA] = params.bubble_threshold
+        fparams[_P_BETA] = params.bubble_penalty_weight
+        fparams[_P_CAP] = params.bubble_cap
+        fparams[_P_FIXED_TARGETS] = 0.0 if params.allocator == "option" else 1.0
+        self._fparams = fparams
+
+        # scratch = [volatility window, strike window, CRR tree values ...]
+        tree = params.crr_steps + 1 if params.pricing == "crr" else 1
+        self._scratch = np.zeros(2 + tree)
+        self._scratch[0] = vw
+        self._scratch[1] = sw
+
+        if params.allocator == "softmax":
+            raw = np.array(params.softmax_raw_weights or (0.0,) * n, dtype=np.float64)
+            fixed = softmax_weights(raw)
+        else:
+            fixed = np.full(n, 1.0 / n)
+        self._state = np.zeros(3 * n + (vw + sw) * n)
+        self._state[0:n] = params.initial_share_price
+        self._state[n : 2 * n] = fixed if params.allocator != "option" else 1.0 / n
+        self._state[2 * n : 3 * n] = fixed
+        self._counters = np.zeros(4, dtype=np.int64)
+        # S_i(0) is the first price of the strike's moving average.
+        self._recent_view()[0] = params.initial_share_price
+        self._counters[_PRICE_COUNT] = 1
+        self._counters[_PRICE_SLOT] = 1 % sw
+        self._step = 0
+
+    # -- views into the flat state ------------------------------------------------
+
+    def _changes_view(self) -> np.ndarray:
+        n, vw = self._n, self.params.volatility_window
+        return self._state[3 * n : 3 * n + vw * n].reshape(vw, n)
+
+    def _recent_view(self) -> np.ndarray:
+        n, vw, sw = self._n, self.params.volatility_window, self.params.strike_window
+        return self._state[3 * n + vw * n : 3 * n + (vw + sw) * n].reshape(sw, n)
+
+    @property
+    def n_agents(self) -> int:
+        return self._n
+
+    @property
+    def step_count(self) -> int:
+        """Steps completed so far."""
+        return self._step
+
+    @property
+    def share_prices(self) -> np.ndarray:
+        return self._state[0 : self._n].copy()
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Current ensemble weights (the smoothed weights of the last step)."""
+        return self._state[self._n : 2 * self._n].copy()
+
+    # -- the step -----------------------------------------------------------------
+
+    def step(
+        self, values: np.ndarray | Callable[[np.ndarray], np.ndarray], time_to_expiry: float
+    ) -> MetaStepResult:
+        """Run one step with this step's coalition values; see the module docstring.
+
+        ``values`` is the length-2^n array of v(S) indexed by bitmask, or (Monte
+        Carlo only) a vectorised callable as in
+        :func:`strategies.meta.shapley.shapley_monte_carlo`. ``time_to_expiry``
+        is T - t in the option's time unit, finite and ≥ 0.
+        """
+        T = float(time_to_expiry)
+        if not (math.isfinite(T) and T >= 0.0):
+            raise ValueError(
+                f"meta-investor step {self._step + 1}: time_to_expiry must be a finite "
+                f"number >= 0, got {time_to_expiry!r}"
+            )
+        n = self._n
+        table = np.empty((_ROWS, n))
+        crr_steps = self.params.crr_steps
+        if self._exact:
+            v = values
+            if (
+                type(v) is not np.ndarray
+                or v.dtype != np.float64
+                or v.shape != (self._coalitions,)
+                or not v.flags.c_contiguous
+            ):
+                v = self._coerce_values(values)
+            bad, penalty = _exact_step_nb(
+                v,
+                self._size_weights,
+                self._state,
+                self._counters,
+                self._fparams,
+                crr_steps,
+                T,
+                table,
+                self._scratch,
+            )
+            if bad >= 0:
+                raise ValueError(
+                    f"meta-investor step {self._step + 1}: coalition value v[{bad}] "
+                    f"(coalition bitmask {bad:#b}) is {v[bad]!r}; the step's P&L must be "
+                    f"finite"
+                )
+            self._step += 1
+            return MetaStepResult(
+                self._step, "exact", self._coalitions, float(v[-1]), float(v[0]), penalty, table
+            )
+
+        try:
+            phi, stderr, empty_value, full_value, evaluations = shapley_monte_carlo_details(
+                values, n, self._permutations, self.rng
+            )
+        except ValueError as exc:
+            raise ValueError(f"meta-investor step {self._step + 1}: {exc}") from exc
+        table[_PHI] = phi
+        table[_STDERR] = stderr
+        penalty = _update_nb(
+            self._state, self._counters, self._fparams, crr_steps, T, table, self._scratch
+        )
+        self._step += 1
+        return MetaStepResult(
+            self._step, "monte_carlo", evaluations, full_value, empty_value, penalty, table
+        )
+
+    def _coerce_values(self, values: Any) -> np.ndarray:
+        if callable(values):
+            raise ValueError(
+                f"meta-investor step {self._step + 1}: exact Shapley values need the array "
+                f"of all {self._coalitions} coalition values, got a callable"
+            )
+        v = np.ascontiguousarray(values, dtype=np.float64)
+        if v.shape != (self._coalitions,):
+            raise ValueError(
+                f"meta-investor step {self._step + 1}: expected {self._coalitions} coalition "
+                f"values (2^{self._n}, indexed by bitmask), got shape {v.shape}"
+            )
+        return v
+
+    # -- persistence ----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, as JSON-able lists, numbers and strings."""
+        rng_state = None
+        if self.rng is not None:
+            rng_state = _jsonable(self.rng.bit_generator.state)
+        return {
+            "format": _STATE_FORMAT,
+            "params": msgspec.to_builtins(self.params),
+            "step": self._step,
+            "share_prices": self._state[0 : self._n].tolist(),
+            "weights": self._state[self._n : 2 * self._n].tolist(),
+            "price_changes": self._changes_view().tolist(),
+            "recent_prices": self._recent_view().tolist(),
+            "counters": self._counters.tolist(),
+            "rng_state": rng_state,
+        }
+
+    @classmethod
+    def from_state_dict(
+        cls, data: dict[str, Any], rng: np.random.Generator | None = None
+    ) -> MetaInvestorState:
+        """Rebuild a state saved by :meth:`state_dict`; continuing gives identical steps.
+
+        The saved generator state, if any, is restored into ``rng`` when given,
+        else into a new generator of the saved bit generator type.
+        """
+        if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT:
+            raise ValueError(f"not a meta-investor state of format {_STATE_FORMAT!r}")
+        params = msgspec.convert(data["params"], MetaInvestorParams)
+        rng_state = data.get("rng_state")
+        if rng_state is not None:
+            if rng is None:
+                bit_generator = getattr(np.random, rng_state["bit_generator"])
+                rng = np.random.Generator(bit_generator())
+            rng.bit_generator.state = rng_state
+        state = cls(params, rng)
+        n = params.n_agents
+        pieces = {
+            "share_prices": (n,),
+            "weights": (n,),
+            "price_changes": (params.volatility_window, n),
+            "recent_prices": (params.strike_window, n),
+            "counters": (4,),
+        }
+        arrays = {}
+        for key, shape in pieces.items():
+            array = np.array(data[key], dtype=np.int64 if key == "counters" else np.float64)
+            if array.shape != shape:
+                raise ValueError(f"state field {key!r} must have shape {shape}, got {array.shape}")
+            arrays[key] = array
+        state._state[0:n] = arrays["share_prices"]
+        state._state[n : 2 * n] = arrays["weights"]
+        state._changes_view()[:] = arrays["price_changes"]
+        state._recent_view()[:] = arrays["recent_prices"]
+        state._counters[:] = arrays["counters"]
+        state._step = int(data["step"])
+        return state
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
