@@ -22,7 +22,12 @@ orders are checked in submission order:
   any fill on that bar.
 * **volume cap**: with ``max_participation`` > 0, one bar fills at most that
   share of the bar's volume (rounded down to the lot size); the rest keeps
-  working (a partial fill). A zero-volume bar then fills nothing.
+  working (a partial fill): a triggered stop's remainder as a market order, a
+  triggered stop-limit's as a limit order. A zero-volume bar fills nothing.
+* **orders sent during a bar's fills** (say, a handler cancelling the other
+  side of a bracket when one side fills): a cancel takes effect at once, and
+  the cancelled order does not fill on this bar or later; a new order works
+  from the next bar.
 * **costs**: commission per fill = max(minimum, notional x bps / 1e4 +
   quantity x per-unit); slippage is reported per fill in account currency.
 
@@ -36,8 +41,8 @@ cannot carry (|position after all working orders and this one| x last close x
 from __future__ import annotations
 
 import math
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from brokers.portfolio import Portfolio
@@ -67,19 +72,19 @@ class WorkingOrder:
     """Mutable broker-side state of an accepted order."""
 
     __slots__ = (
+        "closed",
         "command",
         "day",
         "filled",
         "order_type",
         "sign",
-        "triggered",
     )
 
     def __init__(self, command: SubmitOrder, day: int | None) -> None:
         self.command = command
         self.sign = 1.0 if command.side == BUY else -1.0
         self.filled = 0.0
-        self.triggered = False
+        self.closed = False
         self.order_type = command.order_type
         self.day = day
 
@@ -108,6 +113,8 @@ class SimulatedBroker:
         self._lot = lot_size
         self._zone = ZoneInfo(timezone)
         self._working: list[WorkingOrder] = []
+        # Orders being matched against the current bar (cancels and risk checks see them).
+        self._matching: list[WorkingOrder] = []
         self._fill_count = 0
         self._last_ts = 0
         self._last_close: dict[str, float] = {}
@@ -121,7 +128,7 @@ class SimulatedBroker:
 
     @property
     def working_orders(self) -> list[WorkingOrder]:
-        return list(self._working)
+        return [o for o in self._matching if not o.closed] + self._working
 
     # -- commands -----------------------------------------------------------
 
@@ -163,7 +170,7 @@ class SimulatedBroker:
     def _risk_check(self, command: SubmitOrder) -> str | None:
         symbol = command.symbol
         projected = self._portfolio.position(symbol).quantity
-        for order in self._working:
+        for order in self.working_orders:
             if order.command.symbol == symbol:
                 projected += order.sign * order.leaves
         projected += command.quantity if command.side == BUY else -command.quantity
@@ -185,9 +192,11 @@ class SimulatedBroker:
 
     def on_cancel_order(self, command: CancelOrder) -> None:
         ts, seq = self._ids()
-        for index, order in enumerate(self._working):
+        for order in self.working_orders:
             if order.command.order_id == command.order_id:
-                del self._working[index]
+                order.closed = True
+                if order in self._working:
+                    self._working.remove(order)
                 self._bus.publish(
                     OrderCanceled(
                         ts_event=ts,
@@ -223,9 +232,14 @@ class SimulatedBroker:
         self._last_close[bar.symbol] = bar.close
 
     def _process(self, bar: Bar) -> None:
+        # Orders submitted while this bar's fills are published work from the next bar;
+        # orders cancelled meanwhile are skipped.
         day: int | None = None
         still: list[WorkingOrder] = []
-        for order in self._working:
+        self._matching, self._working = self._working, []
+        for order in self._matching:
+            if order.closed:
+                continue
             command = order.command
             if command.symbol != bar.symbol:
                 still.append(order)
@@ -248,9 +262,12 @@ class SimulatedBroker:
             price, reference = self._match(order, bar)
             if price is not None:
                 self._fill(order, bar, price, reference)
-            if order.leaves > 1e-12:
+            if order.leaves > 1e-12 and not order.closed:
                 still.append(order)
-        self._working = still
+            else:
+                order.closed = True
+        self._matching = []
+        self._working = [o for o in still if not o.closed] + self._working
 
     def _match(self, order: WorkingOrder, bar: Bar) -> tuple[float | None, float]:
         """The fill price on this bar (None: no fill) and the slippage reference price."""
@@ -266,10 +283,10 @@ class SimulatedBroker:
         at_open = bar.open >= stop if buy else bar.open <= stop
         inside = bar.high >= stop if buy else bar.low <= stop
         if kind == STOP:
-            if at_open:
-                return self._slipped(bar.open, buy), bar.open
-            if inside:
-                return self._slipped(stop, buy), stop
+            if at_open or inside:
+                order.order_type = MARKET  # triggered: a remainder fills at the next open
+                reference = bar.open if at_open else stop
+                return self._slipped(reference, buy), reference
             return None, 0.0
         # stop-limit
         limit = command.limit_price
