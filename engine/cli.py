@@ -152,10 +152,18 @@ def backtest(
     summary = result.summary.to_dict()
     summary["run_id"] = result.run_id
     summary["bars_per_second"] = result.bars_per_second
+    summary["agents"] = result.agents
     if output_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     _print_summary(config.run.name, config.instrument.symbol, summary, result.fills)
+    if result.agents:
+        _emit(
+            result.agents,
+            ["agent", "shapley_pnl", "share_price", "weight"],
+            OutputFormat.table,
+            title="agents: cumulative Shapley P&L, final share price, weight",
+        )
 
 
 def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> None:
@@ -304,6 +312,61 @@ def trades(
     if output is OutputFormat.table:
         columns = shown
     _emit(rows, columns, output, title=f"trades of run {rows[0]['run_id']} (times UTC)")
+
+
+@app.command()
+def shapley(
+    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    aggregate: Annotated[
+        bool, typer.Option("--aggregate", help="One row per agent instead of per bar.")
+    ] = False,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
+    db: DbOption = None,
+) -> None:
+    """Each agent's Shapley credit per bar (with share price, option value, weight, bubble).
+
+    Example: emarl shapley --run latest --aggregate
+    """
+    from storage.db import connect
+    from storage.query import shapley_rows
+
+    try:
+        rows = shapley_rows(connect(_db_url(db), create=False), run, aggregate=aggregate)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    if not rows:
+        _console(stderr=True).print("this run has no Shapley values (it had no agents)")
+        raise typer.Exit(1)
+    if aggregate:
+        columns = [
+            "agent_index",
+            "agent_id",
+            "steps",
+            "shapley_pnl",
+            "mean_phi",
+            "share_price",
+            "option_value",
+            "weight",
+            "bubble",
+        ]
+    else:
+        for row in rows:
+            row["time"] = _fmt_time(row["ts_event"])
+        columns = [
+            "time",
+            "agent_id",
+            "phi",
+            "value_full",
+            "method",
+            "stderr",
+            "share_price",
+            "option_value",
+            "weight",
+            "bubble",
+        ]
+    _emit(rows, columns, output, title="Shapley credit (times UTC)")
 
 
 def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, title: str) -> None:

@@ -24,15 +24,19 @@ from typing import Final, Literal
 import msgspec
 
 __all__ = [
+    "BEARISH",
+    "BULLISH",
     "BUY",
     "DAY",
     "EVENT_TYPES",
     "GTC",
     "LIMIT",
     "MARKET",
+    "NEUTRAL",
     "SELL",
     "STOP",
     "STOP_LIMIT",
+    "AgentAction",
     "Bar",
     "CancelOrder",
     "Message",
@@ -44,7 +48,10 @@ __all__ = [
     "OrderRejected",
     "PortfolioSnapshot",
     "RunFinished",
+    "ShapleyRecord",
     "SubmitOrder",
+    "TargetPosition",
+    "Valuation",
     "decode",
     "encode",
     "event_name",
@@ -58,6 +65,9 @@ STOP: Final = "stop"
 STOP_LIMIT: Final = "stop_limit"
 GTC: Final = "gtc"
 DAY: Final = "day"
+BEARISH: Final = 0
+NEUTRAL: Final = 1
+BULLISH: Final = 2
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
@@ -215,6 +225,72 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag=True, gc=False, 
     turnover: float
 
 
+class AgentAction(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
+    """An agent's vote on the bar just closed: probabilities of bearish/neutral/bullish.
+
+    ``action`` is 0 (bearish), 1 (neutral) or 2 (bullish); ``ts_event`` is the
+    close of the bar the vote is about.
+    """
+
+    symbol: str
+    agent_id: str
+    agent_index: int
+    bearish: float
+    neutral: float
+    bullish: float
+    action: int
+    confidence: float
+
+
+class TargetPosition(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
+    """The ensemble's decision: hold ``target`` units from the next bar's open."""
+
+    symbol: str
+    strategy_id: str
+    target: float
+    confidence: float
+    bearish: float
+    neutral: float
+    bullish: float
+
+
+class ShapleyRecord(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
+    """One agent's Shapley credit for one decision step.
+
+    ``decision_ts`` is the close of the bar the decision was made on; the record
+    is published at the close of the next bar, when that step's P&L is known
+    (``ts_event``). ``value_full`` is v(N), the P&L the portfolio made over the
+    step; ``value_model`` is v(N) as the counterfactual model computes it.
+    """
+
+    symbol: str
+    agent_id: str
+    agent_index: int
+    decision_ts: int
+    phi: float
+    value_full: float
+    value_model: float
+    coalitions: int
+    method: str
+    stderr: float
+
+
+class Valuation(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
+    """One agent valued as a stock after a step: share price, option value, weight, bubble."""
+
+    symbol: str
+    agent_id: str
+    agent_index: int
+    share_price: float
+    volatility: float
+    strike: float
+    time_to_expiry: float
+    option_value: float
+    target_weight: float
+    weight: float
+    bubble: float
+
+
 class RunFinished(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
     """The data feed is exhausted; handlers flush and stop."""
 
@@ -232,6 +308,10 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     OrderExpired,
     OrderFilled,
     PortfolioSnapshot,
+    AgentAction,
+    TargetPosition,
+    ShapleyRecord,
+    Valuation,
     RunFinished,
 )
 

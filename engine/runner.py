@@ -44,6 +44,7 @@ class BacktestResult:
     wall_seconds: float
     bars_per_second: float
     data: BarData
+    agents: list[dict[str, Any]] | None = None
 
 
 class ResultsCollector:
@@ -211,10 +212,14 @@ async def run_backtest_async(
         collector.fees,
         data.report.gaps,
     )
+    agents = strategy.agent_summary() if hasattr(strategy, "agent_summary") else None
     if engine is not None and run_id is not None:
         from storage.runs import COMPLETED, finish_run
 
-        finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall, summary=summary.to_dict())
+        stored = summary.to_dict()
+        if agents is not None:
+            stored["agents"] = agents
+        finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall, summary=stored)
     return BacktestResult(
         run_id=run_id,
         summary=summary,
@@ -223,6 +228,7 @@ async def run_backtest_async(
         wall_seconds=wall,
         bars_per_second=len(data) / wall if wall > 0 else float("inf"),
         data=data,
+        agents=agents,
     )
 
 

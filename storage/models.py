@@ -15,7 +15,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # SQLite stores these tables clustered by their (run_id, seq) key: one B-tree per row.
 NO_ROWID = {"sqlite_with_rowid": False}
 
-__all__ = ["Base", "Fill", "Order", "OrderEvent", "PortfolioSnapshotRow", "Run"]
+__all__ = [
+    "AgentActionRow",
+    "Base",
+    "Fill",
+    "Order",
+    "OrderEvent",
+    "PortfolioSnapshotRow",
+    "Run",
+    "ShapleyValueRow",
+    "ValuationRow",
+]
 
 
 class Base(DeclarativeBase):
@@ -121,5 +131,67 @@ class PortfolioSnapshotRow(Base):
     exposure: Mapped[float] = mapped_column(Float)
     fees: Mapped[float] = mapped_column(Float)
     turnover: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (NO_ROWID,)
+
+
+class AgentActionRow(Base):
+    __tablename__ = "agent_actions"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(100))
+    agent_id: Mapped[str] = mapped_column(String(100))
+    agent_index: Mapped[int] = mapped_column(Integer)
+    bearish: Mapped[float] = mapped_column(Float)
+    neutral: Mapped[float] = mapped_column(Float)
+    bullish: Mapped[float] = mapped_column(Float)
+    action: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (NO_ROWID,)
+
+
+class ShapleyValueRow(Base):
+    __tablename__ = "shapley_values"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(100))
+    agent_id: Mapped[str] = mapped_column(String(100))
+    agent_index: Mapped[int] = mapped_column(Integer)
+    decision_ts: Mapped[int] = mapped_column(BigInteger)
+    phi: Mapped[float] = mapped_column(Float)
+    value_full: Mapped[float] = mapped_column(Float)
+    value_model: Mapped[float] = mapped_column(Float)
+    coalitions: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(20))
+    stderr: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_shapley_values_run_agent", "run_id", "agent_index"), NO_ROWID)
+
+
+class ValuationRow(Base):
+    __tablename__ = "valuations"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    symbol: Mapped[str] = mapped_column(String(100))
+    agent_id: Mapped[str] = mapped_column(String(100))
+    agent_index: Mapped[int] = mapped_column(Integer)
+    share_price: Mapped[float] = mapped_column(Float)
+    volatility: Mapped[float] = mapped_column(Float)
+    strike: Mapped[float] = mapped_column(Float)
+    time_to_expiry: Mapped[float] = mapped_column(Float)
+    option_value: Mapped[float] = mapped_column(Float)
+    target_weight: Mapped[float] = mapped_column(Float)
+    weight: Mapped[float] = mapped_column(Float)
+    bubble: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (NO_ROWID,)

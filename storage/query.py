@@ -46,10 +46,47 @@ FILL_COLUMNS = (
     "fill_id",
     "strategy_id",
 )
+SHAPLEY_COLUMNS = (
+    "run_id",
+    "seq",
+    "ts_event",
+    "agent_id",
+    "agent_index",
+    "decision_ts",
+    "phi",
+    "value_full",
+    "value_model",
+    "coalitions",
+    "method",
+    "stderr",
+)
+VALUATION_COLUMNS = (
+    "run_id",
+    "ts_event",
+    "agent_index",
+    "share_price",
+    "volatility",
+    "strike",
+    "time_to_expiry",
+    "option_value",
+    "target_weight",
+    "weight",
+    "bubble",
+)
 Run = table("runs", *(column(name) for name in RUN_COLUMNS))
+Shapley = table("shapley_values", *(column(name) for name in SHAPLEY_COLUMNS))
+ValuationTable = table("valuations", *(column(name) for name in VALUATION_COLUMNS))
 Fill = table("fills", *(column(name) for name in FILL_COLUMNS))
 
-__all__ = ["TRADE_COLUMNS", "list_runs", "parse_time", "resolve_run", "trade_rows", "trades"]
+__all__ = [
+    "TRADE_COLUMNS",
+    "list_runs",
+    "parse_time",
+    "resolve_run",
+    "shapley_rows",
+    "trade_rows",
+    "trades",
+]
 
 TRADE_COLUMNS = (
     "run_id",
@@ -207,3 +244,57 @@ def trades(
     frame = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
     frame["time"] = pd.to_datetime(frame["time"].astype("int64"), utc=True)
     return frame
+
+
+def shapley_rows(
+    engine: Engine, run: int | str | None = "latest", *, aggregate: bool = False
+) -> list[dict[str, Any]]:
+    """Per bar and agent: Shapley credit with the agent's valuation after that step.
+
+    With ``aggregate``, one row per agent: steps, total and mean credit, and the
+    last share price, option value, weight and bubble.
+    """
+    run_id = resolve_run(engine, run)
+    joined = Shapley.join(
+        ValuationTable,
+        (ValuationTable.c.run_id == Shapley.c.run_id)
+        & (ValuationTable.c.ts_event == Shapley.c.ts_event)
+        & (ValuationTable.c.agent_index == Shapley.c.agent_index),
+    )
+    query = (
+        select(
+            Shapley.c.ts_event,
+            Shapley.c.agent_id,
+            Shapley.c.agent_index,
+            Shapley.c.phi,
+            Shapley.c.value_full,
+            Shapley.c.method,
+            Shapley.c.stderr,
+            ValuationTable.c.share_price,
+            ValuationTable.c.option_value,
+            ValuationTable.c.weight,
+            ValuationTable.c.bubble,
+        )
+        .select_from(joined)
+        .where(Shapley.c.run_id == run_id)
+        .order_by(Shapley.c.seq)
+    )
+    with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
+        rows = [dict(row) for row in c.execute(query).mappings().all()]
+    if not aggregate:
+        return rows
+    agents: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        entry = agents.setdefault(
+            row["agent_index"], {"agent_id": row["agent_id"], "steps": 0, "shapley_pnl": 0.0}
+        )
+        entry["steps"] += 1
+        entry["shapley_pnl"] += row["phi"]
+        for key in ("share_price", "option_value", "weight", "bubble"):
+            entry[key] = row[key]
+    out = []
+    for index in sorted(agents):
+        entry = agents[index]
+        entry["mean_phi"] = entry["shapley_pnl"] / entry["steps"]
+        out.append({"agent_index": index, **entry})
+    return out

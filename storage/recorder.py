@@ -26,6 +26,7 @@ from sqlalchemy import Engine, Table
 
 from engine.bus import Bus
 from engine.events import (
+    AgentAction,
     Bar,
     Message,
     OrderAccepted,
@@ -36,10 +37,20 @@ from engine.events import (
     OrderRejected,
     PortfolioSnapshot,
     RunFinished,
+    ShapleyRecord,
     SubmitOrder,
+    Valuation,
 )
 from storage.db import storage_errors
-from storage.models import Fill, Order, OrderEvent, PortfolioSnapshotRow
+from storage.models import (
+    AgentActionRow,
+    Fill,
+    Order,
+    OrderEvent,
+    PortfolioSnapshotRow,
+    ShapleyValueRow,
+    ValuationRow,
+)
 
 __all__ = ["DEFAULT_TABLES", "Recorder", "TableSpec"]
 
@@ -104,6 +115,9 @@ DEFAULT_TABLES: dict[type[Message], TableSpec] = {
     OrderRejected: _order_event("rejected"),
     OrderCanceled: _order_event("canceled"),
     OrderExpired: _order_event("expired"),
+    AgentAction: TableSpec(AgentActionRow.__table__),  # type: ignore[arg-type]
+    ShapleyRecord: TableSpec(ShapleyValueRow.__table__),  # type: ignore[arg-type]
+    Valuation: TableSpec(ValuationRow.__table__),  # type: ignore[arg-type]
 }
 
 

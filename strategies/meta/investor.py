@@ -1,0 +1,305 @@
+"""The meta-investor on the bus: ensemble decisions, Shapley credit, valuations, weights.
+
+Per bar t (the close of bar t is when agents vote):
+
+1. ``on_bar(t)`` runs first among the strategy handlers. If a decision was
+   made on bar t-1, its step P&L is now known (the portfolio snapshot of bar t
+   arrived just before): the coalition values of that step are computed, the
+   :class:`~strategies.meta.step.MetaInvestorState` turns them into Shapley
+   values, share prices, option values and new weights, and one
+   :class:`ShapleyRecord` and one :class:`Valuation` per agent are published.
+2. When every agent's :class:`AgentAction` for bar t has arrived, the ensemble
+   decides with the current weights and publishes a :class:`TargetPosition`.
+
+The coalition values follow the broker's rules exactly. For coalition S,
+agents outside S vote neutral with unchanged weights; the ensemble P(S), its
+confidence max P - H(P) and target (``max_position`` x (P_bull - P_bear),
+rounded to the lot, or the previous position when the confidence is below the
+threshold) give the traded quantity d = target - previous, filled at the next
+open o moved by the slippage, with the broker's commission c(d) (including its
+minimum). With the previous close p0 and the next close p1::
+
+    pnl(S) = previous (o - p0) + d (o - fill) + target (p1 - o) - c(d)
+
+which is the change of equity over the step. v(∅) = 0 by definition, and
+v(N) is set to the equity change the portfolio actually recorded, so the
+Shapley values of every step add up to the step's P&L and, over a run, to the
+strategy's P&L. ``value_model`` records the model's own v(N); the two agree
+to rounding unless the volume cap split the fill.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from engine.bus import Bus
+from engine.clock import Clock
+from engine.config import BrokerConfig
+from engine.events import (
+    AgentAction,
+    Bar,
+    PortfolioSnapshot,
+    ShapleyRecord,
+    TargetPosition,
+    Valuation,
+)
+from strategies.meta.shapley import coalition_masks
+from strategies.meta.step import MetaInvestorParams, MetaInvestorState
+
+__all__ = ["MetaInvestor", "coalition_pnl"]
+
+_NEUTRAL = np.array([0.0, 1.0, 0.0])
+
+
+def coalition_pnl(
+    probabilities: np.ndarray,
+    weights: np.ndarray,
+    masks: np.ndarray,
+    *,
+    max_position: float,
+    threshold: float,
+    lot_size: float,
+    previous: float,
+    previous_close: float,
+    open_price: float,
+    close_price: float,
+    broker: BrokerConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and P&L of every coalition (rows of ``masks``), under the broker's cost rules."""
+    weighted = weights[:, None] * probabilities  # (n, 3)
+    outside = 1.0 - masks @ weights  # weight voting neutral in each coalition
+    ensemble = masks @ weighted + outside[:, None] * _NEUTRAL
+    targets = ensemble_targets(ensemble, max_position, threshold, lot_size, previous)
+    traded = targets - previous
+    slip = broker.slippage_bps / 1e4
+    fill = open_price * (1.0 + slip * np.sign(traded))
+    size = np.abs(traded)
+    commission = size * fill * (broker.commission_bps / 1e4) + size * broker.commission_per_unit
+    commission = np.where(size > 0, np.maximum(commission, broker.commission_minimum), 0.0)
+    pnl = (
+        previous * (open_price - previous_close)
+        + traded * (open_price - fill)
+        + targets * (close_price - open_price)
+        - commission
+    )
+    return targets, pnl
+
+
+def ensemble_targets(
+    ensemble: np.ndarray, max_position: float, threshold: float, lot_size: float, previous: float
+) -> np.ndarray:
+    """SPEC 3: target = max_position (P_bull - P_bear) when confident, else hold; in lots."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(ensemble > 0.0, np.log(ensemble), 0.0)
+    entropy = -(ensemble * logs).sum(axis=1)
+    confidence = ensemble.max(axis=1) - entropy
+    raw = max_position * (ensemble[:, 2] - ensemble[:, 0])
+    lots = np.round(raw / lot_size) * lot_size
+    return np.where(confidence >= threshold - 1e-12, lots, previous)
+
+
+class MetaInvestor:
+    """Weights the agents by option value; publishes decisions, credit and valuations."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        symbol: str,
+        agent_ids: Sequence[str],
+        params: MetaInvestorParams,
+        broker: BrokerConfig,
+        *,
+        max_position: float,
+        confidence_threshold: float = 0.0,
+        lot_size: float = 1.0,
+        horizon_bars: int = 0,
+        strategy_id: str = "meta",
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if len(agent_ids) != params.n_agents:
+            raise ValueError(
+                f"{len(agent_ids)} agent ids for MetaInvestorParams.n_agents={params.n_agents}"
+            )
+        if not (max_position > 0 and math.isfinite(max_position)):
+            raise ValueError(f"max_position must be a positive number, got {max_position!r}")
+        self._bus = bus
+        self._clock = clock
+        self.symbol = symbol
+        self.agent_ids = tuple(agent_ids)
+        self.state = MetaInvestorState(params, rng)
+        self._broker = broker
+        self.max_position = max_position
+        self.threshold = confidence_threshold
+        self.lot_size = lot_size
+        self.horizon = horizon_bars
+        self.strategy_id = strategy_id
+        n = params.n_agents
+        self._masks = (
+            coalition_masks(n).astype(np.float64) if n <= params.exact_max_agents else None
+        )
+        self._votes = np.zeros((n, 3))
+        self._seen = np.zeros(n, dtype=bool)
+        self._vote_ts = -1
+        self._bars = 0
+        self._equity = math.nan
+        self._position = 0.0
+        self._last_close = math.nan
+        self._pending: tuple[np.ndarray, np.ndarray, float, float, float, int] | None = None
+        self.cumulative_phi = np.zeros(n)
+        self.steps = 0
+
+    def subscribe(self) -> None:
+        """Subscribe; call before the agents subscribe to bars."""
+        bus = self._bus
+        bus.subscribe(PortfolioSnapshot, self.on_portfolio_snapshot, self.symbol)
+        bus.subscribe(Bar, self.on_bar, self.symbol)
+        bus.subscribe(AgentAction, self.on_agent_action, self.symbol)
+
+    def on_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        self._equity = snapshot.equity
+        self._position = snapshot.position
+
+    def on_bar(self, bar: Bar) -> None:
+        self._bars += 1
+        if self._pending is not None:
+            self._settle(bar)
+        self._last_close = bar.close
+
+    def on_agent_action(self, action: AgentAction) -> None:
+        index = action.agent_index
+        if not 0 <= index < len(self.agent_ids) or self.agent_ids[index] != action.agent_id:
+            raise ValueError(
+                f"agent {action.agent_id!r} with index {index} is not one of {self.agent_ids}"
+            )
+        if action.ts_event != self._vote_ts:
+            self._seen[:] = False
+            self._vote_ts = action.ts_event
+        probabilities = (action.bearish, action.neutral, action.bullish)
+        if not all(math.isfinite(p) and p >= 0.0 for p in probabilities):
+            raise ValueError(f"agent {action.agent_id}: probabilities {probabilities} are invalid")
+        self._votes[index] = probabilities
+        self._seen[index] = True
+        if self._seen.all():
+            self._decide(action.ts_event)
+
+    def _decide(self, ts: int) -> None:
+        weights = self.state.weights.copy()
+        votes = self._votes.copy()
+        full = np.ones((1, len(self.agent_ids)))
+        ensemble = full @ (weights[:, None] * votes)
+        target = float(
+            ensemble_targets(
+                ensemble, self.max_position, self.threshold, self.lot_size, self._position
+            )[0]
+        )
+        p = ensemble[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = float(-(p * np.where(p > 0, np.log(p), 0.0)).sum())
+        self._pending = (votes, weights, self._position, self._equity, self._last_close, ts)
+        bus = self._bus
+        bus.publish(
+            TargetPosition(
+                ts_event=ts,
+                ts_init=self._clock.now_ns(),
+                seq=bus.next_seq(),
+                symbol=self.symbol,
+                strategy_id=self.strategy_id,
+                target=target,
+                confidence=float(p.max()) - entropy,
+                bearish=float(p[0]),
+                neutral=float(p[1]),
+                bullish=float(p[2]),
+            )
+        )
+        self._seen[:] = False
+
+    def _settle(self, bar: Bar) -> None:
+        votes, weights, previous, equity_before, previous_close, decision_ts = self._pending  # type: ignore[misc]
+        self._pending = None
+        actual = self._equity - equity_before
+        if not math.isfinite(actual):
+            raise ValueError(
+                f"step P&L at bar {bar.ts_event} is {actual!r}: no portfolio snapshot before "
+                "the decision (subscribe the portfolio before the meta-investor)"
+            )
+        masks = self._masks
+        if masks is None:
+            raise NotImplementedError("Monte Carlo credit on the bus needs n <= exact_max_agents")
+        _, pnl = coalition_pnl(
+            votes,
+            weights,
+            masks,
+            max_position=self.max_position,
+            threshold=self.threshold,
+            lot_size=self.lot_size,
+            previous=previous,
+            previous_close=previous_close,
+            open_price=bar.open,
+            close_price=bar.close,
+            broker=self._broker,
+        )
+        model_full = float(pnl[-1])
+        pnl[0] = 0.0
+        pnl[-1] = actual
+        remaining = max(self.horizon - self._bars, 0) if self.horizon else 1.0
+        result = self.state.step(pnl, float(remaining))
+        self.cumulative_phi += result.phi
+        self.steps += 1
+        bus = self._bus
+        ts = bar.ts_event
+        now = self._clock.now_ns()
+        for i, agent_id in enumerate(self.agent_ids):
+            bus.publish(
+                ShapleyRecord(
+                    ts_event=ts,
+                    ts_init=now,
+                    seq=bus.next_seq(),
+                    symbol=self.symbol,
+                    agent_id=agent_id,
+                    agent_index=i,
+                    decision_ts=decision_ts,
+                    phi=float(result.phi[i]),
+                    value_full=actual,
+                    value_model=model_full,
+                    coalitions=result.coalition_count,
+                    method=result.method,
+                    stderr=float(result.stderr[i]),
+                )
+            )
+        for i, agent_id in enumerate(self.agent_ids):
+            bus.publish(
+                Valuation(
+                    ts_event=ts,
+                    ts_init=now,
+                    seq=bus.next_seq(),
+                    symbol=self.symbol,
+                    agent_id=agent_id,
+                    agent_index=i,
+                    share_price=float(result.share_prices[i]),
+                    volatility=float(result.volatilities[i]),
+                    strike=float(result.strikes[i]),
+                    time_to_expiry=float(remaining),
+                    option_value=float(result.option_values[i]),
+                    target_weight=float(result.target_weights[i]),
+                    weight=float(result.weights[i]),
+                    bubble=float(result.bubbles[i]),
+                )
+            )
+
+    def agent_summary(self) -> list[dict[str, float | str]]:
+        """Per agent: cumulative Shapley P&L, final share price and weight."""
+        prices = self.state.share_prices
+        weights = self.state.weights
+        return [
+            {
+                "agent": agent_id,
+                "shapley_pnl": float(self.cumulative_phi[i]),
+                "share_price": float(prices[i]),
+                "weight": float(weights[i]),
+            }
+            for i, agent_id in enumerate(self.agent_ids)
+        ]

@@ -1,0 +1,95 @@
+"""Scripted agents: fixed voting rules, for tests and demonstrations of the meta-investor.
+
+``oracle`` peeks at the next bar and votes for its open-to-close direction
+(the move a position taken on this close earns after the next open);
+``contrarian`` votes the opposite; ``random`` votes uniformly with a seeded
+generator; ``neutral`` always votes neutral. Only ``random`` and ``neutral``
+are usable outside a backtest: the others read the future on purpose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.bus import Bus
+from engine.clock import Clock
+from engine.data import BarData
+from engine.events import AgentAction, Bar
+
+__all__ = ["ScriptedAgent"]
+
+RULES = ("oracle", "contrarian", "random", "neutral")
+
+
+class ScriptedAgent:
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        symbol: str,
+        agent_id: str,
+        agent_index: int,
+        rule: str,
+        *,
+        data: BarData | None = None,
+        rng: np.random.Generator | None = None,
+        conviction: float = 0.9,
+    ) -> None:
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+        if rule in ("oracle", "contrarian") and data is None:
+            raise ValueError(f"the {rule!r} rule needs the bars (data=...)")
+        if rule == "random" and rng is None:
+            raise ValueError("the 'random' rule needs a seeded rng")
+        self._bus = bus
+        self._clock = clock
+        self.symbol = symbol
+        self.agent_id = agent_id
+        self.agent_index = agent_index
+        self.rule = rule
+        self._rng = rng
+        self._conviction = conviction
+        self._index = {int(t): i for i, t in enumerate(data.ts)} if data is not None else {}
+        self._data = data
+
+    def subscribe(self) -> None:
+        self._bus.subscribe(Bar, self.on_bar, self.symbol)
+
+    def _direction(self, bar: Bar) -> int:
+        if self.rule == "neutral":
+            return 0
+        if self.rule == "random":
+            return int(self._rng.integers(-1, 2))  # type: ignore[union-attr]
+        i = self._index[bar.ts_event]
+        data = self._data
+        if i + 1 >= len(data.ts):  # type: ignore[arg-type]
+            return 0
+        move = float(np.sign(data.close[i + 1] - data.open[i + 1]))  # type: ignore[union-attr]
+        return int(move if self.rule == "oracle" else -move)
+
+    def on_bar(self, bar: Bar) -> None:
+        direction = self._direction(bar)
+        high = self._conviction
+        low = (1.0 - high) / 2.0
+        if direction > 0:
+            probabilities = (low, low, high)
+        elif direction < 0:
+            probabilities = (high, low, low)
+        else:
+            probabilities = (low, high, low)
+        bus = self._bus
+        bus.publish(
+            AgentAction(
+                ts_event=bar.ts_event,
+                ts_init=self._clock.now_ns(),
+                seq=bus.next_seq(),
+                symbol=self.symbol,
+                agent_id=self.agent_id,
+                agent_index=self.agent_index,
+                bearish=probabilities[0],
+                neutral=probabilities[1],
+                bullish=probabilities[2],
+                action=1 + direction,
+                confidence=high,
+            )
+        )
