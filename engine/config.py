@@ -22,6 +22,7 @@ import hashlib
 import math
 import re
 import tomllib
+import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -35,6 +36,7 @@ __all__ = [
     "InstrumentConfig",
     "RunConfig",
     "ScenarioConfig",
+    "ScriptedEnsembleConfig",
     "SmaCrossConfig",
     "StorageConfig",
     "StrategyConfig",
@@ -210,7 +212,37 @@ class SmaCrossConfig(
         _positive("strategy.quantity", self.quantity)
 
 
-StrategyConfig = SmaCrossConfig
+class ScriptedEnsembleConfig(
+    _Config,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="scripted_ensemble",
+    tag_field="kind",
+):
+    """Scripted agents (``oracle``, ``contrarian``, ``random``, ``neutral``) weighted by the
+    meta-investor; ``meta`` holds :class:`strategies.meta.step.MetaInvestorParams` fields
+    (``n_agents`` is set from ``agents``). ``oracle`` and ``contrarian`` read the next bar
+    on purpose: they exist to show and test the meta-investor, not to trade."""
+
+    agents: tuple[str, ...] = ("oracle", "contrarian", "random")
+    max_position: float = 1_000.0
+    confidence_threshold: float = 0.0
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def check(self) -> None:
+        known = ("oracle", "contrarian", "random", "neutral")
+        for rule in self.agents:
+            if rule not in known:
+                raise ConfigError(
+                    f"strategy.agents: unknown rule {rule!r}; choose from {', '.join(known)}"
+                )
+        if not self.agents:
+            raise ConfigError("strategy.agents must name at least one agent")
+        _positive("strategy.max_position", self.max_position)
+
+
+StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig
 
 
 class StorageConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -266,7 +298,7 @@ def config_hash(config: ScenarioConfig) -> str:
 
 def _struct_types(annotation: Any) -> list[type[msgspec.Struct]]:
     origin = get_origin(annotation)
-    if origin is Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin is Union or origin is types.UnionType:
         return [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, _Config)]
     if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         return [annotation]

@@ -81,11 +81,64 @@ class ResultsCollector:
 StrategyFactory = Callable[[ScenarioConfig, MessageBus, SimulatedClock], Any]
 
 
-def build_strategy(config: ScenarioConfig, bus: MessageBus, clock: SimulatedClock) -> Any:
+def build_strategy(
+    config: ScenarioConfig,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    data: BarData | None = None,
+) -> Any:
     """The strategy a scenario names (not yet subscribed)."""
+    from engine.config import ScriptedEnsembleConfig
+
+    if isinstance(config.strategy, ScriptedEnsembleConfig):
+        return _scripted_ensemble(config, config.strategy, bus, clock, data)
     from strategies.sma_cross import SmaCross
 
     return SmaCross(bus, clock, config.instrument.symbol, config.strategy)
+
+
+def _scripted_ensemble(
+    config: ScenarioConfig,
+    strategy: Any,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    data: BarData | None,
+) -> Any:
+    import msgspec
+
+    from strategies.ensemble import Ensemble
+    from strategies.execution import TargetExecution
+    from strategies.meta.investor import MetaInvestor
+    from strategies.meta.step import MetaInvestorParams
+    from strategies.scripted import ScriptedAgent
+
+    symbol = config.instrument.symbol
+    try:
+        params = msgspec.convert(
+            {**strategy.meta, "n_agents": len(strategy.agents)}, MetaInvestorParams
+        )
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ConfigError(f"[strategy.meta]: {exc}") from None
+    ids = [f"{rule}-{i}" for i, rule in enumerate(strategy.agents)]
+    rng = np.random.default_rng(config.run.seed)
+    meta = MetaInvestor(
+        bus,
+        clock,
+        symbol,
+        ids,
+        params,
+        config.broker,
+        max_position=strategy.max_position,
+        confidence_threshold=strategy.confidence_threshold,
+        lot_size=config.instrument.lot_size,
+        horizon_bars=len(data) if data is not None else 0,
+        rng=rng,
+    )
+    agents = [
+        ScriptedAgent(bus, clock, symbol, ids[i], i, rule, data=data, rng=rng)
+        for i, rule in enumerate(strategy.agents)
+    ]
+    return Ensemble(meta, agents, TargetExecution(bus, clock, symbol))
 
 
 def run_backtest(
@@ -173,7 +226,10 @@ async def run_backtest_async(
     )
     broker.subscribe()
     portfolio.subscribe()
-    strategy = (strategy_factory or build_strategy)(config, bus, clock)
+    if strategy_factory is None:
+        strategy = build_strategy(config, bus, clock, data)
+    else:
+        strategy = strategy_factory(config, bus, clock)
     strategy.subscribe()
     collector = ResultsCollector(len(data))
     bus.subscribe(PortfolioSnapshot, collector.on_snapshot)

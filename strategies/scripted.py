@@ -62,9 +62,10 @@ class ScriptedAgent:
             return int(self._rng.integers(-1, 2))  # type: ignore[union-attr]
         i = self._index[bar.ts_event]
         data = self._data
-        if i + 1 >= len(data.ts):  # type: ignore[arg-type]
+        assert data is not None  # checked in __init__ for these rules
+        if i + 1 >= len(data.ts):
             return 0
-        move = float(np.sign(data.close[i + 1] - data.open[i + 1]))  # type: ignore[union-attr]
+        move = float(np.sign(data.close[i + 1] - data.open[i + 1]))
         return int(move if self.rule == "oracle" else -move)
 
     def on_bar(self, bar: Bar) -> None:

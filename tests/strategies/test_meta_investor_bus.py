@@ -144,3 +144,28 @@ def test_shapley_query_per_bar_and_aggregated(sqlite_url: str) -> None:
     import json
 
     assert len(json.loads(out.output)) == 3
+
+
+def test_scripted_ensemble_scenario_runs_and_reports_agents() -> None:
+    from engine.config import parse_scenario
+
+    config = parse_scenario(
+        '[data]\nsource = "synthetic"\n[data.synthetic]\nbars = 1500\n'
+        '[strategy]\nkind = "scripted_ensemble"\nagents = ["oracle", "random"]\n'
+        "max_position = 100\nconfidence_threshold = -2.0\n[strategy.meta]\nsmoothing = 0.3\n"
+    )
+    result = run_backtest(config, persist=False)
+    assert [a["agent"] for a in result.agents] == ["oracle-0", "random-1"]
+    assert result.agents[0]["weight"] > result.agents[1]["weight"]
+
+
+def test_scripted_ensemble_bad_meta_key_names_section() -> None:
+    from engine.config import parse_scenario
+    from engine.errors import ConfigError
+
+    config = parse_scenario(
+        '[data]\nsource = "synthetic"\n[strategy]\nkind = "scripted_ensemble"\n'
+        "[strategy.meta]\nsmoothin = 0.3\n"
+    )
+    with pytest.raises(ConfigError, match=r"\[strategy.meta\]: .*smoothin"):
+        run_backtest(config, persist=False)
