@@ -184,7 +184,12 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
         ("final equity", num(s["final_equity"])),
         ("total return", pct(s["total_return"])),
         ("CAGR", pct(s["cagr"])),
-        ("annual volatility", pct(s["annual_volatility"])),
+        (
+            "annual volatility",
+            "n/a"
+            if s["annual_volatility"] != s["annual_volatility"]
+            else f"{s['annual_volatility']:.2%}",
+        ),
         ("Sharpe", num(s["sharpe"])),
         ("Sortino", num(s["sortino"])),
         ("max drawdown", pct(s["max_drawdown"])),
