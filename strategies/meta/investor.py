@@ -247,6 +247,19 @@ class MetaInvestor:
         pnl[-1] = actual
         remaining = max(self.horizon - self._bars, 0) if self.horizon else 1.0
         result = self.state.step(pnl, float(remaining))
+        for name, values in (
+            ("share price", result.share_prices),
+            ("option value", result.option_values),
+            ("weight", result.weights),
+        ):
+            bad = np.flatnonzero(~np.isfinite(values))
+            if len(bad):
+                agent = self.agent_ids[int(bad[0])]
+                raise ValueError(
+                    f"the {name} of agent {agent} is {float(values[bad[0]])!r} after the step "
+                    f"settled at bar {bar.ts_event}: the share price left the float range "
+                    f"(lower [strategy.meta] alpha or use share_price_form = 'compound')"
+                )
         self.cumulative_phi += result.phi
         self.steps += 1
         bus = self._bus

@@ -26,7 +26,8 @@ def factory(data, events: list, rules=("oracle", "contrarian", "random"), **meta
         bus.subscribe("*", events.append)
         symbol = config.instrument.symbol
         ids = [f"{rule}-{i}" for i, rule in enumerate(rules)]
-        params = MetaInvestorParams(n_agents=len(rules), smoothing=0.2, alpha=0.05, **meta_options)
+        options = {"smoothing": 0.2, "alpha": 0.05, **meta_options}
+        params = MetaInvestorParams(n_agents=len(rules), **options)
         meta = MetaInvestor(
             bus,
             clock,
@@ -169,3 +170,10 @@ def test_scripted_ensemble_bad_meta_key_names_section() -> None:
     )
     with pytest.raises(ConfigError, match=r"\[strategy.meta\]: .*smoothin"):
         run_backtest(config, persist=False)
+
+
+def test_meta_investor_share_price_overflow_fails_with_clear_error() -> None:
+    from engine.errors import HandlerError
+
+    with pytest.raises(HandlerError, match=r"of agent \S+ is (nan|inf).*left the float range"):
+        run(2_500, rules=("oracle", "contrarian"), alpha=0.9)
