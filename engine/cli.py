@@ -281,7 +281,7 @@ def trades(
     Example: emarl trades --run latest --side buy --since 2019-01-01 --format csv
     """
     from storage.db import connect
-    from storage.query import trade_rows
+    from storage.query import TRADE_COLUMNS, trade_rows
 
     try:
         rows = trade_rows(
@@ -299,20 +299,7 @@ def trades(
         raise typer.Exit(1)
     for row in rows:
         row["time"] = _fmt_time(row["time"])
-    columns = [
-        "run_id",
-        "seq",
-        "time",
-        "symbol",
-        "side",
-        "quantity",
-        "price",
-        "commission",
-        "slippage",
-        "order_id",
-        "fill_id",
-        "strategy_id",
-    ]
+    columns = list(TRADE_COLUMNS)
     shown = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
     if output is OutputFormat.table:
         columns = shown

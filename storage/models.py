@@ -10,7 +10,7 @@ under the same names, in the same order, after ``run_id``. Every event table is 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 # SQLite stores these tables clustered by their (run_id, seq) key: one B-tree per row.
 NO_ROWID = {"sqlite_with_rowid": False}
@@ -30,6 +30,23 @@ __all__ = [
 
 class Base(DeclarativeBase):
     pass
+
+
+class EventRow:
+    """The key and timestamps every event table shares: ``(run_id, seq)``, then the times.
+
+    ``sort_order`` keeps them the first columns, so the key stays ``(run_id, seq)``.
+    """
+
+    @declared_attr
+    def run_id(cls) -> Mapped[int]:  # noqa: N805
+        return mapped_column(
+            ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, sort_order=-4
+        )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, sort_order=-3)
+    ts_event: Mapped[int] = mapped_column(BigInteger, sort_order=-2)
+    ts_init: Mapped[int] = mapped_column(BigInteger, sort_order=-1)
 
 
 class Run(Base):
@@ -56,13 +73,9 @@ class Run(Base):
     summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class Order(Base):
+class Order(EventRow, Base):
     __tablename__ = "orders"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    ts_event: Mapped[int] = mapped_column(BigInteger)
-    ts_init: Mapped[int] = mapped_column(BigInteger)
     order_id: Mapped[str] = mapped_column(String(100))
     strategy_id: Mapped[str] = mapped_column(String(100))
     symbol: Mapped[str] = mapped_column(String(100))
@@ -91,13 +104,9 @@ class OrderEvent(Base):
     __table_args__ = (Index("ix_order_events_run_order", "run_id", "order_id"), NO_ROWID)
 
 
-class Fill(Base):
+class Fill(EventRow, Base):
     __tablename__ = "fills"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    ts_event: Mapped[int] = mapped_column(BigInteger)
-    ts_init: Mapped[int] = mapped_column(BigInteger)
     fill_id: Mapped[str] = mapped_column(String(100))
     order_id: Mapped[str] = mapped_column(String(100))
     strategy_id: Mapped[str] = mapped_column(String(100))
@@ -113,13 +122,9 @@ class Fill(Base):
     __table_args__ = (Index("ix_fills_run_ts", "run_id", "ts_event"), NO_ROWID)
 
 
-class PortfolioSnapshotRow(Base):
+class PortfolioSnapshotRow(EventRow, Base):
     __tablename__ = "portfolio_snapshots"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    ts_event: Mapped[int] = mapped_column(BigInteger)
-    ts_init: Mapped[int] = mapped_column(BigInteger)
     symbol: Mapped[str] = mapped_column(String(100))
     position: Mapped[float] = mapped_column(Float)
     avg_price: Mapped[float] = mapped_column(Float)
@@ -135,13 +140,9 @@ class PortfolioSnapshotRow(Base):
     __table_args__ = (NO_ROWID,)
 
 
-class AgentActionRow(Base):
+class AgentActionRow(EventRow, Base):
     __tablename__ = "agent_actions"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    ts_event: Mapped[int] = mapped_column(BigInteger)
-    ts_init: Mapped[int] = mapped_column(BigInteger)
     symbol: Mapped[str] = mapped_column(String(100))
     agent_id: Mapped[str] = mapped_column(String(100))
     agent_index: Mapped[int] = mapped_column(Integer)
@@ -154,13 +155,9 @@ class AgentActionRow(Base):
     __table_args__ = (NO_ROWID,)
 
 
-class ShapleyValueRow(Base):
+class ShapleyValueRow(EventRow, Base):
     __tablename__ = "shapley_values"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    ts_event: Mapped[int] = mapped_column(BigInteger)
-    ts_init: Mapped[int] = mapped_column(BigInteger)
     symbol: Mapped[str] = mapped_column(String(100))
     agent_id: Mapped[str] = mapped_column(String(100))
     agent_index: Mapped[int] = mapped_column(Integer)
@@ -175,13 +172,9 @@ class ShapleyValueRow(Base):
     __table_args__ = (Index("ix_shapley_values_run_agent", "run_id", "agent_index"), NO_ROWID)
 
 
-class ValuationRow(Base):
+class ValuationRow(EventRow, Base):
     __tablename__ = "valuations"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    ts_event: Mapped[int] = mapped_column(BigInteger)
-    ts_init: Mapped[int] = mapped_column(BigInteger)
     symbol: Mapped[str] = mapped_column(String(100))
     agent_id: Mapped[str] = mapped_column(String(100))
     agent_index: Mapped[int] = mapped_column(Integer)
