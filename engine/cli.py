@@ -393,6 +393,85 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+@app.command()
+def features(
+    source: Annotated[
+        Path, typer.Argument(help="A scenario TOML file or a bar file (CSV or Parquet).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Parquet file to write (default: runs/<name>.features.parquet)."
+        ),
+    ] = None,
+    symbol: Annotated[str, typer.Option(help="Symbol of a bar file's bars.")] = "SYMBOL",
+    heikin_ashi: Annotated[
+        bool | None,
+        typer.Option(
+            "--heikin-ashi/--plain-bars",
+            help="Compute on Heikin-Ashi bars (default: the scenario's setting, else plain).",
+        ),
+    ] = None,
+) -> None:
+    """Write the 13-feature matrix of a data set (with its "warm" flag) to Parquet.
+
+    A scenario's data section and [indicators] parameters are used; a bar file is read
+    with the default data rules. Example: emarl features scenarios/demo.toml -o f.parquet
+    """
+    import msgspec
+
+    from engine.config import DataConfig, load_scenario
+    from engine.data import load_bars
+    from indicators.features import FEATURE_NAMES, feature_frame
+    from indicators.params import IndicatorParams
+
+    try:
+        if source.suffix.lower() == ".toml":
+            config = load_scenario(source)
+            data = load_bars(
+                config.data,
+                config.instrument.symbol,
+                path=config.data_path(),
+                seed=config.run.seed,
+            )
+            params = config.indicators
+        else:
+            if not source.exists():
+                raise DataError(f"bar file {str(source)!r} does not exist")
+            data_config = DataConfig(path=str(source))
+            data_config.check()
+            data = load_bars(data_config, symbol, path=source)
+            params = IndicatorParams(timezone=data_config.timezone)
+        if heikin_ashi is not None:
+            params = msgspec.structs.replace(params, heikin_ashi=heikin_ashi)
+        frame = feature_frame(
+            data.open, data.high, data.low, data.close, data.volume, data.ts, params
+        )
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    target = out if out is not None else Path("runs") / f"{source.stem}.features.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(target)
+    warm = frame["warm"].to_numpy()
+    first = int(warm.argmax()) if warm.any() else None
+    after = frame.iloc[params.warmup :]
+    rows = [
+        {"feature": name, "nan_after_warmup": int(after[name].isna().sum())}
+        for name in FEATURE_NAMES
+    ]
+    _emit(
+        rows,
+        ["feature", "nan_after_warmup"],
+        OutputFormat.table,
+        title=(
+            f"{len(frame):,} bars of {data.symbol}; warm-up {params.warmup} bars; "
+            f"first warm bar {first if first is not None else 'none'}; "
+            f"{int(warm.sum()):,} warm bars" + ("; Heikin-Ashi" if params.heikin_ashi else "")
+        ),
+    )
+    typer.echo(f"wrote {len(frame):,} rows x {len(FEATURE_NAMES)} features to {target}")
+
+
 @data_app.command("weichai")
 def data_weichai(
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(

@@ -10,6 +10,7 @@ type errors name the section and key::
     [instrument] symbol, lot size
     [broker]     cash, costs, fill rules, margin
     [strategy]   kind = "sma_cross" | ... and the strategy's parameters
+    [indicators] the 13 features' parameters (indicators.params.IndicatorParams)
     [storage]    database URL and flush interval
 
 Relative data paths are resolved against the scenario file's folder.
@@ -29,6 +30,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import msgspec
 
 from engine.errors import ConfigError
+from indicators.params import IndicatorParams
 
 __all__ = [
     "BrokerConfig",
@@ -261,6 +263,7 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
     instrument: InstrumentConfig = msgspec.field(default_factory=InstrumentConfig)
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
     strategy: StrategyConfig = msgspec.field(default_factory=SmaCrossConfig)
+    indicators: IndicatorParams = msgspec.field(default_factory=IndicatorParams)
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     base_dir: str = "."
 
@@ -356,6 +359,13 @@ def parse_scenario(text: str, *, source: str = "<scenario>", base_dir: str = "."
     strategy = raw.get("strategy")
     if isinstance(strategy, dict) and "kind" not in strategy:
         strategy["kind"] = "sma_cross"
+    # The hour features use the market's clock unless [indicators] names another zone.
+    indicators = raw.setdefault("indicators", {})
+    data = raw.get("data", {})
+    if isinstance(indicators, dict) and "timezone" not in indicators and isinstance(data, dict):
+        zone = data.get("timezone", DataConfig().timezone)
+        if _known_zone(zone):  # an unknown one is reported as data.timezone below
+            indicators["timezone"] = zone
     raw["base_dir"] = base_dir
     try:
         config = msgspec.convert(raw, ScenarioConfig)
@@ -369,6 +379,18 @@ def parse_scenario(text: str, *, source: str = "<scenario>", base_dir: str = "."
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return config
+
+
+def _known_zone(name: object) -> bool:
+    import zoneinfo
+
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def load_scenario(path: str | Path) -> ScenarioConfig:

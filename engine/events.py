@@ -39,6 +39,7 @@ __all__ = [
     "AgentAction",
     "Bar",
     "CancelOrder",
+    "Features",
     "Message",
     "OrderAccepted",
     "OrderCanceled",
@@ -225,6 +226,24 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag=True, gc=False, 
     turnover: float
 
 
+class Features(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
+    """The 13 features of the bar just closed (``indicators.features.FEATURE_NAMES``).
+
+    ``values`` holds the 13 columns in order; ``mlmi``, ``nwrqk`` and ``regime`` are
+    the agents' slices of it (SPEC section 2), with a missing LVN encoded as
+    ``LVN_DISTANCE_CAP`` and strength 0 in the NWRQK slice. ``warm`` is true when
+    the warm-up is over and every value an agent reads is finite; nothing trades
+    on a bar that is not warm. ``ts_event`` is the close of the bar.
+    """
+
+    symbol: str
+    values: tuple[float, ...]
+    mlmi: tuple[float, ...]
+    nwrqk: tuple[float, ...]
+    regime: tuple[float, ...]
+    warm: bool
+
+
 class AgentAction(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
     """An agent's vote on the bar just closed: probabilities of bearish/neutral/bullish.
 
@@ -308,6 +327,7 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     OrderExpired,
     OrderFilled,
     PortfolioSnapshot,
+    Features,
     AgentAction,
     TargetPosition,
     ShapleyRecord,

@@ -51,11 +51,13 @@ __all__ = [
     "WINDOW_ROWS",
     "agent_inputs",
     "build_features",
+    "feature_frame",
     "feature_window",
     "local_hours",
     "momentum_nb",
     "rolling_windows",
     "volatility_nb",
+    "warm_mask",
 ]
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -299,3 +301,38 @@ def agent_inputs(features: np.ndarray, agent: str) -> np.ndarray:
         dist[missing] = LVN_DISTANCE_CAP
         strength[missing] = 0.0
     return x
+
+
+def warm_mask(features: np.ndarray, params: IndicatorParams | None = None) -> np.ndarray:
+    """Boolean per row: the warm-up is over and every agent input is finite.
+
+    Row t is warm when ``t >= params.warmup`` and the three agents' slices of row t
+    (:func:`agent_inputs`, a missing LVN already encoded) hold no NaN or infinity.
+    Nothing trades on a row that is not warm.
+    """
+    p = IndicatorParams() if params is None else params
+    n = features.shape[0]
+    warm = np.arange(n) >= p.warmup
+    for agent in AGENT_SLICES:
+        warm &= np.isfinite(agent_inputs(features, agent)).all(axis=1)
+    return warm
+
+
+def feature_frame(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    ts_ns: np.ndarray,
+    params: IndicatorParams | None = None,
+) -> pd.DataFrame:
+    """The feature matrix as a DataFrame: a UTC ``ts`` index (bar close), the 13 named
+    columns and ``warm`` (:func:`warm_mask`)."""
+    p = IndicatorParams() if params is None else params
+    values = build_features(open_, high, low, close, volume, ts_ns, p)
+    frame = pd.DataFrame(values, columns=list(FEATURE_NAMES))
+    frame["warm"] = warm_mask(values, p)
+    frame.index = pd.DatetimeIndex(pd.to_datetime(np.asarray(ts_ns, dtype=np.int64), utc=True))
+    frame.index.name = "ts"
+    return frame
