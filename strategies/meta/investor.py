@@ -257,8 +257,8 @@ class MetaInvestor:
                 agent = self.agent_ids[int(bad[0])]
                 raise ValueError(
                     f"the {name} of agent {agent} is {float(values[bad[0]])!r} after the step "
-                    f"settled at bar {bar.ts_event}: the share price left the float range "
-                    f"(lower [strategy.meta] alpha or use share_price_form = 'compound')"
+                    f"settled at bar {bar.ts_event}: the agents' share prices drifted more than "
+                    f"the float range apart (lower [strategy.meta] alpha)"
                 )
         self.cumulative_phi += result.phi
         self.steps += 1

@@ -4,7 +4,9 @@ Per step, after the step's coalition values v(S) are known:
 
 1. Shapley values φ: exact when n ≤ ``exact_max_agents``, else Monte Carlo
    (:mod:`strategies.meta.shapley`).
-2. Share prices: simple or compound form (:mod:`strategies.meta.share_price`).
+2. Share prices: simple or compound form (:mod:`strategies.meta.share_price`),
+   kept in the float range on long runs by an exact power-of-two rebase and a
+   relative floor (:func:`_rebase_nb`).
 3. Volatility σ_i: sample standard deviation of the last
    ``volatility_window`` log price changes, times √``periods_per_time_unit``.
 4. Strike K_i: mean of the last ``strike_window`` share prices, the new price
@@ -57,14 +59,19 @@ from strategies.meta.share_price import compound_factors_nb, simple_factors_nb
 
 __all__ = ["MetaInvestorParams", "MetaInvestorState", "MetaStepResult"]
 
-_STATE_FORMAT = "emarl.meta_investor/1"
+_STATE_FORMAT = "emarl.meta_investor/2"
 
 # Rows of the per-step result table.
 _PHI, _STDERR, _PRICES, _VOLS, _STRIKES, _OPTIONS, _TARGETS, _WEIGHTS, _BUBBLES = range(9)
 _ROWS = 9
 
 # Counters: [changes recorded, next change slot, prices recorded, next price slot].
-_CHANGE_COUNT, _CHANGE_SLOT, _PRICE_COUNT, _PRICE_SLOT = range(4)
+_CHANGE_COUNT, _CHANGE_SLOT, _PRICE_COUNT, _PRICE_SLOT, _REBASE = range(5)
+_N_COUNTERS = 5
+#: Share prices are rebased by a power of two when the largest leaves [2^-LIMIT, 2^LIMIT].
+REBASE_LIMIT = 256
+#: No price falls more than 2^RELATIVE_FLOOR_BITS below the largest.
+RELATIVE_FLOOR_BITS = 600
 
 # Float parameters handed to the kernel.
 (
@@ -270,6 +277,43 @@ class MetaStepResult:
 
 
 @njit(cache=True)
+def _rebase_nb(prices, recent, counters, reported):
+    """Keep the share prices in the float range on long runs.
+
+    Rebase: when the largest price leaves [2^-REBASE_LIMIT, 2^REBASE_LIMIT], every
+    price (and the strike window) is multiplied by the same power of two, which is
+    exact in binary floating point. Nothing downstream changes: log price changes
+    (volatility) are ratios, Black-Scholes and CRR call values are homogeneous of
+    degree 1 in (S, K), and the weights C_i / Σ C_j cancel the common factor.
+    ``counters[_REBASE]`` accumulates the exponent: the unscaled price is
+    ``price * 2**counters[_REBASE]``.
+
+    Relative floor: a price more than 2^RELATIVE_FLOOR_BITS below the largest (an agent
+    that has lost to the others for a very long time; its call is worthless) is held
+    at that floor, so that it never underflows to 0.
+    """
+    top = 0.0
+    for i in range(prices.shape[0]):
+        top = max(top, prices[i])
+    if not (top > 0.0 and math.isfinite(top)):
+        return
+    _mantissa, exponent = math.frexp(top)
+    if not -REBASE_LIMIT <= exponent <= REBASE_LIMIT:
+        for i in range(prices.shape[0]):
+            prices[i] = math.ldexp(prices[i], -exponent)
+        for k in range(recent.shape[0]):
+            recent[k] = math.ldexp(recent[k], -exponent)
+        counters[_REBASE] += exponent
+        top = math.ldexp(top, -exponent)
+    floor = math.ldexp(top, -RELATIVE_FLOOR_BITS)
+    for i in range(prices.shape[0]):
+        prices[i] = max(prices[i], floor)
+        reported[i] = prices[i]
+    for k in range(recent.shape[0]):
+        recent[k] = max(recent[k], floor)
+
+
+@njit(cache=True)
 def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scratch):
     """Steps 2-6 of the module docstring for φ in ``table[_PHI]``; returns the penalty.
 
@@ -308,6 +352,7 @@ def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scrat
     counters[_PRICE_SLOT] = (slot + 1) % strike_window
     price_count = min(counters[_PRICE_COUNT] + 1, strike_window)
     counters[_PRICE_COUNT] = price_count
+    _rebase_nb(prices, recent, counters, table[_PRICES])
 
     vol_scale = fparams[_P_VOL_SCALE]
     rate = fparams[_P_RATE]
@@ -439,7 +484,7 @@ class MetaInvestorState:
         self._state[0:n] = params.initial_share_price
         self._state[n : 2 * n] = fixed if params.allocator != "option" else 1.0 / n
         self._state[2 * n : 3 * n] = fixed
-        self._counters = np.zeros(4, dtype=np.int64)
+        self._counters = np.zeros(_N_COUNTERS, dtype=np.int64)
         # S_i(0) is the first price of the strike's moving average.
         self._recent_view()[0] = params.initial_share_price
         self._counters[_PRICE_COUNT] = 1
@@ -467,7 +512,13 @@ class MetaInvestorState:
 
     @property
     def share_prices(self) -> np.ndarray:
+        """Current share prices, rebased by ``2**price_scale_exponent`` (see _rebase_nb)."""
         return self._state[0 : self._n].copy()
+
+    @property
+    def price_scale_exponent(self) -> int:
+        """Unscaled share price = ``share_prices * 2**price_scale_exponent``."""
+        return int(self._counters[_REBASE])
 
     @property
     def weights(self) -> np.ndarray:
@@ -600,7 +651,7 @@ class MetaInvestorState:
             "weights": (n,),
             "price_changes": (params.volatility_window, n),
             "recent_prices": (params.strike_window, n),
-            "counters": (4,),
+            "counters": (_N_COUNTERS,),
         }
         arrays = {}
         for key, shape in pieces.items():

@@ -297,3 +297,76 @@ def test_meta_investor_params_defaults_are_valid_and_decode_from_plain_data():
         msgspec.convert({"smothing": 0.2}, MetaInvestorParams)
     with pytest.raises(msgspec.ValidationError, match="smoothing must be in"):
         msgspec.convert({"smoothing": 2.0}, MetaInvestorParams)
+
+
+def _normalised_reference(params, games, expiries):
+    """The pipeline in plain numpy with every price divided by the current largest one
+    after each step (a different normalisation from the engine's power-of-two rebase),
+    and the unscaled log prices tracked on the side."""
+    n = params.n_agents
+    history = [np.full(n, params.initial_share_price)]
+    log_scale = 0.0
+    weights = np.full(n, 1.0 / n)
+    rows = []
+    for v, T in zip(games, expiries, strict=True):
+        phi = shapley_exact(v)
+        prices = update_share_prices(
+            history[-1],
+            phi,
+            form=params.share_price_form,
+            alpha=params.alpha,
+            floor=params.price_floor,
+            rtol=params.price_rtol,
+        )
+        top = prices.max()
+        log_scale += math.log(top)
+        history = [h / top for h in history] + [prices / top]
+        path = np.array(history[-(params.volatility_window + 1) :])
+        sigma = np.zeros(n)
+        if len(path) > 2:
+            sigma = np.log(path[1:] / path[:-1]).std(axis=0, ddof=1)
+        strike = np.array(history[-params.strike_window :]).mean(axis=0)
+        options = black_scholes_call_array(history[-1], strike, T, sigma, 0.0)
+        targets = target_weights(options)
+        weights = smooth_weights(weights, targets, params.smoothing)
+        rows.append((np.log(history[-1]) + log_scale, sigma, targets, weights))
+    return rows
+
+
+def test_meta_investor_step_long_compound_run_rebases_exactly():
+    # Compound form: the factors 1 + φ_i/φ̄ average 2, so every price roughly doubles
+    # a step and would overflow after about 1,000 steps without the rebase.
+    params = MetaInvestorParams(share_price_form="compound", alpha=1.0, volatility_window=10)
+    rng = np.random.default_rng(3)
+    games = []
+    for _ in range(3_000):
+        phi = rng.uniform(0.5, 1.5, 3)  # an additive game with these Shapley values
+        games.append(np.array([phi[[i for i in range(3) if m >> i & 1]].sum() for m in range(8)]))
+    expiries = [float(3_000 - t) for t in range(3_000)]
+    state = MetaInvestorState(params)
+    reference = _normalised_reference(params, games, expiries)
+    for t, (v, T) in enumerate(zip(games, expiries, strict=True)):
+        result = state.step(v, T)
+        log_prices, sigma, targets, weights = reference[t]
+        unscaled = np.log(result.share_prices) + state.price_scale_exponent * math.log(2.0)
+        np.testing.assert_allclose(unscaled, log_prices, rtol=1e-9)
+        np.testing.assert_allclose(result.volatilities, sigma, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(result.target_weights, targets, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(result.weights, weights, rtol=1e-6, atol=1e-12)
+    assert state.price_scale_exponent > 2_000  # rebased several times
+    assert np.isfinite(state.share_prices).all() and state.share_prices.max() <= 2.0**256
+    # The exponent survives a save and restore.
+    again = MetaInvestorState.from_state_dict(json.loads(json.dumps(state.state_dict())))
+    assert again.price_scale_exponent == state.price_scale_exponent
+
+
+def test_meta_investor_step_persistent_loser_is_held_at_relative_floor():
+    params = MetaInvestorParams(n_agents=2, alpha=0.9)
+    state = MetaInvestorState(params)
+    v = np.array([0.0, 1.0, -1.0, 0.0])  # agent 0 earns, agent 1 loses, every step
+    for t in range(3_000):
+        result = state.step(v, float(3_000 - t))
+    prices = result.share_prices
+    assert np.isfinite(prices).all() and (prices > 0).all()
+    assert prices[1] == math.ldexp(prices[0], -600)
+    assert result.weights[0] > 0.999
