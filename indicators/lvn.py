@@ -39,7 +39,7 @@ constant prices).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 NAN = np.nan
 #: A valley shallower than this (relative depth) is rounding noise, never an LVN.
@@ -217,7 +217,7 @@ def lvn_at_nb(
     return distance, best_strength, 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def lvn_nb(
     high,
     low,
@@ -238,9 +238,56 @@ def lvn_nb(
     dist = np.full(n, NAN)
     strength = np.full(n, NAN)
     present = np.full(n, NAN)
-    scratch = lvn_scratch_new_nb(max_bins)
     smooth_w = gaussian_weights_nb(smoothing)
-    for t in range(n):
+    # Each bar's profile depends on its own window only: chunks run in parallel.
+    chunks = max(1, min(16, n // 2_000))
+    for c in prange(chunks):
+        _lvn_range_nb(
+            high,
+            low,
+            close,
+            volume,
+            atr,
+            window,
+            bin_width,
+            atr_fraction,
+            max_bins,
+            smooth_w,
+            threshold,
+            min_prominence,
+            edge_bins,
+            c * n // chunks,
+            (c + 1) * n // chunks,
+            dist,
+            strength,
+            present,
+        )
+    return dist, strength, present
+
+
+@njit(cache=True)
+def _lvn_range_nb(
+    high,
+    low,
+    close,
+    volume,
+    atr,
+    window,
+    bin_width,
+    atr_fraction,
+    max_bins,
+    smooth_w,
+    threshold,
+    min_prominence,
+    edge_bins,
+    lo,
+    hi,
+    dist,
+    strength,
+    present,
+):
+    scratch = lvn_scratch_new_nb(max_bins)
+    for t in range(lo, hi):
         dist[t], strength[t], present[t] = lvn_at_nb(
             high,
             low,
@@ -258,7 +305,6 @@ def lvn_nb(
             edge_bins,
             scratch,
         )
-    return dist, strength, present
 
 
 @njit(cache=True)

@@ -41,7 +41,7 @@ exactly that of the brute-force definition (same float distances, same ties).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from indicators.core import kth_smallest_nb, rsi_nb, wma_nb
 
@@ -54,6 +54,10 @@ RSI_SLOW = 20
 PRED_MA_LENGTH = 20
 
 GRID_MIN = 32
+
+# batch: bars are predicted in up to CHUNKS parallel chunks of at least CHUNK_MIN_BARS
+CHUNKS = 16
+CHUNK_MIN_BARS = 4_000
 GRID_MAX = 1024
 
 # row columns
@@ -291,24 +295,18 @@ def mlmi_signal_step_nb(state, pred_t, ma_t, pred_prev, ma_prev):
 
 
 @njit(cache=True)
-def mlmi_features_nb(close, k, momentum_window, store_then_predict):
-    """MLMI over a close series: returns (pred, pred_ma, signal).
-
-    ``pred`` is the integer kNN label sum (range [-k, k]); the feature column is
-    ``pred / k``.
-    """
-    n = close.shape[0]
-    ma_quick = wma_nb(close, MA_QUICK)
-    ma_slow = wma_nb(close, MA_SLOW)
-    p1 = wma_nb(rsi_nb(close, RSI_SLOW), momentum_window)
-    p2 = wma_nb(rsi_nb(close, RSI_QUICK), momentum_window)
-    rows, next_row, grid, meta = mlmi_store_new_nb(n + 2)
-    scratch = np.empty((3, n + 2))
-    pred = np.full(n, NAN)
-    for t in range(n):
-        event = False
-        if t >= 1:
-            event = cross_event_nb(ma_quick[t], ma_slow[t], ma_quick[t - 1], ma_slow[t - 1])
+def _mlmi_chunk_nb(p1, p2, close, can_store, events, k, store_then_predict, capacity, lo, hi, pred):
+    """``pred[lo:hi]``: rebuild the store from the rows of bars before ``lo`` (appends
+    only, with the same regrids), then store and predict bar by bar."""
+    rows, next_row, grid, meta = mlmi_store_new_nb(capacity)
+    for t in range(lo):
+        if can_store[t]:
+            _store_row_nb(rows, next_row, grid, meta, p1[t], p2[t], close[t])
+        side = wanted_grid_side_nb(int(meta[_META_S]))
+        if side != grid_side_nb(grid):
+            grid = mlmi_regrid_nb(rows, next_row, meta, side)
+    scratch = np.empty((3, capacity))
+    for t in range(lo, hi):
         pred[t] = mlmi_bar_nb(
             rows,
             next_row,
@@ -317,7 +315,7 @@ def mlmi_features_nb(close, k, momentum_window, store_then_predict):
             p1[t],
             p2[t],
             close[t],
-            event,
+            events[t],
             k,
             store_then_predict,
             scratch,
@@ -325,6 +323,40 @@ def mlmi_features_nb(close, k, momentum_window, store_then_predict):
         side = wanted_grid_side_nb(int(meta[_META_S]))
         if side != grid_side_nb(grid):
             grid = mlmi_regrid_nb(rows, next_row, meta, side)
+
+
+@njit(cache=True, parallel=True)
+def mlmi_features_nb(close, k, momentum_window, store_then_predict):
+    """MLMI over a close series: returns (pred, pred_ma, signal).
+
+    ``pred`` is the integer kNN label sum (range [-k, k]); the feature column is
+    ``pred / k``. The store's rows do not depend on the predictions, so the bars are
+    cut into chunks predicted in parallel, each chunk first rebuilding the store as it
+    stood at its first bar (cheap: appends only). The result is identical to one pass.
+    """
+    n = close.shape[0]
+    ma_quick = wma_nb(close, MA_QUICK)
+    ma_slow = wma_nb(close, MA_SLOW)
+    p1 = wma_nb(rsi_nb(close, RSI_SLOW), momentum_window)
+    p2 = wma_nb(rsi_nb(close, RSI_QUICK), momentum_window)
+    events = np.zeros(n, dtype=np.bool_)
+    can_store = np.zeros(n, dtype=np.bool_)
+    stored = 0
+    for t in range(n):
+        if t >= 1:
+            events[t] = cross_event_nb(ma_quick[t], ma_slow[t], ma_quick[t - 1], ma_slow[t - 1])
+        query_ok = not (np.isnan(p1[t]) or np.isnan(p2[t]))
+        can_store[t] = events[t] and query_ok and not np.isnan(close[t])
+        stored += can_store[t]
+    capacity = stored + 2
+    pred = np.full(n, NAN)
+    chunks = max(1, min(CHUNKS, n // CHUNK_MIN_BARS))
+    for c in prange(chunks):
+        lo = c * n // chunks
+        hi = (c + 1) * n // chunks
+        _mlmi_chunk_nb(
+            p1, p2, close, can_store, events, k, store_then_predict, capacity, lo, hi, pred
+        )
     pred_ma = wma_nb(pred, PRED_MA_LENGTH)
     signal = np.full(n, NAN)
     sig_state = np.zeros(1)

@@ -299,6 +299,22 @@ def _refresh_nb(state, ring, gram, scratch, g, m, n):
 
 
 @njit(cache=True)
+def _row_sum_nb(gram, row, lo, hi, N):
+    """Σ gram[row, b % N] for b in [lo, hi), in order of b, without a modulo per term."""
+    total = 0.0
+    if hi <= lo:
+        return total
+    a = lo % N
+    end = a + (hi - lo)
+    first_end = min(end, N)
+    for c in range(a, first_end):
+        total += gram[row, c]
+    for c in range(end - first_end):
+        total += gram[row, c]
+    return total
+
+
+@njit(cache=True)
 def _slide_nb(state, ring, gram, g, m, n, f0, f1, f2):
     """Move the window from [g-N, g-1] to [g-N+1, g] under fixed kernel parameters."""
     N = m + n
@@ -307,22 +323,14 @@ def _slide_nb(state, ring, gram, g, m, n, f0, f1, f2):
     kyy = state[_KYY]
     kxy = state[_KXY]
     # the oldest bar o = g - N leaves X
-    s_x = 0.0
-    for b in range(g - N + 1, g - n):
-        s_x += gram[slot, b % N]
-    s_y = 0.0
-    for b in range(g - n, g):
-        s_y += gram[slot, b % N]
+    s_x = _row_sum_nb(gram, slot, g - N + 1, g - n, N)
+    s_y = _row_sum_nb(gram, slot, g - n, g, N)
     kxx -= 2.0 * s_x
     kxy -= s_y
     # bar q = g - n moves from Y to X
     sq = (g - n) % N
-    q_y = 0.0
-    for b in range(g - n + 1, g):
-        q_y += gram[sq, b % N]
-    q_x = 0.0
-    for b in range(g - N + 1, g - n):
-        q_x += gram[sq, b % N]
+    q_y = _row_sum_nb(gram, sq, g - n + 1, g, N)
+    q_x = _row_sum_nb(gram, sq, g - N + 1, g - n, N)
     kyy -= 2.0 * q_y
     kxy += q_y - q_x
     kxx += 2.0 * q_x
@@ -330,19 +338,27 @@ def _slide_nb(state, ring, gram, g, m, n, f0, f1, f2):
     ring[slot, 0] = f0
     ring[slot, 1] = f1
     ring[slot, 2] = f2
-    inv_var = state[_INV_VAR : _INV_VAR + N_FEATURES]
+    w0 = state[_INV_VAR]
+    w1 = state[_INV_VAR + 1]
+    w2 = state[_INV_VAR + 2]
     gamma = state[_GAMMA]
     p_x = 0.0
     p_y = 0.0
+    sb = (g - N + 1) % N
     for b in range(g - N + 1, g):
-        sb = b % N
-        v = np.exp(-gamma * _sqdist_nb(ring, slot, sb, inv_var))
+        e0 = f0 - ring[sb, 0]
+        e1 = f1 - ring[sb, 1]
+        e2 = f2 - ring[sb, 2]
+        v = np.exp(-gamma * (e0 * e0 * w0 + e1 * e1 * w1 + e2 * e2 * w2))
         gram[slot, sb] = v
         gram[sb, slot] = v
         if b <= g - n:
             p_x += v
         else:
             p_y += v
+        sb += 1
+        if sb == N:
+            sb = 0
     kyy += 2.0 * p_y
     kxy += p_x
     state[_KXX] = kxx
