@@ -20,7 +20,7 @@ $(WEICHAI): $(STAMP)
 	$(EMARL) data weichai -o $(WEICHAI)
 
 demo: $(STAMP) $(WEICHAI)
-	$(EMARL) backtest scenarios/demo.toml
+	$(EMARL) backtest scenarios/demo.toml --report-file runs/demo-report.html
 	$(EMARL) trades --run latest --since 2020-06-01
 
 test: $(STAMP) $(WEICHAI)

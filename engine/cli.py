@@ -62,6 +62,21 @@ class Side(str, Enum):
     sell = "sell"
 
 
+class ExportFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+class PnlGroup(str, Enum):
+    day = "day"
+    week = "week"
+    month = "month"
+    side = "side"
+    agent = "agent"
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -82,7 +97,11 @@ def _fail(exc: EmarlError) -> typer.Exit:
     elif isinstance(exc, HandlerError):
         code = 1
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape  # messages name sections such as [broker]
+
+    _console(stderr=True).print(
+        f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -109,10 +128,20 @@ def backtest(
     output_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Write the run's HTML report at the end (runs/report-<id>.html)."
+        ),
+    ] = False,
+    report_file: Annotated[
+        Path | None,
+        typer.Option("--report-file", help="Write the HTML report here (implies --report)."),
+    ] = None,
 ) -> None:
     """Run a scenario's backtest, store it, and print its summary.
 
-    Example: emarl backtest scenarios/demo.toml
+    Example: emarl backtest scenarios/demo.toml --report
     """
     import msgspec
 
@@ -153,6 +182,11 @@ def backtest(
     summary["run_id"] = result.run_id
     summary["bars_per_second"] = result.bars_per_second
     summary["agents"] = result.agents
+    if (report or report_file is not None) and result.run_id is not None:
+        written = _write_report(db or config.storage.url, result.run_id, report_file)
+        summary["report"] = str(written)
+        if not output_json:
+            _console(stderr=True).print(f"report written to {written}")
     if output_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -164,6 +198,188 @@ def backtest(
             OutputFormat.table,
             title="agents: cumulative Shapley P&L, final share price, weight",
         )
+
+
+@app.command()
+def train(
+    scenario: Annotated[
+        Path, typer.Argument(help="Training scenario TOML, e.g. scenarios/train_weichai.toml.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Checkpoint path (default: the scenario's checkpoint)."),
+    ] = None,
+    updates: Annotated[
+        int | None, typer.Option(help="Number of MAPPO updates (default: [train] updates).")
+    ] = None,
+    db: DbOption = None,
+    log: Annotated[
+        Path | None,
+        typer.Option("--log", help="CSV log of the per-update metrics (default: CHECKPOINT.csv)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the three agents with MAPPO and write a checkpoint (.pt + .json).
+
+    Per-update metrics (episode return, policy and value loss, entropy, approximate
+    KL, clip fraction, explained variance) go to the database and a CSV log.
+
+    Example: emarl train scenarios/train_weichai.toml --out checkpoints/weichai_mappo.pt
+    """
+    import csv
+    import time
+
+    from engine.config import config_hash, load_scenario
+    from engine.version import code_version
+
+    try:
+        config = load_scenario(scenario)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    from storage.db import connect
+    from storage.training import add_training_metric, create_training_run, finish_training_run
+    from strategies.marl.agents import checkpoint_path
+    from strategies.marl.training import train_scenario
+
+    started = time.perf_counter()
+    try:
+        target = out if out is not None else checkpoint_path(config)
+        total = updates if updates is not None else (config.train.updates if config.train else 0)
+        engine = connect(db or config.storage.url)
+        training_id = create_training_run(
+            engine,
+            name=config.run.name,
+            scenario=str(scenario),
+            config=config.to_dict(),
+            config_hash=config_hash(config),
+            seed=config.run.seed,
+            code_version=code_version(),
+        )
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    log_path = log if log is not None else target.with_suffix(".csv")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    console = _console(stderr=True)
+    show_progress = not quiet and sys.stderr.isatty()
+    with log_path.open("w", newline="") as handle:
+        writer: Any = None
+        bar: Any = None
+        task: Any = None
+
+        def on_update(metrics: Any) -> None:
+            nonlocal writer
+            row = metrics.as_dict()
+            if writer is None:
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+            handle.flush()
+            add_training_metric(engine, training_id, row)
+            text = (
+                f"update {row['update']}/{total}  stage {row['stage']}  "
+                f"return {row['episode_return']:.3f}  pi {row['policy_loss']:.4f}  "
+                f"v {row['value_loss']:.4f}  H {row['entropy']:.3f}  "
+                f"kl {row['approx_kl']:.4f}  clip {row['clip_fraction']:.3f}  "
+                f"ev {row['explained_variance']:.3f}"
+            )
+            if bar is not None:
+                bar.update(task, completed=row["update"], description=text)
+            elif not quiet:
+                console.print(text, highlight=False)
+
+        try:
+            if show_progress:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+                with Progress(
+                    TextColumn("[bold]train[/]"),
+                    BarColumn(),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.description}"),
+                    console=console,
+                ) as bar:
+                    task = bar.add_task("starting", total=total)
+                    outcome = train_scenario(config, out=out, updates=updates, on_update=on_update)
+            else:
+                outcome = train_scenario(config, out=out, updates=updates, on_update=on_update)
+        except (EmarlError, KeyboardInterrupt) as exc:
+            finish_training_run(
+                engine,
+                training_id,
+                status="failed",
+                wall_seconds=time.perf_counter() - started,
+                error=str(exc) or type(exc).__name__,
+            )
+            if isinstance(exc, KeyboardInterrupt):
+                raise typer.Exit(130) from None
+            raise _fail(exc) from None
+    finish_training_run(
+        engine,
+        training_id,
+        status="finished",
+        wall_seconds=time.perf_counter() - started,
+        checkpoint=str(outcome.weights_path),
+    )
+    result = outcome.result
+    console.print(
+        f"trained {len(result.metrics)} updates, {result.episodes:,} episodes in "
+        f"{result.seconds:.1f} s ({result.updates_per_second:.2f} updates/s, "
+        f"{result.agent_steps_per_second:,.0f} agent-steps/s); training run {training_id}",
+        highlight=False,
+    )
+    typer.echo(f"checkpoint: {outcome.weights_path} + {outcome.meta_path.name}; log: {log_path}")
+
+
+@app.command()
+def evaluate(
+    scenario: Annotated[
+        Path, typer.Argument(help="A learned-ensemble scenario, e.g. scenarios/demo.toml.")
+    ],
+    trade_start: Annotated[
+        str,
+        typer.Option("--trade-start", help="First bar of the evaluation (earlier bars warm up)."),
+    ],
+    end: Annotated[
+        str, typer.Option(help="Last bar of the evaluation (default: the data's).")
+    ] = "",
+    output_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Strategic accuracy (k = 1, 8), hit rate, Sharpe and max drawdown of the learned
+    ensemble, buy-and-hold and the SMA(10/30) reference over the same bars.
+
+    Example: emarl evaluate scenarios/demo.toml --trade-start 2017-01-01
+    """
+    from engine.config import load_scenario
+    from strategies.marl.evaluate import evaluate_scenario
+
+    try:
+        config = load_scenario(scenario)
+        figures = evaluate_scenario(config, trade_start=trade_start, end=end)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    if output_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    rows = [
+        {"strategy": name, **{k: round(v, 4) for k, v in figures[name].items()}}
+        for name in ("learned", "buy_and_hold", "sma_10_30")
+    ]
+    columns = [
+        "strategy",
+        "strategic_accuracy_k1",
+        "strategic_accuracy_k8",
+        "hit_rate",
+        "sharpe",
+        "max_drawdown",
+        "total_return",
+    ]
+    _emit(
+        rows,
+        columns,
+        OutputFormat.table,
+        title=f"{figures['bars']:,} bars from {_fmt_time(figures['first_bar_ns'])} "
+        f"to {_fmt_time(figures['last_bar_ns'])}",
+    )
 
 
 def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> None:
@@ -271,39 +487,124 @@ def trades(
     ] = None,
     until: Annotated[str | None, typer.Option(help="Up to this time, inclusive.")] = None,
     side: Annotated[Side | None, typer.Option(help="Only buys or only sells.")] = None,
+    by: Annotated[
+        PnlGroup | None,
+        typer.Option(
+            "--by",
+            help="Aggregate P&L per UTC day, week (Monday) or month, per side, or per agent "
+            "(Shapley attribution) instead of listing fills.",
+        ),
+    ] = None,
     output: Annotated[
-        OutputFormat, typer.Option("--format", help="Output format.")
-    ] = OutputFormat.table,
+        ExportFormat, typer.Option("--format", help="Output format (parquet needs --out).")
+    ] = ExportFormat.table,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write to this file instead of the terminal."),
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """List a run's fills (its trade history), oldest first.
+    """List a run's fills (its trade history), oldest first, or aggregate their P&L.
 
     Example: emarl trades --run latest --side buy --since 2019-01-01 --format csv
+
+    Example: emarl trades --by month --format parquet -o pnl.parquet
     """
     from storage.db import connect
-    from storage.query import TRADE_COLUMNS, trade_rows
+    from storage.query import TRADE_COLUMNS, resolve_run, trade_rows
 
+    if output is ExportFormat.parquet and out is None:
+        raise _bad_option("--format parquet writes a file: add --out FILE.parquet")
+    if out is not None and output is ExportFormat.table:
+        raise _bad_option("--out writes csv, json or parquet: add --format csv|json|parquet")
     try:
-        rows = trade_rows(
-            connect(_db_url(db), create=False),
-            run,
-            symbol=symbol,
-            since=since,
-            until=until,
-            side=side.value if side else None,
-        )
+        engine = connect(_db_url(db), create=False)
+        run_id = resolve_run(engine, run)
+        if by is not None:
+            from storage.query import AGENT_PNL_COLUMNS, PNL_COLUMNS, pnl_rows
+
+            rows = pnl_rows(
+                engine,
+                run_id,
+                by.value,
+                symbol=symbol,
+                since=since,
+                until=until,
+                side=side.value if side else None,
+            )
+        else:
+            rows = trade_rows(
+                engine,
+                run_id,
+                symbol=symbol,
+                since=since,
+                until=until,
+                side=side.value if side else None,
+            )
     except EmarlError as exc:
         raise _fail(exc) from None
     if not rows:
-        _console(stderr=True).print("no trades match these filters")
+        what = "Shapley values (does the run have agents?)" if by is PnlGroup.agent else "trades"
+        _console(stderr=True).print(f"no {what} match these filters")
         raise typer.Exit(1)
-    for row in rows:
-        row["time"] = _fmt_time(row["time"])
+    if by is not None:
+        columns = list(AGENT_PNL_COLUMNS if by is PnlGroup.agent else (by.value, *PNL_COLUMNS))
+        title = f"P&L of run {run_id} by {by.value} (UTC)"
+        _export(rows, columns, output, out, title)
+        return
+    if output is not ExportFormat.parquet:
+        for row in rows:
+            row["time"] = _fmt_time(row["time"])
     columns = list(TRADE_COLUMNS)
     shown = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
-    if output is OutputFormat.table:
+    if output is ExportFormat.table:
         columns = shown
-    _emit(rows, columns, output, title=f"trades of run {rows[0]['run_id']} (times UTC)")
+    _export(rows, columns, output, out, f"trades of run {run_id} (times UTC)", times=("time",))
+
+
+def _bad_option(message: str) -> typer.Exit:
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _export(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    output: ExportFormat,
+    out: Path | None,
+    title: str,
+    times: tuple[str, ...] = (),
+) -> None:
+    """Rows to the terminal, or to ``out`` as CSV, JSON or Parquet (``times`` columns hold
+    int ns UTC and become timestamps in Parquet)."""
+    if out is None:
+        _emit(rows, columns, OutputFormat(output.value), title)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if output is ExportFormat.parquet:
+            import pandas as pd
+
+            frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+            for name in times:
+                if name in frame:
+                    frame[name] = pd.to_datetime(frame[name].astype("int64"), utc=True)
+            frame.to_parquet(out, index=False)
+        elif output is ExportFormat.json:
+            with out.open("w", encoding="utf-8") as handle:
+                json.dump([{c: r.get(c) for c in columns} for r in rows], handle, indent=1)
+        else:
+            import csv
+
+            with out.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(
+                    handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+                )
+                writer.writeheader()
+                writer.writerows(rows)
+    except OSError as exc:
+        raise _bad_option(f"cannot write {out}: {exc.strerror or exc}") from None
+    _console(stderr=True).print(f"wrote {len(rows):,} rows to {out}")
 
 
 @app.command()
@@ -359,6 +660,82 @@ def shapley(
             "bubble",
         ]
     _emit(rows, columns, output, title="Shapley credit (times UTC)")
+
+
+def _write_report(db_url: str, run: int | str, out: Path | None) -> Path:
+    """Build a run's HTML report and write it (default runs/report-<id>.html)."""
+    from reporting.report import default_path, write_report
+    from storage.db import connect
+    from storage.query import resolve_run
+
+    try:
+        engine = connect(db_url, create=False)
+        run_id = resolve_run(engine, run)
+        target = out if out is not None else default_path(run_id)
+        return write_report(engine, run_id, target)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        raise _bad_option(f"cannot write the report: {exc.strerror or exc}") from None
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run id, or 'latest'.")] = "latest",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="HTML file to write (default: runs/report-<id>.html)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a run's report: one self-contained HTML file with its charts and trade list.
+
+    Opens with no network (plotly.js is inside). Example: emarl report latest -o report.html
+    """
+    written = _write_report(_db_url(db), run, out)
+    size = written.stat().st_size
+    typer.echo(f"wrote {written} ({size / 1e6:.1f} MB)")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more run ids ('latest' allowed).")],
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="table: metrics by runs; csv and json: one row per run."),
+    ] = OutputFormat.table,
+    db: DbOption = None,
+) -> None:
+    """Put runs' metrics side by side.
+
+    Example: emarl compare 3 4 latest
+    """
+    from storage.db import connect
+    from storage.query import COMPARE_METRICS, compare_rows
+
+    if len(runs) < 2:
+        raise _bad_option("compare needs at least two runs, e.g. emarl compare 3 4")
+    try:
+        rows = compare_rows(connect(_db_url(db), create=False), runs)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    metrics = [{"start_ns": "start", "end_ns": "end"}.get(key, key) for key in COMPARE_METRICS]
+    for row in rows:
+        row["start"] = _fmt_time(row.pop("start_ns"))
+        row["end"] = _fmt_time(row.pop("end_ns"))
+    if output is not OutputFormat.table:
+        _emit(rows, ["id", "name", "status", "symbol", *metrics], output, title="")
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="runs side by side", box=box.SIMPLE)
+    table.add_column("metric", style="bold")
+    for row in rows:
+        table.add_column(f"run {row['id']}", justify="right", no_wrap=True)
+    for key in ("name", "status", "symbol", *metrics):
+        table.add_row(key, *("" if row.get(key) is None else _cell(row[key]) for row in rows))
+    _console().print(table)
 
 
 def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, title: str) -> None:
@@ -470,6 +847,599 @@ def features(
         ),
     )
     typer.echo(f"wrote {len(frame):,} rows x {len(FEATURE_NAMES)} features to {target}")
+
+
+MqttUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--bus",
+        envvar="EMARL_MQTT_URL",
+        help="MQTT broker URL: mqtt://[user[:password]@]host[:port], mqtts:// for TLS.",
+    ),
+]
+
+
+def _mqtt_settings(
+    url: str,
+    username: str | None,
+    password: str | None,
+    ca_file: Path | None,
+    cert_file: Path | None,
+    key_file: Path | None,
+    tls_insecure: bool,
+) -> Any:
+    from engine.mqtt import MqttSettings
+
+    return MqttSettings.from_url(
+        url,
+        username=username,
+        password=password,
+        ca_file=str(ca_file) if ca_file else None,
+        cert_file=str(cert_file) if cert_file else None,
+        key_file=str(key_file) if key_file else None,
+        tls_insecure=tls_insecure,
+    )
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+UserOption = Annotated[
+    str | None, typer.Option("--username", envvar="EMARL_MQTT_USERNAME", help="MQTT user name.")
+]
+PasswordOption = Annotated[
+    str | None, typer.Option("--password", envvar="EMARL_MQTT_PASSWORD", help="MQTT password.")
+]
+CaOption = Annotated[Path | None, typer.Option("--ca-file", help="CA certificates (turns on TLS).")]
+CertOption = Annotated[Path | None, typer.Option("--cert-file", help="TLS client certificate.")]
+KeyOption = Annotated[Path | None, typer.Option("--key-file", help="TLS client key.")]
+InsecureOption = Annotated[
+    bool, typer.Option("--tls-insecure", help="Do not check the broker's certificate.")
+]
+
+
+@app.command()
+def paper(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/demo.toml.")],
+    bus: MqttUrlOption = "mqtt://127.0.0.1:1883",
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="Run name (default: the scenario's run.name); resumed if stored."
+        ),
+    ] = None,
+    feed: Annotated[
+        str, typer.Option(help="Feed to read: bars come from emarl/<feed>/bar/<symbol>.")
+    ] = "market",
+    new: Annotated[
+        bool, typer.Option("--new", help="Start a new run even if one of this name is stored.")
+    ] = False,
+    max_bars: Annotated[
+        int | None, typer.Option("--max-bars", help="Stop after this many new bars.")
+    ] = None,
+    stale_after: Annotated[
+        float, typer.Option("--stale-after", help="Log a stale feed after this many bar lengths.")
+    ] = 3.0,
+    max_message_bytes: Annotated[
+        int, typer.Option("--max-message-bytes", help="Drop larger MQTT messages.")
+    ] = 65_536,
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
+    username: UserOption = None,
+    password: PasswordOption = None,
+    ca_file: CaOption = None,
+    cert_file: CertOption = None,
+    key_file: KeyOption = None,
+    tls_insecure: InsecureOption = False,
+) -> None:
+    """Paper-trade a scenario on live bars from MQTT, storing every bar as it is processed.
+
+    Runs until the feed ends (an end marker, as `emarl publish` sends), --max-bars, or
+    Ctrl-C / SIGTERM (the current bar is finished first). Starting the same run again
+    resumes it from the database with the next bar.
+
+    Example: emarl paper scenarios/weichai_sma.toml --bus mqtt://127.0.0.1:1883
+    """
+    from engine.config import load_scenario
+    from engine.paper import PaperOptions, run_paper
+
+    _log_to_stderr(quiet)
+    try:
+        config = load_scenario(scenario)
+        settings = _mqtt_settings(
+            bus, username, password, ca_file, cert_file, key_file, tls_insecure
+        )
+        options = PaperOptions(
+            run_name=run or config.run.name,
+            feed=feed,
+            stale_after_bars=stale_after,
+            max_bars=max_bars,
+            max_message_bytes=max_message_bytes,
+            new=new,
+        )
+        result = run_paper(
+            config, settings, options, db_url=db or config.storage.url, scenario_path=str(scenario)
+        )
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"paper run {result.run_id}: {result.outcome}; {result.bars:,} new bars "
+        f"({result.replayed:,} re-driven on start, {result.dropped:,} messages dropped)"
+    )
+
+
+class Speed(str, Enum):
+    realtime = "realtime"
+    max = "max"
+
+
+@app.command()
+def publish(
+    file: Annotated[
+        Path,
+        typer.Argument(help="Bars to replay: a CSV or Parquet file, or a scenario TOML file."),
+    ],
+    bus: MqttUrlOption = "mqtt://127.0.0.1:1883",
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol of the bars (default: the scenario's).")
+    ] = None,
+    speed: Annotated[
+        str, typer.Option(help="realtime, max, or a factor such as 60x (bar times / factor).")
+    ] = "max",
+    feed: Annotated[str, typer.Option(help="Publish on emarl/<feed>/bar/<symbol>.")] = "market",
+    bars: Annotated[int | None, typer.Option(help="Only the first N bars.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone of naive timestamps in a data file.")
+    ] = None,
+    bar_minutes: Annotated[int | None, typer.Option(help="Bar length of a data file.")] = None,
+    end: Annotated[
+        bool, typer.Option("--end/--no-end", help="Send an end-of-feed marker after the bars.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
+    username: UserOption = None,
+    password: PasswordOption = None,
+    ca_file: CaOption = None,
+    cert_file: CertOption = None,
+    key_file: KeyOption = None,
+    tls_insecure: InsecureOption = False,
+) -> None:
+    """Replay a bar file onto MQTT with sequence numbers (QoS 1, the last bar retained).
+
+    Example: emarl publish data/weichai_30m.parquet --symbol 000338.SZ --speed 60x
+    """
+    import asyncio
+
+    import msgspec
+
+    from engine.config import DataConfig, InstrumentConfig, load_scenario
+    from engine.data import load_bars
+    from engine.mqtt import check_name, first_bars, parse_speed, publish_bars
+
+    _log_to_stderr(quiet)
+    try:
+        check_name("feed", feed)
+        factor = parse_speed(speed)
+        settings = _mqtt_settings(
+            bus, username, password, ca_file, cert_file, key_file, tls_insecure
+        )
+        if file.suffix.lower() == ".toml":
+            config = load_scenario(file)
+            data_config = config.data
+            name = symbol or config.instrument.symbol
+            path = config.data_path()
+            seed = config.run.seed
+        else:
+            if symbol is None:
+                raise ConfigError("--symbol is required when FILE is a data file")
+            data_config = DataConfig(path=str(file))
+            path, name, seed = file, symbol, 0
+        changes: dict[str, Any] = {}
+        if timezone is not None:
+            changes["timezone"] = timezone
+        if bar_minutes is not None:
+            changes["bar_minutes"] = bar_minutes
+        if changes:
+            data_config = msgspec.structs.replace(data_config, **changes)
+        data_config.check()
+        InstrumentConfig(symbol=name).check()
+        data = load_bars(data_config, name, path=path, seed=seed)
+        if bars is not None:
+            if bars < 1:
+                raise ConfigError(f"--bars must be at least 1, got {bars}")
+            data = first_bars(data, bars)
+        report = asyncio.run(publish_bars(data, settings, feed=feed, speed=factor, end=end))
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"published {report.bars:,} bars of {name} to {settings.describe()} "
+        f"(emarl/{feed}/bar/{name}) in {report.seconds:.2f} s"
+        + (f", {report.reconnects} reconnects" if report.reconnects else "")
+    )
+
+
+@app.command()
+def status(
+    run: Annotated[str, typer.Argument(help="Run id, run name (newest of that name) or 'latest'.")],
+    db: DbOption = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table or json.")
+    ] = OutputFormat.table,
+) -> None:
+    """A run's position, equity, last bar and its lag, open orders and agent weights.
+
+    Example: emarl status weichai-sma
+    """
+    from storage.db import connect
+    from storage.paper import run_status
+
+    try:
+        info = run_status(connect(_db_url(db), create=False), run)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(info, indent=1, default=str))
+        return
+    _print_status(info)
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    def age(seconds: float | None) -> str:
+        if seconds is None:
+            return ""
+        if abs(seconds) < 120:
+            return f"{seconds:.1f} s ago"
+        if abs(seconds) < 7200:
+            return f"{seconds / 60:.1f} min ago"
+        if abs(seconds) < 172_800:
+            return f"{seconds / 3600:.1f} h ago"
+        return f"{seconds / 86400:.1f} days ago"
+
+    table = Table(
+        title=f"run {info['run_id']}: {info['name']} ({info['kind']}, {info['status']})",
+        show_header=False,
+    )
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    snapshot = info["snapshot"]
+    table.add_row("symbol", info["symbol"])
+    if snapshot is not None:
+        table.add_row("position", f"{snapshot['position']:,.6g} @ avg {snapshot['avg_price']:.6g}")
+        table.add_row("cash", f"{snapshot['cash']:,.2f}")
+        table.add_row("equity", f"{snapshot['equity']:,.2f}")
+        table.add_row("mark (last close)", f"{snapshot['mark_price']:.6g}")
+        table.add_row("fees", f"{snapshot['fees']:,.2f}")
+    feed = info["feed"]
+    if feed is not None:
+        table.add_row("feed", f"{feed['feed']} (client id {feed['client_id']})")
+        table.add_row("bars processed", f"{feed['bars']:,} (last feed seq {feed['last_feed_seq']})")
+        if feed["last_bar_ns"] is not None:
+            table.add_row(
+                "last bar",
+                f"{_fmt_time(feed['last_bar_ns'])} UTC, lag {age(feed['bar_lag_seconds'])}",
+            )
+            table.add_row("last bar received", age(feed["receive_lag_seconds"]))
+        table.add_row(
+            "feed state",
+            f"STALE (no bar for over {feed['stale_after_seconds']:.0f} s)"
+            if feed["stale"]
+            else "live",
+        )
+        table.add_row("dropped messages", f"{feed['dropped']:,}")
+        if feed["last_drop"]:
+            table.add_row("last dropped", feed["last_drop"])
+    elif snapshot is not None:
+        table.add_row("last bar", f"{_fmt_time(snapshot['ts_event'])} UTC")
+    if info["error"]:
+        table.add_row("error", info["error"])
+    _console().print(table)
+    orders = info["open_orders"]
+    if orders:
+        for order in orders:
+            order["time"] = _fmt_time(order["ts_event"])
+        _emit(
+            orders,
+            ["order_id", "time", "side", "order_type", "quantity", "filled", "limit_price"],
+            OutputFormat.table,
+            title="open orders",
+        )
+    else:
+        _console().print("open orders: none")
+    if info["agents"]:
+        _emit(
+            info["agents"],
+            ["agent_index", "agent_id", "weight", "share_price", "option_value"],
+            OutputFormat.table,
+            title="agent weights (latest valuation)",
+        )
+
+
+def _task_progress(label: str, quiet: bool) -> Any:
+    """A rich progress bar on a terminal (stderr), else None."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} tasks"),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
+
+
+def _run_with_progress(label: str, quiet: bool, work: Any) -> Any:
+    bar = _task_progress(label, quiet)
+    if bar is None:
+        return work(None)
+    with bar:
+        task = bar.add_task(label, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return work(progress)
+
+
+def _shorten(text: str | None, width: int) -> str | None:
+    return text if text is None or len(text) <= width else text[: width - 1] + "…"
+
+
+GridOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--grid",
+        "-g",
+        help="PATH=V1,V2,... over a scenario field by its dotted path; repeat for more "
+        "(e.g. --grid broker.commission_bps=0,1,2 --grid strategy.fast=5,10).",
+    ),
+]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(help="Dask scheduler address (tcp://host:8786); default: a local cluster."),
+]
+WorkersOption = Annotated[
+    int, typer.Option(help="Worker processes of the local cluster (one thread each).")
+]
+SortOption = Annotated[
+    str, typer.Option(help="Summary metric that ranks the results, best first (e.g. sharpe).")
+]
+RetriesOption = Annotated[
+    int, typer.Option(help="Times Dask re-runs a task whose run raised or whose worker died.")
+]
+SummaryOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--summary-only",
+        help="Store each run's row and summary but not its orders, fills and snapshots.",
+    ),
+]
+
+
+@app.command()
+def sweep(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/demo.toml.")],
+    grid: GridOption = None,
+    seeds: Annotated[
+        int, typer.Option(help="Seeds per combination: the scenario's seed, then +1, +2, ...")
+    ] = 1,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 2,
+    sort: SortOption = "sharpe",
+    retries: RetriesOption = 2,
+    summary_only: SummaryOnlyOption = False,
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Backtest every combination of a parameter grid on Dask and rank the results.
+
+    Every run is stored (with SQLite only this process writes; with PostgreSQL the
+    workers do). A task that fails is stored with its error and the sweep goes on;
+    the exit code is then 1.
+
+    Example: emarl sweep scenarios/weichai_sma.toml --grid strategy.fast=5,10
+    --grid strategy.slow=30,60
+    """
+    from engine.config import load_scenario
+    from engine.sweep import check_metric, parse_grid, run_sweep
+
+    try:
+        config = load_scenario(scenario)
+        check_metric(sort)
+        parsed = parse_grid(grid or [])
+        result = _run_with_progress(
+            "sweep",
+            quiet,
+            lambda progress: run_sweep(
+                config,
+                parsed,
+                seeds=seeds,
+                db_url=db,
+                scheduler=scheduler,
+                workers=workers,
+                retries=retries,
+                keep_messages=not summary_only,
+                scenario_path=str(scenario),
+                sort=sort,
+                progress=progress,
+            ),
+        )
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    columns = [
+        "task",
+        *result.grid_keys,
+        "seed",
+        "status",
+        "total_return",
+        "sharpe",
+        "max_drawdown",
+        "trades",
+        "fees",
+        "run_id",
+        "error",
+    ]
+    if sort not in columns:
+        columns.insert(columns.index("status") + 1, sort)
+    rows = result.rows
+    if output is OutputFormat.table:
+        rows = [{**row, "error": _shorten(row["error"], 70)} for row in rows]
+    else:
+        columns += ["fills_hash", "wall_seconds", "worker"]
+    _emit(
+        rows,
+        columns,
+        output,
+        title=f"sweep {result.sweep_id}: {len(result.rows)} tasks on {result.workers} workers "
+        f"in {result.wall_seconds:.1f} s, best {sort} first",
+    )
+    if result.failed:
+        _console(stderr=True).print(
+            f"{result.failed} of {len(result.rows)} tasks failed (stored with their error)"
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+def walkforward(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/demo.toml.")],
+    train: Annotated[
+        str, typer.Option(help="Train window: a count and D, W, M or Y (e.g. 24M).")
+    ] = "24M",
+    test: Annotated[str, typer.Option(help="Out-of-sample test window after it (e.g. 6M).")] = "6M",
+    step: Annotated[
+        str | None, typer.Option(help="How far each fold moves on (default: --test).")
+    ] = None,
+    optimize: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--optimize",
+            help="PATH=V1,V2,... tried on each train window; the best (by --sort) is tested. "
+            "Without it the train step has nothing to learn.",
+        ),
+    ] = None,
+    sort: SortOption = "sharpe",
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 2,
+    retries: RetriesOption = 2,
+    summary_only: SummaryOnlyOption = False,
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Rolling walk-forward: train on each window, test out of sample on the next.
+
+    Prints per-fold metrics and the stitched out-of-sample figures; the stitched
+    equity curve is stored (storage.query.walk_forward_equity).
+
+    Example: emarl walkforward scenarios/weichai_sma.toml --train 24M --optimize strategy.fast=5,10
+    """
+    from engine.config import load_scenario
+    from engine.sweep import check_metric, parse_grid
+    from engine.walkforward import parse_period, run_walk_forward
+
+    try:
+        config = load_scenario(scenario)
+        check_metric(sort)
+        train_period = parse_period(train, "--train")
+        test_period = parse_period(test, "--test")
+        step_period = parse_period(step, "--step") if step else test_period
+        grid = parse_grid(optimize or [])
+        result = _run_with_progress(
+            "walk-forward",
+            quiet,
+            lambda progress: run_walk_forward(
+                config,
+                train=train_period,
+                test=test_period,
+                step=step_period,
+                optimize=grid or None,
+                sort=sort,
+                db_url=db,
+                scheduler=scheduler,
+                workers=workers,
+                retries=retries,
+                keep_messages=not summary_only,
+                scenario_path=str(scenario),
+                progress=progress,
+            ),
+        )
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    if output is OutputFormat.json:
+        typer.echo(
+            json.dumps(
+                {"sweep_id": result.sweep_id, "folds": result.folds, "summary": result.summary},
+                indent=1,
+                default=str,
+            )
+        )
+    else:
+        import pandas as pd
+
+        zone = config.data.timezone
+        rows = []
+        for fold in result.folds:
+            row = dict(fold)
+            for key in ("train_start", "test_start", "test_end"):
+                row[key] = str(pd.Timestamp(row[key]).tz_convert(zone).date())
+            row["params"] = " ".join(f"{k}={v}" for k, v in (fold["params"] or {}).items())
+            note = fold["error"] or fold["train_note"]
+            row["note"] = _shorten(note, 70) if output is OutputFormat.table else note
+            rows.append(row)
+        columns = [
+            "fold",
+            "train_start",
+            "test_start",
+            "test_end",
+            "test_bars",
+            "status",
+            "params",
+            "total_return",
+            "sharpe",
+            "max_drawdown",
+            "trades",
+            "run_id",
+            "note",
+        ]
+        if output is OutputFormat.csv:
+            _emit(rows, columns, output, title="")
+        else:
+            _emit(
+                rows,
+                columns,
+                output,
+                title=f"walk-forward {result.sweep_id}: --train {train} --test {test} "
+                f"--step {step or test} (window starts, {zone})",
+            )
+            s = result.summary
+            if "total_return" in s:
+                _console().print(
+                    f"out of sample, {s['completed']} of {s['folds']} folds stitched: "
+                    f"total return {s['total_return']:+.2%}, Sharpe {s['sharpe']:.2f}, "
+                    f"max drawdown {s['max_drawdown']:+.2%}, {s['trades']} trades; curve: "
+                    f"storage.query.walk_forward_equity(db, {result.sweep_id})"
+                )
+    failed = sum(1 for fold in result.folds if fold["status"] != "completed")
+    if failed:
+        _console(stderr=True).print(f"{failed} of {len(result.folds)} folds failed")
+        raise typer.Exit(1)
 
 
 @data_app.command("weichai")

@@ -36,6 +36,7 @@ __all__ = [
     "BrokerConfig",
     "DataConfig",
     "InstrumentConfig",
+    "MappoEnsembleConfig",
     "RunConfig",
     "ScenarioConfig",
     "ScriptedEnsembleConfig",
@@ -43,9 +44,11 @@ __all__ = [
     "StorageConfig",
     "StrategyConfig",
     "SyntheticConfig",
+    "TrainConfig",
     "config_hash",
     "load_scenario",
     "parse_scenario",
+    "scenario_from_dict",
 ]
 
 Policy = Literal["error", "drop", "fill"]
@@ -59,8 +62,25 @@ class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class RunConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``trade_start`` (a date or time, naive = ``data.timezone``; empty = the first bar)
+    starts trading: bars before it only warm up indicators and strategy state (no order
+    goes out), and the summary covers the bars from it on."""
+
     name: str = "backtest"
     seed: int = 0
+    trade_start: str = ""
+
+    def check(self) -> None:
+        if self.trade_start:
+            from datetime import datetime
+
+            try:
+                datetime.fromisoformat(self.trade_start.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(
+                    f"run.trade_start: cannot read {self.trade_start!r} as a date or time "
+                    "(use e.g. 2020-01-31 or 2020-01-31T09:30:00+08:00)"
+                ) from None
 
 
 class SyntheticConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -244,7 +264,108 @@ class ScriptedEnsembleConfig(
         _positive("strategy.max_position", self.max_position)
 
 
-StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig
+class MappoEnsembleConfig(
+    _Config,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="mappo_ensemble",
+    tag_field="kind",
+):
+    """The three learned agents (MLMI, NWRQK, Regime) of a checkpoint, weighted by the
+    meta-investor. ``checkpoint`` is relative to the scenario file; ``vote`` is what each
+    agent hands the ensemble: ``"action"`` (one-hot of its action, as in training) or
+    ``"probabilities"`` (its policy's distribution); ``deterministic`` acts by argmax
+    (else samples with the run's seed). ``meta`` holds
+    :class:`strategies.meta.step.MetaInvestorParams` fields."""
+
+    checkpoint: str = ""
+    max_position: float = 10_000.0
+    confidence_threshold: float = 0.0
+    deterministic: bool = True
+    vote: Literal["action", "probabilities"] = "action"
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def check(self) -> None:
+        if not self.checkpoint:
+            raise ConfigError("strategy.checkpoint is required for kind = 'mappo_ensemble'")
+        _positive("strategy.max_position", self.max_position)
+        if not -1.0 <= self.confidence_threshold <= 1.0:
+            raise ConfigError(
+                f"strategy.confidence_threshold must be in [-1, 1], got {self.confidence_threshold}"
+            )
+
+
+StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
+
+
+class TrainConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """MAPPO hyperparameters (SPEC 1, 4 and 5) for ``emarl train``; see
+    :mod:`strategies.marl.mappo`. The strategy section must be ``mappo_ensemble``; its
+    ``checkpoint`` is where training writes unless ``emarl train --out`` says otherwise.
+
+    ``stage_episodes`` / ``stage_complexity``: the curriculum (basic, intermediate,
+    advanced); training stays in the last stage once its episodes are used up.
+    ``allocator``: ``"option"`` (the meta-investor's option weights), ``"equal"`` or
+    ``"learned"`` (SPEC 5.8: raw weights trained on Σ w φ - λ wᵀΣw - L_bubble).
+    """
+
+    updates: int = 200
+    n_envs: int = 32
+    episode_length: int = 128
+    rollout_steps: int = 128
+    epochs: int = 10
+    minibatch_size: int = 256
+    learning_rate: float = 3e-4
+    regime_learning_rate: float = 2e-4
+    critic_learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    value_clip: float = 0.2
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    dropout: float = 0.1
+    curriculum: bool = True
+    stage_episodes: tuple[int, ...] = (1000, 2000, 3000)
+    stage_complexity: tuple[float, ...] = (0.3, 0.6, 1.0)
+    hard_share: float = 0.5
+    allocator: Literal["option", "equal", "learned"] = "option"
+    allocator_learning_rate: float = 0.05
+    risk_aversion: float = 1.0
+    reward_pnl: float = 1.0
+    reward_synergy: float = 0.1
+    reward_risk: float = 0.5
+    reward_exploration: float = 0.1
+    drawdown_threshold: float = 0.05
+    exploration_beta: float = 0.1
+    stop_loss: float = 0.5
+    threads: int = 1
+    log_csv: str = ""
+
+    def check(self) -> None:
+        for name in ("updates", "n_envs", "episode_length", "rollout_steps", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.minibatch_size < 2:
+            raise ConfigError(f"train.minibatch_size must be >= 2, got {self.minibatch_size}")
+        if len(self.stage_episodes) != len(self.stage_complexity) or not self.stage_episodes:
+            raise ConfigError(
+                "train.stage_episodes and train.stage_complexity must have the same, "
+                "non-zero length"
+            )
+        for c in self.stage_complexity:
+            if not 0.0 <= c <= 1.0:
+                raise ConfigError(f"train.stage_complexity values must be in [0, 1], got {c}")
+        for name in ("learning_rate", "regime_learning_rate", "critic_learning_rate"):
+            _positive(f"train.{name}", getattr(self, name))
+        if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
+            raise ConfigError("train.gamma must be in (0, 1] and train.gae_lambda in [0, 1]")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
+        if self.threads < 1:
+            raise ConfigError(f"train.threads must be >= 1, got {self.threads}")
 
 
 class StorageConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -265,12 +386,15 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
     strategy: StrategyConfig = msgspec.field(default_factory=SmaCrossConfig)
     indicators: IndicatorParams = msgspec.field(default_factory=IndicatorParams)
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    train: TrainConfig | None = None
     base_dir: str = "."
 
     def check(self) -> None:
         for section in (self.run, self.data, self.instrument, self.broker, self.strategy):
             section.check()
         self.storage.check()
+        if self.train is not None:
+            self.train.check()
 
     def data_path(self) -> Path:
         path = Path(self.data.path)
@@ -280,6 +404,8 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
         """The effective config as plain data (``base_dir`` left out)."""
         out: dict[str, Any] = msgspec.to_builtins(self)
         out.pop("base_dir", None)
+        if out.get("train") is None:  # scenarios without [train] keep their hash
+            out.pop("train", None)
         return out
 
 
@@ -352,6 +478,17 @@ def parse_scenario(text: str, *, source: str = "<scenario>", base_dir: str = "."
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return scenario_from_dict(raw, source=source, base_dir=base_dir)
+
+
+def scenario_from_dict(
+    raw: dict[str, Any], *, source: str = "<scenario>", base_dir: str = "."
+) -> ScenarioConfig:
+    """Validate scenario data (the TOML tables as dicts, changed in place) into a config.
+
+    Every problem raises ``ConfigError`` naming ``source``; parameter sweeps build
+    each combination through here from ``ScenarioConfig.to_dict()`` plus overrides.
+    """
     try:
         _check_keys(raw, ScenarioConfig, "")
     except ConfigError as exc:

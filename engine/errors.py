@@ -13,7 +13,9 @@ strategies and handlers never see them raw.
     │                   (names the file, the row and the problem)
     ├── BusError        an event could not be published or delivered
     ├── StorageError    the database refused a read or a write
-    │   └── RunNotFoundError   a run id that is not in the database
+    │   ├── RunNotFoundError   a run id that is not in the database
+    │   └── ResumeError        a paper run's stored bars do not reproduce its
+    │                          stored state; it is not resumed
     └── HandlerError    a handler raised while processing an event; the run
                         is stored as ``failed``
 
@@ -29,6 +31,7 @@ __all__ = [
     "DataError",
     "EmarlError",
     "HandlerError",
+    "ResumeError",
     "RunNotFoundError",
     "StorageError",
 ]
@@ -56,6 +59,10 @@ class StorageError(EmarlError):
 
 class RunNotFoundError(StorageError):
     """A run id that the database does not hold."""
+
+
+class ResumeError(StorageError):
+    """Re-driving a paper run's stored bars did not reproduce what was stored."""
 
 
 class HandlerError(EmarlError):

@@ -21,7 +21,7 @@ import numpy as np
 
 from brokers.portfolio import Portfolio
 from brokers.simulated import SimulatedBroker
-from engine.bus import MessageBus
+from engine.bus import Bus, MessageBus
 from engine.clock import SimulatedClock
 from engine.config import ScenarioConfig, config_hash
 from engine.data import BarData, load_bars
@@ -29,8 +29,9 @@ from engine.errors import ConfigError
 from engine.events import Bar, OrderFilled, PortfolioSnapshot, RunFinished
 from engine.metrics import Summary, compute_summary
 from engine.version import code_version
+from engine.warmup import WarmupGate, trade_start_ns
 
-__all__ = ["BacktestResult", "ResultsCollector", "run_backtest"]
+__all__ = ["BacktestResult", "Pipeline", "ResultsCollector", "run_backtest", "wire_pipeline"]
 
 CHUNK = 4096
 
@@ -78,20 +79,36 @@ class ResultsCollector:
         }
 
 
-StrategyFactory = Callable[[ScenarioConfig, MessageBus, SimulatedClock], Any]
+StrategyFactory = Callable[[ScenarioConfig, Bus, SimulatedClock], Any]
+
+
+def _warmup_factory(inner: StrategyFactory | None, data: BarData, start_ns: int) -> StrategyFactory:
+    """Build the strategy on a :class:`WarmupGate`: no orders before ``start_ns``."""
+
+    def factory(config: ScenarioConfig, bus: Bus, clock: SimulatedClock) -> Any:
+        gate = WarmupGate(bus, clock, start_ns)
+        if inner is None:
+            return build_strategy(config, gate, clock, data)
+        return inner(config, gate, clock)
+
+    return factory
 
 
 def build_strategy(
     config: ScenarioConfig,
-    bus: MessageBus,
+    bus: Bus,
     clock: SimulatedClock,
     data: BarData | None = None,
 ) -> Any:
     """The strategy a scenario names (not yet subscribed)."""
-    from engine.config import ScriptedEnsembleConfig
+    from engine.config import MappoEnsembleConfig, ScriptedEnsembleConfig
 
     if isinstance(config.strategy, ScriptedEnsembleConfig):
         return _scripted_ensemble(config, config.strategy, bus, clock, data)
+    if isinstance(config.strategy, MappoEnsembleConfig):
+        from strategies.marl.agents import build_learned_ensemble
+
+        return build_learned_ensemble(config, bus, clock, data)
     from strategies.sma_cross import SmaCross
 
     return SmaCross(bus, clock, config.instrument.symbol, config.strategy)
@@ -100,7 +117,7 @@ def build_strategy(
 def _scripted_ensemble(
     config: ScenarioConfig,
     strategy: Any,
-    bus: MessageBus,
+    bus: Bus,
     clock: SimulatedClock,
     data: BarData | None,
 ) -> Any:
@@ -141,6 +158,44 @@ def _scripted_ensemble(
     return Ensemble(meta, agents, TargetExecution(bus, clock, symbol))
 
 
+@dataclass
+class Pipeline:
+    portfolio: Portfolio
+    broker: SimulatedBroker
+    strategy: Any
+
+
+def wire_pipeline(
+    config: ScenarioConfig,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    data: BarData | None = None,
+    strategy_factory: StrategyFactory | None = None,
+) -> Pipeline:
+    """Build and subscribe the broker, the portfolio and the strategy, in that order.
+
+    Backtests and paper runs both wire through here (after their recorder), so
+    they dispatch every bar to the same handlers in the same order.
+    """
+    portfolio = Portfolio(bus, config.broker.initial_cash)
+    broker = SimulatedBroker(
+        bus,
+        portfolio,
+        config.broker,
+        symbols=(config.instrument.symbol,),
+        lot_size=config.instrument.lot_size,
+        timezone=config.data.timezone,
+    )
+    broker.subscribe()
+    portfolio.subscribe()
+    if strategy_factory is None:
+        strategy = build_strategy(config, bus, clock, data)
+    else:
+        strategy = strategy_factory(config, bus, clock)
+    strategy.subscribe()
+    return Pipeline(portfolio, broker, strategy)
+
+
 def run_backtest(
     config: ScenarioConfig,
     *,
@@ -150,6 +205,7 @@ def run_backtest(
     scenario_path: str = "",
     progress: Callable[[int, int], None] | None = None,
     strategy_factory: StrategyFactory | None = None,
+    tap: Callable[[MessageBus], None] | None = None,
 ) -> BacktestResult:
     """Run a scenario to the end; see :func:`run_backtest_async`."""
     return asyncio.run(
@@ -161,6 +217,7 @@ def run_backtest(
             scenario_path=scenario_path,
             progress=progress,
             strategy_factory=strategy_factory,
+            tap=tap,
         )
     )
 
@@ -174,21 +231,34 @@ async def run_backtest_async(
     scenario_path: str = "",
     progress: Callable[[int, int], None] | None = None,
     strategy_factory: StrategyFactory | None = None,
+    tap: Callable[[MessageBus], None] | None = None,
 ) -> BacktestResult:
     """Load and validate the bars, store a run, replay every bar, store the summary.
 
     Data errors surface before anything is stored. If a handler raises, the
     finished bars are written, the run is marked ``failed`` with the error,
-    and :class:`HandlerError` propagates.
+    and :class:`HandlerError` propagates. ``tap(bus)`` is called before anything
+    subscribes (a sweep task keeps the run's messages with it). With
+    ``run.trade_start`` the bars before it only warm up (see :mod:`engine.warmup`)
+    and the summary starts there.
     """
     symbol = config.instrument.symbol
     if data is None:
         data = load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
     elif data.symbol != symbol:
         raise ConfigError(f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}")
+    warmup_until = trade_start_ns(config)
+    if warmup_until is not None:
+        if warmup_until > int(data.ts[-1]):
+            raise ConfigError(
+                f"run.trade_start={config.run.trade_start!r} is after the last bar of the data"
+            )
+        strategy_factory = _warmup_factory(strategy_factory, data, warmup_until)
     started = time.perf_counter()
     bus = MessageBus()
     clock = SimulatedClock()
+    if tap is not None:
+        tap(bus)
     engine = None
     recorder = None
     run_id: int | None = None
@@ -215,22 +285,7 @@ async def run_backtest_async(
         )
         recorder = Recorder(engine, run_id, bus, flush_every_bars=config.storage.flush_every_bars)
         recorder.subscribe()
-    portfolio = Portfolio(bus, config.broker.initial_cash)
-    broker = SimulatedBroker(
-        bus,
-        portfolio,
-        config.broker,
-        symbols=(symbol,),
-        lot_size=config.instrument.lot_size,
-        timezone=config.data.timezone,
-    )
-    broker.subscribe()
-    portfolio.subscribe()
-    if strategy_factory is None:
-        strategy = build_strategy(config, bus, clock, data)
-    else:
-        strategy = strategy_factory(config, bus, clock)
-    strategy.subscribe()
+    strategy = wire_pipeline(config, bus, clock, data, strategy_factory).strategy
     collector = ResultsCollector(len(data))
     bus.subscribe(PortfolioSnapshot, collector.on_snapshot)
     bus.subscribe(OrderFilled, collector.fills.append)
@@ -259,10 +314,11 @@ async def run_backtest_async(
         raise
     wall = time.perf_counter() - started
     n = collector.count
+    first = 0 if warmup_until is None else int(np.searchsorted(collector.ts[:n], warmup_until))
     summary = compute_summary(
-        collector.ts[:n],
-        collector.equity[:n],
-        collector.position[:n],
+        collector.ts[first:n],
+        collector.equity[first:n],
+        collector.position[first:n],
         config.broker.initial_cash,
         collector.fill_arrays(),
         collector.fees,

@@ -24,7 +24,7 @@ class IndicatorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ``lvn_smoothing_bins`` (1.0, 0 = none); ``lvn_threshold`` share of the profile
     maximum (0.30); ``lvn_min_prominence`` (0.25); ``lvn_edge_bins`` (2).
     MMD: ``mmd_reference_window`` (240), ``mmd_test_window`` (48), ``mmd_refresh`` bars
-    between bandwidth / scale refreshes (48; 1 = every bar).
+    between bandwidth / scale refreshes (240; 1 = every bar; see :mod:`indicators.mmd`).
     Others: ``momentum_short_window`` (20), ``momentum_long_window`` (50),
     ``volatility_window`` (30, log returns, ddof 1), ``skew_window`` (48),
     ``heikin_ashi`` (False: indicators run on plain bars), ``timezone`` ("UTC", used for
@@ -49,7 +49,7 @@ class IndicatorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     lvn_edge_bins: int = 2
     mmd_reference_window: int = 240
     mmd_test_window: int = 48
-    mmd_refresh: int = 48
+    mmd_refresh: int = 240
     momentum_short_window: int = 20
     momentum_long_window: int = 50
     volatility_window: int = 30

@@ -21,10 +21,18 @@ __all__ = [
     "Fill",
     "Order",
     "OrderEvent",
+    "PaperBar",
+    "PaperState",
     "PortfolioSnapshotRow",
     "Run",
     "ShapleyValueRow",
+    "Sweep",
+    "SweepTask",
+    "TrainingMetric",
+    "TrainingRun",
     "ValuationRow",
+    "WalkForwardEquity",
+    "WalkForwardFold",
 ]
 
 
@@ -188,3 +196,188 @@ class ValuationRow(EventRow, Base):
     bubble: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (NO_ROWID,)
+
+
+class PaperBar(Base):
+    """A bar a paper run accepted from its feed, stored with everything it produced.
+
+    ``feed_seq`` is the feed's sequence number; ``seq`` the bar's on the run's bus and
+    ``last_seq`` the last message it led to. ``received_ns`` is when the bar arrived
+    (the run's clock while it was processed) and ``digest`` a hash of every message it
+    led to: a resumed run re-drives the stored bars and checks both.
+    """
+
+    __tablename__ = "paper_bars"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    feed_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    received_ns: Mapped[int] = mapped_column(BigInteger)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    digest: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (NO_ROWID,)
+
+
+class PaperState(Base):
+    """Where a paper run stands: updated in the transaction of every bar it accepts."""
+
+    __tablename__ = "paper_state"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    feed: Mapped[str] = mapped_column(String(200))
+    client_id: Mapped[str] = mapped_column(String(200))
+    bars: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_feed_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_bar_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_received_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bar_ns: Mapped[int] = mapped_column(BigInteger)
+    stale_after_ns: Mapped[int] = mapped_column(BigInteger)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_drop: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class Sweep(Base):
+    """A parameter sweep or a walk-forward evaluation (``kind``): many runs of one scenario.
+
+    ``spec_json`` holds what was asked (the grid and seeds, or the windows and the
+    optimisation grid); ``summary_json`` the headline figures when it ends.
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    scenario: Mapped[str] = mapped_column(String(1000))
+    config_json: Mapped[str] = mapped_column(Text)
+    spec_json: Mapped[str] = mapped_column(Text)
+    code_version: Mapped[str] = mapped_column(String(100))
+    scheduler: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    tasks: Mapped[int] = mapped_column(Integer, default=0)
+    started_ns: Mapped[int] = mapped_column(BigInteger)
+    ended_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    wall_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SweepTask(Base):
+    """One task of a sweep: its overrides and seed, then its run or its error."""
+
+    __tablename__ = "sweep_tasks"
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    task: Mapped[int] = mapped_column(Integer, primary_key=True)
+    overrides_json: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    fills: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fills_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    wall_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class WalkForwardFold(Base):
+    """One fold of a walk-forward: its windows (int ns UTC, ``[start, end)`` on bar end
+    times), what the train step chose, and the out-of-sample run on the test window."""
+
+    __tablename__ = "walk_forward_folds"
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    fold: Mapped[int] = mapped_column(Integer, primary_key=True)
+    train_start_ns: Mapped[int] = mapped_column(BigInteger)
+    train_end_ns: Mapped[int] = mapped_column(BigInteger)
+    test_start_ns: Mapped[int] = mapped_column(BigInteger)
+    test_end_ns: Mapped[int] = mapped_column(BigInteger)
+    train_bars: Mapped[int] = mapped_column(Integer)
+    test_bars: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    train_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    train_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    params_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class WalkForwardEquity(Base):
+    """The stitched out-of-sample equity curve: each fold's test bars, chained by return."""
+
+    __tablename__ = "walk_forward_equity"
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    ts_event: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    fold: Mapped[int] = mapped_column(Integer)
+    equity: Mapped[float] = mapped_column(Float)
+    fold_equity: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (NO_ROWID,)
+
+
+class TrainingRun(Base):
+    """One ``emarl train``: what was trained, from which scenario, and where it was saved."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scenario: Mapped[str] = mapped_column(String(1000))
+    config_json: Mapped[str] = mapped_column(Text)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    code_version: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_ns: Mapped[int] = mapped_column(BigInteger)
+    ended_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    wall_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updates: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+
+
+class TrainingMetric(Base):
+    """The metrics of one MAPPO update (NaN stored as NULL)."""
+
+    __tablename__ = "training_metrics"
+
+    training_run_id: Mapped[int] = mapped_column(
+        ForeignKey("training_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    update: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[int] = mapped_column(Integer)
+    complexity: Mapped[float] = mapped_column(Float)
+    episodes: Mapped[int] = mapped_column(Integer)
+    agent_steps: Mapped[int] = mapped_column(BigInteger)
+    episode_return: Mapped[float | None] = mapped_column(Float, nullable=True)
+    episode_pnl: Mapped[float | None] = mapped_column(Float, nullable=True)
+    policy_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    entropy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    approx_kl: Mapped[float | None] = mapped_column(Float, nullable=True)
+    clip_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    explained_variance: Mapped[float | None] = mapped_column(Float, nullable=True)
+    weights: Mapped[str] = mapped_column(String(200))
+    seconds: Mapped[float] = mapped_column(Float)

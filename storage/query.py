@@ -8,6 +8,7 @@ that every column named here exists in :mod:`storage.models`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, column, func, select, table
@@ -52,6 +53,7 @@ SHAPLEY_COLUMNS = (
     "ts_event",
     "agent_id",
     "agent_index",
+    "symbol",
     "decision_ts",
     "phi",
     "value_full",
@@ -79,13 +81,23 @@ ValuationTable = table("valuations", *(column(name) for name in VALUATION_COLUMN
 Fill = table("fills", *(column(name) for name in FILL_COLUMNS))
 
 __all__ = [
+    "COMPARE_METRICS",
+    "PNL_GROUPS",
     "TRADE_COLUMNS",
+    "compare_rows",
     "list_runs",
+    "list_sweeps",
     "parse_time",
+    "pnl",
+    "pnl_rows",
     "resolve_run",
+    "resolve_sweep",
     "shapley_rows",
+    "sweep_task_rows",
     "trade_rows",
     "trades",
+    "walk_forward_equity",
+    "walk_forward_rows",
 ]
 
 TRADE_COLUMNS = (
@@ -298,3 +310,377 @@ def shapley_rows(
         entry["mean_phi"] = entry["shapley_pnl"] / entry["steps"]
         out.append({"agent_index": index, **entry})
     return out
+
+
+PNL_GROUPS = ("day", "week", "month", "side", "agent")
+PNL_COLUMNS = (
+    "fills",
+    "quantity",
+    "notional",
+    "commission",
+    "slippage",
+    "realised_pnl",
+    "net_pnl",
+)
+AGENT_PNL_COLUMNS = ("agent_index", "agent_id", "steps", "shapley_pnl", "share", "mean_phi")
+
+
+def _fill_realised_pnl(rows: list[dict[str, Any]]) -> list[float]:
+    """Realised P&L of each fill (before commission), average-cost accounting per symbol.
+
+    The same rule as the portfolio: a fill that reduces or reverses a position
+    realises ``(price - average price) x closed quantity`` in the position's
+    direction; the rest opens at the fill price.
+    """
+    books: dict[str, tuple[float, float]] = {}
+    out = []
+    for row in rows:
+        position, average = books.get(row["symbol"], (0.0, 0.0))
+        signed = row["quantity"] if row["side"] == "buy" else -row["quantity"]
+        price = row["price"]
+        realised = 0.0
+        if position == 0.0 or (position > 0) == (signed > 0):
+            total = abs(position) + abs(signed)
+            average = (average * abs(position) + price * abs(signed)) / total
+        else:
+            closed = min(abs(signed), abs(position))
+            realised = (price - average) * closed * (1.0 if position > 0 else -1.0)
+            if abs(signed) > abs(position):
+                average = price
+        position += signed
+        if abs(position) < 1e-12:
+            position, average = 0.0, 0.0
+        books[row["symbol"]] = (position, average)
+        out.append(realised)
+    return out
+
+
+def _period(ns: int, by: str) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    day = datetime.fromtimestamp(ns // 1_000_000_000, UTC).date()
+    if by == "day":
+        return day.isoformat()
+    if by == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def pnl_rows(
+    engine: Engine,
+    run: int | str | None = "latest",
+    by: str = "month",
+    *,
+    symbol: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    side: str | None = None,
+) -> list[dict[str, Any]]:
+    """A run's trade P&L aggregated ``by`` day, week, month, side or agent (plain dicts).
+
+    Periods are UTC: ``day`` is the date, ``week`` the date of its Monday (ISO
+    weeks), ``month`` ``YYYY-MM``. Per group: fills, quantity, notional,
+    commission, slippage, ``realised_pnl`` (average-cost, before commission, as
+    the portfolio books it) and ``net_pnl`` (realised minus commission). P&L is
+    booked on the fill that closes, so filters select fills but the average
+    price comes from the whole history. ``agent`` gives each agent's Shapley
+    attribution instead: steps, ``shapley_pnl`` (sum of its credit), its
+    ``share`` of the total and ``mean_phi``; ``side`` does not apply there.
+    """
+    if by not in PNL_GROUPS:
+        raise ConfigError(f"--by must be one of {', '.join(PNL_GROUPS)}, got {by!r}")
+    if by == "agent":
+        if side is not None:
+            raise ConfigError("--side does not apply to --by agent (Shapley credit has no side)")
+        return _agent_pnl_rows(engine, run, symbol=symbol, since=since, until=until)
+    everything = trade_rows(engine, run)
+    realised = _fill_realised_pnl(everything)
+    # Validates the filters the same way as the plain listing.
+    kept = trade_rows(engine, run, symbol=symbol, since=since, until=until, side=side)
+    wanted = {row["seq"] for row in kept}
+    groups: dict[str, dict[str, Any]] = {}
+    for row, pnl in zip(everything, realised, strict=True):
+        if row["seq"] not in wanted:
+            continue
+        key = row["side"] if by == "side" else _period(row["time"], by)
+        entry = groups.setdefault(key, {by: key, **dict.fromkeys(PNL_COLUMNS, 0.0)})
+        entry["fills"] += 1
+        entry["quantity"] += row["quantity"]
+        entry["notional"] += row["quantity"] * row["price"]
+        entry["commission"] += row["commission"]
+        entry["slippage"] += row["slippage"]
+        entry["realised_pnl"] += pnl
+        entry["net_pnl"] += pnl - row["commission"]
+    out = [groups[key] for key in sorted(groups)]
+    for entry in out:
+        entry["fills"] = int(entry["fills"])
+    return out
+
+
+def _agent_pnl_rows(
+    engine: Engine,
+    run: int | str | None,
+    *,
+    symbol: str | None,
+    since: str | None,
+    until: str | None,
+) -> list[dict[str, Any]]:
+    start = parse_time(since, "--since")
+    stop = parse_time(until, "--until")
+    if start is not None and stop is not None and stop < start:
+        raise ConfigError(f"--until ({until}) is before --since ({since})")
+    run_id = resolve_run(engine, run)
+    table = Shapley
+    query = (
+        select(table.c.agent_index, table.c.agent_id, table.c.phi)
+        .where(table.c.run_id == run_id)
+        .order_by(table.c.seq)
+    )
+    if symbol:
+        query = query.where(table.c.symbol == symbol)
+    if start is not None:
+        query = query.where(table.c.ts_event >= start)
+    if stop is not None:
+        query = query.where(table.c.ts_event <= stop)
+    with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
+        rows = c.execute(query).all()
+    agents: dict[int, dict[str, Any]] = {}
+    for index, agent_id, phi in rows:
+        entry = agents.setdefault(
+            index, {"agent_index": index, "agent_id": agent_id, "steps": 0, "shapley_pnl": 0.0}
+        )
+        entry["steps"] += 1
+        entry["shapley_pnl"] += phi
+    total = sum(entry["shapley_pnl"] for entry in agents.values())
+    out = []
+    for index in sorted(agents):
+        entry = agents[index]
+        entry["share"] = entry["shapley_pnl"] / total if total else float("nan")
+        entry["mean_phi"] = entry["shapley_pnl"] / entry["steps"]
+        out.append(entry)
+    return out
+
+
+def pnl(
+    engine: Engine | str,
+    run: int | str | None = "latest",
+    by: str = "month",
+    *,
+    symbol: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    side: str | None = None,
+) -> pd.DataFrame:
+    """:func:`pnl_rows` as a DataFrame, one row per group (``engine`` may be a URL)."""
+    import pandas as pd
+
+    if isinstance(engine, str):
+        from storage.db import connect
+
+        engine = connect(engine, create=False)
+    rows = pnl_rows(engine, run, by, symbol=symbol, since=since, until=until, side=side)
+    columns = list(AGENT_PNL_COLUMNS) if by == "agent" else [by, *PNL_COLUMNS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+COMPARE_METRICS = (
+    "bars",
+    "start_ns",
+    "end_ns",
+    "total_return",
+    "cagr",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "trades",
+    "win_rate",
+    "exposure",
+    "turnover",
+    "fees",
+    "final_equity",
+)
+
+
+def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, Any]]:
+    """One dict per run, in the order given: id, name, status, symbol and the summary's
+    ``COMPARE_METRICS`` (None where the run stored no summary)."""
+    out = []
+    for run in runs:
+        run_id = resolve_run(engine, run)
+        with storage_errors(f"reading run {run_id}"), engine.connect() as connection:
+            row = connection.execute(select(Run).where(Run.c.id == run_id)).mappings().one()
+        summary = json.loads(row["summary_json"]) if row["summary_json"] else {}
+        entry: dict[str, Any] = {
+            "id": run_id,
+            "name": row["name"],
+            "status": row["status"],
+            "symbol": row["symbol"],
+        }
+        for key in COMPARE_METRICS:
+            entry[key] = summary.get(key)
+        out.append(entry)
+    return out
+
+
+SWEEP_COLUMNS = (
+    "id",
+    "kind",
+    "name",
+    "scenario",
+    "scheduler",
+    "status",
+    "tasks",
+    "started_ns",
+    "wall_seconds",
+    "spec_json",
+    "summary_json",
+)
+SWEEP_TASK_COLUMNS = (
+    "sweep_id",
+    "task",
+    "overrides_json",
+    "seed",
+    "config_hash",
+    "status",
+    "run_id",
+    "error",
+    "summary_json",
+    "fills",
+    "fills_hash",
+    "wall_seconds",
+    "worker",
+)
+FOLD_COLUMNS = (
+    "sweep_id",
+    "fold",
+    "train_start_ns",
+    "train_end_ns",
+    "test_start_ns",
+    "test_end_ns",
+    "train_bars",
+    "test_bars",
+    "status",
+    "train_note",
+    "train_json",
+    "params_json",
+    "run_id",
+    "error",
+    "summary_json",
+)
+WALK_FORWARD_EQUITY_COLUMNS = ("sweep_id", "ts_event", "fold", "equity", "fold_equity")
+SweepTable = table("sweeps", *(column(name) for name in SWEEP_COLUMNS))
+SweepTaskTable = table("sweep_tasks", *(column(name) for name in SWEEP_TASK_COLUMNS))
+FoldTable = table("walk_forward_folds", *(column(name) for name in FOLD_COLUMNS))
+EquityTable = table("walk_forward_equity", *(column(name) for name in WALK_FORWARD_EQUITY_COLUMNS))
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def resolve_sweep(engine: Engine, sweep: int | str | None, kind: str | None = None) -> int:
+    """A sweep id from an id, ``"latest"`` or None (the latest of ``kind``, if given)."""
+    with storage_errors("looking up the sweep"), engine.connect() as connection:
+        if sweep is None or sweep == "latest":
+            query = select(func.max(SweepTable.c.id))
+            if kind is not None:
+                query = query.where(SweepTable.c.kind == kind)
+            latest = connection.execute(query).scalar()
+            if latest is None:
+                raise RunNotFoundError(f"the database holds no {kind or 'sweep'} yet")
+            return int(latest)
+        try:
+            sweep_id = int(sweep)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{sweep!r} is not a sweep id (a number, or 'latest')") from None
+        found = connection.execute(
+            select(SweepTable.c.kind).where(SweepTable.c.id == sweep_id)
+        ).scalar()
+        if found is None or (kind is not None and found != kind):
+            raise RunNotFoundError(f"no {kind or 'sweep'} with id {sweep_id}")
+        return sweep_id
+
+
+def list_sweeps(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
+    """Sweeps and walk-forwards, newest first, with their spec and summary decoded."""
+    query = select(SweepTable).order_by(SweepTable.c.id.desc())
+    if limit:
+        query = query.limit(limit)
+    with storage_errors("listing sweeps"), engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    out = []
+    for row in rows:
+        entry = {c: row[c] for c in SWEEP_COLUMNS if not c.endswith("_json")}
+        entry["spec"] = _loads(row["spec_json"])
+        entry["summary"] = _loads(row["summary_json"])
+        out.append(entry)
+    return out
+
+
+def sweep_task_rows(engine: Engine, sweep: int | str | None = "latest") -> list[dict[str, Any]]:
+    """A sweep's tasks in task order: overrides, seed, status, run id, error and the
+    run's summary metrics (flattened)."""
+    sweep_id = resolve_sweep(engine, sweep)
+    query = (
+        select(SweepTaskTable)
+        .where(SweepTaskTable.c.sweep_id == sweep_id)
+        .order_by(SweepTaskTable.c.task)
+    )
+    with storage_errors(f"reading the tasks of sweep {sweep_id}"), engine.connect() as c:
+        rows = c.execute(query).mappings().all()
+    out = []
+    for row in rows:
+        entry = {k: row[k] for k in SWEEP_TASK_COLUMNS if not k.endswith("_json")}
+        entry["overrides"] = _loads(row["overrides_json"]) or {}
+        summary = _loads(row["summary_json"]) or {}
+        entry.update({k: v for k, v in summary.items() if not isinstance(v, list | dict)})
+        out.append(entry)
+    return out
+
+
+def walk_forward_rows(engine: Engine, sweep: int | str | None = "latest") -> list[dict[str, Any]]:
+    """A walk-forward's folds in order: windows (int ns UTC), what the train step chose,
+    the test run and its metrics (flattened)."""
+    sweep_id = resolve_sweep(engine, sweep, "walkforward")
+    query = select(FoldTable).where(FoldTable.c.sweep_id == sweep_id).order_by(FoldTable.c.fold)
+    with storage_errors(f"reading the folds of walk-forward {sweep_id}"), engine.connect() as c:
+        rows = c.execute(query).mappings().all()
+    out = []
+    for row in rows:
+        entry = {k: row[k] for k in FOLD_COLUMNS if not k.endswith("_json")}
+        entry["params"] = _loads(row["params_json"])
+        entry["candidates"] = _loads(row["train_json"])
+        summary = _loads(row["summary_json"]) or {}
+        entry.update({k: v for k, v in summary.items() if not isinstance(v, list | dict)})
+        out.append(entry)
+    return out
+
+
+def walk_forward_equity(engine: Engine | str, sweep: int | str | None = "latest") -> pd.DataFrame:
+    """The stitched out-of-sample equity curve of a walk-forward as a DataFrame:
+    ``time`` (UTC), ``fold``, ``equity`` (stitched, starting at the scenario's cash)
+    and ``fold_equity`` (that fold's own run). ``engine`` may be a database URL."""
+    import pandas as pd
+
+    if isinstance(engine, str):
+        from storage.db import connect
+
+        engine = connect(engine, create=False)
+    sweep_id = resolve_sweep(engine, sweep, "walkforward")
+    query = (
+        select(
+            EquityTable.c.ts_event,
+            EquityTable.c.fold,
+            EquityTable.c.equity,
+            EquityTable.c.fold_equity,
+        )
+        .where(EquityTable.c.sweep_id == sweep_id)
+        .order_by(EquityTable.c.ts_event)
+    )
+    with storage_errors(f"reading the equity of walk-forward {sweep_id}"), engine.connect() as c:
+        rows = c.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["time", "fold", "equity", "fold_equity"])
+    frame["time"] = pd.to_datetime(frame["time"].astype("int64"), utc=True)
+    return frame

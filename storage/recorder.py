@@ -18,11 +18,11 @@ driver binds parameters under the GIL, and the two threads contend for it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Engine, Table
+from sqlalchemy import Connection, Engine, Table
 
 from engine.bus import Bus
 from engine.events import (
@@ -179,11 +179,12 @@ class Recorder:
             self.flush()
             self._bars_since_flush = 1
 
-    def flush(self) -> int:
+    def flush(self, also: Callable[[Connection], None] | None = None) -> int:
         """Write everything buffered in one transaction; return the rows written.
 
         Called by the recorder itself at bar boundaries; call it from outside
-        only between bars.
+        only between bars. ``also(connection)``, when given, runs inside the same
+        transaction after the rows (paper trading stores its bar and state with them).
         """
         batch = []
         count = 0
@@ -192,7 +193,7 @@ class Recorder:
                 _table, sql, convert = self._bound[message_type]
                 batch.append((sql, list(map(convert, buffer))))
                 count += len(buffer)
-        if not batch:
+        if not batch and also is None:
             return 0
         with (
             storage_errors(f"run {self.run_id}: writing {count} rows"),
@@ -200,6 +201,8 @@ class Recorder:
         ):
             for sql, rows in batch:
                 connection.exec_driver_sql(sql, rows)
+            if also is not None:
+                also(connection)
         for buffer in self._buffers.values():
             buffer.clear()
         self.rows_written += count
@@ -208,6 +211,23 @@ class Recorder:
 
     def on_run_finished(self, _event: RunFinished) -> None:
         self.flush()
+
+    def write(self, messages: Iterable[Message]) -> int:
+        """Store messages recorded elsewhere (a sweep task's run) in one transaction.
+
+        Types this recorder does not persist are skipped, as on the bus.
+        """
+        buffers = self._buffers
+        for message in messages:
+            buffer = buffers.get(type(message))
+            if buffer is not None:
+                buffer.append(message)
+        return self.flush()
+
+    def discard(self) -> None:
+        """Drop everything buffered without writing it (a resumed run re-driving stored bars)."""
+        for buffer in self._buffers.values():
+            buffer.clear()
 
     def abort(self) -> int:
         """Drop the unfinished bar's messages and write the rest."""

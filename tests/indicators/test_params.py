@@ -13,7 +13,7 @@ def test_params_defaults_follow_public_indicators():
     assert (p.mlmi_k, p.mlmi_momentum_window, p.mlmi_store_then_predict) == (200, 20, True)
     assert (p.nwrqk_h, p.nwrqk_r, p.nwrqk_x0, p.nwrqk_lag) == (8.0, 8.0, 25, 2)
     assert (p.lvn_window, p.mmd_reference_window, p.mmd_test_window) == (48, 240, 48)
-    assert p.mmd_refresh == 48 and p.heikin_ashi is False and p.timezone == "UTC"
+    assert p.mmd_refresh == 240 and p.heikin_ashi is False and p.timezone == "UTC"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,414 @@
+"""The MQTT side of the bus: connection settings, the MQTT bus, and the bar publisher.
+
+* :class:`MqttSettings` comes from a URL (``mqtt://user:password@host:1883``,
+  ``mqtts://host:8883`` for TLS) plus options (CA file, client certificate,
+  skipping host name checks). Clients use QoS 1 and, for a paper run, a
+  persistent session (``clean_session=False``) under a client id that is
+  stable for the run, so the broker queues bars while the run is down.
+* :class:`MqttBus` is the in-process :class:`~engine.bus.MessageBus` (same
+  synchronous dispatch, so the same handlers run unchanged) that also mirrors
+  what it publishes onto ``emarl/<run>/<event>/<symbol>``: the messages wait
+  in :attr:`MqttBus.outbox` until the asyncio shell sends them, after the bar
+  that produced them is committed.
+* :func:`publish_bars` is the market-data simulator behind ``emarl publish``.
+* :func:`backoff_delays` gives the jittered exponential reconnection delays.
+
+Every aiomqtt or paho exception is translated into :class:`BusError` here or
+in :mod:`engine.paper`; handlers never see one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from engine.bus import ANY, MessageBus, topic
+from engine.errors import BusError, ConfigError
+from engine.events import Bar, Message, RunFinished
+from engine.wire import pack
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+    from engine.data import BarData
+
+__all__ = [
+    "DEFAULT_URL",
+    "MqttBus",
+    "MqttSettings",
+    "backoff_delays",
+    "connect_client",
+    "parse_speed",
+    "publish_bars",
+]
+
+log = logging.getLogger("emarl.mqtt")
+
+DEFAULT_URL = "mqtt://127.0.0.1:1883"
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A run or feed name is one MQTT topic level: letters, digits, ``._-``."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"{kind} name {name!r} cannot be an MQTT topic level; use 1-100 letters, "
+            "digits, '.', '_' or '-'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    keepalive: int = 30
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        tls_insecure: bool = False,
+    ) -> MqttSettings:
+        """Settings from ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...``.
+
+        Options given separately override the URL's user and password.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ConfigError(
+                f"--bus {url!r}: expected mqtt://host:port or mqtts://host:port "
+                "(for example mqtt://127.0.0.1:1883)"
+            )
+        tls = parts.scheme in ("mqtts", "ssl") or ca_file is not None
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ConfigError(f"--bus {url!r}: the port is not a number") from None
+        if not parts.hostname:
+            raise ConfigError(f"--bus {url!r}: no host name")
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=username or (unquote(parts.username) if parts.username else None),
+            password=password or (unquote(parts.password) if parts.password else None),
+            tls=tls,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            tls_insecure=tls_insecure,
+        )
+
+    def describe(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"TLS settings for {self.describe()}: {exc}") from None
+        if self.tls_insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def make_client(
+    settings: MqttSettings,
+    *,
+    client_id: str | None = None,
+    persistent: bool = False,
+    manual_ack: bool = False,
+) -> aiomqtt.Client:
+    """An aiomqtt client (not yet connected).
+
+    With ``manual_ack`` a received QoS 1 message is acknowledged only when
+    :func:`ack` is called, after the bar it carries is committed: a process
+    killed before that gets the message again from the broker. aiomqtt has no
+    public switch for this, so it is set on the paho client it wraps.
+    """
+    import aiomqtt
+
+    client = aiomqtt.Client(
+        settings.host,
+        settings.port,
+        username=settings.username,
+        password=settings.password,
+        identifier=client_id,
+        clean_session=not persistent,
+        keepalive=settings.keepalive,
+        tls_context=settings.tls_context(),
+        tls_insecure=settings.tls_insecure if settings.tls else None,
+        timeout=10.0,
+        # Small packets (acknowledgements, one bar) go out at once, not after a delayed ACK.
+        socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+    )
+    # Many QoS 1 publishes in flight are normal here; aiomqtt warns above 10.
+    client.pending_calls_threshold = 1_000_000
+    if manual_ack:
+        paho = getattr(client, "_client", None)
+        if paho is None or not hasattr(paho, "manual_ack_set"):
+            raise BusError("this aiomqtt version does not expose manual acknowledgements")
+        paho.manual_ack_set(True)
+    return client
+
+
+def ack(client: aiomqtt.Client, mid: int) -> None:
+    """Acknowledge a QoS 1 message received with ``manual_ack``."""
+    paho = client._client
+    paho.ack(mid, 1)
+
+
+async def connect_client(client: aiomqtt.Client, settings: MqttSettings) -> None:
+    """Connect, translating failures into :class:`BusError`."""
+    import aiomqtt
+
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError as exc:
+        raise BusError(f"cannot connect to {settings.describe()}: {exc}") from None
+
+
+async def close_client(client: aiomqtt.Client) -> None:
+    import aiomqtt
+
+    try:
+        await client.__aexit__(None, None, None)
+    except (aiomqtt.MqttError, OSError, RuntimeError) as exc:
+        log.debug("closing the MQTT connection: %s", exc)
+
+
+def backoff_delays(
+    first: float = 0.2, factor: float = 2.0, cap: float = 10.0, rng: random.Random | None = None
+) -> Iterator[float]:
+    """Reconnection delays: exponential up to ``cap``, each drawn from [d/2, d]."""
+    draw = rng or random.Random()
+    delay = first
+    while True:
+        yield draw.uniform(delay / 2.0, delay)
+        delay = min(delay * factor, cap)
+
+
+class MqttBus(MessageBus):
+    """The in-process bus whose published messages are also sent to MQTT.
+
+    Dispatch is the in-process bus's: synchronous, in subscription order. Each
+    published message of an exported type is packed (:func:`engine.wire.pack`)
+    into :attr:`outbox` as ``(topic, payload)``; the asyncio shell sends the
+    outbox with QoS 1 and clears it. ``export`` limits the types sent
+    (default: every type except :class:`~engine.events.Bar`, which the feed
+    already carries).
+    """
+
+    def __init__(
+        self,
+        run: str,
+        *,
+        export: Collection[type[Message]] | None = None,
+        first_seq: int = 1,
+    ) -> None:
+        super().__init__(first_seq)
+        self.run = run
+        self.outbox: list[tuple[str, bytes]] = []
+        self._export = None if export is None else frozenset(export)
+        self._topics: dict[tuple[type[Message], str], str] = {}
+        self.subscribe(ANY, self._mirror)
+
+    def _mirror(self, message: Message) -> None:
+        message_type = type(message)
+        if self._export is None:
+            if message_type is Bar:
+                return
+        elif message_type not in self._export:
+            return
+        symbol: str = getattr(message, "symbol", "all")
+        key = (message_type, symbol)
+        name = self._topics.get(key)
+        if name is None:
+            name = self._topics[key] = topic(self.run, message_type, symbol)
+        self.outbox.append((name, pack(self.run, message.seq, message)))
+
+
+def first_bars(data: BarData, count: int) -> BarData:
+    """The first ``count`` bars of ``data``."""
+    import dataclasses
+
+    regime = None if data.regime is None else data.regime[:count]
+    return dataclasses.replace(
+        data,
+        ts=data.ts[:count],
+        open=data.open[:count],
+        high=data.high[:count],
+        low=data.low[:count],
+        close=data.close[:count],
+        volume=data.volume[:count],
+        regime=regime,
+    )
+
+
+def parse_speed(speed: str) -> float | None:
+    """``max`` -> None (no pacing), ``realtime`` -> 1, ``60x`` -> 60."""
+    text = speed.strip().lower()
+    if text == "max":
+        return None
+    if text == "realtime":
+        return 1.0
+    if text.endswith("x"):
+        try:
+            factor = float(text[:-1])
+        except ValueError:
+            factor = -1.0
+        if factor > 0.0:
+            return factor
+    raise ConfigError(f"--speed {speed!r}: use realtime, max, or a factor such as 60x")
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    bars: int
+    seconds: float
+    reconnects: int
+
+
+async def publish_bars(
+    data: BarData,
+    settings: MqttSettings,
+    *,
+    feed: str,
+    speed: float | None = None,
+    end: bool = True,
+    window: int = 200,
+    on_published: Callable[[int, int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> PublishReport:
+    """Publish ``data`` bar by bar to ``emarl/<feed>/bar/<symbol>`` (QoS 1, retained).
+
+    Bars carry feed sequence numbers 1..n; with ``end`` a
+    :class:`~engine.events.RunFinished` marker follows as number n+1 on
+    ``emarl/<feed>/run_finished/<symbol>``. ``speed`` None sends as fast as the
+    broker acknowledges (``window`` messages in flight); a factor paces bars by
+    their timestamps divided by it. Lost connections are retried with
+    jittered backoff, re-sending every bar the broker had not acknowledged.
+    ``on_published(seq, monotonic_ns)`` is called as each bar is handed to the
+    client (benchmarks use it).
+    """
+    import aiomqtt
+
+    symbol = data.symbol
+    bar_topic = topic(feed, Bar, symbol)
+    end_topic = topic(feed, RunFinished, symbol)
+    total = len(data)
+    ts = data.ts.tolist()
+    columns = (
+        data.open.tolist(),
+        data.high.tolist(),
+        data.low.tolist(),
+        data.close.tolist(),
+        data.volume.tolist(),
+    )
+
+    def payload(i: int) -> bytes:
+        now = time.time_ns()
+        bar = Bar(
+            ts_event=ts[i],
+            ts_init=now,
+            seq=i + 1,
+            symbol=symbol,
+            open=columns[0][i],
+            high=columns[1][i],
+            low=columns[2][i],
+            close=columns[3][i],
+            volume=columns[4][i],
+        )
+        return pack(feed, i + 1, bar)
+
+    started = time.perf_counter()
+    start_wall = time.monotonic()
+    confirmed = 0  # bars [0, confirmed) are acknowledged by the broker
+    reconnects = 0
+    delays = backoff_delays()
+    connected_once = False
+    while True:
+        client = make_client(settings)
+        try:
+            await connect_client(client, settings)
+        except BusError as exc:
+            if not connected_once:
+                raise
+            reconnects += 1
+            delay = next(delays)
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            continue
+        delays = backoff_delays()
+        if not connected_once:
+            log.info("publishing %d bars to %s from seq 1", total, bar_topic)
+        connected_once = True
+        try:
+            while confirmed < total:
+                if stop is not None and stop.is_set():
+                    return PublishReport(confirmed, time.perf_counter() - started, reconnects)
+                if speed is None:
+                    stop_at = min(confirmed + window, total)
+                else:
+                    due = start_wall + (ts[confirmed] - ts[0]) / 1e9 / speed
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    stop_at = confirmed + 1
+                sends = []
+                for i in range(confirmed, stop_at):
+                    sends.append(client.publish(bar_topic, payload(i), qos=1, retain=True))
+                    if on_published is not None:
+                        on_published(i + 1, time.monotonic_ns())
+                results = await asyncio.gather(*sends, return_exceptions=True)
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
+                confirmed = stop_at
+            if end:
+                marker = RunFinished(
+                    ts_event=ts[-1] if ts else 0, ts_init=time.time_ns(), seq=total + 1, bars=total
+                )
+                await client.publish(end_topic, pack(feed, total + 1, marker), qos=1)
+            await close_client(client)
+            return PublishReport(total, time.perf_counter() - started, reconnects)
+        except aiomqtt.MqttError as exc:
+            reconnects += 1
+            delay = next(delays)
+            log.warning(
+                "connection to %s lost after %d acknowledged bars (%s); retrying in %.1f s",
+                settings.describe(),
+                confirmed,
+                exc,
+                delay,
+            )
+            await close_client(client)
+            await asyncio.sleep(delay)

@@ -1,0 +1,749 @@
+"""Paper trading: live bars from MQTT through the backtest's pipeline, crash-safe.
+
+The core, :class:`PaperTrader`, is synchronous and deterministic. It wires
+the same handlers in the same order as a backtest
+(:func:`engine.runner.wire_pipeline` after the Recorder) and takes one feed
+message at a time: :class:`engine.wire.FeedGate` decides whether it is the
+next bar, and a bar is dispatched, then stored with everything it produced
+in one transaction (the Recorder's rows, the bar, the run's feed position).
+
+Resume. The run's clock is the wall clock sampled when a bar arrives and held
+while that bar is processed, so every message a bar leads to is a function of
+the bars so far and their arrival times, which are stored. Starting the same
+run again re-drives the stored bars through a fresh pipeline with writes
+suppressed, which rebuilds every piece of state (positions, open orders,
+cash, indicators, agents, meta-investor) without serialising any of it; each
+bar must reproduce its stored bus sequence numbers and the hash of the
+messages it led to, and the last stored snapshot must equal the rebuilt
+portfolio, or the run is not resumed (:class:`ResumeError`).
+
+Delivery. The MQTT shell (:func:`run_paper_async`) uses a persistent session
+with a client id stable for the run and acknowledges a bar only after its
+transaction committed and the messages it produced were sent: a process
+killed at any point gets its unacknowledged bars again and drops those it had
+stored (duplicates by feed sequence number). Lost connections are retried
+with jittered exponential backoff. SIGTERM and SIGINT stop the run between
+bars. A stale feed (no bar for ``stale_after_bars`` bar lengths) is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.bus import ANY, Bus, MessageBus, topic
+from engine.clock import SimulatedClock
+from engine.config import ScenarioConfig, config_hash
+from engine.errors import BusError, ConfigError, HandlerError, ResumeError
+from engine.events import Bar, Message, RunFinished, encode
+from engine.mqtt import (
+    MqttBus,
+    MqttSettings,
+    ack,
+    backoff_delays,
+    check_name,
+    close_client,
+    connect_client,
+    make_client,
+)
+from engine.runner import StrategyFactory, build_strategy, wire_pipeline
+from engine.version import code_version
+from engine.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, END, HOLD, PROCESS, FeedGate, Verdict
+
+if TYPE_CHECKING:
+    import aiomqtt
+    from sqlalchemy import Engine
+
+__all__ = ["PaperClock", "PaperOptions", "PaperResult", "PaperTrader", "run_paper"]
+
+log = logging.getLogger("emarl.paper")
+
+NS_PER_MINUTE = 60_000_000_000
+# After a resume, the messages of this many of the last stored bars are sent again:
+# more than a broker lets a client hold unacknowledged (Mosquitto: 20 by default).
+RESEND_BARS = 100
+
+
+class PaperClock(SimulatedClock):
+    """Wall-clock time, read when a bar arrives and held while that bar is processed."""
+
+
+@dataclass(frozen=True)
+class PaperOptions:
+    """How a paper run reads its feed (the scenario says what it trades)."""
+
+    run_name: str
+    feed: str = "market"
+    stale_after_bars: float = 3.0
+    max_bars: int | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    new: bool = False
+    export: bool = True
+
+    def check(self) -> None:
+        check_name("run", self.run_name)
+        check_name("feed", self.feed)
+        if not (self.stale_after_bars > 0 and math.isfinite(self.stale_after_bars)):
+            raise ConfigError(
+                f"--stale-after must be a positive number of bars, got {self.stale_after_bars}"
+            )
+        if self.max_bars is not None and self.max_bars < 1:
+            raise ConfigError(f"--max-bars must be at least 1, got {self.max_bars}")
+        if self.max_message_bytes < 256:
+            raise ConfigError(
+                f"--max-message-bytes must be at least 256, got {self.max_message_bytes}"
+            )
+
+
+@dataclass
+class PaperResult:
+    run_id: int
+    outcome: str  # "end" (the feed ended), "stopped" (signal) or "max_bars"
+    bars: int  # bars accepted by this process
+    replayed: int  # stored bars re-driven on start
+    dropped: int
+    reconnects: int
+    wall_seconds: float
+
+
+def _strategy_factory(config: ScenarioConfig) -> StrategyFactory | None:
+    """With ``run.trade_start``, the strategy sends no order before it (wall-clock time)."""
+    from engine.warmup import WarmupGate, trade_start_ns
+
+    start = trade_start_ns(config)
+    if start is None:
+        return None
+
+    def factory(config: ScenarioConfig, bus: Bus, clock: SimulatedClock) -> Any:
+        return build_strategy(config, WarmupGate(bus, clock, start), clock)
+
+    return factory
+
+
+class PaperTrader:
+    """The synchronous core of a paper run (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ScenarioConfig,
+        engine: Engine,
+        run_id: int,
+        *,
+        bus: MessageBus,
+        feed: str,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        from storage.recorder import Recorder
+
+        self.config = config
+        self.engine = engine
+        self.run_id = run_id
+        self.bus = bus
+        self.clock = PaperClock()
+        self.symbol = config.instrument.symbol
+        self.recorder = Recorder(engine, run_id, bus, flush_every_bars=2**62)
+        self.recorder.subscribe()
+        self.pipeline = wire_pipeline(config, bus, self.clock, None, _strategy_factory(config))
+        self._hash = hashlib.blake2b(digest_size=16)
+        self.last_seq = 0
+        bus.subscribe(ANY, self._observe)
+        self.gate = FeedGate(feed, self.symbol, max_bytes=max_message_bytes)
+        self.bars = 0
+        self.dropped = 0
+        self.last_received_ns = time.time_ns()
+        # What the last stored bars sent on MQTT, rebuilt on resume and sent again.
+        self.replayed_outputs: deque[list[tuple[str, bytes]]] = deque(maxlen=RESEND_BARS)
+
+    def _observe(self, message: Message) -> None:
+        self._hash.update(encode(message))
+        if message.seq > self.last_seq:
+            self.last_seq = message.seq
+
+    def _drive(self, bar: Bar, received_ns: int) -> tuple[int, str]:
+        """Dispatch one bar at its arrival time; its bus seq and the hash of what it led to."""
+        self.clock.time_ns = received_ns
+        self._hash = hashlib.blake2b(digest_size=16)
+        seq = self.bus.next_seq()
+        self.bus.publish(
+            Bar(
+                ts_event=bar.ts_event,
+                ts_init=received_ns,
+                seq=seq,
+                symbol=self.symbol,
+                open=bar.open,
+                high=bar.high,
+                low=bar.low,
+                close=bar.close,
+                volume=bar.volume,
+            )
+        )
+        return seq, self._hash.hexdigest()
+
+    # -- resume ---------------------------------------------------------------
+
+    def resume(self, state: dict[str, Any]) -> int:
+        """Re-drive the stored bars with writes suppressed and check the rebuilt state.
+
+        Returns the number of bars re-driven. Raises :class:`ResumeError` when a
+        bar does not reproduce what was stored with it.
+        """
+        from storage.paper import last_snapshot, stored_bars
+
+        count = 0
+        last_feed_seq = 0
+        last_ts = 0
+        outbox: list[tuple[str, bytes]] | None = getattr(self.bus, "outbox", None)
+        for stored in stored_bars(self.engine, self.run_id):
+            if outbox:
+                self.replayed_outputs.append(list(outbox))
+                outbox.clear()
+            bar = Bar(
+                ts_event=stored.ts_event,
+                ts_init=stored.received_ns,
+                seq=0,
+                symbol=self.symbol,
+                open=stored.open,
+                high=stored.high,
+                low=stored.low,
+                close=stored.close,
+                volume=stored.volume,
+            )
+            try:
+                seq, digest = self._drive(bar, stored.received_ns)
+            except HandlerError as exc:
+                raise ResumeError(
+                    f"run {self.run_id}: re-driving stored bar {stored.feed_seq} failed: {exc}"
+                ) from exc
+            self.recorder.discard()
+            if seq != stored.seq or self.last_seq != stored.last_seq or digest != stored.digest:
+                raise ResumeError(
+                    f"run {self.run_id}: stored bar {stored.feed_seq} (time {stored.ts_event}) "
+                    f"does not reproduce what it produced when it was processed (bus seq "
+                    f"{seq}..{self.last_seq}, stored {stored.seq}..{stored.last_seq}; "
+                    f"hash {'equal' if digest == stored.digest else 'differs'}); the code or "
+                    "its data changed since; start a new run with --new"
+                )
+            count += 1
+            last_feed_seq = stored.feed_seq
+            last_ts = stored.ts_event
+        problems = []
+        if count != state["bars"]:
+            problems.append(f"{count} bars stored, the state says {state['bars']}")
+        if last_feed_seq != state["last_feed_seq"]:
+            problems.append(
+                f"last stored feed seq {last_feed_seq}, the state says {state['last_feed_seq']}"
+            )
+        if self.last_seq != state["last_seq"]:
+            problems.append(f"bus seq rebuilt to {self.last_seq}, stored {state['last_seq']}")
+        snapshot = last_snapshot(self.engine, self.run_id)
+        portfolio = self.pipeline.portfolio
+        if count and snapshot is None:
+            problems.append("no portfolio snapshot stored")
+        elif snapshot is not None:
+            position = portfolio.position(self.symbol)
+            rebuilt = {
+                "cash": portfolio.cash,
+                "position": position.quantity,
+                "equity": portfolio.equity,
+                "fees": portfolio.fees,
+            }
+            for key, value in rebuilt.items():
+                if not math.isclose(value, snapshot[key], rel_tol=1e-12, abs_tol=1e-9):
+                    problems.append(f"{key} rebuilt to {value!r}, stored {snapshot[key]!r}")
+        if outbox:
+            self.replayed_outputs.append(list(outbox))
+            outbox.clear()
+        if problems:
+            raise ResumeError(
+                f"run {self.run_id}: the stored state does not match the stored bars: "
+                + "; ".join(problems)
+            )
+        self.bars = count
+        self.gate.last_seq = last_feed_seq
+        self.gate.last_ts = last_ts
+        return count
+
+    # -- live -----------------------------------------------------------------
+
+    def on_message(self, topic_name: str, data: bytes, *, retained: bool = False) -> Verdict:
+        """Take one message from the feed: process, store and return its verdict."""
+        received = time.time_ns()
+        verdict = self.gate.check(topic_name, data, retained=retained)
+        if verdict.action == PROCESS:
+            assert verdict.bar is not None
+            if verdict.gap:
+                log.warning(
+                    "feed gap: %d bar(s) missing before seq %d (never received)",
+                    verdict.gap,
+                    verdict.seq,
+                )
+            self._process(verdict.seq, verdict.bar, received)
+            self.last_received_ns = received
+            ended = self.gate.accepted(verdict.seq, verdict.bar.ts_event)
+            if ended is not None:
+                return ended
+        elif verdict.action == DROP:
+            self.drop(f"{topic_name}: {verdict.reason}")
+        elif verdict.action == HOLD:
+            log.warning("%s: %s", topic_name, verdict.reason)
+        return verdict
+
+    def drop(self, reason: str) -> None:
+        from storage.paper import record_drop
+
+        self.dropped += 1
+        log.warning("dropped message: %s", reason)
+        record_drop(self.engine, self.run_id, reason)
+
+    def _process(self, feed_seq: int, bar: Bar, received_ns: int) -> None:
+        from storage.paper import StoredBar, bar_writer
+
+        try:
+            seq, digest = self._drive(bar, received_ns)
+        except HandlerError:
+            self.recorder.discard()
+            raise
+        stored = StoredBar(
+            feed_seq=feed_seq,
+            seq=seq,
+            last_seq=self.last_seq,
+            ts_event=bar.ts_event,
+            received_ns=received_ns,
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            volume=bar.volume,
+            digest=digest,
+        )
+        writer = bar_writer(
+            self.run_id, stored, previous_feed_seq=self.gate.last_seq, bars=self.bars + 1
+        )
+        self.recorder.flush(also=writer)
+        self.bars += 1
+
+
+# -- the asyncio shell ----------------------------------------------------------
+
+
+def _open_run(
+    engine: Engine,
+    config: ScenarioConfig,
+    options: PaperOptions,
+    scenario_path: str,
+) -> tuple[int, dict[str, Any], bool]:
+    """The run to drive: the stored one of this name (resumed) or a new one."""
+    from storage.paper import create_paper_state, find_paper_run, load_state
+    from storage.runs import COMPLETED, create_run
+
+    name = options.run_name
+    digest = config_hash(config)
+    bar_ns = config.data.bar_minutes * NS_PER_MINUTE
+    stale_ns = int(options.stale_after_bars * bar_ns)
+    existing = None if options.new else find_paper_run(engine, name)
+    if existing is not None:
+        if existing.status == COMPLETED:
+            raise ConfigError(
+                f"paper run {name!r} (id {existing.run_id}) is completed (its feed ended); "
+                "pass --new to start it afresh, or --run for another name"
+            )
+        if existing.config_hash != digest:
+            raise ConfigError(
+                f"paper run {name!r} (id {existing.run_id}) was started with another scenario "
+                f"(config hash {existing.config_hash}, now {digest}); resume it with the same "
+                "scenario, or pass --new"
+            )
+        state = load_state(engine, existing.run_id)
+        if state is None:  # stopped between creating the run and its state
+            create_paper_state(
+                engine,
+                existing.run_id,
+                feed=options.feed,
+                client_id=_client_id(name, existing.run_id),
+                bar_ns=bar_ns,
+                stale_after_ns=stale_ns,
+            )
+            state = load_state(engine, existing.run_id)
+            assert state is not None
+        if state["feed"] != options.feed:
+            raise ConfigError(
+                f"paper run {name!r} (id {existing.run_id}) reads feed {state['feed']!r}, "
+                f"not {options.feed!r}; pass --feed {state['feed']} or --new"
+            )
+        return existing.run_id, state, True
+    run_id = create_run(
+        engine,
+        name=name,
+        kind="paper",
+        scenario=scenario_path,
+        symbol=config.instrument.symbol,
+        config=config.to_dict(),
+        config_hash=digest,
+        seed=config.run.seed,
+        code_version=code_version(),
+        bars=0,
+        bar_gaps=0,
+        first_bar_ns=None,
+        last_bar_ns=None,
+    )
+    create_paper_state(
+        engine,
+        run_id,
+        feed=options.feed,
+        client_id=_client_id(name, run_id),
+        bar_ns=bar_ns,
+        stale_after_ns=stale_ns,
+    )
+    state = load_state(engine, run_id)
+    assert state is not None
+    return run_id, state, False
+
+
+def _client_id(name: str, run_id: int) -> str:
+    return f"emarl-paper-{name}-{run_id}"
+
+
+class _Session:
+    """One paper run's MQTT connection(s): receive, process, send, acknowledge."""
+
+    def __init__(
+        self,
+        trader: PaperTrader,
+        settings: MqttSettings,
+        client_id: str,
+        options: PaperOptions,
+        stop: asyncio.Event,
+        on_ready: Callable[[], None] | None,
+    ) -> None:
+        self.trader = trader
+        self.settings = settings
+        self.client_id = client_id
+        self.options = options
+        self.stop = stop
+        self.on_ready = on_ready
+        feed, symbol = options.feed, trader.symbol
+        self.topics = [(topic(feed, Bar, symbol), 1), (topic(feed, RunFinished, symbol), 1)]
+        outbox = getattr(trader.bus, "outbox", None)
+        self.outbox: list[tuple[str, bytes]] | None = outbox
+        # Messages to send again after a reconnect: those whose sending failed, and after
+        # a resume those of the last stored bars (receivers drop what they already have).
+        self.unsent: list[tuple[int, list[tuple[str, bytes]]]] = [
+            (0, [m for bar in trader.replayed_outputs for m in bar])
+        ]
+        if outbox:
+            outbox.clear()
+        self.sending: set[asyncio.Task[None]] = set()
+        self.sent_batches = 0
+        self.reconnects = 0
+        self.accepted = 0
+        self.stale = False
+        self.bar_ns = trader.config.data.bar_minutes * NS_PER_MINUTE
+        self.stale_ns = int(options.stale_after_bars * self.bar_ns)
+
+    async def run(self) -> str:
+        import aiomqtt
+
+        delays = backoff_delays()
+        connected_once = False
+        watchdog = asyncio.create_task(self._watch())
+        try:
+            while not self.stop.is_set():
+                client = make_client(
+                    self.settings, client_id=self.client_id, persistent=True, manual_ack=True
+                )
+                try:
+                    await connect_client(client, self.settings)
+                except BusError as exc:
+                    if not connected_once:
+                        raise
+                    self.reconnects += 1
+                    delay = next(delays)
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    await self._sleep(delay)
+                    continue
+                connected_once = True
+                delays = backoff_delays()
+                try:
+                    await client.subscribe(self.topics)
+                    log.info(
+                        "run %s (id %d): listening on %s at %s as %s",
+                        self.options.run_name,
+                        self.trader.run_id,
+                        self.topics[0][0],
+                        self.settings.describe(),
+                        self.client_id,
+                    )
+                    if self.on_ready is not None:
+                        self.trader.last_received_ns = time.time_ns()
+                        self.on_ready()
+                        self.on_ready = None
+                    unsent, self.unsent = sorted(self.unsent, key=lambda item: item[0]), []
+                    for _, batch in unsent:
+                        await self._send(client, batch)
+                    outcome = await self._consume_until_stopped(client)
+                    await self._drain()
+                    await close_client(client)
+                    return outcome
+                except aiomqtt.MqttError as exc:
+                    self.reconnects += 1
+                    delay = next(delays)
+                    log.warning(
+                        "connection to %s lost (%s); reconnecting in %.1f s",
+                        self.settings.describe(),
+                        exc,
+                        delay,
+                    )
+                    await close_client(client)
+                    await self._sleep(delay)
+            return "stopped"
+        finally:
+            watchdog.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+    async def _send(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
+        results = await asyncio.gather(
+            *(client.publish(name, payload, qos=1) for name, payload in messages),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _post(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
+        """Send a bar's messages in the background (in order: paho queues them as called)."""
+        self.sent_batches += 1
+        number = self.sent_batches
+
+        async def send() -> None:
+            try:
+                await self._send(client, messages)
+            except Exception as exc:
+                log.debug("sending %d messages failed (%s); will resend", len(messages), exc)
+                self.unsent.append((number, messages))
+
+        task = asyncio.create_task(send())
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    async def _drain(self) -> None:
+        if self.sending:
+            await asyncio.wait(set(self.sending), timeout=10.0)
+
+    async def _consume(self, client: aiomqtt.Client) -> str:
+        trader = self.trader
+        held: int | None = None
+        async for message in client.messages:
+            payload = message.payload
+            data = payload if isinstance(payload, bytes) else str(payload).encode()
+            verdict = trader.on_message(str(message.topic), data, retained=message.retain)
+            if verdict.action in (PROCESS, END) and self.outbox:
+                self._post(client, list(self.outbox))
+                self.outbox.clear()
+            if verdict.action == HOLD:
+                held = message.mid
+                continue
+            ack(client, message.mid)
+            if verdict.action == PROCESS:
+                self.accepted += 1
+                if self.stale:
+                    log.info("feed is live again")
+                    self.stale = False
+            if verdict.action == END:
+                if held is not None:
+                    ack(client, held)
+                log.info("end of feed at seq %d", verdict.seq)
+                return "end"
+            if self.options.max_bars is not None and self.accepted >= self.options.max_bars:
+                return "max_bars"
+        return "stopped"
+
+    async def _consume_until_stopped(self, client: aiomqtt.Client) -> str:
+        """Consume until the feed ends or ``stop`` is set.
+
+        A stop cancels the consumer where it waits (for a message or a send), never
+        inside a bar: processing and storing a bar has no await in it.
+        """
+        consume = asyncio.create_task(self._consume(client))
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            done, _ = await asyncio.wait({consume, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if consume in done:
+            return consume.result()
+        consume.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consume
+        return "stopped"
+
+    async def _watch(self) -> None:
+        check = min(max(self.stale_ns / 1e9 / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(check)
+            idle = time.time_ns() - self.trader.last_received_ns
+            if idle > self.stale_ns and not self.stale:
+                self.stale = True
+                log.warning(
+                    "stale feed: no bar for %.1f s (over %g bar lengths of %d min)",
+                    idle / 1e9,
+                    self.options.stale_after_bars,
+                    self.trader.config.data.bar_minutes,
+                )
+
+
+def run_paper(
+    config: ScenarioConfig,
+    settings: MqttSettings,
+    options: PaperOptions,
+    *,
+    db_url: str | None = None,
+    scenario_path: str = "",
+) -> PaperResult:
+    """Run (or resume) a paper run until its feed ends, ``max_bars``, or SIGTERM/SIGINT."""
+    return asyncio.run(
+        run_paper_async(
+            config,
+            settings,
+            options,
+            db_url=db_url,
+            scenario_path=scenario_path,
+            handle_signals=True,
+        )
+    )
+
+
+async def run_paper_async(
+    config: ScenarioConfig,
+    settings: MqttSettings,
+    options: PaperOptions,
+    *,
+    db_url: str | None = None,
+    scenario_path: str = "",
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> PaperResult:
+    """See :func:`run_paper`; ``stop`` ends the run between bars when set."""
+    from storage.db import connect
+    from storage.paper import set_run_status
+    from storage.runs import COMPLETED, FAILED, RUNNING
+
+    options.check()
+    started = time.perf_counter()
+    stop = stop or asyncio.Event()
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stop.set)
+    engine = connect(db_url or config.storage.url)
+    run_id, state, resumed = _open_run(engine, config, options, scenario_path)
+    bus: MessageBus = MqttBus(options.run_name) if options.export else MessageBus()
+    trader = PaperTrader(
+        config,
+        engine,
+        run_id,
+        bus=bus,
+        feed=options.feed,
+        max_message_bytes=options.max_message_bytes,
+    )
+    replayed = 0
+    if resumed:
+        began = time.perf_counter()
+        replayed = trader.resume(state)
+        log.info(
+            "run %s (id %d): resumed; re-drove %d stored bars in %.2f s, next feed seq %d",
+            options.run_name,
+            run_id,
+            replayed,
+            time.perf_counter() - began,
+            trader.gate.last_seq + 1,
+        )
+    set_run_status(engine, run_id, RUNNING)
+    session = _Session(trader, settings, state["client_id"], options, stop, on_ready)
+    try:
+        outcome = await session.run()
+    except BaseException as exc:
+        set_run_status(
+            engine,
+            run_id,
+            FAILED,
+            error=str(exc) or type(exc).__name__,
+            bars=trader.bars,
+            wall_seconds=time.perf_counter() - started,
+        )
+        raise
+    wall = time.perf_counter() - started
+    if outcome == "end":
+        summary = _summary(engine, run_id, config)
+        set_run_status(
+            engine,
+            run_id,
+            COMPLETED,
+            bars=trader.bars,
+            wall_seconds=wall,
+            ended_ns=time.time_ns(),
+            summary_json=summary,
+        )
+    else:
+        set_run_status(engine, run_id, "stopped", bars=trader.bars, wall_seconds=wall)
+    log.info(
+        "run %s (id %d): %s after %d new bars (%d dropped messages)",
+        options.run_name,
+        run_id,
+        {"end": "feed ended", "stopped": "stopped", "max_bars": "bar limit reached"}[outcome],
+        session.accepted,
+        trader.dropped,
+    )
+    return PaperResult(
+        run_id=run_id,
+        outcome=outcome,
+        bars=session.accepted,
+        replayed=replayed,
+        dropped=trader.dropped,
+        reconnects=session.reconnects,
+        wall_seconds=wall,
+    )
+
+
+def _summary(engine: Engine, run_id: int, config: ScenarioConfig) -> str | None:
+    import json
+
+    import numpy as np
+
+    from engine.metrics import compute_summary
+    from storage.paper import summary_inputs
+
+    inputs = summary_inputs(engine, run_id)
+    snapshots = inputs["snapshots"]
+    if len(snapshots) < 2:
+        return None
+    ts, equity, position, fees = (np.array(column) for column in zip(*snapshots, strict=True))
+    fills = inputs["fills"]
+    columns: list[tuple[Any, ...]] = list(zip(*fills, strict=True)) if fills else [()] * 4
+    summary = compute_summary(
+        ts.astype(np.int64),
+        equity.astype(float),
+        position.astype(float),
+        config.broker.initial_cash,
+        {
+            "side": np.array(columns[0], dtype=object),
+            "quantity": np.array(columns[1], dtype=float),
+            "price": np.array(columns[2], dtype=float),
+            "commission": np.array(columns[3], dtype=float),
+        },
+        float(fees[-1]),
+        0,
+    )
+    return json.dumps(summary.to_dict(), sort_keys=True, default=str)

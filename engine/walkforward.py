@@ -1,0 +1,619 @@
+"""Walk-forward evaluation: rolling folds, trained in sample, tested out of sample.
+
+Folds are laid over the data's time range from the local midnight ``a`` of its
+first bar: fold ``k`` trains on ``[a + k*step, a + train + k*step)`` and tests on
+the ``test`` period right after it (cut at the next fold's test start). Windows are
+half-open on bar end times, so no bar is in two windows of a fold, and with
+``step == test`` the test windows of consecutive folds meet exactly. A fold exists
+only when the data reaches the last day of its test window.
+
+Each fold is one Dask task (:func:`run_fold`): the *train step* gets the
+scenario cut to the train window and returns scenario overrides for the test
+(a :data:`Trainer`); then the test window is backtested with those overrides.
+The test run loads the bars from the train window's start: they warm up
+indicators and strategy state but nothing trades before the test window
+(``run.trade_start``), and its metrics cover the test window only.
+
+Train steps:
+
+* :class:`NothingToTrain`: strategies with nothing to learn, and no ``--optimize``.
+* :class:`GridSelection`: evaluate an ``--optimize`` grid on the train window and
+  test the best combination (by the ``--sort`` metric).
+* Any callable ``(ScenarioConfig, TrainWindow) -> TrainResult``: the hook for a
+  learned strategy, which trains on the window and returns, say, a checkpoint
+  path as an override.
+
+The out-of-sample equity curves of the folds are chained by return into one
+stitched curve (stored, and read back with
+:func:`storage.query.walk_forward_equity`). Each fold starts flat with the
+scenario's cash; a position open at the end of a test window is marked to
+market there.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.config import ScenarioConfig, config_hash
+from engine.errors import ConfigError
+from engine.sweep import (
+    TaskOutcome,
+    TaskSpec,
+    build_tasks,
+    check_metric,
+    is_postgres,
+    run_task,
+    sort_rows,
+    store_outcome,
+    with_overrides,
+)
+
+__all__ = [
+    "Fold",
+    "GridSelection",
+    "NothingToTrain",
+    "Period",
+    "TrainResult",
+    "TrainWindow",
+    "Trainer",
+    "WalkForwardResult",
+    "make_folds",
+    "oos_window_overrides",
+    "parse_period",
+    "run_fold",
+    "run_walk_forward",
+    "stitch",
+    "train_window_overrides",
+]
+
+_PERIOD = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
+_UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.44, "Y": 365.25}
+
+
+@dataclass(frozen=True)
+class Period:
+    """A calendar length: ``count`` days, weeks, months or years."""
+
+    count: int
+    unit: str
+
+    def offset(self, times: int = 1) -> Any:
+        import pandas as pd
+
+        n = self.count * times
+        return {
+            "D": pd.DateOffset(days=n),
+            "W": pd.DateOffset(weeks=n),
+            "M": pd.DateOffset(months=n),
+            "Y": pd.DateOffset(years=n),
+        }[self.unit]
+
+    @property
+    def approx_days(self) -> float:
+        return self.count * _UNIT_DAYS[self.unit]
+
+    def __str__(self) -> str:
+        return f"{self.count}{self.unit}"
+
+
+def parse_period(text: str, option: str) -> Period:
+    """``"24M"`` -> 24 months; units D, W, M, Y."""
+    match = _PERIOD.match(text)
+    if match is None or int(match.group(1)) == 0:
+        raise ConfigError(
+            f"{option}: {text!r} is not a period; use a positive count and a unit, "
+            "D (days), W (weeks), M (months) or Y (years), e.g. 24M"
+        )
+    return Period(int(match.group(1)), match.group(2).upper())
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One fold: windows as int ns UTC ``[start, end)`` on bar end times, and the
+    bars in them as index ranges ``[lo, hi)`` into the scenario's bars."""
+
+    index: int
+    train_start_ns: int
+    train_end_ns: int
+    test_start_ns: int
+    test_end_ns: int
+    train_lo: int
+    train_hi: int
+    test_lo: int
+    test_hi: int
+
+    @property
+    def train_bars(self) -> int:
+        return self.train_hi - self.train_lo
+
+    @property
+    def test_bars(self) -> int:
+        return self.test_hi - self.test_lo
+
+
+def make_folds(
+    ts: np.ndarray, timezone: str, train: Period, test: Period, step: Period
+) -> list[Fold]:
+    """Rolling folds over bar end times ``ts`` (int ns UTC, ascending)."""
+    import pandas as pd
+
+    if step.approx_days < test.approx_days:
+        raise ConfigError(
+            f"--step {step} is shorter than --test {test}: test windows would overlap "
+            "and could not be stitched into one out-of-sample curve"
+        )
+    if len(ts) == 0:
+        raise ConfigError("the scenario has no bars to lay folds over")
+    first = pd.Timestamp(int(ts[0]), tz="UTC").tz_convert(timezone)
+    last = pd.Timestamp(int(ts[-1]), tz="UTC").tz_convert(timezone)
+    anchor = first.normalize()
+    limit = last.normalize() + pd.DateOffset(days=1)
+    folds: list[Fold] = []
+    k = 0
+    first_test = anchor + train.offset()
+    while True:
+        # Test windows are laid from one origin so that they meet exactly (calendar
+        # offsets do not add up: Jan 31 + 1M + 1M is not Jan 31 + 2M).
+        train_start = anchor + step.offset(k)
+        train_end = first_test + step.offset(k)
+        next_test = first_test + step.offset(k + 1)
+        test_end = next_test if step == test else min(train_end + test.offset(), next_test)
+        if test_end > limit:
+            break
+        bounds = [int(t.tz_convert("UTC").value) for t in (train_start, train_end, test_end)]
+        lo, mid, hi = (int(i) for i in np.searchsorted(ts, bounds, side="left"))
+        if mid > lo and hi > mid:
+            folds.append(
+                Fold(
+                    index=len(folds),
+                    train_start_ns=bounds[0],
+                    train_end_ns=bounds[1],
+                    test_start_ns=bounds[1],
+                    test_end_ns=bounds[2],
+                    train_lo=lo,
+                    train_hi=mid,
+                    test_lo=mid,
+                    test_hi=hi,
+                )
+            )
+        k += 1
+    if not folds:
+        raise ConfigError(
+            f"the data covers {first.date()} to {last.date()}: too short for one fold of "
+            f"--train {train} then --test {test}"
+        )
+    return folds
+
+
+def _iso(ns: int) -> str:
+    import pandas as pd
+
+    return str(pd.Timestamp(ns, tz="UTC").isoformat())
+
+
+@dataclass(frozen=True)
+class TrainWindow:
+    """What a train step may see: the bars of ``[start_ns, end_ns)``, no later."""
+
+    fold: int
+    start_ns: int
+    end_ns: int
+    bars: int
+
+
+@dataclass
+class TrainResult:
+    """Scenario overrides for the test window, a line saying what was done, and what
+    was tried (for the record)."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+
+Trainer = Callable[[ScenarioConfig, TrainWindow], TrainResult]
+
+
+@dataclass(frozen=True)
+class NothingToTrain:
+    """The train step of a strategy with nothing to learn: test as configured."""
+
+    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
+        return TrainResult(note="nothing to train")
+
+
+@dataclass(frozen=True)
+class GridSelection:
+    """Backtest every combination of ``grid`` on the train window; keep the best by
+    ``metric`` (ties: the first combination)."""
+
+    grid: dict[str, list[Any]]
+    metric: str = "sharpe"
+
+    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
+        from engine.runner import run_backtest
+
+        rows = []
+        for spec in build_tasks(config, self.grid):
+            tried = with_overrides(config, spec.overrides, source=f"fold {window.fold}")
+            summary = run_backtest(tried, persist=False).summary.to_dict()
+            rows.append({"task": spec.task, "status": "completed", **spec.overrides, **summary})
+        best = sort_rows(rows, self.metric)[0]
+        value = best.get(self.metric)
+        if value is None or value != value:
+            chosen: dict[str, Any] = {}
+            note = f"no combination has a {self.metric} on the train window; testing as configured"
+        else:
+            chosen = {key: best[key] for key in self.grid}
+            described = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
+            note = f"best of {len(rows)} by {self.metric} ({value:.4g}): {described}"
+        candidates = [
+            {"overrides": {k: r[k] for k in self.grid}, self.metric: r.get(self.metric)}
+            for r in rows
+        ]
+        return TrainResult(overrides=chosen, note=note, candidates=candidates)
+
+
+def train_window_overrides(fold: Fold, ts: np.ndarray) -> dict[str, Any]:
+    """The scenario cut to the train window's bars (``ts``: the scenario's bar times)."""
+    return {
+        "data.start": _iso(fold.train_start_ns),
+        "data.end": _iso(int(ts[fold.train_hi - 1])),
+        "run.trade_start": "",
+    }
+
+
+def oos_window_overrides(fold: Fold, ts: np.ndarray) -> dict[str, Any]:
+    """The out-of-sample run: bars from the train window's start warm up, trading and
+    metrics start with the test window and end with its last bar."""
+    return {
+        "data.start": _iso(fold.train_start_ns),
+        "data.end": _iso(int(ts[fold.test_hi - 1])),
+        "run.trade_start": _iso(fold.test_start_ns),
+    }
+
+
+@dataclass
+class FoldSpec:
+    fold: Fold
+    train_config: dict[str, Any]
+    test_config: dict[str, Any]
+    base_dir: str
+    scenario: str
+
+
+def run_fold(
+    spec: FoldSpec,
+    trainer: Trainer,
+    db_url: str | None = None,
+    worker_writes: bool = False,
+    keep_messages: bool = True,
+) -> tuple[TrainResult | None, TaskOutcome]:
+    """One fold on a worker: the train step on the train window, then the test run."""
+    from engine.config import scenario_from_dict
+
+    fold = spec.fold
+    window = TrainWindow(fold.index, fold.train_start_ns, fold.train_end_ns, fold.train_bars)
+    started = time.perf_counter()
+    try:
+        train_config = scenario_from_dict(
+            copy.deepcopy(spec.train_config), source=f"fold {fold.index}", base_dir=spec.base_dir
+        )
+        trained = trainer(train_config, window)
+        base = scenario_from_dict(
+            copy.deepcopy(spec.test_config), source=f"fold {fold.index}", base_dir=spec.base_dir
+        )
+        test_config = with_overrides(base, trained.overrides, source=f"fold {fold.index}")
+    except Exception as exc:
+        failed = TaskOutcome(
+            task=fold.index,
+            status="failed",
+            error=f"train step: {type(exc).__name__}: {exc}".splitlines()[0],
+            wall_seconds=time.perf_counter() - started,
+        )
+        return None, failed
+    task = TaskSpec(
+        task=fold.index,
+        overrides=trained.overrides,
+        seed=test_config.run.seed,
+        config=test_config.to_dict(),
+        base_dir=test_config.base_dir,
+        scenario=spec.scenario,
+        config_hash=config_hash(test_config),
+        kind="walkforward",
+    )
+    outcome = run_task(task, db_url, worker_writes, keep_messages, keep_equity=True)
+    return trained, outcome
+
+
+def stitch(
+    curves: Sequence[tuple[int, np.ndarray, np.ndarray, float]], initial: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Chain each fold's curve ``(fold, ts, equity, fold initial equity)`` by return.
+
+    Returns ``ts, fold, stitched equity, the fold's own equity``; the stitched curve
+    starts at ``initial`` and each fold continues from where the previous one ended.
+    """
+    level = initial
+    parts_ts, parts_fold, parts_eq, parts_raw = [], [], [], []
+    for index, ts, equity, start in curves:
+        if len(ts) == 0:
+            continue
+        chained = level * equity / start
+        level = float(chained[-1])
+        parts_ts.append(ts)
+        parts_fold.append(np.full(len(ts), index, dtype=np.int64))
+        parts_eq.append(chained)
+        parts_raw.append(equity)
+    if not parts_ts:
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty.astype(np.int64), empty, empty
+    return (
+        np.concatenate(parts_ts),
+        np.concatenate(parts_fold),
+        np.concatenate(parts_eq),
+        np.concatenate(parts_raw),
+    )
+
+
+@dataclass
+class WalkForwardResult:
+    sweep_id: int
+    folds: list[dict[str, Any]]
+    summary: dict[str, Any]
+    equity: Any  # pandas DataFrame: time, fold, equity, fold_equity
+    wall_seconds: float
+    db_url: str
+
+
+def _overall(
+    ts: np.ndarray, equity: np.ndarray, initial: float, folds: list[dict[str, Any]]
+) -> dict[str, Any]:
+    from engine.metrics import compute_summary
+
+    out: dict[str, Any] = {
+        "folds": len(folds),
+        "completed": sum(1 for f in folds if f["status"] == "completed"),
+    }
+    if len(ts) < 2:
+        return out
+    empty = {
+        "side": np.zeros(0, dtype=object),
+        "quantity": np.zeros(0),
+        "price": np.zeros(0),
+        "commission": np.zeros(0),
+    }
+    summary = compute_summary(ts, equity, np.zeros(len(ts)), initial, empty, 0.0, 0).to_dict()
+    for key in (
+        "bars",
+        "start_ns",
+        "end_ns",
+        "final_equity",
+        "total_return",
+        "cagr",
+        "annual_volatility",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "calmar",
+    ):
+        out[key] = summary[key]
+    out["trades"] = sum(f.get("trades") or 0 for f in folds)
+    out["fees"] = sum(f.get("fees") or 0.0 for f in folds)
+    return out
+
+
+def run_walk_forward(
+    config: ScenarioConfig,
+    *,
+    train: Period,
+    test: Period,
+    step: Period,
+    optimize: dict[str, list[Any]] | None = None,
+    sort: str = "sharpe",
+    trainer: Trainer | None = None,
+    db_url: str | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    retries: int = 2,
+    keep_messages: bool = True,
+    scenario_path: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    client: Any = None,
+) -> WalkForwardResult:
+    """Lay the folds, run each on Dask (train step, then test), store and stitch."""
+    import pandas as pd
+
+    from engine.data import load_bars
+    from engine.sweep import _distributed, _lost, _maybe_client
+    from engine.version import code_version
+    from storage.db import connect
+    from storage.sweeps import create_sweep, finish_sweep, record_fold, store_equity
+
+    check_metric(sort)
+    if trainer is not None and optimize:
+        raise ConfigError("give a trainer or an --optimize grid, not both")
+    if trainer is None:
+        if optimize:
+            build_tasks(config, optimize)  # every combination valid before anything runs
+            trainer = GridSelection(optimize, sort)
+        else:
+            trainer = NothingToTrain()
+    data = load_bars(
+        config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
+    )
+    folds = make_folds(data.ts, config.data.timezone, train, test, step)
+    specs = []
+    for fold in folds:
+        train_config = with_overrides(
+            config, train_window_overrides(fold, data.ts), source=f"fold {fold.index} train"
+        )
+        test_config = with_overrides(
+            config, oos_window_overrides(fold, data.ts), source=f"fold {fold.index} test"
+        )
+        if optimize:  # whichever combination a fold chooses must build on its test window
+            build_tasks(test_config, optimize)
+        specs.append(
+            FoldSpec(
+                fold=fold,
+                train_config=train_config.to_dict(),
+                test_config=test_config.to_dict(),
+                base_dir=config.base_dir,
+                scenario=scenario_path,
+            )
+        )
+    url = db_url or config.storage.url
+    engine = connect(url)
+    worker_writes = is_postgres(url)
+    started = time.perf_counter()
+    sweep_id = create_sweep(
+        engine,
+        kind="walkforward",
+        name=config.run.name,
+        scenario=scenario_path,
+        config=config.to_dict(),
+        spec={
+            "train": str(train),
+            "test": str(test),
+            "step": str(step),
+            "optimize": optimize or {},
+            "sort": sort,
+            "trainer": type(trainer).__name__,
+        },
+        code_version=code_version(),
+        scheduler=scheduler or f"local:{workers}",
+        tasks=len(folds),
+    )
+    for fold in folds:
+        record_fold(
+            engine,
+            sweep_id,
+            {
+                "fold": fold.index,
+                "train_start_ns": fold.train_start_ns,
+                "train_end_ns": fold.train_end_ns,
+                "test_start_ns": fold.test_start_ns,
+                "test_end_ns": fold.test_end_ns,
+                "train_bars": fold.train_bars,
+                "test_bars": fold.test_bars,
+                "status": "pending",
+            },
+            new=True,
+        )
+    rows: dict[int, dict[str, Any]] = {}
+    curves: dict[int, tuple[int, np.ndarray, np.ndarray, float]] = {}
+    status = "failed"
+    summary: dict[str, Any] = {}
+    try:
+        with _maybe_client(client, scheduler, workers) as dask:
+            as_completed = _distributed().as_completed
+            futures = {
+                dask.submit(
+                    run_fold,
+                    spec,
+                    trainer,
+                    url,
+                    worker_writes,
+                    keep_messages,
+                    key=f"emarl-walkforward-{sweep_id}-fold-{spec.fold.index}",
+                    retries=retries,
+                    pure=False,
+                ): spec
+                for spec in specs
+            }
+            if progress is not None:
+                progress(0, len(specs))
+            for future in as_completed(list(futures)):
+                spec = futures[future]
+                fold = spec.fold
+                trained: TrainResult | None
+                try:
+                    trained, outcome = future.result()
+                except Exception as exc:
+                    trained, outcome = None, _lost(fold.index, exc)
+                future.release()
+                outcome.run_id = store_outcome(engine, outcome)
+                fold_summary = outcome.summary or {}
+                record_fold(
+                    engine,
+                    sweep_id,
+                    {
+                        "fold": fold.index,
+                        "status": outcome.status,
+                        "train_note": trained.note if trained else None,
+                        "train": trained.candidates if trained else None,
+                        "params": trained.overrides if trained else None,
+                        "run_id": outcome.run_id,
+                        "error": outcome.error,
+                        "summary": outcome.summary,
+                    },
+                    new=False,
+                )
+                rows[fold.index] = {
+                    "fold": fold.index,
+                    "train_start": _iso(fold.train_start_ns),
+                    "test_start": _iso(fold.test_start_ns),
+                    "test_end": _iso(fold.test_end_ns),
+                    "train_bars": fold.train_bars,
+                    "test_bars": fold.test_bars,
+                    "status": outcome.status,
+                    "train_note": trained.note if trained else None,
+                    "params": trained.overrides if trained else None,
+                    "run_id": outcome.run_id,
+                    "error": outcome.error,
+                    **{k: fold_summary.get(k) for k in _FOLD_METRICS},
+                }
+                if outcome.status == "completed" and outcome.equity is not None:
+                    curves[fold.index] = (
+                        fold.index,
+                        outcome.equity_ts,
+                        outcome.equity,
+                        float(fold_summary["initial_equity"]),
+                    )
+                if progress is not None:
+                    progress(len(rows), len(specs))
+        ordered = [rows[i] for i in sorted(rows)]
+        ts, fold_of, equity, raw = stitch(
+            [curves[i] for i in sorted(curves)], config.broker.initial_cash
+        )
+        store_equity(engine, sweep_id, ts.tolist(), fold_of.tolist(), equity.tolist(), raw.tolist())
+        summary = _overall(ts, equity, config.broker.initial_cash, ordered)
+        status = "completed"
+    finally:
+        wall = time.perf_counter() - started
+        finish_sweep(engine, sweep_id, status=status, wall_seconds=wall, summary=summary)
+    frame = pd.DataFrame(
+        {
+            "time": pd.to_datetime(ts, utc=True),
+            "fold": fold_of,
+            "equity": equity,
+            "fold_equity": raw,
+        }
+    )
+    return WalkForwardResult(
+        sweep_id=sweep_id,
+        folds=ordered,
+        summary=summary,
+        equity=frame,
+        wall_seconds=wall,
+        db_url=url,
+    )
+
+
+_FOLD_METRICS = (
+    "bars",
+    "total_return",
+    "sharpe",
+    "max_drawdown",
+    "trades",
+    "fees",
+    "exposure",
+    "final_equity",
+)

@@ -1,0 +1,79 @@
+"""Warm-up before ``run.trade_start``: bars feed the strategy, no order goes out.
+
+The runner hands the strategy a :class:`WarmupGate` instead of the bus. The gate
+passes every subscription and message through, except a :class:`SubmitOrder`
+sent before the trading start: that one never reaches the bus (so the broker,
+the recorder and the results never see it) and the strategy's own handlers get
+an :class:`OrderDenied` for it at once, so its view of working orders stays
+right and it simply asks again on a later bar. Indicators and strategy state
+therefore warm up on the bars before the start, and trading begins with them
+ready, without the strategy knowing anything about warm-ups.
+"""
+
+from __future__ import annotations
+
+from engine.bus import ANY, Bus, Handler
+from engine.clock import Clock
+from engine.config import ScenarioConfig
+from engine.events import Message, OrderDenied, SubmitOrder
+
+__all__ = ["WarmupGate", "trade_start_ns"]
+
+
+def trade_start_ns(config: ScenarioConfig) -> int | None:
+    """``run.trade_start`` as int ns UTC (naive times in ``data.timezone``), or None."""
+    if not config.run.trade_start:
+        return None
+    import pandas as pd
+
+    from engine.errors import ConfigError
+
+    try:
+        stamp = pd.Timestamp(config.run.trade_start)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"run.trade_start: cannot read {config.run.trade_start!r} as a date or time"
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(config.data.timezone)
+    return int(stamp.tz_convert("UTC").value)
+
+
+class WarmupGate:
+    """A :class:`~engine.bus.Bus` for the strategy that holds its orders back until ``start_ns``."""
+
+    def __init__(self, bus: Bus, clock: Clock, start_ns: int) -> None:
+        self._bus = bus
+        self._clock = clock
+        self.start_ns = start_ns
+        self.held = 0
+        self._denied: list[tuple[str, Handler]] = []
+
+    def subscribe(
+        self, message_type: type[Message] | str, handler: Handler, symbol: str = ANY
+    ) -> None:
+        self._bus.subscribe(message_type, handler, symbol)
+        if message_type is OrderDenied or message_type == ANY:
+            self._denied.append((symbol, handler))
+
+    def next_seq(self) -> int:
+        return self._bus.next_seq()
+
+    def publish(self, message: Message) -> None:
+        if type(message) is SubmitOrder and self._clock.now_ns() < self.start_ns:
+            self.held += 1
+            now = self._clock.now_ns()
+            denied = OrderDenied(
+                ts_event=now,
+                ts_init=now,
+                seq=self._bus.next_seq(),
+                order_id=message.order_id,
+                strategy_id=message.strategy_id,
+                symbol=message.symbol,
+                reason="warm-up: no orders before run.trade_start",
+            )
+            for symbol, handler in self._denied:
+                if symbol in (ANY, message.symbol):
+                    handler(denied)
+            return
+        self._bus.publish(message)

@@ -1,0 +1,239 @@
+"""How messages travel over MQTT: a small versioned envelope around an encoded event.
+
+An MQTT payload is the msgpack array ``[version, source, seq, payload]``:
+
+* ``version``: the schema version (:data:`SCHEMA_VERSION`); a receiver drops
+  any other version with a logged reason;
+* ``source``: the feed or run that sent it (a receiver drops messages for
+  another source);
+* ``seq``: the sender's sequence number, increasing by one per message;
+  receivers drop duplicates and out-of-order messages by it;
+* ``payload``: the event, encoded by :func:`engine.events.encode`.
+
+:class:`FeedGate` applies those rules to a bar feed, one message at a time,
+and says what to do with each: process it as the next bar, end the run, or
+drop it with a reason. It is plain synchronous code with no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from engine.events import Bar, Message, RunFinished, decode, encode, event_name
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "SCHEMA_VERSION",
+    "Envelope",
+    "FeedGate",
+    "Verdict",
+    "pack",
+    "unpack",
+]
+
+SCHEMA_VERSION: Final = 1
+DEFAULT_MAX_MESSAGE_BYTES: Final = 64 * 1024
+MAX_REMEMBERED: Final = 10_000  # missing sequence numbers kept to name late bars
+
+PROCESS: Final = "process"
+END: Final = "end"
+DROP: Final = "drop"
+HOLD: Final = "hold"
+
+
+class Envelope(msgspec.Struct, frozen=True, array_like=True):
+    version: int
+    source: str
+    seq: int
+    payload: bytes
+
+
+_envelope_encoder = msgspec.msgpack.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+
+
+def pack(source: str, seq: int, message: Message) -> bytes:
+    """The MQTT payload of ``message`` sent by ``source`` as its ``seq``-th message."""
+    return _envelope_encoder.encode(Envelope(SCHEMA_VERSION, source, seq, encode(message)))
+
+
+class WireError(ValueError):
+    """A payload that cannot be read; the message says why."""
+
+
+def unpack(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> tuple[Envelope, Message]:
+    """The envelope and event in an MQTT payload; raises :class:`WireError` saying why not."""
+    if len(data) > max_bytes:
+        raise WireError(f"oversized message: {len(data):,} bytes (limit {max_bytes:,})")
+    try:
+        envelope = _envelope_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        # Say "unknown version" rather than "malformed" when only the version differs.
+        try:
+            raw = msgspec.msgpack.decode(data)
+        except msgspec.DecodeError:
+            raw = None
+        if (
+            isinstance(raw, list)
+            and raw
+            and isinstance(raw[0], int)
+            and not isinstance(raw[0], bool)
+            and raw[0] != SCHEMA_VERSION
+        ):
+            raise WireError(
+                f"unknown schema version {raw[0]} (this build reads {SCHEMA_VERSION})"
+            ) from None
+        raise WireError(f"malformed envelope: {exc}") from None
+    if envelope.version != SCHEMA_VERSION:
+        raise WireError(
+            f"unknown schema version {envelope.version} (this build reads {SCHEMA_VERSION})"
+        )
+    try:
+        message = decode(envelope.payload)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        raise WireError(f"malformed payload (seq {envelope.seq}): {exc}") from None
+    return envelope, message
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one message: ``process`` a bar, ``end`` the run, ``drop`` it, or
+    ``hold`` it (an end marker that waits for missing bars; not acknowledged)."""
+
+    action: str
+    reason: str = ""
+    seq: int = 0
+    bar: Bar | None = None
+    gap: int = 0
+
+
+def _bar_problem(bar: Bar) -> str | None:
+    prices = (bar.open, bar.high, bar.low, bar.close)
+    if not all(math.isfinite(p) and p > 0.0 for p in prices):
+        return f"prices must be positive and finite, got {prices}"
+    if not (math.isfinite(bar.volume) and bar.volume >= 0.0):
+        return f"volume must be zero or positive, got {bar.volume!r}"
+    if bar.high < max(bar.open, bar.close, bar.low) or bar.low > min(bar.open, bar.close):
+        return (
+            f"inconsistent range: open {bar.open} high {bar.high} low {bar.low} close {bar.close}"
+        )
+    return None
+
+
+class FeedGate:
+    """Accepts a feed's bars in order, once each; everything else is dropped with a reason.
+
+    ``last_seq`` and ``last_ts`` are the feed sequence number and end time of the
+    last accepted bar (0 before the first). A message is dropped when it is
+    oversized or unreadable, of another schema version, from another source or
+    symbol, not a bar or end marker, an invalid bar, a duplicate (its sequence
+    number was accepted already) or out of order (its sequence number or its
+    time is not after the last accepted bar's). A gap (a sequence number more
+    than one ahead) is accepted and reported in :attr:`Verdict.gap`.
+
+    A retained bar (delivered because we subscribed, not because it was just
+    published) is accepted only when it is exactly the next one: after a
+    reconnect the broker may send it before the queued bars that precede it.
+    An end marker whose sequence number is ahead of the bars waits until the
+    missing bars arrive.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        symbol: str,
+        *,
+        last_seq: int = 0,
+        last_ts: int = 0,
+        max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.source = source
+        self.symbol = symbol
+        self.last_seq = last_seq
+        self.last_ts = last_ts
+        self.max_bytes = max_bytes
+        self.end_seq: int | None = None
+        self.missing: set[int] = set()  # sequence numbers skipped by a gap (the newest)
+        self.topics = {
+            f"emarl/{source}/{event_name(Bar)}/{symbol}",
+            f"emarl/{source}/{event_name(RunFinished)}/{symbol}",
+        }
+
+    def check(self, topic: str, data: bytes, *, retained: bool = False) -> Verdict:
+        if topic not in self.topics:
+            return Verdict(DROP, f"unexpected topic {topic!r}")
+        try:
+            envelope, message = unpack(data, self.max_bytes)
+        except WireError as exc:
+            return Verdict(DROP, str(exc))
+        seq = envelope.seq
+        if envelope.source != self.source:
+            return Verdict(
+                DROP, f"seq {seq}: message for {envelope.source!r}, this run reads {self.source!r}"
+            )
+        if isinstance(message, RunFinished):
+            return self._end(seq)
+        if not isinstance(message, Bar):
+            return Verdict(DROP, f"seq {seq}: a {event_name(type(message))} is not a bar")
+        if message.symbol != self.symbol:
+            return Verdict(
+                DROP, f"seq {seq}: bar for {message.symbol!r}, this run trades {self.symbol!r}"
+            )
+        problem = _bar_problem(message)
+        if problem is not None:
+            return Verdict(DROP, f"seq {seq}: invalid bar: {problem}")
+        if seq <= self.last_seq:
+            if seq in self.missing:
+                self.missing.discard(seq)
+                return Verdict(
+                    DROP,
+                    f"seq {seq}: late: it was reported missing when seq {self.last_seq} or "
+                    "an earlier bar was accepted",
+                )
+            kind = "retained copy of" if retained else "duplicate of"
+            return Verdict(
+                DROP, f"seq {seq}: {kind} an accepted bar (last accepted {self.last_seq})"
+            )
+        if retained and seq != self.last_seq + 1:
+            return Verdict(
+                DROP,
+                f"seq {seq}: retained bar ahead of the stream (expecting {self.last_seq + 1}); "
+                "the queued bars come first",
+            )
+        if message.ts_event <= self.last_ts:
+            return Verdict(
+                DROP,
+                f"seq {seq}: out of order: bar time {message.ts_event} is not after the last "
+                f"accepted bar's {self.last_ts}",
+            )
+        if self.end_seq is not None and seq >= self.end_seq:
+            return Verdict(DROP, f"seq {seq}: after the end of the feed (seq {self.end_seq})")
+        gap = seq - self.last_seq - 1 if self.last_seq else 0
+        return Verdict(PROCESS, seq=seq, bar=message, gap=gap)
+
+    def accepted(self, seq: int, ts: int) -> Verdict | None:
+        """Record an accepted bar; returns an ``end`` verdict when the feed is now complete."""
+        if self.last_seq and seq > self.last_seq + 1:
+            self.missing.update(range(max(self.last_seq + 1, seq - MAX_REMEMBERED), seq))
+            if len(self.missing) > MAX_REMEMBERED:
+                self.missing = set(sorted(self.missing)[-MAX_REMEMBERED:])
+        self.last_seq = seq
+        self.last_ts = ts
+        if self.end_seq is not None and self.end_seq == seq + 1:
+            return Verdict(END, seq=self.end_seq)
+        return None
+
+    def _end(self, seq: int) -> Verdict:
+        if seq <= self.last_seq:
+            return Verdict(DROP, f"seq {seq}: end of feed before the last accepted bar")
+        self.end_seq = seq
+        if seq == self.last_seq + 1:
+            return Verdict(END, seq=seq)
+        return Verdict(
+            HOLD,
+            f"seq {seq}: end of feed announced; waiting for bars {self.last_seq + 1}..{seq - 1}",
+        )

@@ -1,0 +1,386 @@
+"""One self-contained HTML report per run.
+
+:func:`build_report` reads a stored run and returns the HTML: a header, the
+metrics table, then the charts that have data (price with entries and exits,
+equity and drawdown, monthly returns, and for runs with agents their actions,
+ensemble weights, cumulative Shapley P&L, share prices and option values,
+bubble coefficients), and the round-trip trade list. Sections without data
+are left out with a one-line note. plotly.js is inlined, so the file opens
+with no network. Once every chart is drawn the page sets
+``window.emarlReport = {ready: true, charts: N, renderMs, readyAtMs}`` (the
+drawing time, and the time since navigation start, in milliseconds).
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reporting import figures
+from reporting.downsample import DEFAULT_BUCKETS
+from reporting.trades import round_trips_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+    from sqlalchemy import Engine
+
+__all__ = ["Section", "build_report", "render_html", "training_report", "write_report"]
+
+# The trade list shows at most this many round trips (the latest); the database has all.
+MAX_TRADE_ROWS = 2_000
+# Up to this many, the trade list is shown unfolded.
+OPEN_TRADE_ROWS = 200
+
+METRICS = (
+    ("total_return", "total return", "pct"),
+    ("cagr", "CAGR", "pct"),
+    ("annual_volatility", "annual volatility", "pct"),
+    ("sharpe", "Sharpe", "num"),
+    ("sortino", "Sortino", "num"),
+    ("max_drawdown", "max drawdown", "pct"),
+    ("calmar", "Calmar", "num"),
+    ("trades", "trades (round trips)", "int"),
+    ("win_rate", "win rate", "pct"),
+    ("exposure", "exposure (time in market)", "pct"),
+    ("turnover", "turnover (x mean equity)", "num"),
+    ("fees", "fees", "money"),
+    ("initial_equity", "initial equity", "money"),
+    ("final_equity", "final equity", "money"),
+    ("bars", "bars", "int"),
+    ("bar_gaps", "missing bars inside sessions", "int"),
+    ("periods_per_year", "bars per year (annualisation)", "int"),
+)
+
+
+class Section:
+    """A titled part of the report: a figure, raw HTML, or a note saying why it is empty."""
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        figure: go.Figure | None = None,
+        body: str = "",
+        note: str = "",
+    ) -> None:
+        self.title = title
+        self.figure = figure
+        self.body = body
+        self.note = note
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    if kind == "pct":
+        return f"{value:.2%}"
+    if kind == "int":
+        return f"{round(value):,}"
+    if kind == "money":
+        return f"{value:,.2f}"
+    return f"{value:,.2f}"
+
+
+def _time(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def metrics_table(summary: dict[str, Any]) -> str:
+    """The run's summary as an HTML table (the figures ``emarl backtest`` prints)."""
+    rows = [
+        f"<tr><th>{html.escape(label)}</th><td>{_fmt(summary[key], kind)}</td></tr>"
+        for key, label, kind in METRICS
+        if key in summary
+    ]
+    return '<table class="metrics">' + "".join(rows) + "</table>"
+
+
+def trades_table(trips: pd.DataFrame, open_position: float, limit: int = MAX_TRADE_ROWS) -> str:
+    """Round trips as an HTML table, the latest ``limit`` of them."""
+    shown = trips.tail(limit)
+    head = (
+        "<tr><th>#</th><th>entry (UTC)</th><th>exit (UTC)</th><th>direction</th>"
+        "<th>quantity</th><th>entry price</th><th>exit price</th><th>P&amp;L</th>"
+        "<th>return %</th><th>fills</th></tr>"
+    )
+    body = []
+    start = len(trips) - len(shown)
+    for number, row in enumerate(shown.itertuples(index=False), start=start + 1):
+        colour = "pos" if row.pnl > 0 else "neg" if row.pnl < 0 else ""
+        body.append(
+            f"<tr><td>{number}</td><td>{_time(row.entry_ns)}</td><td>{_time(row.exit_ns)}</td>"
+            f"<td>{row.direction}</td><td>{row.quantity:,.0f}</td>"
+            f"<td>{row.entry_price:.4f}</td><td>{row.exit_price:.4f}</td>"
+            f'<td class="{colour}">{row.pnl:,.2f}</td><td>{row.return_pct:+.3f}</td>'
+            f"<td>{row.fills}</td></tr>"
+        )
+    notes = []
+    if start:
+        notes.append(
+            f"Showing the latest {len(shown):,} of {len(trips):,} round trips; "
+            "every fill is in the database (emarl trades)."
+        )
+    if open_position:
+        notes.append(f"A position of {open_position:,.0f} is still open after the last fill.")
+    note = "".join(f'<p class="note">{html.escape(text)}</p>' for text in notes)
+    # A long list starts folded: the browser then skips laying it out when the page opens.
+    opened = " open" if len(shown) <= OPEN_TRADE_ROWS else ""
+    return (
+        note
+        + f"<details{opened}><summary>{len(shown):,} round trips</summary>"
+        + '<div class="scroll"><table class="trades"><thead>'
+        + head
+        + "</thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div></details>"
+    )
+
+
+def _bubble_threshold(config: dict[str, Any]) -> float:
+    meta = config.get("strategy", {}).get("meta", {}) or {}
+    if "bubble_threshold" in meta:
+        return float(meta["bubble_threshold"])
+    from strategies.meta.step import MetaInvestorParams
+
+    return float(MetaInvestorParams().bubble_threshold)
+
+
+def run_sections(
+    engine: Engine, run: int | str | None = "latest", *, buckets: int = DEFAULT_BUCKETS
+) -> tuple[dict[str, Any], list[Section]]:
+    """The run row and the report's sections for a stored run."""
+    from storage.frames import (
+        agent_actions_frame,
+        fills_frame,
+        run_info,
+        shapley_frame,
+        snapshots_frame,
+        valuations_frame,
+    )
+
+    info = run_info(engine, run)
+    run_id = int(info["id"])
+    summary = info["summary"]
+    symbol = str(info["symbol"])
+    initial = float(
+        summary.get("initial_equity") or info["config"].get("broker", {}).get("initial_cash", 1.0)
+    )
+    sections: list[Section] = []
+    if summary:
+        sections.append(Section("Metrics", body=metrics_table(summary)))
+    else:
+        sections.append(
+            Section("Metrics", note=f"The run is {info['status']}; it stored no summary.")
+        )
+    snapshots = snapshots_frame(engine, run_id)
+    fills = fills_frame(engine, run_id)
+    if len(snapshots):
+        snapshots = snapshots[snapshots["symbol"] == symbol] if symbol else snapshots
+        own_fills = fills[fills["symbol"] == symbol] if len(fills) else fills
+        sections.append(
+            Section(
+                "Price, entries and exits",
+                figure=figures.price_figure(snapshots, own_fills, symbol, buckets),
+            )
+        )
+        sections.append(
+            Section(
+                "Equity and drawdown",
+                figure=figures.equity_figure(snapshots, initial, buckets),
+            )
+        )
+        table = figures.monthly_returns_table(snapshots, initial)
+        sections.append(Section("Monthly returns", figure=figures.monthly_returns_figure(table)))
+    else:
+        sections.append(Section("Price and equity", note="The run stored no bars."))
+    actions = agent_actions_frame(engine, run_id)
+    shapley = shapley_frame(engine, run_id)
+    valuations = valuations_frame(engine, run_id)
+    if len(actions):
+        sections.append(
+            Section("Agent actions", figure=figures.agent_actions_figure(actions, buckets))
+        )
+    if len(valuations):
+        sections.append(
+            Section("Ensemble weights", figure=figures.weights_figure(valuations, buckets))
+        )
+    if len(shapley):
+        sections.append(
+            Section("Shapley attribution", figure=figures.shapley_figure(shapley, buckets))
+        )
+    if len(valuations):
+        sections.append(
+            Section(
+                "Share prices and option values",
+                figure=figures.valuations_figure(valuations, buckets),
+            )
+        )
+        sections.append(
+            Section(
+                "Bubbles",
+                figure=figures.bubbles_figure(
+                    valuations, _bubble_threshold(info["config"]), buckets
+                ),
+            )
+        )
+    if not (len(actions) or len(shapley) or len(valuations)):
+        kind = info["config"].get("strategy", {}).get("kind", "this strategy")
+        sections.append(
+            Section(
+                "Agents",
+                note=(
+                    f"No agents in this run ({kind}): agent actions, ensemble weights, "
+                    "Shapley attribution, share prices, option values and bubbles do not apply."
+                ),
+            )
+        )
+    if len(fills):
+        own = fills[fills["symbol"] == symbol] if symbol else fills
+        trips, still_open = round_trips_frame(own)
+        sections.append(Section("Trades", body=trades_table(trips, still_open)))
+    else:
+        sections.append(Section("Trades", note="The run made no trades."))
+    return info, sections
+
+
+def _figure_json(figure: go.Figure) -> str:
+    text = str(figure.to_json())
+    # A JSON string inside <script> must not close the tag.
+    return text.replace("</", "<\\/")
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;
+background:#fafafa}
+header{background:#1f2937;color:#fff;padding:18px 28px}
+header h1{margin:0 0 6px;font-size:22px}
+header p{margin:0;color:#cbd5e1;font-size:14px}
+main{max-width:1280px;margin:0 auto;padding:12px 28px 40px}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:6px;margin:16px 0;padding:12px 16px}
+h2{font-size:17px;margin:4px 0 10px}
+.note{color:#555;font-style:italic;margin:4px 0}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+table.metrics th{text-align:left;font-weight:600}
+.scroll{max-height:520px;overflow:auto}
+summary{cursor:pointer;color:#1f2937;font-weight:600;margin:4px 0}
+table.trades thead th{position:sticky;top:0;background:#f3f4f6}
+td.pos{color:#1a7f37}td.neg{color:#c62828}
+"""
+
+LOADER = """
+(function(){
+  var started = performance.now();
+  var nodes = document.querySelectorAll('script.figure');
+  var drawing = [];
+  nodes.forEach(function(node){
+    var spec = JSON.parse(node.textContent);
+    var target = document.getElementById(node.dataset.target);
+    drawing.push(Plotly.newPlot(target, spec.data, spec.layout,
+      {responsive: true, displaylogo: false}));
+  });
+  Promise.all(drawing).then(function(){
+    var now = performance.now();
+    window.emarlReport = {ready: true, charts: drawing.length,
+      renderMs: now - started, readyAtMs: now};
+  }, function(error){
+    window.emarlReport = {ready: false, error: String(error)};
+    console.error(error);
+  });
+})();
+"""
+
+
+def render_html(title: str, subtitle: str, sections: list[Section]) -> str:
+    """The report page: header, sections, plotly.js inlined and a loader that draws
+    every figure."""
+    from plotly.offline import get_plotlyjs
+
+    parts = []
+    scripts = []
+    for number, section in enumerate(sections):
+        content = []
+        if section.note:
+            content.append(f'<p class="note">{html.escape(section.note)}</p>')
+        if section.body:
+            content.append(section.body)
+        if section.figure is not None:
+            target = f"chart-{number}"
+            content.append(f'<div class="chart" id="{target}"></div>')
+            scripts.append(
+                f'<script type="application/json" class="figure" data-target="{target}">'
+                f"{_figure_json(section.figure)}</script>"
+            )
+        parts.append(f"<section><h2>{html.escape(section.title)}</h2>{''.join(content)}</section>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title>"
+        '<link rel="icon" href="data:,">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{STYLE}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
+        f"<main>{''.join(parts)}</main>"
+        f"{''.join(scripts)}<script>{LOADER}</script></body></html>\n"
+    )
+
+
+def build_report(
+    engine: Engine,
+    run: int | str | None = "latest",
+    *,
+    learning_curves: pd.DataFrame | None = None,
+    buckets: int = DEFAULT_BUCKETS,
+) -> str:
+    """The HTML report of a stored run (``run`` is an id or ``"latest"``).
+
+    ``learning_curves``, a frame of per-update training metrics (see
+    :func:`reporting.figures.learning_curves_figure`), adds a learning-curves section.
+    """
+    info, sections = run_sections(engine, run, buckets=buckets)
+    if learning_curves is not None:
+        sections.append(
+            Section("Learning curves", figure=figures.learning_curves_figure(learning_curves))
+        )
+    elif info.get("kind") == "train":
+        sections.append(Section("Learning curves", note="No training metrics were given."))
+    title = f"{info['name']}: {info['symbol']}, run {info['id']}"
+    period = ""
+    if info.get("first_bar_ns") is not None:
+        period = f"{_time(info['first_bar_ns'])} .. {_time(info['last_bar_ns'])} UTC, "
+    subtitle = (
+        f"{info['kind']} · {info['status']} · {period}{info['bars']:,} bars · seed "
+        f"{info['seed']} · scenario {info['scenario'] or 'n/a'} · code {info['code_version']}"
+    )
+    return render_html(title, subtitle, sections)
+
+
+def training_report(metrics: pd.DataFrame, title: str = "Training run") -> str:
+    """A report holding only the learning curves of a frame of per-update metrics."""
+    figure = figures.learning_curves_figure(metrics)
+    updates = len(metrics)
+    return render_html(title, f"{updates:,} updates", [Section("Learning curves", figure=figure)])
+
+
+def write_report(
+    engine: Engine,
+    run: int | str | None,
+    path: str | Path,
+    **options: Any,
+) -> Path:
+    """Build the report of ``run`` and write it to ``path`` (folders are made)."""
+    target = Path(path)
+    text = build_report(engine, run, **options)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def default_path(run_id: int) -> Path:
+    """Where ``emarl report`` writes when no file is given: ``runs/report-<id>.html``."""
+    return Path("runs") / f"report-{run_id}.html"

@@ -1,0 +1,184 @@
+"""A stored run as pandas DataFrames: what reports and analyses read.
+
+One function per table, each returning the run's rows in sequence order with
+``ts_event`` as int nanoseconds UTC (convert at the plot or file edge). Columns
+are taken from :mod:`storage.models`, so a renamed column fails here loudly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Engine, Table, select
+
+from engine.errors import RunNotFoundError
+from storage.db import storage_errors
+from storage.models import (
+    AgentActionRow,
+    Fill,
+    PortfolioSnapshotRow,
+    Run,
+    ShapleyValueRow,
+    ValuationRow,
+)
+from storage.query import resolve_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "agent_actions_frame",
+    "fills_frame",
+    "run_info",
+    "shapley_frame",
+    "snapshots_frame",
+    "valuations_frame",
+]
+
+
+def run_info(engine: Engine, run: int | str | None = "latest") -> dict[str, Any]:
+    """The run row as a dict, with ``config`` and ``summary`` decoded from their JSON."""
+    run_id = resolve_run(engine, run)
+    table = Run.__table__
+    with storage_errors(f"reading run {run_id}"), engine.connect() as connection:
+        row = connection.execute(select(table).where(table.c.id == run_id)).mappings().first()
+    if row is None:
+        raise RunNotFoundError(f"no run with id {run_id} (see 'emarl runs')")
+    info = dict(row)
+    info["config"] = json.loads(info.pop("config_json") or "{}")
+    info["summary"] = json.loads(info.pop("summary_json") or "null") or {}
+    return info
+
+
+def _frame(
+    engine: Engine, table: Table, run_id: int, columns: tuple[tuple[str, str], ...]
+) -> pd.DataFrame:
+    """Columns ``(name, numpy dtype)`` of a run's rows, in sequence order.
+
+    Large runs hold millions of rows, so this reads through the driver's cursor
+    straight into a numpy record array (several times faster than building
+    SQLAlchemy rows); the statement is still built and rendered by SQLAlchemy.
+    """
+    import pandas as pd
+
+    query = (
+        select(*(table.c[name] for name, _ in columns))
+        .where(table.c.run_id == int(run_id))
+        .order_by(table.c.seq)
+    )
+    sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    with storage_errors(f"reading {table.name} of run {run_id}"):
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
+    records = np.array(rows, dtype=list(columns))
+    return pd.DataFrame({name: records[name] for name, _ in columns})
+
+
+def _agent_ids(engine: Engine, table: Table, run_id: int, first: int | None) -> dict[int, str]:
+    """Agent index to id, from the first ``first`` rows (every agent acts on the first
+    bars, and the key order makes this quick), or from all rows when ``first`` is None."""
+    query = select(table.c.agent_index, table.c.agent_id).where(table.c.run_id == run_id)
+    if first is not None:
+        query = query.order_by(table.c.seq).limit(first)
+    with storage_errors(f"reading the agents of run {run_id}"), engine.connect() as connection:
+        return {int(index): str(agent) for index, agent in connection.execute(query).all()}
+
+
+def _with_agent_ids(engine: Engine, table: Table, run_id: int, frame: pd.DataFrame) -> pd.DataFrame:
+    ids: dict[int, str] = {}
+    if len(frame):
+        ids = _agent_ids(engine, table, run_id, 1_000)
+        if not set(frame["agent_index"].unique().tolist()) <= set(ids):
+            ids = _agent_ids(engine, table, run_id, None)
+    frame.insert(2, "agent_id", frame["agent_index"].map(ids).astype(object))
+    return frame
+
+
+def snapshots_frame(engine: Engine, run_id: int) -> pd.DataFrame:
+    """Per-bar portfolio snapshots: position, mark price, cash, P&L, equity, fees."""
+    columns = (
+        ("seq", "i8"),
+        ("ts_event", "i8"),
+        ("symbol", "O"),
+        ("position", "f8"),
+        ("avg_price", "f8"),
+        ("mark_price", "f8"),
+        ("cash", "f8"),
+        ("realised_pnl", "f8"),
+        ("unrealised_pnl", "f8"),
+        ("equity", "f8"),
+        ("fees", "f8"),
+    )
+    return _frame(engine, PortfolioSnapshotRow.__table__, run_id, columns)  # type: ignore[arg-type]
+
+
+def fills_frame(engine: Engine, run_id: int) -> pd.DataFrame:
+    """Every fill of the run, oldest first."""
+    columns = (
+        ("seq", "i8"),
+        ("ts_event", "i8"),
+        ("symbol", "O"),
+        ("side", "O"),
+        ("quantity", "f8"),
+        ("price", "f8"),
+        ("commission", "f8"),
+        ("slippage", "f8"),
+        ("order_id", "O"),
+        ("fill_id", "O"),
+        ("strategy_id", "O"),
+    )
+    return _frame(engine, Fill.__table__, run_id, columns)  # type: ignore[arg-type]
+
+
+def agent_actions_frame(engine: Engine, run_id: int) -> pd.DataFrame:
+    """Every agent's vote per bar: probabilities, the chosen action (0 bearish, 1 neutral,
+    2 bullish) and its confidence."""
+    table: Table = AgentActionRow.__table__  # type: ignore[assignment]
+    columns = (
+        ("seq", "i8"),
+        ("ts_event", "i8"),
+        ("agent_index", "i8"),
+        ("bearish", "f8"),
+        ("neutral", "f8"),
+        ("bullish", "f8"),
+        ("action", "i8"),
+        ("confidence", "f8"),
+    )
+    return _with_agent_ids(engine, table, run_id, _frame(engine, table, run_id, columns))
+
+
+def shapley_frame(engine: Engine, run_id: int) -> pd.DataFrame:
+    """Each agent's Shapley credit per step."""
+    table: Table = ShapleyValueRow.__table__  # type: ignore[assignment]
+    columns = (
+        ("seq", "i8"),
+        ("ts_event", "i8"),
+        ("agent_index", "i8"),
+        ("phi", "f8"),
+        ("value_full", "f8"),
+    )
+    return _with_agent_ids(engine, table, run_id, _frame(engine, table, run_id, columns))
+
+
+def valuations_frame(engine: Engine, run_id: int) -> pd.DataFrame:
+    """Each agent's share price, option value, weight and bubble coefficient per step."""
+    table: Table = ValuationRow.__table__  # type: ignore[assignment]
+    columns = (
+        ("seq", "i8"),
+        ("ts_event", "i8"),
+        ("agent_index", "i8"),
+        ("share_price", "f8"),
+        ("option_value", "f8"),
+        ("target_weight", "f8"),
+        ("weight", "f8"),
+        ("bubble", "f8"),
+    )
+    return _with_agent_ids(engine, table, run_id, _frame(engine, table, run_id, columns))

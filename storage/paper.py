@@ -1,0 +1,384 @@
+"""What a paper run keeps in SQL besides the Recorder's rows: its bars and its state.
+
+Every bar a paper run accepts is written with everything it produced in one
+transaction (see :meth:`storage.recorder.Recorder.flush`): the Recorder's
+rows, the bar itself (``paper_bars``) and the run's position in its feed
+(``paper_state``). The state update is conditional on the feed position the
+process last read, so two processes that drive the same run cannot both
+commit a bar: the second gets a :class:`StorageError`.
+
+:func:`run_status` gathers what ``emarl status`` prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, desc, func, insert, select, update
+
+from engine.errors import RunNotFoundError, StorageError
+from storage.db import storage_errors
+from storage.models import (
+    Fill,
+    Order,
+    OrderEvent,
+    PaperBar,
+    PaperState,
+    PortfolioSnapshotRow,
+    Run,
+    ValuationRow,
+)
+
+__all__ = [
+    "PaperRun",
+    "StoredBar",
+    "bar_writer",
+    "create_paper_state",
+    "find_paper_run",
+    "last_snapshot",
+    "load_state",
+    "record_drop",
+    "run_status",
+    "set_run_status",
+    "stored_bars",
+    "summary_inputs",
+]
+
+PAPER = "paper"
+TERMINAL_EVENTS = ("denied", "rejected", "canceled", "expired")
+
+
+@dataclass(frozen=True)
+class PaperRun:
+    run_id: int
+    name: str
+    status: str
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class StoredBar:
+    feed_seq: int
+    seq: int
+    last_seq: int
+    ts_event: int
+    received_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    digest: str
+
+
+def find_paper_run(engine: Engine, name: str) -> PaperRun | None:
+    """The newest paper run called ``name``, if any."""
+    query = (
+        select(Run.id, Run.name, Run.status, Run.config_hash)
+        .where(Run.kind == PAPER, Run.name == name)
+        .order_by(desc(Run.id))
+        .limit(1)
+    )
+    with storage_errors(f"looking up paper run {name!r}"), engine.connect() as connection:
+        row = connection.execute(query).first()
+    return None if row is None else PaperRun(int(row[0]), row[1], row[2], row[3])
+
+
+def create_paper_state(
+    engine: Engine, run_id: int, *, feed: str, client_id: str, bar_ns: int, stale_after_ns: int
+) -> None:
+    """The state row of a new paper run (nothing processed yet)."""
+    with storage_errors(f"run {run_id}: creating its paper state"), engine.begin() as connection:
+        connection.execute(
+            insert(PaperState).values(
+                run_id=run_id,
+                feed=feed,
+                client_id=client_id,
+                bars=0,
+                last_feed_seq=0,
+                last_seq=0,
+                bar_ns=bar_ns,
+                stale_after_ns=stale_after_ns,
+                dropped=0,
+                updated_ns=time.time_ns(),
+            )
+        )
+
+
+def load_state(engine: Engine, run_id: int) -> dict[str, Any] | None:
+    with storage_errors(f"run {run_id}: reading its paper state"), engine.connect() as connection:
+        row = (
+            connection.execute(select(PaperState.__table__).where(PaperState.run_id == run_id))
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def set_run_status(
+    engine: Engine, run_id: int, status: str, *, error: str | None = None, **values: Any
+) -> None:
+    """Update a run row's status (and any other column given)."""
+    with storage_errors(f"run {run_id}: setting status {status!r}"), engine.begin() as connection:
+        connection.execute(
+            update(Run).where(Run.id == run_id).values(status=status, error=error, **values)
+        )
+
+
+_INSERT_BAR = insert(PaperBar)
+_ADVANCE = (
+    update(PaperState)
+    .where(
+        and_(
+            PaperState.run_id == bindparam("state_run_id"),
+            PaperState.last_feed_seq == bindparam("previous_feed_seq"),
+        )
+    )
+    .values(
+        bars=bindparam("state_bars"),
+        last_feed_seq=bindparam("state_feed_seq"),
+        last_seq=bindparam("state_last_seq"),
+        last_bar_ns=bindparam("state_bar_ns"),
+        last_received_ns=bindparam("state_received_ns"),
+        updated_ns=bindparam("state_updated_ns"),
+    )
+)
+
+
+def bar_writer(
+    run_id: int, bar: StoredBar, *, previous_feed_seq: int, bars: int
+) -> Callable[[Connection], None]:
+    """Statements that store ``bar`` and advance the state, for the bar's transaction."""
+
+    def write(connection: Connection) -> None:
+        connection.execute(_INSERT_BAR, {"run_id": run_id, **bar.__dict__})
+        result = connection.execute(
+            _ADVANCE,
+            {
+                "state_run_id": run_id,
+                "previous_feed_seq": previous_feed_seq,
+                "state_bars": bars,
+                "state_feed_seq": bar.feed_seq,
+                "state_last_seq": bar.last_seq,
+                "state_bar_ns": bar.ts_event,
+                "state_received_ns": bar.received_ns,
+                "state_updated_ns": time.time_ns(),
+            },
+        )
+        if result.rowcount != 1:
+            raise StorageError(
+                f"run {run_id}: the stored feed position is no longer {previous_feed_seq}; "
+                "another process is driving this run"
+            )
+
+    return write
+
+
+def record_drop(engine: Engine, run_id: int, reason: str) -> None:
+    """Count a dropped message and keep its reason."""
+    with storage_errors(f"run {run_id}: recording a dropped message"), engine.begin() as connection:
+        connection.execute(
+            update(PaperState)
+            .where(PaperState.run_id == run_id)
+            .values(dropped=PaperState.dropped + 1, last_drop=reason[:2000])
+        )
+
+
+def stored_bars(engine: Engine, run_id: int, chunk: int = 5_000) -> Iterator[StoredBar]:
+    """The run's bars in feed order, read in chunks."""
+    columns = [
+        PaperBar.feed_seq,
+        PaperBar.seq,
+        PaperBar.last_seq,
+        PaperBar.ts_event,
+        PaperBar.received_ns,
+        PaperBar.open,
+        PaperBar.high,
+        PaperBar.low,
+        PaperBar.close,
+        PaperBar.volume,
+        PaperBar.digest,
+    ]
+    after = -1
+    while True:
+        query = (
+            select(*columns)
+            .where(PaperBar.run_id == run_id, PaperBar.feed_seq > after)
+            .order_by(PaperBar.feed_seq)
+            .limit(chunk)
+        )
+        with storage_errors(f"run {run_id}: reading its stored bars"), engine.connect() as c:
+            rows: list[Any] = list(c.execute(query).all())
+        for row in rows:
+            yield StoredBar(
+                int(row[0]),
+                int(row[1]),
+                int(row[2]),
+                int(row[3]),
+                int(row[4]),
+                float(row[5]),
+                float(row[6]),
+                float(row[7]),
+                float(row[8]),
+                float(row[9]),
+                str(row[10]),
+            )
+        if len(rows) < chunk:
+            return
+        after = int(rows[-1][0])
+
+
+def last_snapshot(engine: Engine, run_id: int) -> dict[str, Any] | None:
+    """The run's newest portfolio snapshot as a dict of its columns."""
+    table = PortfolioSnapshotRow.__table__
+    query = select(table).where(table.c.run_id == run_id).order_by(desc(table.c.seq)).limit(1)
+    with storage_errors(f"run {run_id}: reading its last snapshot"), engine.connect() as c:
+        row = c.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def _resolve_run(connection: Connection, run: str) -> Any:
+    columns = (Run.id, Run.name, Run.kind, Run.status, Run.symbol, Run.error, Run.started_ns)
+    if run == "latest":
+        query = select(*columns).order_by(desc(Run.id)).limit(1)
+    elif run.isdigit():
+        query = select(*columns).where(Run.id == int(run))
+    else:
+        query = select(*columns).where(Run.name == run).order_by(desc(Run.id)).limit(1)
+    row = connection.execute(query).first()
+    if row is None:
+        raise RunNotFoundError(f"no run {run!r} in the database (see 'emarl runs')")
+    return row
+
+
+def run_status(engine: Engine, run: str, *, now_ns: int | None = None) -> dict[str, Any]:
+    """Position, equity, last bar and its lag, open orders and agent weights of a run.
+
+    ``run`` is a run id, a run name (the newest run of that name) or ``latest``.
+    """
+    now = time.time_ns() if now_ns is None else now_ns
+    with storage_errors(f"reading the status of run {run!r}"), engine.connect() as connection:
+        row = _resolve_run(connection, run)
+        run_id = int(row.id)
+        out: dict[str, Any] = {
+            "run_id": run_id,
+            "name": row.name,
+            "kind": row.kind,
+            "status": row.status,
+            "symbol": row.symbol,
+            "error": row.error,
+        }
+        snap = PortfolioSnapshotRow.__table__
+        snapshot = (
+            connection.execute(
+                select(snap).where(snap.c.run_id == run_id).order_by(desc(snap.c.seq)).limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        out["snapshot"] = None if snapshot is None else dict(snapshot)
+        state = (
+            connection.execute(select(PaperState.__table__).where(PaperState.run_id == run_id))
+            .mappings()
+            .first()
+        )
+        if state is not None:
+            s = SimpleNamespace(**state)
+            received = s.last_received_ns
+            out["feed"] = {
+                "feed": s.feed,
+                "client_id": s.client_id,
+                "bars": s.bars,
+                "last_feed_seq": s.last_feed_seq,
+                "last_bar_ns": s.last_bar_ns,
+                "last_received_ns": received,
+                "bar_lag_seconds": None if s.last_bar_ns is None else (now - s.last_bar_ns) / 1e9,
+                "receive_lag_seconds": None if received is None else (now - received) / 1e9,
+                "stale": received is not None and now - received > s.stale_after_ns,
+                "stale_after_seconds": s.stale_after_ns / 1e9,
+                "dropped": s.dropped,
+                "last_drop": s.last_drop,
+            }
+        else:
+            out["feed"] = None
+        out["open_orders"] = _open_orders(connection, run_id)
+        out["agents"] = _agent_weights(connection, run_id)
+    return out
+
+
+def _open_orders(connection: Connection, run_id: int) -> list[dict[str, Any]]:
+    filled = (
+        select(Fill.order_id, func.sum(Fill.quantity).label("filled"))
+        .where(Fill.run_id == run_id)
+        .group_by(Fill.order_id)
+        .subquery()
+    )
+    closed = select(OrderEvent.order_id).where(
+        OrderEvent.run_id == run_id, OrderEvent.event.in_(TERMINAL_EVENTS)
+    )
+    query = (
+        select(
+            Order.order_id,
+            Order.ts_event,
+            Order.side,
+            Order.order_type,
+            Order.quantity,
+            Order.limit_price,
+            Order.stop_price,
+            func.coalesce(filled.c.filled, 0.0).label("filled"),
+        )
+        .outerjoin(filled, filled.c.order_id == Order.order_id)
+        .where(Order.run_id == run_id, Order.order_id.not_in(closed))
+        .where(func.coalesce(filled.c.filled, 0.0) < Order.quantity - 1e-9)
+        .order_by(Order.seq)
+    )
+    return [dict(r) for r in connection.execute(query).mappings()]
+
+
+def _agent_weights(connection: Connection, run_id: int) -> list[dict[str, Any]]:
+    newest = (
+        select(ValuationRow.agent_index, func.max(ValuationRow.seq).label("seq"))
+        .where(ValuationRow.run_id == run_id)
+        .group_by(ValuationRow.agent_index)
+        .subquery()
+    )
+    query = (
+        select(
+            ValuationRow.agent_index,
+            ValuationRow.agent_id,
+            ValuationRow.weight,
+            ValuationRow.share_price,
+            ValuationRow.option_value,
+            ValuationRow.ts_event,
+        )
+        .join(
+            newest,
+            and_(
+                ValuationRow.agent_index == newest.c.agent_index, ValuationRow.seq == newest.c.seq
+            ),
+        )
+        .where(ValuationRow.run_id == run_id)
+        .order_by(ValuationRow.agent_index)
+    )
+    return [dict(r) for r in connection.execute(query).mappings()]
+
+
+def summary_inputs(engine: Engine, run_id: int) -> dict[str, Any]:
+    """Snapshot and fill columns of a run, for its summary when it completes."""
+    snap = PortfolioSnapshotRow
+    with storage_errors(f"run {run_id}: reading its snapshots"), engine.connect() as c:
+        snapshots = c.execute(
+            select(snap.ts_event, snap.equity, snap.position, snap.fees)
+            .where(snap.run_id == run_id)
+            .order_by(snap.seq)
+        ).all()
+        fills = c.execute(
+            select(Fill.side, Fill.quantity, Fill.price, Fill.commission)
+            .where(Fill.run_id == run_id)
+            .order_by(Fill.seq)
+        ).all()
+    return {"snapshots": snapshots, "fills": fills}

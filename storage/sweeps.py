@@ -1,0 +1,169 @@
+"""Sweep and walk-forward rows, and runs executed elsewhere stored by the client.
+
+A sweep task runs on a Dask worker. With SQLite the worker keeps the run's
+messages in memory and returns them; the client stores them here
+(:func:`store_run`), so SQLite only ever has one writer. With PostgreSQL the
+worker writes its run itself and the client only records the task.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, insert, update
+
+from engine.bus import MessageBus
+from engine.events import Message
+from storage.db import storage_errors
+from storage.models import Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
+from storage.recorder import Recorder
+from storage.runs import create_run, finish_run
+
+__all__ = [
+    "create_sweep",
+    "finish_sweep",
+    "record_fold",
+    "record_task",
+    "store_equity",
+    "store_run",
+]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def create_sweep(
+    engine: Engine,
+    *,
+    kind: str,
+    name: str,
+    scenario: str,
+    config: dict[str, Any],
+    spec: dict[str, Any],
+    code_version: str,
+    scheduler: str,
+    tasks: int,
+) -> int:
+    """Insert a ``running`` sweep row and return its id."""
+    with storage_errors("creating the sweep row"), engine.begin() as connection:
+        result = connection.execute(
+            insert(Sweep).values(
+                kind=kind,
+                name=name,
+                scenario=scenario,
+                config_json=json.dumps(config, sort_keys=True),
+                spec_json=json.dumps(spec, sort_keys=True, default=str),
+                code_version=code_version,
+                scheduler=scheduler,
+                status="running",
+                tasks=tasks,
+                started_ns=time.time_ns(),
+            )
+        )
+        sweep_id = result.inserted_primary_key[0]  # type: ignore[index]
+    return int(sweep_id)
+
+
+def finish_sweep(
+    engine: Engine,
+    sweep_id: int,
+    *,
+    status: str,
+    wall_seconds: float,
+    summary: dict[str, Any] | None = None,
+) -> None:
+    with storage_errors(f"finishing sweep {sweep_id}"), engine.begin() as connection:
+        connection.execute(
+            update(Sweep)
+            .where(Sweep.id == sweep_id)
+            .values(
+                status=status,
+                ended_ns=time.time_ns(),
+                wall_seconds=wall_seconds,
+                summary_json=_json(summary),
+            )
+        )
+
+
+def record_task(engine: Engine, sweep_id: int, row: dict[str, Any], *, new: bool) -> None:
+    """Insert (``new``) or update one task row; dict values are stored as JSON."""
+    values = {
+        key: (_json(value) if key in ("overrides", "summary") else value)
+        for key, value in row.items()
+    }
+    for key in ("overrides", "summary"):
+        if key in values:
+            values[f"{key}_json"] = values.pop(key)
+    task = values.pop("task")
+    with storage_errors(f"sweep {sweep_id}: recording task {task}"), engine.begin() as c:
+        if new:
+            c.execute(insert(SweepTask).values(sweep_id=sweep_id, task=task, **values))
+        else:
+            c.execute(
+                update(SweepTask)
+                .where(SweepTask.sweep_id == sweep_id, SweepTask.task == task)
+                .values(**values)
+            )
+
+
+def record_fold(engine: Engine, sweep_id: int, row: dict[str, Any], *, new: bool) -> None:
+    """Insert (``new``) or update one walk-forward fold row."""
+    values = dict(row)
+    for key in ("train", "params", "summary"):
+        if key in values:
+            values[f"{key}_json"] = _json(values.pop(key))
+    fold = values.pop("fold")
+    with storage_errors(f"walk-forward {sweep_id}: recording fold {fold}"), engine.begin() as c:
+        if new:
+            c.execute(insert(WalkForwardFold).values(sweep_id=sweep_id, fold=fold, **values))
+        else:
+            c.execute(
+                update(WalkForwardFold)
+                .where(WalkForwardFold.sweep_id == sweep_id, WalkForwardFold.fold == fold)
+                .values(**values)
+            )
+
+
+def store_equity(
+    engine: Engine,
+    sweep_id: int,
+    ts: Sequence[int],
+    fold: Sequence[int],
+    equity: Sequence[float],
+    fold_equity: Sequence[float],
+) -> None:
+    """Write the stitched out-of-sample curve (replacing nothing: call once per sweep)."""
+    rows = [
+        {"sweep_id": sweep_id, "ts_event": t, "fold": f, "equity": e, "fold_equity": fe}
+        for t, f, e, fe in zip(ts, fold, equity, fold_equity, strict=True)
+    ]
+    if not rows:
+        return
+    with storage_errors(f"walk-forward {sweep_id}: writing the equity curve"), engine.begin() as c:
+        c.execute(insert(WalkForwardEquity), rows)
+
+
+def store_run(
+    engine: Engine,
+    *,
+    run: dict[str, Any],
+    messages: Iterable[Message] | None,
+    summary: dict[str, Any],
+    wall_seconds: float,
+) -> int:
+    """Store a run executed elsewhere: its row, its recorded messages, its summary.
+
+    ``run`` holds :func:`storage.runs.create_run`'s arguments. The messages go
+    through a :class:`Recorder` (the same tables and rows as a local backtest)
+    in one transaction.
+    """
+    run_id = create_run(engine, **run)
+    if messages is not None:
+        recorder = Recorder(engine, run_id, MessageBus())
+        recorder.write(messages)
+    finish_run(engine, run_id, status="completed", wall_seconds=wall_seconds, summary=summary)
+    return run_id

@@ -1,0 +1,112 @@
+"""Training runs and their per-update metrics (``emarl train``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.errors import StorageError
+from storage.models import TrainingMetric, TrainingRun
+
+__all__ = ["add_training_metric", "create_training_run", "finish_training_run"]
+
+_METRIC_FIELDS = (
+    "update",
+    "stage",
+    "complexity",
+    "episodes",
+    "agent_steps",
+    "episode_return",
+    "episode_pnl",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "weights",
+    "seconds",
+)
+
+
+def create_training_run(
+    engine: Engine,
+    *,
+    name: str,
+    scenario: str,
+    config: dict[str, Any],
+    config_hash: str,
+    seed: int,
+    code_version: str,
+) -> int:
+    row = {
+        "name": name,
+        "scenario": scenario,
+        "config_json": json.dumps(config, sort_keys=True, default=str),
+        "config_hash": config_hash,
+        "seed": seed,
+        "code_version": code_version,
+        "status": "running",
+        "started_ns": time.time_ns(),
+        "updates": 0,
+    }
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(insert(TrainingRun).values(**row))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot store the training run: {exc}") from exc
+
+
+def add_training_metric(engine: Engine, training_run_id: int, metrics: dict[str, Any]) -> None:
+    """One update's metrics; NaN becomes NULL."""
+    row: dict[str, Any] = {"training_run_id": training_run_id}
+    for name in _METRIC_FIELDS:
+        value = metrics[name]
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        row[name] = value
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(TrainingMetric), [row])
+            conn.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == training_run_id)
+                .values(updates=int(metrics["update"]))
+            )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot store training metrics: {exc}") from exc
+
+
+def finish_training_run(
+    engine: Engine,
+    training_run_id: int,
+    *,
+    status: str,
+    wall_seconds: float,
+    checkpoint: str | None = None,
+    error: str | None = None,
+) -> None:
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == training_run_id)
+                .values(
+                    status=status,
+                    ended_ns=time.time_ns(),
+                    wall_seconds=wall_seconds,
+                    checkpoint=checkpoint,
+                    error=error,
+                )
+            )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot finish the training run: {exc}") from exc

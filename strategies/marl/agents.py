@@ -1,0 +1,273 @@
+"""The learned agents on the bus: Features in, AgentAction out.
+
+Each :class:`LearnedAgent` holds its policy exported to numpy arrays and run by a numba kernel
+(:class:`NumpyPolicy`: the same arithmetic as :class:`~strategies.marl.networks.PolicyNet`
+in ``eval()`` mode: no autograd, no dropout, preallocated buffers) and, on every
+``Features`` event whose ``warm`` flag is set, publishes one
+:class:`~engine.events.AgentAction`:
+
+* ``action``: argmax of the policy (``deterministic``, the default) or a draw from
+  it with the run's seeded generator;
+* ``bearish`` / ``neutral`` / ``bullish``: the vote the ensemble averages. With
+  ``vote = "action"`` (default) it is the one-hot vector of the action, exactly the
+  vote the training environment used; with ``vote = "probabilities"`` the policy's
+  distribution;
+* ``confidence``: max π - H(π) of the policy's distribution (SPEC 3).
+
+On a bar whose features are not warm the agents publish nothing, so the
+meta-investor makes no decision and nothing trades on that bar.
+
+:func:`build_learned_ensemble` wires the feature engine, the three agents, the
+meta-investor (SPEC 3 gate and sizing, SPEC 5 weights) and the executor.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from engine.bus import Bus
+from engine.clock import Clock
+from engine.events import AgentAction, Features
+from strategies.marl.networks import AGENTS, NWRQK_MAX_DISTANCE, PolicyNet
+
+__all__ = ["LearnedAgent", "NumpyPolicy", "build_learned_ensemble"]
+
+_SLICE_FIELD = {"mlmi": "mlmi", "nwrqk": "nwrqk", "regime": "regime"}
+
+
+@njit(cache=True)
+def _dense_nb(h, w, b, out, relu):
+    """out = h @ w + b (w is (in, out), C order), then ReLU when ``relu``."""
+    for j in range(out.shape[0]):
+        out[j] = b[j]
+    for i in range(h.shape[0]):
+        hi = h[i]
+        for j in range(out.shape[0]):
+            out[j] += hi * w[i, j]
+    if relu:
+        for j in range(out.shape[0]):
+            if out[j] < 0.0:
+                out[j] = 0.0
+
+
+@njit(cache=True)
+def _forward_nb(x, mean, std, clip, w0, b0, w1, b1, w2, b2, w3, b3, z, h0, h1, h2, out):
+    """Normalise, clip and run the four layers of a policy MLP into ``out`` (raw logits)."""
+    for i in range(x.shape[0]):
+        v = (x[i] - mean[i]) / std[i]
+        z[i] = min(max(v, -clip), clip)
+    _dense_nb(z, w0, b0, h0, True)
+    _dense_nb(h0, w1, b1, h1, True)
+    _dense_nb(h1, w2, b2, h2, True)
+    _dense_nb(h2, w3, b3, out, False)
+
+
+class NumpyPolicy:
+    """A :class:`PolicyNet` in eval mode as numpy arrays (float64)."""
+
+    def __init__(self, policy: PolicyNet) -> None:
+        import torch
+
+        self.agent = policy.agent
+        with torch.no_grad():
+            norm = policy.norm
+            self.mean = norm.mean.double().numpy().copy()
+            self.std = np.sqrt(norm.var.double().numpy() + norm.epsilon)
+            self.clip = float(norm.clip)
+            linears = [m for m in policy.body if isinstance(m, torch.nn.Linear)]
+            self.weights = [np.ascontiguousarray(m.weight.double().numpy().T) for m in linears]
+            if len(self.weights) != 4:
+                raise ValueError(f"expected a 4-layer policy, got {len(self.weights)} layers")
+            self.biases = [m.bias.double().numpy().copy() for m in linears]
+            self.temperature = float(policy.temperature())
+            self.beta = (
+                policy.beta.double().numpy().copy() if policy.agent == "nwrqk" else np.zeros(3)
+            )
+            self.volatility_reference = float(norm.mean[1]) if float(norm.count) > 0 else math.nan
+        self._hidden = [np.empty(w.shape[1]) for w in self.weights]
+        self._x = np.empty(len(self.mean))
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Tempered logits for one raw input vector (returns an internal buffer)."""
+        w, b, hidden = self.weights, self.biases, self._hidden
+        _forward_nb(
+            x,
+            self.mean,
+            self.std,
+            self.clip,
+            w[0],
+            b[0],
+            w[1],
+            b[1],
+            w[2],
+            b[2],
+            w[3],
+            b[3],
+            self._x,
+            hidden[0],
+            hidden[1],
+            hidden[2],
+            hidden[3],
+        )
+        h = hidden[3]
+        if self.agent == "nwrqk":
+            slope = x[1]
+            support = max(0.0, x[3] - min(abs(x[2]) / NWRQK_MAX_DISTANCE, 1.0))
+            directional = self.beta[0] * slope + self.beta[1] * support
+            h[0] -= directional
+            h[1] += self.beta[2] / (1.0 + abs(slope))
+            h[2] += directional
+        elif self.agent == "regime" and self.volatility_reference > 0.0:
+            relative = max(x[1] / self.volatility_reference, 1e-12)
+            h *= min(max(1.0 / relative, 0.5), 2.0)
+        h /= self.temperature
+        return h
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        logits = self.logits(x)
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
+
+
+class LearnedAgent:
+    """One agent of a checkpoint on the bus; see the module docstring."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        clock: Clock,
+        symbol: str,
+        agent_index: int,
+        policy: NumpyPolicy,
+        *,
+        agent_id: str | None = None,
+        deterministic: bool = True,
+        vote: str = "action",
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if vote not in ("action", "probabilities"):
+            raise ValueError(f"vote must be 'action' or 'probabilities', got {vote!r}")
+        if not deterministic and rng is None:
+            raise ValueError("sampling agents need a seeded rng")
+        self._bus = bus
+        self._clock = clock
+        self.symbol = symbol
+        self.agent_index = agent_index
+        self.agent_id = agent_id or policy.agent
+        self.policy = policy
+        self.deterministic = deterministic
+        self.vote = vote
+        self._rng = rng
+        self._field = _SLICE_FIELD[policy.agent]
+        self._x = np.empty(len(policy.mean))
+        self.decisions = 0
+
+    def subscribe(self) -> None:
+        self._bus.subscribe(Features, self.on_features, self.symbol)
+
+    def on_features(self, features: Features) -> None:
+        if not features.warm:
+            return
+        x = self._x
+        x[:] = getattr(features, self._field)
+        p = self.policy.probabilities(x)
+        rng = self._rng
+        action = int(p.argmax()) if rng is None or self.deterministic else int(rng.choice(3, p=p))
+        p0, p1, p2 = float(p[0]), float(p[1]), float(p[2])
+        entropy = 0.0
+        for q in (p0, p1, p2):
+            if q > 0.0:
+                entropy -= q * math.log(q)
+        confidence = max(p0, p1, p2) - entropy
+        if self.vote == "action":
+            p0, p1, p2 = (float(action == 0), float(action == 1), float(action == 2))
+        bus = self._bus
+        self.decisions += 1
+        bus.publish(
+            AgentAction(
+                ts_event=features.ts_event,
+                ts_init=self._clock.now_ns(),
+                seq=bus.next_seq(),
+                symbol=self.symbol,
+                agent_id=self.agent_id,
+                agent_index=self.agent_index,
+                bearish=p0,
+                neutral=p1,
+                bullish=p2,
+                action=action,
+                confidence=confidence,
+            )
+        )
+
+
+def checkpoint_path(config: Any) -> Path:
+    path = Path(config.strategy.checkpoint)
+    return path if path.is_absolute() else (Path(config.base_dir) / path).resolve()
+
+
+def meta_params_of(config: Any, allocator_raw: list[float] | None = None) -> Any:
+    """MetaInvestorParams from ``[strategy.meta]``; a learned allocator's raw weights
+    become the "softmax" mode unless the scenario names an allocator itself."""
+    import msgspec
+
+    from engine.errors import ConfigError
+    from strategies.meta.step import MetaInvestorParams
+
+    fields = {**config.strategy.meta, "n_agents": len(AGENTS)}
+    if allocator_raw is not None and "allocator" not in config.strategy.meta:
+        fields["allocator"] = "softmax"
+        fields["softmax_raw_weights"] = tuple(allocator_raw)
+    try:
+        return msgspec.convert(fields, MetaInvestorParams)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ConfigError(f"[strategy.meta]: {exc}") from None
+
+
+def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None = None) -> Any:
+    """FeatureEngine + three LearnedAgents + MetaInvestor + TargetExecution, not subscribed."""
+    from indicators.engine import FeatureEngine
+    from strategies.ensemble import Ensemble
+    from strategies.execution import TargetExecution
+    from strategies.marl.checkpoint import feature_signature, load_checkpoint
+    from strategies.meta.investor import MetaInvestor
+
+    strategy = config.strategy
+    checkpoint = load_checkpoint(checkpoint_path(config), feature_signature(config.indicators))
+    params = meta_params_of(config, checkpoint.meta.get("allocator_raw"))
+    symbol = config.instrument.symbol
+    rng = np.random.default_rng(config.run.seed)
+    meta = MetaInvestor(
+        bus,
+        clock,
+        symbol,
+        list(AGENTS),
+        params,
+        config.broker,
+        max_position=strategy.max_position,
+        confidence_threshold=strategy.confidence_threshold,
+        lot_size=config.instrument.lot_size,
+        horizon_bars=len(data) if data is not None else 0,
+        rng=rng,
+    )
+    features = FeatureEngine(bus, clock, symbol, config.indicators)
+    agents = [
+        LearnedAgent(
+            bus,
+            clock,
+            symbol,
+            i,
+            NumpyPolicy(policy),
+            deterministic=strategy.deterministic,
+            vote=strategy.vote,
+            rng=rng,
+        )
+        for i, policy in enumerate(checkpoint.policies)
+    ]
+    # Ensemble subscribes the meta-investor first (it settles the previous step on each
+    # bar), then the feature engine, the agents, and the executor.
+    return Ensemble(meta, [features, *agents], TargetExecution(bus, clock, symbol))

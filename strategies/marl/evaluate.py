@@ -1,0 +1,152 @@
+"""Evaluation of a learned ensemble against buy-and-hold and the SMA reference.
+
+Strategic accuracy (SPEC 1): among the ensemble's non-neutral decisions (a decision
+on the close of bar t whose ensemble direction sign(P_bull - P_bear) is not 0 and
+whose confidence passed the gate), the share whose direction equals the sign of the
+forward return close[t+k] / close[t] - 1 (a zero return counts as a miss; decisions
+closer than k bars to the end are left out).
+
+All three strategies are measured on the same bars, from ``trade_start`` to ``end``:
+
+* the scenario's learned ensemble (a backtest with the warm-up before ``trade_start``);
+* the SMA(10)/SMA(30) crossover with ``quantity = max_position``;
+* buy-and-hold of ``max_position`` shares from the first bar's close (no costs).
+
+Sharpe = mean / std of the per-bar equity returns x √(bars per year), bars per year
+counted from the data; max drawdown of the equity curve; hit rate = share of bars
+held with a position whose P&L was positive.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["equity_statistics", "evaluate_scenario", "strategic_accuracy"]
+
+
+def strategic_accuracy(direction: np.ndarray, close: np.ndarray, k: int) -> tuple[float, int]:
+    """(accuracy, number of decisions counted) for decision directions per bar."""
+    n = len(close)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if n <= k:
+        return math.nan, 0
+    forward = np.sign(close[k:] - close[:-k])
+    d = np.asarray(direction[: n - k])
+    counted = d != 0
+    total = int(counted.sum())
+    if total == 0:
+        return math.nan, 0
+    return float((forward[counted] == d[counted]).sum() / total), total
+
+
+def equity_statistics(
+    ts: np.ndarray, equity: np.ndarray, position: np.ndarray | None = None
+) -> dict[str, float]:
+    """Total return, Sharpe, max drawdown and hit rate of an equity curve."""
+    if len(equity) < 2:
+        return {
+            "total_return": math.nan,
+            "sharpe": math.nan,
+            "max_drawdown": math.nan,
+            "hit_rate": math.nan,
+        }
+    returns = np.diff(equity) / equity[:-1]
+    years = (ts[-1] - ts[0]) / (365.25 * 86_400e9)
+    per_year = (len(ts) - 1) / years if years > 0 else math.nan
+    std = returns.std(ddof=1)
+    sharpe = float(returns.mean() / std * math.sqrt(per_year)) if std > 0 else math.nan
+    peak = np.maximum.accumulate(equity)
+    drawdown = float((equity / peak - 1.0).min())
+    hit = math.nan
+    if position is not None:
+        held = position[:-1] != 0
+        if held.any():
+            hit = float((np.diff(equity)[held] > 0).mean())
+    return {
+        "total_return": float(equity[-1] / equity[0] - 1.0),
+        "sharpe": sharpe,
+        "max_drawdown": drawdown,
+        "hit_rate": hit,
+    }
+
+
+def _run(config: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, float]]:
+    from engine.events import PortfolioSnapshot, TargetPosition
+    from engine.runner import run_backtest
+
+    ts: list[int] = []
+    equity: list[float] = []
+    position: list[float] = []
+    directions: dict[int, float] = {}
+    threshold = getattr(config.strategy, "confidence_threshold", 0.0)
+
+    def tap(bus: Any) -> None:
+        def on_snapshot(s: PortfolioSnapshot) -> None:
+            ts.append(s.ts_event)
+            equity.append(s.equity)
+            position.append(s.position)
+
+        def on_target(t: TargetPosition) -> None:
+            gated = t.confidence >= threshold - 1e-12
+            directions[t.ts_event] = float(np.sign(t.bullish - t.bearish)) if gated else 0.0
+
+        bus.subscribe(PortfolioSnapshot, on_snapshot)
+        bus.subscribe(TargetPosition, on_target)
+
+    run_backtest(config, data=data, persist=False, tap=tap)
+    return np.asarray(ts), np.asarray(equity), np.asarray(position), directions
+
+
+def evaluate_scenario(config: Any, *, trade_start: str, end: str = "") -> dict[str, Any]:
+    """Figures of the learned ensemble, buy-and-hold and SMA over [trade_start, end]."""
+    import msgspec
+
+    from engine.config import SmaCrossConfig
+    from engine.data import load_bars
+    from engine.warmup import trade_start_ns
+
+    run = msgspec.structs.replace(config.run, trade_start=trade_start)
+    data_config = msgspec.structs.replace(config.data, end=end) if end else config.data
+    config = msgspec.structs.replace(config, run=run, data=data_config)
+    data = load_bars(config.data, config.instrument.symbol, path=config.data_path())
+    start_ns = trade_start_ns(config)
+    assert start_ns is not None
+    first = int(np.searchsorted(data.ts, start_ns))
+    ts_all, eq_all, pos_all, directions = _run(config, data)
+    keep = ts_all >= start_ns
+    ts, equity, position = ts_all[keep], eq_all[keep], pos_all[keep]
+    close = data.close[first:]
+    direction = np.array([directions.get(int(t), 0.0) for t in data.ts[first:]])
+    model = equity_statistics(ts, equity, position)
+    for k in (1, 8):
+        accuracy, count = strategic_accuracy(direction, close, k)
+        model[f"strategic_accuracy_k{k}"] = accuracy
+        model[f"decisions_k{k}"] = count
+    max_position = config.strategy.max_position
+    cash = config.broker.initial_cash
+    hold_equity = cash + max_position * (close - close[0])
+    hold = equity_statistics(data.ts[first:], hold_equity, np.full(len(close), max_position))
+    hold["strategic_accuracy_k1"] = strategic_accuracy(np.ones(len(close)), close, 1)[0]
+    hold["strategic_accuracy_k8"] = strategic_accuracy(np.ones(len(close)), close, 8)[0]
+    sma_config = msgspec.structs.replace(
+        config, strategy=SmaCrossConfig(fast=10, slow=30, quantity=max_position)
+    )
+    ts_s, eq_s, pos_s, _ = _run(sma_config, data)
+    keep_s = ts_s >= start_ns
+    sma = equity_statistics(ts_s[keep_s], eq_s[keep_s], pos_s[keep_s])
+    # the SMA decides on bar t's close what it holds from bar t+1's open
+    sma_direction = np.append(np.sign(pos_s[keep_s])[1:], 0.0)
+    sma["strategic_accuracy_k1"] = strategic_accuracy(sma_direction, close, 1)[0]
+    sma["strategic_accuracy_k8"] = strategic_accuracy(sma_direction, close, 8)[0]
+    return {
+        "bars": len(close),
+        "first_bar_ns": int(data.ts[first]),
+        "last_bar_ns": int(data.ts[-1]),
+        "learned": model,
+        "buy_and_hold": hold,
+        "sma_10_30": sma,
+    }

@@ -1,0 +1,139 @@
+"""``emarl train``: a scenario's bars -> features -> MAPPO -> checkpoint.
+
+The scenario names the bars (``[data]``, with ``start`` / ``end`` for the training
+window), the costs (``[broker]``), the ensemble (``[strategy]``, kind
+``mappo_ensemble``: ``max_position``, ``confidence_threshold``, ``meta``,
+``checkpoint``) and the hyperparameters (``[train]``). Rows whose features are not
+warm are never part of an episode. Storage is the caller's business: metrics
+arrive through ``on_update``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.config import MappoEnsembleConfig, ScenarioConfig, TrainConfig, config_hash
+from engine.errors import ConfigError
+from strategies.marl.env import CostRates, MarketData
+
+__all__ = ["TrainingOutcome", "prepare_market", "train_scenario"]
+
+
+@dataclass
+class TrainingOutcome:
+    result: Any
+    weights_path: Path
+    meta_path: Path
+    bars: int
+    warm_bars: int
+
+
+def prepare_market(config: ScenarioConfig) -> tuple[Any, np.ndarray, np.ndarray, MarketData]:
+    """(bars, features, warm mask, MarketData) for the scenario's data window."""
+    from engine.data import load_bars
+    from indicators.features import build_features, warm_mask
+    from strategies.marl.mappo import market_from_bars
+
+    data = load_bars(
+        config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
+    )
+    features = build_features(
+        data.open, data.high, data.low, data.close, data.volume, data.ts, config.indicators
+    )
+    warm = warm_mask(features, config.indicators)
+    return data, features, warm, market_from_bars(data, features, warm)
+
+
+def train_scenario(
+    config: ScenarioConfig,
+    *,
+    out: Path | None = None,
+    updates: int | None = None,
+    on_update: Callable[[Any], None] | None = None,
+    market: MarketData | None = None,
+) -> TrainingOutcome:
+    """Train on the scenario and write the checkpoint (``out`` or ``strategy.checkpoint``)."""
+    import msgspec
+
+    from strategies.marl.agents import checkpoint_path, meta_params_of
+    from strategies.marl.checkpoint import feature_signature, save_checkpoint
+    from strategies.marl.mappo import train
+
+    strategy = config.strategy
+    if not isinstance(strategy, MappoEnsembleConfig):
+        raise ConfigError(
+            "emarl train needs [strategy] kind = 'mappo_ensemble' (its checkpoint, "
+            "max_position, confidence_threshold and meta)"
+        )
+    hp = config.train or TrainConfig()
+    if updates is not None and updates < 1:
+        raise ConfigError(f"--updates must be >= 1, got {updates}")
+    target = out if out is not None else checkpoint_path(config)
+    bars = warm_bars = 0
+    if market is None:
+        data, _features, warm, market = prepare_market(config)
+        bars, warm_bars = len(data), int(warm.sum())
+    meta_params = meta_params_of(config)
+    if hp.allocator == "equal":
+        meta_params = msgspec.structs.replace(meta_params, allocator="equal")
+    broker = config.broker
+    if broker.max_participation > 0.0:
+        raise ConfigError(
+            "broker.max_participation must be 0 for training: the training market does not "
+            "model the volume cap (set it to 0 in the training scenario)"
+        )
+    try:
+        result = train(
+            market,
+            hp,
+            seed=config.run.seed,
+            costs=CostRates(
+                broker.commission_bps,
+                broker.commission_per_unit,
+                broker.commission_minimum,
+                broker.slippage_bps,
+            ),
+            max_position=strategy.max_position,
+            lot_size=config.instrument.lot_size,
+            confidence_threshold=strategy.confidence_threshold,
+            initial_cash=broker.initial_cash,
+            meta_params=meta_params,
+            updates=updates,
+            on_update=on_update,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"training: {exc}") from exc
+    last = result.metrics[-1] if result.metrics else None
+    extra = {
+        "hyperparameters": msgspec.to_builtins(hp),
+        "config_hash": config_hash(config),
+        "seed": config.run.seed,
+        "updates": len(result.metrics),
+        "episodes": result.episodes,
+        "allocator": hp.allocator,
+        "allocator_raw": result.allocator_raw,
+        "training_seconds": round(result.seconds, 3),
+        "updates_per_second": round(result.updates_per_second, 5),
+        "agent_steps_per_second": round(result.agent_steps_per_second, 1),
+        "final_metrics": last.as_dict() if last is not None else None,
+        "data": {
+            "symbol": config.instrument.symbol,
+            "start": config.data.start,
+            "end": config.data.end,
+            "bars": bars,
+            "warm_bars": warm_bars,
+        },
+    }
+    weights_path, meta_path = save_checkpoint(
+        target,
+        result.policies,
+        result.critic,
+        signature=feature_signature(config.indicators),
+        extra=extra,
+    )
+    return TrainingOutcome(result, weights_path, meta_path, bars, warm_bars)

@@ -1,0 +1,63 @@
+"""Fixtures for the paper-trading tests: a private broker, the demo bars, scenarios."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import service_unavailable
+from tests.paper.broker import Mosquitto
+
+DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "weichai_sma.toml"
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A private Mosquitto on a free port (unlimited queues, persistence on)."""
+    if not Mosquitto.available():
+        service_unavailable("the mosquitto binary is not installed")
+    broker = Mosquitto(tmp_path / "mosquitto", persistence=True)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def system_broker_url() -> str:
+    import os
+
+    return os.environ.get("EMARL_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+@pytest.fixture
+def system_broker() -> str:
+    """The shared broker (EMARL_MQTT_URL, default mqtt://127.0.0.1:1883)."""
+    from urllib.parse import urlsplit
+
+    url = system_broker_url()
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 1883), timeout=1):
+            pass
+    except OSError as exc:
+        service_unavailable(f"MQTT broker not reachable at {url}: {exc}")
+    return url
+
+
+def demo_subset(weichai_path: Path, folder: Path, bars: int, db_url: str) -> Path:
+    """The demo scenario on its first ``bars`` bars, storing into ``db_url``."""
+    import pandas as pd
+
+    data = folder / f"weichai_{bars}.parquet"
+    pd.read_parquet(weichai_path).head(bars).to_parquet(data, index=False)
+    text = DEMO.read_text(encoding="utf-8")
+    text = text.replace('path = "../data/weichai_30m.parquet"', f'path = "{data}"')
+    text = text.replace('url = "sqlite:///runs/emarl.db"', f'url = "{db_url}"')
+    assert str(data) in text and db_url in text
+    scenario = folder / f"demo_{bars}.toml"
+    scenario.write_text(text, encoding="utf-8")
+    return scenario

@@ -1,0 +1,139 @@
+"""Sweeps on a real Dask LocalCluster (2 worker processes)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.events import OrderFilled
+from engine.runner import run_backtest
+from engine.sweep import (
+    TaskOutcome,
+    TaskSpec,
+    fills_hash,
+    parse_grid,
+    run_sweep,
+    run_task,
+    with_overrides,
+)
+from storage.db import connect
+from storage.models import PortfolioSnapshotRow, Run, Sweep
+from storage.query import sweep_task_rows, trade_rows
+from tests.conftest import synthetic_scenario
+
+pytestmark = pytest.mark.slow
+
+BARS = 800
+SMA = "fast = 5\nslow = 20\nquantity = 10"
+FILL_FIELDS = ("time", "side", "quantity", "price", "commission", "slippage", "order_id")
+
+
+def _config() -> Any:
+    return synthetic_scenario(BARS, run="seed = 11", strategy=SMA, broker="slippage_bps = 1.0")
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or (a != a and b != b)  # NaN equals NaN here
+
+
+def test_sweep_results_equal_the_same_backtests_run_one_by_one(
+    dask_client: Any, db_url: str, tmp_path: Path
+) -> None:
+    config = _config()
+    grid = parse_grid(["strategy.fast=3,8", "broker.commission_bps=0,2"])
+    result = run_sweep(config, grid, seeds=1, db_url=db_url, client=dask_client)
+    assert len(result.rows) == 4 and result.failed == 0
+    sequential_url = f"sqlite:///{tmp_path / 'one_by_one.db'}"
+    sweep_engine = connect(db_url)
+    for row in result.rows:
+        overrides = {key: row[key] for key in grid}
+        alone = with_overrides(config, overrides)
+        fills: list[Any] = []
+        expected = run_backtest(
+            alone,
+            db_url=sequential_url,
+            tap=lambda bus, f=fills: bus.subscribe(OrderFilled, f.append),
+        )
+        for metric, value in expected.summary.to_dict().items():
+            if metric in row:
+                assert _same(row[metric], value), (overrides, metric, row[metric], value)
+        assert row["fills"] == expected.fills == len(fills) > 0
+        assert row["fills_hash"] == fills_hash(fills)
+        stored = [{k: r[k] for k in FILL_FIELDS} for r in trade_rows(sweep_engine, row["run_id"])]
+        alone_stored = [
+            {k: r[k] for k in FILL_FIELDS}
+            for r in trade_rows(connect(sequential_url), expected.run_id)
+        ]
+        assert stored == alone_stored
+    with sweep_engine.connect() as c:
+        snapshots = c.execute(select(func.count()).select_from(PortfolioSnapshotRow)).scalar()
+        sweep = c.execute(select(Sweep)).mappings().one()
+    assert snapshots == 4 * BARS  # every run stored whole, once
+    assert sweep["status"] == "completed" and sweep["tasks"] == 4
+    assert [r["status"] for r in sweep_task_rows(sweep_engine, result.sweep_id)] == [
+        "completed"
+    ] * 4
+
+
+def test_sweep_failing_task_is_recorded_with_its_error_and_the_rest_run(
+    dask_client: Any, sqlite_url: str
+) -> None:
+    grid = parse_grid(["data.end=2019-06-01,2030-01-01", "strategy.fast=3,8"])
+    result = run_sweep(_config(), grid, db_url=sqlite_url, client=dask_client)
+    rows = sweep_task_rows(connect(sqlite_url), result.sweep_id)
+    failed = [r for r in rows if r["status"] == "failed"]
+    completed = [r for r in rows if r["status"] == "completed"]
+    assert len(failed) == 2 and len(completed) == 2
+    for row in failed:
+        assert row["overrides"]["data.end"] == "2019-06-01"
+        assert row["error"].startswith("DataError:") and "no bars" in row["error"]
+        assert row["run_id"] is None
+    assert all(r["run_id"] is not None and r["total_return"] is not None for r in completed)
+    assert result.failed == 2
+    # Failed tasks sort last.
+    assert [r["status"] for r in result.rows] == ["completed", "completed", "failed", "failed"]
+
+
+def kill_worker_once(marker: str, victim: int, spec: TaskSpec, *args: Any) -> TaskOutcome:
+    """Run the task, except that the first attempt at task ``victim`` kills its worker."""
+    if spec.task == victim and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)  # the worker process dies mid-task, as on a crash or an OOM kill
+    return run_task(spec, *args)
+
+
+def test_sweep_worker_killed_mid_sweep_loses_no_result_and_its_task_is_rerun(
+    dask_client: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    import cloudpickle
+
+    import tests.scale.test_sweep as this_module
+
+    cloudpickle.register_pickle_by_value(this_module)
+    marker = tmp_path / "killed"
+    grid = parse_grid(["strategy.fast=2,3,4,6,8"])
+    task_function = functools.partial(kill_worker_once, str(marker), 3)
+    result = run_sweep(
+        _config(), grid, db_url=sqlite_url, client=dask_client, task_function=task_function
+    )
+    assert marker.exists()  # a worker did die on task 3
+    assert result.failed == 0
+    assert sorted(r["task"] for r in result.rows) == [0, 1, 2, 3, 4]
+    victim = next(r for r in result.rows if r["task"] == 3)
+    assert victim["status"] == "completed"
+    engine = connect(sqlite_url)
+    with engine.connect() as c:
+        runs = c.execute(select(func.count()).select_from(Run)).scalar()
+        snapshots = c.execute(select(func.count()).select_from(PortfolioSnapshotRow)).scalar()
+    assert runs == 5  # every task stored exactly once
+    assert snapshots == 5 * BARS
+    # The re-run task gives the result it would have given on the first try.
+    alone = run_backtest(with_overrides(_config(), {"strategy.fast": 6}), persist=False)
+    assert _same(victim["sharpe"], alone.summary.sharpe)
+    assert victim["total_return"] == alone.summary.total_return
+    dask_client.wait_for_workers(2, timeout=60)
