@@ -38,6 +38,7 @@ import numpy as np
 from engine.bus import Bus
 from engine.clock import Clock
 from engine.config import BrokerConfig
+from engine.errors import ConfigError
 from engine.events import (
     AgentAction,
     Bar,
@@ -135,7 +136,14 @@ class MetaInvestor:
         self.max_position = max_position
         self.threshold = confidence_threshold
         self.lot_size = lot_size
+        if params.expiry_bars == 0 and horizon_bars <= 0:
+            raise ConfigError(
+                "the meta-investor's options need a time to expiry: the run's length is not "
+                "known in advance (paper trading), so set [strategy.meta] expiry_bars > 0, "
+                "a rolling horizon in bars"
+            )
         self.horizon = horizon_bars
+        self.expiry_bars = params.expiry_bars
         self.strategy_id = strategy_id
         n = params.n_agents
         self._masks = (
@@ -245,7 +253,10 @@ class MetaInvestor:
         model_full = float(pnl[-1])
         pnl[0] = 0.0
         pnl[-1] = actual
-        remaining = max(self.horizon - self._bars, 0) if self.horizon else 1.0
+        if self.expiry_bars:
+            remaining = float(self.expiry_bars)
+        else:
+            remaining = float(max(self.horizon - self._bars, 0))
         result = self.state.step(pnl, float(remaining))
         for name, values in (
             ("share price", result.share_prices),

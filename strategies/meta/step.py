@@ -118,6 +118,10 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     * ``exact_max_agents`` [12]: exact Shapley up to this n, in [1, 16].
     * ``monte_carlo_permutations`` [0]: permutations per Monte Carlo step;
       0 means the default 2 ⌈max(50, 5 n ln n)⌉, otherwise even and ≥ 4.
+    * ``expiry_bars`` [0]: the options' time to expiry T - t, in bars (SPEC 5.5).
+      0: the bars left in the backtest, which needs a known end (a backtest only);
+      N > 0: a rolling, constant-maturity horizon of N bars, the same in backtests
+      and paper trading (so that both make the same decisions on the same bars).
     """
 
     n_agents: int = 3
@@ -140,6 +144,7 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     bubble_cap: float = 100.0
     exact_max_agents: int = 12
     monte_carlo_permutations: int = 0
+    expiry_bars: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -194,6 +199,7 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         real("bubble_cap", lambda x: x >= 1.0, "a finite number >= 1")
         integer("exact_max_agents", 1, MAX_EXACT_AGENTS)
         integer("monte_carlo_permutations", 0)
+        integer("expiry_bars", 0)
         count = self.monte_carlo_permutations
         if count != 0 and (count < 4 or count % 2):
             fail("monte_carlo_permutations", "0 (default) or an even integer >= 4")

@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import service_unavailable
 from tests.paper.broker import Mosquitto
 
-DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "weichai_sma.toml"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+DEMO = SCENARIOS / "weichai_sma.toml"
 
 
 @pytest.fixture
@@ -48,16 +49,21 @@ def system_broker() -> str:
     return url
 
 
-def demo_subset(weichai_path: Path, folder: Path, bars: int, db_url: str) -> Path:
-    """The demo scenario on its first ``bars`` bars, storing into ``db_url``."""
+def demo_subset(
+    weichai_path: Path, folder: Path, bars: int, db_url: str, source: Path = DEMO
+) -> Path:
+    """A shipped Weichai scenario (the SMA one by default) on its first ``bars`` bars,
+    storing into ``db_url``."""
     import pandas as pd
 
     data = folder / f"weichai_{bars}.parquet"
     pd.read_parquet(weichai_path).head(bars).to_parquet(data, index=False)
-    text = DEMO.read_text(encoding="utf-8")
+    text = source.read_text(encoding="utf-8")
     text = text.replace('path = "../data/weichai_30m.parquet"', f'path = "{data}"')
     text = text.replace('url = "sqlite:///runs/emarl.db"', f'url = "{db_url}"')
+    checkpoint = SCENARIOS.parent / "checkpoints"
+    text = text.replace('"../checkpoints/', f'"{checkpoint}/')
     assert str(data) in text and db_url in text
-    scenario = folder / f"demo_{bars}.toml"
+    scenario = folder / f"{source.stem}_{bars}.toml"
     scenario.write_text(text, encoding="utf-8")
     return scenario

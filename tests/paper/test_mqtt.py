@@ -26,7 +26,7 @@ from engine.config import load_scenario
 from engine.runner import run_backtest
 from storage.db import connect
 from tests.paper.broker import Mosquitto
-from tests.paper.conftest import demo_subset
+from tests.paper.conftest import SCENARIOS, demo_subset
 
 pytestmark = pytest.mark.service
 
@@ -92,11 +92,14 @@ def backtest_ledger(scenario: Path, url: str) -> tuple[list[tuple], list[tuple]]
     return rows(url, FILLS, result.run_id), rows(url, SNAPSHOTS, result.run_id)
 
 
+@pytest.mark.parametrize(
+    ("source", "bars"), [("weichai_sma.toml", 1_000), ("demo.toml", 1_500)], ids=["sma", "learned"]
+)
 def test_replay_into_paper_gives_the_backtest_fills(
-    mosquitto: Mosquitto, weichai_path: Path, tmp_path: Path
+    mosquitto: Mosquitto, weichai_path: Path, tmp_path: Path, source: str, bars: int
 ) -> None:
     url = f"sqlite:///{tmp_path / 'parity.db'}"
-    scenario = demo_subset(weichai_path, tmp_path, 1_000, url)
+    scenario = demo_subset(weichai_path, tmp_path, bars, url, SCENARIOS / source)
     log = tmp_path / "paper.log"
     paper = emarl("paper", str(scenario), "--bus", mosquitto.url, "--run", "parity", log=log)
     wait_for(log, "listening on", paper)
@@ -106,10 +109,10 @@ def test_replay_into_paper_gives_the_backtest_fills(
     finish(paper, log)
     fills, snapshots = backtest_ledger(scenario, url)
     run_id = paper_run_id(url, "parity")
-    assert len(fills) > 20
+    assert len(fills) > 5
     assert rows(url, FILLS, run_id) == fills
     assert rows(url, SNAPSHOTS, run_id) == snapshots
-    assert "feed ended after 1000 new bars" in log.read_text()
+    assert f"feed ended after {bars} new bars" in log.read_text()
     with connect(url).connect() as connection:
         status = connection.execute(text("SELECT status FROM runs WHERE id = :r"), {"r": run_id})
         assert status.scalar_one() == "completed"

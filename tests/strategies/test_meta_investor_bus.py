@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from sqlalchemy import func, select
@@ -186,3 +188,29 @@ def test_meta_investor_long_run_with_strong_alpha_stays_in_float_range() -> None
     assert (contrarian / oracle).min() >= 2.0**-601  # the relative floor
     last = {v.agent_index: v for v in valuations[-2:]}
     assert last[0].weight > 0.99 and last[1].weight < 0.01
+
+
+def test_meta_investor_rolling_expiry_is_constant_and_remaining_bars_count_down() -> None:
+    _config, _result, events = run(600, expiry_bars=37)
+    expiries = {v.time_to_expiry for v in events if isinstance(v, Valuation)}
+    assert expiries == {37.0}
+    _config, _result, events = run(600)
+    countdown = [v.time_to_expiry for v in events if isinstance(v, Valuation)][::3]
+    assert countdown[0] > countdown[-1] >= 0.0
+    assert all(a - b == 1.0 for a, b in itertools.pairwise(countdown))
+
+
+def test_meta_investor_without_known_end_needs_a_rolling_expiry() -> None:
+    from engine.bus import MessageBus
+    from engine.clock import SimulatedClock
+    from engine.config import BrokerConfig
+    from engine.errors import ConfigError
+
+    def build(params: MetaInvestorParams) -> MetaInvestor:
+        return MetaInvestor(
+            MessageBus(), SimulatedClock(), "X", ["a"], params, BrokerConfig(), max_position=1.0
+        )
+
+    with pytest.raises(ConfigError, match=r"expiry_bars > 0"):
+        build(MetaInvestorParams(n_agents=1))
+    assert build(MetaInvestorParams(n_agents=1, expiry_bars=48)).expiry_bars == 48
