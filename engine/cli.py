@@ -679,6 +679,28 @@ def _write_report(db_url: str, run: int | str, out: Path | None) -> Path:
         raise _bad_option(f"cannot write the report: {exc.strerror or exc}") from None
 
 
+def _write_training_report(db_url: str, run: str, out: Path | None) -> Path:
+    """Learning curves of a training run (default runs/training-report-<id>.html)."""
+    from reporting.report import training_report
+    from storage.db import connect
+    from storage.training import training_metrics
+
+    try:
+        run_id, name, frame = training_metrics(connect(db_url, create=False), run)
+        if frame.empty:
+            raise RunNotFoundError(f"training run {run_id} has no updates stored yet")
+        text = training_report(frame, title=f"Training run {run_id}: {name}")
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    target = out if out is not None else Path("runs") / f"training-report-{run_id}.html"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _bad_option(f"cannot write the report: {exc.strerror or exc}") from None
+    return target
+
+
 @app.command()
 def report(
     run: Annotated[str, typer.Argument(help="Run id, or 'latest'.")] = "latest",
@@ -687,12 +709,22 @@ def report(
         typer.Option("--out", "-o", help="HTML file to write (default: runs/report-<id>.html)."),
     ] = None,
     db: DbOption = None,
+    training: Annotated[
+        bool,
+        typer.Option(
+            "--training", help="RUN is a training run (emarl train): write its learning curves."
+        ),
+    ] = False,
 ) -> None:
     """Write a run's report: one self-contained HTML file with its charts and trade list.
 
     Opens with no network (plotly.js is inside). Example: emarl report latest -o report.html
     """
-    written = _write_report(_db_url(db), run, out)
+    written = (
+        _write_training_report(_db_url(db), run, out)
+        if training
+        else _write_report(_db_url(db), run, out)
+    )
     size = written.stat().st_size
     typer.echo(f"wrote {written} ({size / 1e6:.1f} MB)")
 

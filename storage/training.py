@@ -7,14 +7,19 @@ import math
 import time
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.errors import StorageError
+from engine.errors import ConfigError, RunNotFoundError, StorageError
 from storage.models import TrainingMetric, TrainingRun
 
-__all__ = ["add_training_metric", "create_training_run", "finish_training_run"]
+__all__ = [
+    "add_training_metric",
+    "create_training_run",
+    "finish_training_run",
+    "training_metrics",
+]
 
 _METRIC_FIELDS = (
     "update",
@@ -110,3 +115,35 @@ def finish_training_run(
             )
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot finish the training run: {exc}") from exc
+
+
+def training_metrics(engine: Engine, training_run: int | str | None) -> tuple[int, str, Any]:
+    """(id, name, per-update metrics as a pandas DataFrame) of a training run (an id, or
+    ``"latest"`` / None for the newest)."""
+    import pandas as pd
+
+    try:
+        with engine.connect() as conn:
+            if training_run is None or training_run == "latest":
+                run_id = conn.execute(select(func.max(TrainingRun.id))).scalar()
+                if run_id is None:
+                    raise RunNotFoundError("the database holds no training runs yet")
+            else:
+                try:
+                    run_id = int(training_run)
+                except (TypeError, ValueError):
+                    raise ConfigError(
+                        f"{training_run!r} is not a training run id (a number, or 'latest')"
+                    ) from None
+            name = conn.execute(select(TrainingRun.name).where(TrainingRun.id == run_id)).scalar()
+            if name is None:
+                raise RunNotFoundError(f"no training run with id {run_id}")
+            rows = conn.execute(
+                select(*(getattr(TrainingMetric, f) for f in _METRIC_FIELDS))
+                .where(TrainingMetric.training_run_id == run_id)
+                .order_by(TrainingMetric.update)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the training run: {exc}") from exc
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(_METRIC_FIELDS))
+    return int(run_id), str(name), frame
