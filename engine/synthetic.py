@@ -13,7 +13,11 @@ code   regime           log return of a bar
 3      high volatility  3 * sigma * z
 =====  ===============  ===================================================
 
-with ``drift = 0.25 * sigma`` and ``kappa = 0.05``. Open is the previous close
+with ``drift = 0.25 * sigma`` and ``kappa = 0.05``. ``complexity`` (the curriculum's,
+SPEC 1) scales the noise: every ``sigma * z`` term above, and the gaps and wicks below,
+use ``complexity * sigma`` while the drift and kappa stay, so at complexity 0.3 a
+trending bar moves with its regime Φ(0.25 / 0.3) ≈ 80% of the time instead of
+Φ(0.25) ≈ 60%. Complexity 1 (the default) is the full-noise market. Open is the previous close
 moved by a small gap; high and low extend beyond open and close by half-normal
 wicks; volume is log-normal and rises with the size of the move. Bars are on a
 continuous ``bar_minutes`` grid (a market that trades around the clock), each
@@ -34,13 +38,20 @@ REGIME_NAMES = ("trending_up", "trending_down", "mean_reverting", "high_volatili
 
 
 def generate_market(
-    config: SyntheticConfig, *, symbol: str = "SYNTH", seed: int = 0, bar_minutes: int = 30
+    config: SyntheticConfig,
+    *,
+    symbol: str = "SYNTH",
+    seed: int = 0,
+    bar_minutes: int = 30,
+    complexity: float = 1.0,
 ) -> BarData:
     """Generate ``config.bars`` bars; ``BarData.regime`` holds each bar's true regime."""
+    if not 0.0 < complexity <= 1.0:
+        raise ValueError(f"complexity must be in (0, 1], got {complexity}")
     rng = np.random.default_rng(seed)
     n = config.bars
-    sigma = config.base_volatility
-    drift = 0.25 * sigma
+    drift = 0.25 * config.base_volatility
+    sigma = complexity * config.base_volatility
     kappa = 0.05
 
     # Regime path.

@@ -301,8 +301,13 @@ def train(
     meta_params: Any,
     updates: int | None = None,
     on_update: Callable[[UpdateMetrics], None] | None = None,
+    inspect: Callable[[UpdateMetrics, list[PolicyNet]], None] | None = None,
 ) -> TrainResult:
-    """Train the three policies and the critic on ``market``; ``hp`` is a TrainConfig."""
+    """Train the three policies and the critic on ``market``; ``hp`` is a TrainConfig.
+
+    ``inspect``, when given, sees the policies (in eval mode) after every update, e.g. to
+    measure them on held-out bars; it must not train them or draw from torch's RNG.
+    """
     started = time.perf_counter()
     generator = seed_everything(seed, hp.threads)
     rng = np.random.default_rng(seed)
@@ -564,6 +569,10 @@ def train(
         result.metrics.append(metrics)
         if on_update is not None:
             on_update(metrics)
+        if inspect is not None:
+            for p in policies:
+                p.eval()
+            inspect(metrics, policies)
 
     for p in policies:
         p.eval()
@@ -581,3 +590,39 @@ def market_from_bars(data: Any, features: np.ndarray, warm: np.ndarray) -> Marke
     """MarketData from ``BarData`` and its feature matrix; hard bars per :func:`hard_flags`."""
     hard = hard_flags(data.close, features[:, 11], data.regime)
     return MarketData.from_features(features, data.open, data.close, warm, hard)
+
+
+def mirrored_bars(data: Any) -> Any:
+    """The bars reflected in log price about the first close (every log return negated:
+    a rise becomes an equal fall; high and low swap; volume unchanged; trending-up and
+    trending-down regimes swap). Training on a market and its mirror removes the drift
+    of one sampled price path, so a policy cannot score by always voting one way."""
+    import dataclasses
+
+    pivot = float(data.close[0]) ** 2
+    regime = data.regime
+    if regime is not None:
+        regime = np.where(regime == 0, 1, np.where(regime == 1, 0, regime)).astype(regime.dtype)
+    return dataclasses.replace(
+        data,
+        open=pivot / data.open,
+        high=pivot / data.low,
+        low=pivot / data.high,
+        close=pivot / data.close,
+        regime=regime,
+    )
+
+
+def join_markets(markets: list[MarketData]) -> MarketData:
+    """One MarketData of several, end to end. No episode crosses a join: a market's
+    first rows are not warm (the features' warm-up), so no run of warm bars does."""
+    for market in markets[1:]:
+        if market.warm[0]:
+            raise ValueError("a joined market must start with rows that are not warm")
+    return MarketData(
+        np.concatenate([m.inputs for m in markets]),
+        np.concatenate([m.open for m in markets]),
+        np.concatenate([m.close for m in markets]),
+        np.concatenate([m.warm for m in markets]),
+        np.concatenate([m.hard for m in markets]),
+    )

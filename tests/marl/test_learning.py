@@ -1,23 +1,26 @@
-"""Learning tests (CI-sized, fixed seeds).
+"""Learning tests (CI-sized, fixed seeds, one torch thread).
 
 1. A market whose observations carry the next bar's direction: MAPPO must find it (every
    agent right on every bar), so the learning machinery works end to end.
-2. The synthetic regime market, held-out bars: the trained ensemble should beat
-   buy-and-hold and a uniformly random policy. It does not yet (strict xfail): with the
-   CI-sized budget the agents learn the training window's drift (the first 4,500 bars rise
-   by 1.77 in log price, the held-out ones fall by 0.99) and vote long on every bar, while
-   sign(momentum_50), the obvious regime signal, is right on only 53% of next bars there.
-   The market's trending regimes drift by 0.25 σ per bar, so even a known regime gives a
-   one-bar direction right Φ(0.25) ≈ 60% of the time: the issue's 65% at k = 1 is out of
-   reach of any policy on this market; the test asks for more than 50% (k = 1), 55% (k = 8)
-   and a Sharpe above both references.
+2. The issue's learning test on the synthetic regime market, read as the basic
+   curriculum stage (SPEC 1: complexity 0.3 scales the market's noise to 0.3 σ while the
+   trending regimes keep their 0.25 σ drift; at full noise a known trend is right on one
+   bar only Φ(0.25) ≈ 60% of the time, so 65% would be out of reach of any policy).
+   Training bars: a 6,000-bar basic-stage market (seed 11) and its mirror image (every
+   log return negated), so that the drift of one sampled path cannot be learnt as a
+   signal. Held-out bars: another 5,000-bar basic-stage market drawn with another seed
+   (12), never seen in training. The ensemble votes with the agents' probabilities and
+   equal weights and gates on SPEC 3's confidence (threshold 0: max P >= H(P)); a gated
+   bar holds the position and is a neutral decision, which strategic accuracy does not
+   count (SPEC 1). It must reach 65% (k = 1) on more than 100 decisions with a Sharpe
+   above buy-and-hold's and a uniformly random policy's on the same bars. Untrained,
+   random and always-long policies fail the same check (the last test).
+   benchmarks/bench_learning.py prints the episodes this needs and the figures for
+   other seeds.
 """
 
 from __future__ import annotations
 
-import math
-
-import msgspec
 import numpy as np
 import pytest
 import torch
@@ -25,19 +28,13 @@ import torch
 from engine.config import SyntheticConfig, TrainConfig
 from engine.synthetic import generate_market
 from indicators.features import build_features, warm_mask
-from strategies.marl.agents import NumpyPolicy
 from strategies.marl.env import CostRates, MarketData
-from strategies.marl.evaluate import strategic_accuracy
-from strategies.marl.mappo import market_from_bars, train
+from strategies.marl.evaluate import held_out_figures
+from strategies.marl.mappo import join_markets, market_from_bars, mirrored_bars, train
+from strategies.marl.networks import AGENTS, PolicyNet
 from strategies.meta.step import MetaInvestorParams
 
 torch.set_num_threads(1)
-
-
-def _sharpe(position: np.ndarray, close: np.ndarray) -> float:
-    pnl = position[:-1] * np.diff(close)
-    std = pnl.std()
-    return float(pnl.mean() / std) if std > 0 else -math.inf
 
 
 def test_mappo_learns_a_signal_the_observations_carry():
@@ -81,37 +78,75 @@ def test_mappo_learns_a_signal_the_observations_carry():
         assert np.mean(actions.numpy() - 1 == up[rows]) > 0.95, policy.agent
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="CI-sized training learns the training window's drift, not the regime (docstring)",
-)
-def test_trained_ensemble_beats_buy_and_hold_and_random_on_held_out_bars():
-    data = generate_market(SyntheticConfig(bars=7000, stay_probability=0.995), seed=11)
-    features = build_features(data.open, data.high, data.low, data.close, data.volume, data.ts)
-    warm = warm_mask(features)
-    split = 4500
-    train_market = market_from_bars(data.slice(0, split), features[:split], warm[:split])
-    hp = TrainConfig(
-        updates=30,
-        n_envs=16,
-        episode_length=64,
-        rollout_steps=64,
-        epochs=4,
-        minibatch_size=256,
-        threads=1,
-        stage_episodes=(100, 200, 300),
-        allocator="equal",
-    )
+BASIC_COMPLEXITY = 0.3
+CONFIDENCE_THRESHOLD = 0.0
+LEARNING_HP = TrainConfig(
+    updates=30,
+    n_envs=16,
+    episode_length=64,
+    rollout_steps=64,
+    epochs=4,
+    minibatch_size=256,
+    threads=1,
+    allocator="equal",
     # Each decision mostly earns its own next bar: a short horizon keeps the advantages'
     # variance low (γ = 0.99 sums dozens of future rewards the action does not affect).
-    hp = msgspec.structs.replace(
-        hp, reward_synergy=0.0, gamma=0.5, gae_lambda=0.5, entropy_coef=0.1
+    reward_synergy=0.0,
+    gamma=0.5,
+    gae_lambda=0.5,
+    entropy_coef=0.1,
+)
+
+
+def _basic_market(bars: int, seed: int):
+    data = generate_market(SyntheticConfig(bars=bars), seed=seed, complexity=BASIC_COMPLEXITY)
+    features = build_features(data.open, data.high, data.low, data.close, data.volume, data.ts)
+    return data, market_from_bars(data, features, warm_mask(features))
+
+
+def _training_market(seed: int = 11) -> MarketData:
+    data, market = _basic_market(6000, seed)
+    mirror = mirrored_bars(data)
+    features = build_features(
+        mirror.open, mirror.high, mirror.low, mirror.close, mirror.volume, mirror.ts
     )
-    result = train(
-        train_market,
-        hp,
-        seed=5,
+    return join_markets([market, market_from_bars(mirror, features, warm_mask(features))])
+
+
+def _held_out(seed: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """(agent inputs, closes) of the warm bars of a basic-stage market of another seed."""
+    data, market = _basic_market(5000, seed)
+    rows = np.flatnonzero(market.warm)
+    span = slice(rows[0], rows[-1] + 1)
+    assert market.warm[span].all()
+    return market.inputs[span], data.close[span]
+
+
+def _figures(policies, inputs: np.ndarray, close: np.ndarray) -> dict[str, float]:
+    return held_out_figures(
+        policies,
+        inputs,
+        close,
+        confidence_threshold=CONFIDENCE_THRESHOLD,
+        rng=np.random.default_rng(0),
+        max_position=100.0,
+    )
+
+
+def _passes(f: dict[str, float]) -> bool:
+    return bool(
+        f["decisions"] > 100
+        and f["accuracy_k1"] >= 0.65
+        and f["sharpe"] > f["sharpe_buy_and_hold"]
+        and f["sharpe"] > f["sharpe_random"]
+    )
+
+
+def _train(market: MarketData, seed: int):
+    return train(
+        market,
+        LEARNING_HP,
+        seed=seed,
         costs=CostRates(0.5, 0.0, 0.0, 0.5),
         max_position=100.0,
         lot_size=1.0,
@@ -119,33 +154,54 @@ def test_trained_ensemble_beats_buy_and_hold_and_random_on_held_out_bars():
         initial_cash=1e6,
         meta_params=MetaInvestorParams(allocator="equal"),
     )
-    test_rows = np.flatnonzero(warm[split:]) + split
-    close = data.close[test_rows[0] : test_rows[-1] + 1]
-    policies = [NumpyPolicy(p) for p in result.policies]
-    columns = (train_market.inputs.shape[1],)  # 11 agent inputs
-    assert columns == (11,)
-    inputs = market_from_bars(data, features, warm).inputs[test_rows[0] : test_rows[-1] + 1]
-    slices = ((0, 4), (4, 8), (8, 11))
-    vote = np.zeros(len(close))
-    for t in range(len(close)):
-        for policy, (a, b) in zip(policies, slices, strict=True):
-            action = int(policy.probabilities(inputs[t, a:b]).argmax())
-            vote[t] += (action - 1) / 3.0
-    position = 100.0 * vote
-    direction = np.sign(vote)
-    k1, count = strategic_accuracy(direction, close, 1)
-    k8, _ = strategic_accuracy(direction, close, 8)
-    rng = np.random.default_rng(0)
-    random_position = 100.0 * (rng.integers(0, 3, size=(len(close), 3)) - 1).mean(axis=1)
-    learned = _sharpe(position, close)
-    hold = _sharpe(np.full(len(close), 100.0), close)
-    random = _sharpe(random_position, close)
-    print(
-        f"k1={k1:.3f} ({count}) k8={k8:.3f} sharpe learned={learned:.4f} "
-        f"hold={hold:.4f} random={random:.4f} episodes={result.episodes}"
-    )
-    assert count > 100
-    assert k1 > 0.5
-    assert k8 > 0.55
-    assert learned > hold
-    assert learned > random
+
+
+@pytest.mark.slow
+def test_trained_ensemble_beats_buy_and_hold_and_random_on_held_out_bars():
+    result = _train(_training_market(), seed=5)
+    assert result.episodes < 1000  # inside the basic stage of the default curriculum
+    figures = _figures(result.policies, *_held_out())
+    print({k: round(v, 4) for k, v in figures.items()}, "episodes", result.episodes)
+    assert figures["decisions"] > 100
+    assert figures["accuracy_k1"] >= 0.65
+    assert figures["sharpe"] > figures["sharpe_buy_and_hold"]
+    assert figures["sharpe"] > figures["sharpe_random"]
+
+
+def test_learning_check_rejects_untrained_and_random_policies():
+    inputs, close = _held_out()
+    torch.manual_seed(0)
+    untrained = [PolicyNet(agent).eval() for agent in AGENTS]
+    for policy, (a, b) in zip(untrained, ((0, 4), (4, 8), (8, 11)), strict=True):
+        policy.norm.update(torch.as_tensor(inputs[:, a:b]))
+    assert not _passes(_figures(untrained, inputs, close))
+
+    class RandomPolicy(torch.nn.Module):
+        """Confident logits in a random direction on every bar."""
+
+        def __init__(self, agent: str, seed: int) -> None:
+            super().__init__()
+            self.agent = agent
+            self.generator = torch.Generator().manual_seed(seed)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 5.0 * torch.randn(x.shape[0], 3, generator=self.generator)
+
+    randoms = [RandomPolicy(agent, seed) for seed, agent in enumerate(AGENTS)]
+    figures = _figures(randoms, inputs, close)
+    assert figures["decisions"] > 100
+    assert not _passes(figures)
+
+    class AlwaysLong(torch.nn.Module):
+        """Bullish on every bar (the failure the drift of a training window invites)."""
+
+        def __init__(self, agent: str) -> None:
+            super().__init__()
+            self.agent = agent
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([0.0, 0.0, 5.0]).expand(x.shape[0], 3)
+
+    figures = _figures([AlwaysLong(agent) for agent in AGENTS], inputs, close)
+    assert figures["decisions"] > 100
+    assert not _passes(figures)
