@@ -97,18 +97,22 @@ class MqttSettings:
         Options given separately override the URL's user and password.
         """
         parts = urlsplit(url)
+        shown = _without_password(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ConfigError(
-                f"--bus {url!r}: expected mqtt://host:port or mqtts://host:port "
+                f"--bus {shown!r}: expected mqtt://host:port or mqtts://host:port "
                 "(for example mqtt://127.0.0.1:1883)"
             )
         tls = parts.scheme in ("mqtts", "ssl") or ca_file is not None
         try:
             port = parts.port or (8883 if tls else 1883)
         except ValueError:
-            raise ConfigError(f"--bus {url!r}: the port is not a number") from None
+            raise ConfigError(
+                f"--bus {shown!r}: the port is not a number (a password with '@', ':' or '/' "
+                "must be percent-encoded, or given with --password)"
+            ) from None
         if not parts.hostname:
-            raise ConfigError(f"--bus {url!r}: no host name")
+            raise ConfigError(f"--bus {shown!r}: no host name")
         return cls(
             host=parts.hostname,
             port=port,
@@ -137,7 +141,34 @@ class MqttSettings:
         if self.tls_insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        context.sslsocket_class = _ClosingSSLSocket
         return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when its handshake fails (an unknown CA, another host name).
+
+    paho-mqtt drops such a socket without closing it, leaving a file descriptor to
+    the garbage collector; a paper run retrying a broker would pile them up.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def _without_password(url: str) -> str:
+    """``url`` for messages: everything between ``://`` and the last ``@`` becomes the
+    user name alone (``user:***``)."""
+    scheme, separator, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not separator or not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
 
 
 def make_client(
@@ -172,12 +203,65 @@ def make_client(
     )
     # Many QoS 1 publishes in flight are normal here; aiomqtt warns above 10.
     client.pending_calls_threshold = 1_000_000
+    _fail_connect_on_close(client)
     if manual_ack:
         paho = getattr(client, "_client", None)
         if paho is None or not hasattr(paho, "manual_ack_set"):
             raise BusError("this aiomqtt version does not expose manual acknowledgements")
         paho.manual_ack_set(True)
     return client
+
+
+def _fail_connect_on_close(client: aiomqtt.Client) -> None:
+    """End a connection attempt as soon as the broker closes the socket before its CONNACK.
+
+    aiomqtt ignores a disconnect before the CONNACK and waits out its timeout (10 s):
+    a plain client on a TLS port would hang, then report "Operation timed out".
+    """
+    import aiomqtt
+
+    paho = getattr(client, "_client", None)
+    loop = getattr(client, "_loop", None)
+    if paho is None or loop is None or not hasattr(client, "_connected"):
+        return
+    forward = paho.on_disconnect
+
+    def fail() -> None:
+        connected = client._connected
+        # only while a connection attempt waits for its CONNACK (it holds the lock)
+        if client._lock.locked() and not connected.done():
+            connected.set_exception(
+                aiomqtt.MqttError("the broker closed the connection before accepting it")
+            )
+
+    def on_disconnect(*args: object) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(fail)
+        if forward is not None:
+            forward(*args)
+
+    paho.on_disconnect = on_disconnect
+
+
+def _hint(message: str, settings: MqttSettings) -> str:
+    """What to check for the common ways a first connection fails."""
+    lowered = message.lower()
+    if "not authorized" in lowered or "bad user name or password" in lowered:
+        if settings.username:
+            return f"; the broker refused user {settings.username!r}: check the user and password"
+        return "; the broker wants a user name and password (mqtt://user:password@host:port)"
+    if "hostname mismatch" in lowered:
+        return f"; the broker's certificate is not issued for {settings.host!r}: use a name it has"
+    if "certificate verify failed" in lowered:
+        return (
+            "; pass --ca-file with the CA that signed the broker's certificate"
+            " (or --tls-insecure to skip the check)"
+        )
+    if "before accepting it" in lowered and not settings.tls:
+        return "; if this is a TLS port, use mqtts:// (and --ca-file)"
+    if ("wrong version number" in lowered or "timed out" in lowered) and settings.tls:
+        return "; if this port is not TLS, use mqtt://"
+    return ""
 
 
 def ack(client: aiomqtt.Client, mid: int) -> None:
@@ -193,7 +277,10 @@ async def connect_client(client: aiomqtt.Client, settings: MqttSettings) -> None
     try:
         await client.__aenter__()
     except aiomqtt.MqttError as exc:
-        raise BusError(f"cannot connect to {settings.describe()}: {exc}") from None
+        message = str(exc)
+        raise BusError(
+            f"cannot connect to {settings.describe()}: {message}{_hint(message, settings)}"
+        ) from None
 
 
 async def close_client(client: aiomqtt.Client) -> None:

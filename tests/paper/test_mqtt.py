@@ -141,16 +141,23 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
             return 0
         return int(row[0] or 0)
 
+    # first a clean stop (SIGTERM) between bars, early in the replay
+    while processed() < 30 and paper.poll() is None:
+        time.sleep(0.002)
+    paper.send_signal(signal.SIGTERM)
+    finish(paper, log)
+    assert "stopped after" in log.read_text()
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        assert db.execute("SELECT status FROM runs WHERE name = 'crash'").fetchone()[0] == "stopped"
     # kill points: bars processed (spread over the replay), and some at random moments
     # right after a restart (while the run re-drives its stored bars)
-    targets = sorted(rng.sample(range(10, bars - 150), 8))
+    targets = sorted(rng.sample(range(processed() + 10, bars - 150), 8))
     plan = [("bars", t) for t in targets]
     for _ in range(2):
         plan.insert(rng.randrange(1, len(plan)), ("seconds", rng.uniform(0.3, 1.5)))
     kills = 0
     for kind, point in plan:
-        if kills:
-            paper = emarl(*args, log=log)
+        paper = emarl(*args, log=log)
         deadline = time.monotonic() + 60
         if kind == "bars":
             while processed() < point and paper.poll() is None and time.monotonic() < deadline:
@@ -163,17 +170,8 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         kills += 1
     assert kills >= 10
     finish(publish, tmp_path / "pub.log")
-    # a clean stop (SIGTERM) between bars, then the run to the end of the feed
-    paper = emarl(*args, log=log)
-    resume_at = processed()
-    while processed() < resume_at + 30 and paper.poll() is None:
-        time.sleep(0.002)
-    paper.send_signal(signal.SIGTERM)
-    finish(paper, log)
-    assert "stopped after" in log.read_text()
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        assert db.execute("SELECT status FROM runs WHERE name = 'crash'").fetchone()[0] == "stopped"
     assert processed() < bars, f"seed {seed}: the feed ended before the last interruption"
+    # then the run to the end of the feed
     paper = emarl(*args, log=log)
     finish(paper, log)
 

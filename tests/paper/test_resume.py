@@ -34,6 +34,8 @@ def meta_scenario(bars: int) -> ScenarioConfig:
             "max_position = 500\nconfidence_threshold = -2.0"
         ),
         broker="commission_bps = 1.0\nslippage_bps = 0.5",
+        # a paper run has no known last bar: the options need a rolling horizon
+        **{"strategy.meta": "expiry_bars = 48"},
     )
 
 
