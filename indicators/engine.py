@@ -11,6 +11,8 @@ the agents see the features of the bar that just closed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from operator import itemgetter
 
 from engine.bus import Bus
 from engine.clock import Clock
@@ -23,6 +25,19 @@ __all__ = ["FeatureEngine"]
 
 _LVN_DISTANCE = NWRQK_SLICE.index(4)
 _LVN_STRENGTH = NWRQK_SLICE.index(5)
+
+
+def _picker(indices: tuple[int, ...]) -> Callable[[list[float]], tuple[float, ...]]:
+    """values -> tuple(values[i] for i in indices), in one C call."""
+    if len(indices) == 1:
+        return lambda values: (values[indices[0]],)
+    return itemgetter(*indices)
+
+
+_mlmi_of = _picker(MLMI_SLICE)
+_nwrqk_of = _picker(NWRQK_SLICE)
+_regime_of = _picker(REGIME_SLICE)
+_isfinite = math.isfinite
 
 
 class FeatureEngine:
@@ -51,14 +66,15 @@ class FeatureEngine:
         values = self.state.update(
             bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume
         ).tolist()
-        mlmi = tuple(values[i] for i in MLMI_SLICE)
-        nwrqk = [values[i] for i in NWRQK_SLICE]
+        mlmi = _mlmi_of(values)
+        nwrqk = _nwrqk_of(values)
         if math.isnan(nwrqk[_LVN_DISTANCE]) and nwrqk[_LVN_STRENGTH] == 0.0:
-            nwrqk[_LVN_DISTANCE] = LVN_DISTANCE_CAP
-        regime = tuple(values[i] for i in REGIME_SLICE)
-        warm = self.bars >= self._warmup and all(
-            math.isfinite(x) for part in (mlmi, nwrqk, regime) for x in part
-        )
+            # no LVN in the window: the distance is capped (agent_inputs encoding)
+            patched = list(nwrqk)
+            patched[_LVN_DISTANCE] = LVN_DISTANCE_CAP
+            nwrqk = tuple(patched)
+        regime = _regime_of(values)
+        warm = self.bars >= self._warmup and all(map(_isfinite, mlmi + nwrqk + regime))
         self.bars += 1
         self.warm_bars += warm
         bus = self._bus
@@ -70,7 +86,7 @@ class FeatureEngine:
                 symbol=bar.symbol,
                 values=tuple(values),
                 mlmi=mlmi,
-                nwrqk=tuple(nwrqk),
+                nwrqk=nwrqk,
                 regime=regime,
                 warm=warm,
             )

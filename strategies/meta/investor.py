@@ -34,6 +34,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 from engine.bus import Bus
 from engine.clock import Clock
@@ -48,7 +49,7 @@ from engine.events import (
     Valuation,
 )
 from strategies.meta.shapley import coalition_masks
-from strategies.meta.step import MetaInvestorParams, MetaInvestorState
+from strategies.meta.step import MetaInvestorParams, MetaInvestorState, MetaStepResult
 
 __all__ = ["MetaInvestor", "coalition_pnl"]
 
@@ -102,6 +103,101 @@ def ensemble_targets(
     return np.where(confidence >= threshold - 1e-12, lots, previous)
 
 
+# --------------------------------------------------------------------------- kernels
+#
+# The bus path runs these scalar kernels; :func:`coalition_pnl` and
+# :func:`ensemble_targets` above are the vectorised numpy statement of the same rules.
+# The kernels perform the same floating-point operations in the same order (matrix
+# products summed over agents in ascending order, the entropy as (t0 + t1) + t2,
+# round half to even), so both give the same numbers bit for bit; a test compares them.
+
+
+@njit(cache=True)
+def _entropy_nb(p0, p1, p2):
+    """H(P) = -(P0 ln P0 + P1 ln P1 + P2 ln P2), 0 ln 0 = 0."""
+    t0 = p0 * math.log(p0) if p0 > 0.0 else 0.0
+    t1 = p1 * math.log(p1) if p1 > 0.0 else 0.0
+    t2 = p2 * math.log(p2) if p2 > 0.0 else 0.0
+    return -((t0 + t1) + t2)
+
+
+@njit(cache=True)
+def _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous):
+    """:func:`ensemble_targets` for one ensemble vector."""
+    confidence = max(e0, max(e1, e2)) - _entropy_nb(e0, e1, e2)
+    if confidence >= threshold - 1e-12:
+        return np.round(max_position * (e2 - e0) / lot_size) * lot_size
+    return previous
+
+
+@njit(cache=True)
+def _decision_nb(votes, weights, max_position, threshold, lot_size, previous, out):
+    """The ensemble's decision: out = [target, confidence, P_bear, P_neutral, P_bull]."""
+    e0 = 0.0
+    e1 = 0.0
+    e2 = 0.0
+    for i in range(weights.shape[0]):
+        w = weights[i]
+        e0 += w * votes[i, 0]
+        e1 += w * votes[i, 1]
+        e2 += w * votes[i, 2]
+    out[0] = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous)
+    out[1] = max(e0, max(e1, e2)) - _entropy_nb(e0, e1, e2)
+    out[2] = e0
+    out[3] = e1
+    out[4] = e2
+
+
+@njit(cache=True)
+def _coalition_pnl_nb(
+    votes,
+    weights,
+    masks,
+    max_position,
+    threshold,
+    lot_size,
+    previous,
+    previous_close,
+    open_price,
+    close_price,
+    slippage,
+    commission_rate,
+    commission_per_unit,
+    commission_minimum,
+    pnl,
+):
+    """:func:`coalition_pnl` (the P&L only) into ``pnl``; rates are bps / 1e4."""
+    n = weights.shape[0]
+    for s in range(masks.shape[0]):
+        inside = 0.0
+        m0 = 0.0
+        m1 = 0.0
+        m2 = 0.0
+        for i in range(n):
+            m = masks[s, i]
+            w = weights[i]
+            inside += m * w
+            m0 += m * (w * votes[i, 0])
+            m1 += m * (w * votes[i, 1])
+            m2 += m * (w * votes[i, 2])
+        outside = 1.0 - inside  # weight voting neutral, e = (0, 1, 0)
+        e0 = m0 + outside * 0.0
+        e1 = m1 + outside * 1.0
+        e2 = m2 + outside * 0.0
+        target = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous)
+        traded = target - previous
+        fill = open_price * (1.0 + slippage * np.sign(traded))
+        size = abs(traded)
+        commission = size * fill * commission_rate + size * commission_per_unit
+        commission = max(commission, commission_minimum) if size > 0 else 0.0
+        pnl[s] = (
+            previous * (open_price - previous_close)
+            + traded * (open_price - fill)
+            + target * (close_price - open_price)
+            - commission
+        )
+
+
 class MetaInvestor:
     """Weights the agents by option value; publishes decisions, credit and valuations."""
 
@@ -149,9 +245,14 @@ class MetaInvestor:
         self._masks = (
             coalition_masks(n).astype(np.float64) if n <= params.exact_max_agents else None
         )
+        self._slippage = broker.slippage_bps / 1e4
+        self._commission_rate = broker.commission_bps / 1e4
         self._votes = np.zeros((n, 3))
-        self._seen = np.zeros(n, dtype=bool)
+        self._seen = 0  # bit i set: agent i has voted on the bar of self._vote_ts
+        self._all_seen = (1 << n) - 1
         self._vote_ts = -1
+        self._decision = np.empty(5)  # [target, confidence, P_bear, P_neutral, P_bull]
+        self._pnl = np.empty(len(self._masks) if self._masks is not None else 0)
         self._bars = 0
         self._equity = math.nan
         self._position = 0.0
@@ -184,29 +285,31 @@ class MetaInvestor:
                 f"agent {action.agent_id!r} with index {index} is not one of {self.agent_ids}"
             )
         if action.ts_event != self._vote_ts:
-            self._seen[:] = False
+            self._seen = 0
             self._vote_ts = action.ts_event
-        probabilities = (action.bearish, action.neutral, action.bullish)
-        if not all(math.isfinite(p) and p >= 0.0 for p in probabilities):
+        bearish, neutral, bullish = action.bearish, action.neutral, action.bullish
+        # finite and >= 0 (NaN fails every comparison)
+        if not (
+            0.0 <= bearish < math.inf and 0.0 <= neutral < math.inf and 0.0 <= bullish < math.inf
+        ):
+            probabilities = (bearish, neutral, bullish)
             raise ValueError(f"agent {action.agent_id}: probabilities {probabilities} are invalid")
-        self._votes[index] = probabilities
-        self._seen[index] = True
-        if self._seen.all():
+        votes = self._votes
+        votes[index, 0] = bearish
+        votes[index, 1] = neutral
+        votes[index, 2] = bullish
+        self._seen |= 1 << index
+        if self._seen == self._all_seen:
             self._decide(action.ts_event)
 
     def _decide(self, ts: int) -> None:
-        weights = self.state.weights.copy()
+        weights = self.state.weights  # a copy
         votes = self._votes.copy()
-        full = np.ones((1, len(self.agent_ids)))
-        ensemble = full @ (weights[:, None] * votes)
-        target = float(
-            ensemble_targets(
-                ensemble, self.max_position, self.threshold, self.lot_size, self._position
-            )[0]
+        out = self._decision
+        _decision_nb(
+            votes, weights, self.max_position, self.threshold, self.lot_size, self._position, out
         )
-        p = ensemble[0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            entropy = float(-(p * np.where(p > 0, np.log(p), 0.0)).sum())
+        target, confidence, bearish, neutral, bullish = out.tolist()
         self._pending = (votes, weights, self._position, self._equity, self._last_close, ts)
         bus = self._bus
         bus.publish(
@@ -217,13 +320,13 @@ class MetaInvestor:
                 symbol=self.symbol,
                 strategy_id=self.strategy_id,
                 target=target,
-                confidence=float(p.max()) - entropy,
-                bearish=float(p[0]),
-                neutral=float(p[1]),
-                bullish=float(p[2]),
+                confidence=confidence,
+                bearish=bearish,
+                neutral=neutral,
+                bullish=bullish,
             )
         )
-        self._seen[:] = False
+        self._seen = 0
 
     def _settle(self, bar: Bar) -> None:
         votes, weights, previous, equity_before, previous_close, decision_ts = self._pending  # type: ignore[misc]
@@ -237,18 +340,23 @@ class MetaInvestor:
         masks = self._masks
         if masks is None:
             raise NotImplementedError("Monte Carlo credit on the bus needs n <= exact_max_agents")
-        _, pnl = coalition_pnl(
+        pnl = self._pnl  # the step copies what it keeps
+        _coalition_pnl_nb(
             votes,
             weights,
             masks,
-            max_position=self.max_position,
-            threshold=self.threshold,
-            lot_size=self.lot_size,
-            previous=previous,
-            previous_close=previous_close,
-            open_price=bar.open,
-            close_price=bar.close,
-            broker=self._broker,
+            self.max_position,
+            self.threshold,
+            self.lot_size,
+            previous,
+            previous_close,
+            bar.open,
+            bar.close,
+            self._slippage,
+            self._commission_rate,
+            self._broker.commission_per_unit,
+            self._broker.commission_minimum,
+            pnl,
         )
         model_full = float(pnl[-1])
         pnl[0] = 0.0
@@ -258,6 +366,67 @@ class MetaInvestor:
         else:
             remaining = float(max(self.horizon - self._bars, 0))
         result = self.state.step(pnl, float(remaining))
+        prices = result.share_prices.tolist()
+        option_values = result.option_values.tolist()
+        weights_now = result.weights.tolist()
+        if not all(map(math.isfinite, prices + option_values + weights_now)):
+            self._raise_non_finite(result, bar)
+        self.cumulative_phi += result.phi
+        self.steps += 1
+        phi = result.phi.tolist()
+        stderr = result.stderr.tolist()
+        volatilities = result.volatilities.tolist()
+        strikes = result.strikes.tolist()
+        target_weights = result.target_weights.tolist()
+        bubbles = result.bubbles.tolist()
+        coalitions = result.coalition_count
+        method = result.method
+        symbol = self.symbol
+        bus = self._bus
+        next_seq = bus.next_seq
+        publish = bus.publish
+        ts = bar.ts_event
+        now = self._clock.now_ns()
+        for i, agent_id in enumerate(self.agent_ids):
+            publish(
+                ShapleyRecord(
+                    ts_event=ts,
+                    ts_init=now,
+                    seq=next_seq(),
+                    symbol=symbol,
+                    agent_id=agent_id,
+                    agent_index=i,
+                    decision_ts=decision_ts,
+                    phi=phi[i],
+                    value_full=actual,
+                    value_model=model_full,
+                    coalitions=coalitions,
+                    method=method,
+                    stderr=stderr[i],
+                )
+            )
+        for i, agent_id in enumerate(self.agent_ids):
+            publish(
+                Valuation(
+                    ts_event=ts,
+                    ts_init=now,
+                    seq=next_seq(),
+                    symbol=symbol,
+                    agent_id=agent_id,
+                    agent_index=i,
+                    share_price=prices[i],
+                    volatility=volatilities[i],
+                    strike=strikes[i],
+                    time_to_expiry=remaining,
+                    option_value=option_values[i],
+                    target_weight=target_weights[i],
+                    weight=weights_now[i],
+                    bubble=bubbles[i],
+                )
+            )
+
+    def _raise_non_finite(self, result: MetaStepResult, bar: Bar) -> None:
+        """Name the first agent whose share price, option value or weight is not finite."""
         for name, values in (
             ("share price", result.share_prices),
             ("option value", result.option_values),
@@ -271,48 +440,6 @@ class MetaInvestor:
                     f"settled at bar {bar.ts_event}: the agents' share prices drifted more than "
                     f"the float range apart (lower [strategy.meta] alpha)"
                 )
-        self.cumulative_phi += result.phi
-        self.steps += 1
-        bus = self._bus
-        ts = bar.ts_event
-        now = self._clock.now_ns()
-        for i, agent_id in enumerate(self.agent_ids):
-            bus.publish(
-                ShapleyRecord(
-                    ts_event=ts,
-                    ts_init=now,
-                    seq=bus.next_seq(),
-                    symbol=self.symbol,
-                    agent_id=agent_id,
-                    agent_index=i,
-                    decision_ts=decision_ts,
-                    phi=float(result.phi[i]),
-                    value_full=actual,
-                    value_model=model_full,
-                    coalitions=result.coalition_count,
-                    method=result.method,
-                    stderr=float(result.stderr[i]),
-                )
-            )
-        for i, agent_id in enumerate(self.agent_ids):
-            bus.publish(
-                Valuation(
-                    ts_event=ts,
-                    ts_init=now,
-                    seq=bus.next_seq(),
-                    symbol=self.symbol,
-                    agent_id=agent_id,
-                    agent_index=i,
-                    share_price=float(result.share_prices[i]),
-                    volatility=float(result.volatilities[i]),
-                    strike=float(result.strikes[i]),
-                    time_to_expiry=float(remaining),
-                    option_value=float(result.option_values[i]),
-                    target_weight=float(result.target_weights[i]),
-                    weight=float(result.weights[i]),
-                    bubble=float(result.bubbles[i]),
-                )
-            )
 
     def agent_summary(self) -> list[dict[str, float | str]]:
         """Per agent: cumulative Shapley P&L, final share price and weight."""

@@ -1,0 +1,29 @@
+"""The learned agents' numba layers against plain loops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from strategies.marl.agents import _dense_nb
+
+
+def _dense_reference(h, w, b, relu):
+    out = []
+    for j in range(w.shape[1]):
+        total = float(b[j])
+        for i in range(w.shape[0]):
+            total += float(h[i]) * float(w[i, j])
+        out.append(max(total, 0.0) if relu else total)
+    return np.array(out)
+
+
+def test_dense_layer_skipping_zero_inputs_equals_full_sum_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    for relu in (True, False):
+        for _ in range(50):
+            h = np.maximum(rng.normal(size=64), 0.0)  # about half exact zeros, as after a ReLU
+            w = rng.normal(size=(64, 32))
+            b = rng.normal(size=32)
+            out = np.empty(32)
+            _dense_nb(h, w, b, out, relu)
+            assert out.tobytes() == _dense_reference(h, w, b, relu).tobytes()
