@@ -149,7 +149,8 @@ def _scripted_ensemble(
         confidence_threshold=strategy.confidence_threshold,
         lot_size=config.instrument.lot_size,
         horizon_bars=len(data) if data is not None else 0,
-        rng=rng,
+        # its own stream: Monte Carlo credit draws do not shift the agents' draws
+        rng=np.random.default_rng([config.run.seed, 1]),
     )
     agents = [
         ScriptedAgent(bus, clock, symbol, ids[i], i, rule, data=data, rng=rng)

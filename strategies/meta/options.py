@@ -23,21 +23,32 @@ Cox-Ross-Rubinstein binomial tree with ``steps`` periods of Δt = T / steps::
     C(T) = max(S u^{2j - steps} - K, 0),  C = e^{-rΔt} [p C^u + (1 - p) C^d]
 
 rolled back in one array of ``steps + 1`` values (O(steps) memory,
-O(steps²) time).
+O(steps²) time). The up probability is chosen by ``probability``:
+
+* ``"risk_neutral"`` (default, SPEC 5.5): the exact one-step martingale
+  probability p = (e^{rΔt} - d) / (u - d).
+* ``"drift_matched"``: p = 1/2 + 1/2 (r - σ²/2) Δt / (σ √Δt), which matches
+  the drift of log S to first order; this is QuantLib's
+  ``CoxRossRubinstein`` tree (``BinomialVanillaEngine(process, "crr", steps)``
+  with no dividends), reproduced to rounding. The two differ at O(Δt^{3/2})
+  per step, so the prices differ at O(1/steps); both converge to
+  Black-Scholes.
 
 Edge cases (limits of the formulas, not errors):
 
 * ``T == 0``: the intrinsic value max(S - K, 0).
 * ``sigma == 0`` (or σ√T underflowing to 0) with ``T > 0``: the discounted
   intrinsic value max(S - K e^{-rT}, 0), the σ → 0 limit of Black-Scholes.
+  A CRR tree whose σ√Δt is so small that u = e^{σ√Δt} rounds to d = 1/u
+  (σ√Δt below about 1e-16) is valued with Black-Scholes, its σ → 0 limit.
   The greeks then are delta = 1 above the discounted strike, 0 below and 1/2
   exactly at it; gamma = vega = 0 (their limits away from that single point);
   theta = -r K e^{-rT} when in the money, else 0.
 * ``S <= 0``, ``K <= 0``, ``T < 0``, ``sigma < 0``, any NaN or infinite
   input: ``ValueError`` naming the argument and the value received.
-* CRR with a risk-neutral probability ``p`` outside [0, 1] (only when
-  r Δt > σ √Δt, i.e. too few steps for a high rate and a low volatility):
-  ``ValueError`` naming ``steps``.
+* CRR with an up probability ``p`` outside [0, 1] (risk-neutral: only when
+  |r| Δt > σ √Δt; drift-matched: when |r - σ²/2| √Δt > σ; i.e. too few steps
+  for the rate and the volatility): ``ValueError`` naming ``steps``.
 
 Kernels carry the ``_nb`` suffix and take plain floats or float64 arrays; the
 public wrappers validate their inputs and call them.
@@ -46,7 +57,7 @@ public wrappers validate their inputs and call them.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -147,13 +158,41 @@ def black_scholes_call_array_nb(S, K, T, r, sigma, out):
 
 
 @njit(cache=True)
+def crr_degenerate_nb(T, sigma, steps):
+    """True when the CRR tree has no spread: T = 0, or u = e^{σ√Δt} equals d = e^{-σ√Δt}.
+
+    The latter when σ√Δt is 0 or below the float resolution (about 1e-16); the
+    call's value is then the σ → 0 limit (see ``black_scholes_call_nb``).
+    """
+    if T <= 0.0:
+        return True
+    dx = sigma * math.sqrt(T / steps)
+    return math.exp(dx) - math.exp(-dx) <= 0.0
+
+
+@njit(cache=True)
 def crr_up_probability_nb(T, r, sigma, steps):
-    """Risk-neutral up probability of the CRR tree, p = (e^{rΔt} - d) / (u - d)."""
+    """Risk-neutral up probability of the CRR tree, p = (e^{rΔt} - d) / (u - d).
+
+    NaN when the tree is degenerate (u = d, :func:`crr_degenerate_nb`).
+    """
     dt = T / steps
     dx = sigma * math.sqrt(dt)
     up = math.exp(dx)
     down = math.exp(-dx)
+    if up - down <= 0.0:
+        return math.nan
     return (math.exp(r * dt) - down) / (up - down)
+
+
+@njit(cache=True)
+def crr_drift_matched_probability_nb(T, r, sigma, steps):
+    """QuantLib's CRR up probability, p = 1/2 + 1/2 (r - σ²/2) Δt / (σ √Δt); NaN if σ√Δt = 0."""
+    dt = T / steps
+    dx = sigma * math.sqrt(dt)
+    if dx <= 0.0:
+        return math.nan
+    return 0.5 + 0.5 * ((r - 0.5 * sigma * sigma) * dt) / dx
 
 
 @njit(cache=True)
@@ -182,8 +221,12 @@ def binomial_call_nb(S, K, T, r, sigma, steps, p_up, values):
 
 @njit(cache=True)
 def crr_call_nb(S, K, T, r, sigma, steps, values):
-    """CRR call value (SPEC 5.5); edge cases as Black-Scholes; NaN when p ∉ [0, 1]."""
-    if T <= 0.0 or sigma * math.sqrt(T / steps) <= 0.0:
+    """CRR call value (SPEC 5.5); edge cases as Black-Scholes; NaN when p ∉ [0, 1].
+
+    A degenerate tree (T = 0, or u = d: :func:`crr_degenerate_nb`) is valued at its
+    σ → 0 limit with ``black_scholes_call_nb``.
+    """
+    if crr_degenerate_nb(T, sigma, steps):
         return black_scholes_call_nb(S, K, T, r, sigma)
     p_up = crr_up_probability_nb(T, r, sigma, steps)
     if not (0.0 <= p_up <= 1.0):
@@ -226,6 +269,26 @@ def _check_inputs(S, K, T, sigma, r) -> tuple[float, float, float, float, float]
         _non_negative("sigma", sigma),
         _finite("r", r),
     )
+
+
+_PROBABILITY_RULES = ("risk_neutral", "drift_matched")
+
+_PROBABILITY_FORMULAS = {
+    "risk_neutral": "p = (e^(rΔt) - d)/(u - d)",
+    "drift_matched": "p = 1/2 + 1/2 (r - σ²/2) Δt/(σ√Δt)",
+}
+
+
+def _check_probability(probability: str) -> str:
+    if probability not in _PROBABILITY_RULES:
+        raise ValueError(f"probability must be one of {_PROBABILITY_RULES}, got {probability!r}")
+    return probability
+
+
+def _up_probability(T: float, r: float, sigma: float, steps: int, probability: str) -> float:
+    if probability == "drift_matched":
+        return float(crr_drift_matched_probability_nb(T, r, sigma, steps))
+    return float(crr_up_probability_nb(T, r, sigma, steps))
 
 
 def _check_steps(steps: int) -> int:
@@ -287,12 +350,30 @@ def black_scholes_call_array(
     return out
 
 
-def crr_up_probability(T: float, sigma: float, r: float = 0.0, *, steps: int) -> float:
-    """The CRR risk-neutral up probability p = (e^{rΔt} - d) / (u - d), Δt = T / steps."""
+def crr_up_probability(
+    T: float,
+    sigma: float,
+    r: float = 0.0,
+    *,
+    steps: int,
+    probability: Literal["risk_neutral", "drift_matched"] = "risk_neutral",
+) -> float:
+    """The CRR up probability for Δt = T / steps under ``probability`` (module docstring).
+
+    ``"risk_neutral"`` (default): p = (e^{rΔt} - d) / (u - d);
+    ``"drift_matched"``: QuantLib's p = 1/2 + 1/2 (r - σ²/2) Δt / (σ √Δt).
+    """
     T = _positive("T", T)
     sigma = _positive("sigma", sigma)
     r = _finite("r", r)
-    return float(crr_up_probability_nb(T, r, sigma, _check_steps(steps)))
+    steps = _check_steps(steps)
+    p_up = _up_probability(T, r, sigma, steps, _check_probability(probability))
+    if math.isnan(p_up):
+        raise ValueError(
+            f"sigma={sigma!r} is too small for T={T!r}, steps={steps}: u = e^(σ√Δt) equals "
+            f"d = 1/u in floating point, so the tree has no up probability"
+        )
+    return p_up
 
 
 def binomial_call(
@@ -324,21 +405,41 @@ def crr_call(
     r: float = 0.0,
     *,
     steps: int = 200,
+    probability: Literal["risk_neutral", "drift_matched"] = "risk_neutral",
     scratch: np.ndarray | None = None,
 ) -> float:
     """Cox-Ross-Rubinstein value of a European call (module docstring).
 
+    ``probability`` picks the tree's up probability: ``"risk_neutral"``
+    (default, the SPEC's p = (e^{rΔt} - d) / (u - d), the rule the
+    meta-investor's step uses) or ``"drift_matched"`` (QuantLib's
+    ``CoxRossRubinstein`` tree, p = 1/2 + 1/2 (r - σ²/2) Δt / (σ √Δt), which
+    gives QuantLib's ``BinomialVanillaEngine(process, "crr", steps)`` value at
+    the same step count). The lattice (u = e^{σ√Δt}, d = 1/u), the discount
+    e^{-rΔt} per step and the edge cases (T = 0, σ = 0) are the same for both.
     ``scratch`` may pass a reusable float64 array of at least ``steps + 1``
     entries to avoid an allocation per call.
     """
     S, K, T, sigma, r = _check_inputs(S, K, T, sigma, r)
     steps = _check_steps(steps)
+    _check_probability(probability)
     if scratch is None or scratch.shape[0] < steps + 1 or scratch.dtype != np.float64:
         scratch = np.empty(steps + 1)
-    value = crr_call_nb(S, K, T, r, sigma, steps, scratch)
+    if probability == "risk_neutral":
+        value = crr_call_nb(S, K, T, r, sigma, steps, scratch)
+    elif crr_degenerate_nb(T, sigma, steps):
+        value = black_scholes_call_nb(S, K, T, r, sigma)
+    else:
+        p_up = crr_drift_matched_probability_nb(T, r, sigma, steps)
+        value = (
+            binomial_call_nb(S, K, T, r, sigma, steps, p_up, scratch)
+            if 0.0 <= p_up <= 1.0
+            else math.nan
+        )
     if math.isnan(value):
         raise ValueError(
             f"steps={steps} is too few for r={r!r}, sigma={sigma!r}, T={T!r}: the CRR "
-            f"probability p = (e^(rΔt) - d)/(u - d) falls outside [0, 1]; use more steps"
+            f"probability {_PROBABILITY_FORMULAS[probability]} falls outside [0, 1]; "
+            f"use more steps"
         )
     return float(value)

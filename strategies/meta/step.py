@@ -23,9 +23,14 @@ smoothed weights returned by a step are the ensemble weights for the next
 decision. Non-finite coalition values raise ``ValueError`` naming the step
 (numbered from 1) and the coalition, before any state changes.
 
-CRR pricing: where the tree's risk-neutral probability falls outside [0, 1]
-(σ√Δt < rΔt: rate high, volatility tiny, few steps) the agent is valued with
-Black-Scholes, the tree's limit, instead.
+CRR pricing: the tree's risk-neutral probability p = (e^{rΔt} - d)/(u - d)
+falls outside [0, 1] when σ√Δt < |r|Δt, which a run can reach legitimately
+(a nonzero ``risk_free_rate`` and an agent whose share price has barely moved
+over the volatility window, so that its σ is tiny but not 0). The step does
+not stop there: that agent is valued with Black-Scholes, the tree's limit, and
+the step records it: ``MetaStepResult.crr_fallback_agents`` lists the agents
+so valued (empty when none, and always with ``pricing="black_scholes"``), and
+:class:`~strategies.meta.investor.MetaInvestor` counts them per agent.
 
 The hot path is one numba kernel over a flat state array, so a 3-agent step
 costs a few microseconds.
@@ -47,7 +52,12 @@ from strategies.meta.allocation import (
     smooth_weights_nb,
     softmax_weights,
 )
-from strategies.meta.options import black_scholes_call_nb, crr_call_nb
+from strategies.meta.options import (
+    black_scholes_call_nb,
+    crr_call_nb,
+    crr_degenerate_nb,
+    crr_up_probability_nb,
+)
 from strategies.meta.shapley import (
     MAX_EXACT_AGENTS,
     default_permutations,
@@ -213,13 +223,16 @@ class MetaStepResult:
     coalition values used (2^n exact; 2 + M (n - 1) evaluations Monte Carlo),
     ``method`` "exact" or "monte_carlo", then ``share_prices``,
     ``volatilities``, ``strikes``, ``option_values``, ``target_weights`` (w*),
-    ``weights`` (smoothed, for the next decision), ``bubbles`` and
-    ``bubble_penalty``.
+    ``weights`` (smoothed, for the next decision), ``bubbles``,
+    ``bubble_penalty`` and ``crr_fallback_agents`` (indices of the agents
+    valued with Black-Scholes because the CRR probability fell outside [0, 1];
+    see the module docstring).
     """
 
     __slots__ = (
         "bubble_penalty",
         "coalition_count",
+        "crr_fallback_agents",
         "method",
         "step",
         "table",
@@ -236,8 +249,10 @@ class MetaStepResult:
         value_empty: float,
         bubble_penalty: float,
         table: np.ndarray,
+        crr_fallback_agents: tuple[int, ...] = (),
     ) -> None:
         self.step = step
+        self.crr_fallback_agents = crr_fallback_agents
         self.method = method
         self.coalition_count = coalition_count
         self.value_full = value_full
@@ -273,6 +288,7 @@ class MetaStepResult:
             "target_weights": self.target_weights.tolist(),
             "weights": self.weights.tolist(),
             "bubbles": self.bubbles.tolist(),
+            "crr_fallback_agents": list(self.crr_fallback_agents),
         }
 
     def __repr__(self) -> str:
@@ -404,6 +420,26 @@ def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scrat
 
 
 @njit(cache=True)
+def _crr_fallbacks_nb(volatilities, time_to_expiry, rate, steps, out):
+    """out[i] = 1 where :func:`_update_nb` valued agent i by Black-Scholes instead of CRR.
+
+    The same test as ``crr_call_nb``: a tree that is not degenerate (T > 0, u > d) with
+    p ∉ [0, 1]. Returns the count.
+    """
+    count = 0
+    for i in range(volatilities.shape[0]):
+        sigma = volatilities[i]
+        out[i] = 0
+        if crr_degenerate_nb(time_to_expiry, sigma, steps):
+            continue
+        p_up = crr_up_probability_nb(time_to_expiry, rate, sigma, steps)
+        if not (0.0 <= p_up <= 1.0):
+            out[i] = 1
+            count += 1
+    return count
+
+
+@njit(cache=True)
 def _exact_step_nb(
     values, size_weights, state, counters, fparams, crr_steps, time_to_expiry, table, scratch
 ):
@@ -429,6 +465,7 @@ class MetaInvestorState:
     __slots__ = (
         "_coalitions",
         "_counters",
+        "_crr",
         "_exact",
         "_fparams",
         "_n",
@@ -456,6 +493,7 @@ class MetaInvestorState:
             )
         self.rng = rng
         self._coalitions = 1 << n if self._exact else 0
+        self._crr = params.pricing == "crr"
         self._size_weights = shapley_size_weights(n) if self._exact else np.zeros(1)
         self._permutations = params.monte_carlo_permutations or default_permutations(n)
         vw, sw = params.volatility_window, params.strike_window
@@ -580,7 +618,14 @@ class MetaInvestorState:
                 )
             self._step += 1
             return MetaStepResult(
-                self._step, "exact", self._coalitions, float(v[-1]), float(v[0]), penalty, table
+                self._step,
+                "exact",
+                self._coalitions,
+                float(v[-1]),
+                float(v[0]),
+                penalty,
+                table,
+                self._crr_fallbacks(table, T) if self._crr else (),
             )
 
         try:
@@ -596,8 +641,22 @@ class MetaInvestorState:
         )
         self._step += 1
         return MetaStepResult(
-            self._step, "monte_carlo", evaluations, full_value, empty_value, penalty, table
+            self._step,
+            "monte_carlo",
+            evaluations,
+            full_value,
+            empty_value,
+            penalty,
+            table,
+            self._crr_fallbacks(table, T) if self._crr else (),
         )
+
+    def _crr_fallbacks(self, table: np.ndarray, time_to_expiry: float) -> tuple[int, ...]:
+        flags = np.zeros(self._n, dtype=np.int64)
+        count = _crr_fallbacks_nb(
+            table[_VOLS], time_to_expiry, self.params.risk_free_rate, self.params.crr_steps, flags
+        )
+        return tuple(np.flatnonzero(flags).tolist()) if count else ()
 
     def _coerce_values(self, values: Any) -> np.ndarray:
         if callable(values):

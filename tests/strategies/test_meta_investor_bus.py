@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -23,7 +24,9 @@ from tests.conftest import synthetic_scenario
 COSTS = "commission_bps = 1.0\ncommission_minimum = 0.5\nslippage_bps = 0.5"
 
 
-def factory(data, events: list, rules=("oracle", "contrarian", "random"), **meta_options):
+def factory(
+    data, events: list, rules=("oracle", "contrarian", "random"), on_meta=None, **meta_options
+):
     def build(config, bus, clock):
         bus.subscribe("*", events.append)
         symbol = config.instrument.symbol
@@ -41,12 +44,15 @@ def factory(data, events: list, rules=("oracle", "contrarian", "random"), **meta
             confidence_threshold=-10.0,
             lot_size=1.0,
             horizon_bars=len(data),
+            rng=np.random.default_rng([config.run.seed, 1]),  # Monte Carlo orderings
         )
         rng = np.random.default_rng(config.run.seed)
         agents = [
             ScriptedAgent(bus, clock, symbol, ids[i], i, rule, data=data, rng=rng)
             for i, rule in enumerate(rules)
         ]
+        if on_meta is not None:
+            on_meta(meta)
         return Ensemble(meta, agents, TargetExecution(bus, clock, symbol))
 
     return build
@@ -214,3 +220,289 @@ def test_meta_investor_without_known_end_needs_a_rolling_expiry() -> None:
     with pytest.raises(ConfigError, match=r"expiry_bars > 0"):
         build(MetaInvestorParams(n_agents=1))
     assert build(MetaInvestorParams(n_agents=1, expiry_bars=48)).expiry_bars == 48
+
+
+# --------------------------------------------------------------------------- Monte Carlo credit
+
+FOURTEEN = ("oracle", "contrarian", "random", "neutral") * 3 + ("oracle", "random")
+
+
+def _step_sums(shapley: list[ShapleyRecord]) -> dict[int, float]:
+    sums: dict[int, float] = {}
+    for record in shapley:
+        sums[record.ts_event] = sums.get(record.ts_event, 0.0) + record.phi
+    return sums
+
+
+def test_meta_investor_fourteen_agents_monte_carlo_adds_up_and_is_deterministic() -> None:
+    from strategies.meta.shapley import default_permutations
+
+    n = len(FOURTEEN)
+    _config, result, events = run(400, rules=FOURTEEN)
+    shapley = [e for e in events if isinstance(e, ShapleyRecord)]
+    assert len(shapley) == n * 399
+    assert {r.method for r in shapley} == {"monte_carlo"}
+    assert {r.coalitions for r in shapley} == {2 + default_permutations(n) * (n - 1)}
+    assert all(r.stderr >= 0.0 for r in shapley)
+    assert any(r.stderr > 0.0 for r in shapley)
+    # Efficiency per step: every ordering's marginal contributions telescope to v(N).
+    full = {r.ts_event: r.value_full for r in shapley}
+    for ts, total in _step_sums(shapley).items():
+        assert total == pytest.approx(full[ts], rel=1e-12, abs=1e-9)
+    # ... and over the run, to the strategy's P&L with its costs.
+    snapshots = {e.ts_event: e.equity for e in events if isinstance(e, PortfolioSnapshot)}
+    first_decision = next(e for e in events if isinstance(e, TargetPosition))
+    change = snapshots[shapley[-1].ts_event] - snapshots[first_decision.ts_event]
+    assert sum(r.phi for r in shapley) == pytest.approx(change, rel=1e-9, abs=1e-6)
+    assert result.summary.fees > 0
+    # The oracles earn the most credit, the contrarians the least.
+    totals = np.zeros(n)
+    for record in shapley:
+        totals[record.agent_index] += record.phi
+    oracles = [i for i, rule in enumerate(FOURTEEN) if rule == "oracle"]
+    contrarians = [i for i, rule in enumerate(FOURTEEN) if rule == "contrarian"]
+    assert totals[oracles].min() > 0 > totals[contrarians].max()
+    # Determinism: the same seed gives the same records, field for field.
+    _config, _result, again = run(400, rules=FOURTEEN)
+    assert [e for e in again if isinstance(e, ShapleyRecord | Valuation)] == [
+        e for e in events if isinstance(e, ShapleyRecord | Valuation)
+    ]
+
+
+class _ExactAlongside:
+    """The meta-investor's state, also computing exact Shapley values of each step's game."""
+
+    def __init__(self, state) -> None:
+        self._state = state
+        self.pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._state, name)
+
+    def step(self, values, time_to_expiry):
+        from strategies.meta.shapley import coalition_masks, shapley_exact
+
+        assert callable(values)  # the Monte Carlo path hands the characteristic function
+        game = values(coalition_masks(self._state.n_agents))
+        result = self._state.step(values, time_to_expiry)
+        self.pairs.append((shapley_exact(game), result.phi.copy(), result.stderr.copy()))
+        return result
+
+
+def test_meta_investor_forced_monte_carlo_estimates_lie_within_standard_errors_of_exact() -> None:
+    rules = ("oracle", "contrarian", "random", "random", "oracle")
+    wrapped: list[_ExactAlongside] = []
+
+    def wrap(meta: MetaInvestor) -> None:
+        meta.state = _ExactAlongside(meta.state)  # type: ignore[assignment]
+        wrapped.append(meta.state)  # type: ignore[arg-type]
+
+    _config, _result, events = run(
+        800, rules=rules, on_meta=wrap, exact_max_agents=4, monte_carlo_permutations=200
+    )
+    shapley = [e for e in events if isinstance(e, ShapleyRecord)]
+    assert {r.method for r in shapley} == {"monte_carlo"}
+    assert {r.coalitions for r in shapley} == {2 + 200 * 4}
+    exact = np.array([p[0] for p in wrapped[0].pairs])
+    estimate = np.array([p[1] for p in wrapped[0].pairs])
+    stderr = np.array([p[2] for p in wrapped[0].pairs])
+    assert exact.shape == (799, 5)
+    np.testing.assert_array_equal(estimate.ravel(), [r.phi for r in shapley])
+    # Both satisfy efficiency against the same v(N), the realised P&L.
+    np.testing.assert_allclose(estimate.sum(axis=1), exact.sum(axis=1), rtol=1e-12, atol=1e-9)
+    error = np.abs(estimate - exact)
+    scale = np.abs(exact).max()
+    assert error.max() > 1e-6 * scale  # estimates, not the exact values
+    within_3 = error <= 3.0 * stderr + 1e-9 * scale
+    within_5 = error <= 5.0 * stderr + 1e-9 * scale
+    assert within_3.mean() >= 0.97
+    assert within_5.mean() >= 0.995
+
+
+# --------------------------------------------------------------------------- errors name the bar
+
+
+def _bus_meta(exact_max_agents: int = 12):
+    from engine.bus import MessageBus
+    from engine.clock import SimulatedClock
+    from engine.config import BrokerConfig
+
+    bus = MessageBus()
+    clock = SimulatedClock()
+    params = MetaInvestorParams(n_agents=2, exact_max_agents=exact_max_agents)
+    meta = MetaInvestor(
+        bus,
+        clock,
+        "X",
+        ["a", "b"],
+        params,
+        BrokerConfig(),
+        max_position=10.0,
+        horizon_bars=100,
+        rng=np.random.default_rng(3),
+    )
+    meta.subscribe()
+    return bus, meta
+
+
+def _publish_bar(bus, ts: int, *, open_price: float = 100.0, equity: float = 1e6) -> None:
+    from engine.events import Bar
+
+    bus.publish(
+        PortfolioSnapshot(
+            ts_event=ts,
+            ts_init=ts,
+            seq=bus.next_seq(),
+            symbol="X",
+            position=0.0,
+            avg_price=0.0,
+            mark_price=100.0,
+            cash=equity,
+            realised_pnl=0.0,
+            unrealised_pnl=0.0,
+            equity=equity,
+            exposure=0.0,
+            fees=0.0,
+            turnover=0.0,
+        )
+    )
+    bus.publish(
+        Bar(
+            ts_event=ts,
+            ts_init=ts,
+            seq=bus.next_seq(),
+            symbol="X",
+            open=open_price,
+            high=101.0,
+            low=99.0,
+            close=100.0,
+            volume=1e4,
+        )
+    )
+
+
+def _publish_votes(bus, ts: int) -> None:
+    from engine.events import AgentAction
+
+    for index, agent_id in enumerate(["a", "b"]):
+        bus.publish(
+            AgentAction(
+                ts_event=ts,
+                ts_init=ts,
+                seq=bus.next_seq(),
+                symbol="X",
+                agent_id=agent_id,
+                agent_index=index,
+                bearish=0.05,
+                neutral=0.05,
+                bullish=0.9,
+                action=2,
+                confidence=0.5,
+            )
+        )
+
+
+@pytest.mark.parametrize("equity", [float("nan"), float("inf")])
+def test_meta_investor_non_finite_step_pnl_raises_naming_the_bar(equity: float) -> None:
+    from engine.errors import HandlerError
+
+    bus, meta = _bus_meta()
+    _publish_bar(bus, 1_000)
+    _publish_votes(bus, 1_000)
+    _publish_bar(bus, 2_000)  # settles the first step
+    assert meta.steps == 1
+    _publish_votes(bus, 2_000)
+    with pytest.raises(HandlerError) as caught:
+        _publish_bar(bus, 3_000, equity=equity)
+    cause = caught.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert str(cause).startswith(f"step P&L at bar 3000 (decision at bar 2000) is {equity - 1e6!r}")
+    assert "equity went from 1000000.0" in str(cause)
+
+
+@pytest.mark.parametrize(
+    ("exact_max_agents", "detail"),
+    [(12, r"coalition value v\[1\]"), (1, r"coalition values must be finite")],
+)
+def test_meta_investor_nan_coalition_value_raises_naming_the_bar(
+    exact_max_agents: int, detail: str
+) -> None:
+    from engine.errors import HandlerError
+
+    bus, meta = _bus_meta(exact_max_agents)
+    _publish_bar(bus, 1_000)
+    _publish_votes(bus, 1_000)
+    with pytest.raises(HandlerError) as caught:
+        _publish_bar(bus, 2_000, open_price=float("nan"))  # the step's fill price is NaN
+    cause = caught.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert re.match(
+        rf"the step settled at bar 2000 \(decision at bar 1000\): meta-investor step 1: .*{detail}",
+        str(cause),
+    )
+    assert meta.steps == 0
+
+
+# --------------------------------------------------------------------------- volume cap
+
+
+def test_meta_investor_volume_cap_shapley_adds_up_to_realised_pnl_value_model_differs() -> None:
+    # max_participation = 0.02 caps a fill at ~35 units a bar against trades of up to
+    # 200: split fills keep working into later bars, which the one-bar counterfactual
+    # model does not see.
+    _config, _result, events = run(1_500, broker=COSTS + "\nmax_participation = 0.02")
+    shapley = [e for e in events if isinstance(e, ShapleyRecord)]
+    snapshots = {e.ts_event: e.equity for e in events if isinstance(e, PortfolioSnapshot)}
+    first_decision = next(e for e in events if isinstance(e, TargetPosition))
+    change = snapshots[shapley[-1].ts_event] - snapshots[first_decision.ts_event]
+    # The defined behaviour: value_full is the realised P&L of the step, and the
+    # Shapley values add up to it per step and over the run.
+    assert sum(r.phi for r in shapley) == pytest.approx(change, rel=1e-9, abs=1e-6)
+    full = {r.ts_event: r.value_full for r in shapley}
+    for ts, total in _step_sums(shapley).items():
+        assert total == pytest.approx(full[ts], rel=1e-12, abs=1e-9)
+    steps = shapley[::3]
+    for record in steps:
+        assert record.value_full == pytest.approx(
+            snapshots[record.ts_event] - snapshots[record.decision_ts], rel=1e-12, abs=1e-9
+        )
+    # value_model (the model's v(N), a full fill at the next open) differs on the
+    # steps where the cap split the fill, and only by what the cap changed.
+    differs = [r for r in steps if abs(r.value_model - r.value_full) > 1e-6]
+    assert len(differs) > len(steps) // 10
+    assert len(differs) < len(steps)
+    uncapped = run(1_500)[2]
+    uncapped_steps = [e for e in uncapped if isinstance(e, ShapleyRecord)][::3]
+    assert all(
+        r.value_model == pytest.approx(r.value_full, rel=1e-9, abs=1e-7) for r in uncapped_steps
+    )
+
+
+def test_meta_investor_counts_crr_fallbacks_per_agent_and_values_them_by_black_scholes() -> None:
+    from strategies.meta.options import black_scholes_call
+
+    captured: list[MetaInvestor] = []
+    # Prices moving by ~1e-7 a step: σ√Δt < rΔt, the CRR tree is undefined.
+    _config, _result, events = run(
+        300,
+        on_meta=captured.append,
+        pricing="crr",
+        crr_steps=4,
+        risk_free_rate=0.05,
+        alpha=1e-7,
+    )
+    meta = captured[0]
+    assert meta.steps == 299
+    # Every step but the first (one price change: σ = 0) and the last (T - t = 0), which
+    # are the defined limits of the tree, not fallbacks.
+    np.testing.assert_array_equal(meta.crr_fallbacks, meta.steps - 2)
+    for valuation in [e for e in events if isinstance(e, Valuation)][-30:]:
+        assert valuation.option_value == black_scholes_call(
+            valuation.share_price,
+            valuation.strike,
+            valuation.time_to_expiry,
+            valuation.volatility,
+            0.05,
+        )
+    _config, _result, events = run(300, on_meta=captured.append, pricing="crr", crr_steps=64)
+    assert (captured[1].crr_fallbacks == 0).all()

@@ -124,42 +124,63 @@ def _quantlib_crr_probability(T, sigma, r, steps):
     return 0.5 + 0.5 * (r - 0.5 * sigma * sigma) * dt / (sigma * math.sqrt(dt))
 
 
-@pytest.mark.parametrize("steps", [2, 3, 10, 101, 500])
-def test_binomial_call_with_quantlib_probability_matches_quantlib_crr_engine(steps):
-    """Where the two definitions coincide, the lattices agree to 1e-10.
+def _ql_crr(S, K, days, sigma, r, steps):
+    return _ql_option(S, K, days, sigma, r, lambda p: ql.BinomialVanillaEngine(p, "crr", steps))
+
+
+@pytest.mark.parametrize("steps", [2, 3, 10, 101, 500, 1000])  # QuantLib needs >= 2
+def test_crr_call_drift_matched_grid_equals_quantlib_crr_engine_at_same_steps(steps):
+    """``crr_call(..., probability="drift_matched")`` is QuantLib's CRR engine to 1e-10.
 
     QuantLib's "crr" tree (BinomialVanillaEngine) has the same nodes
     S e^{(2j - i) σ√Δt}, Δt = T/steps, and the same discount e^{-rΔt} per step
     as the SPEC's CRR tree, but its up probability is the first-order drift
     match p = 1/2 + 1/2 (r - σ²/2) Δt / (σ√Δt) instead of the SPEC's exact
-    risk-neutral p = (e^{rΔt} - d)/(u - d). The two probabilities differ at
-    O(Δt^{3/2}), so the prices differ at O(1/steps) (both converge to
-    Black-Scholes, checked below). Passing QuantLib's probability to the same
-    lattice code that ``crr_call`` uses reproduces QuantLib exactly.
+    risk-neutral p = (e^{rΔt} - d)/(u - d); the keyword selects that rule.
     """
     for S, K, sigma, r, days in itertools.product(
         [80.0, 100.0, 125.0], [90.0, 110.0], [0.15, 0.6], [0.0, 0.05], [73, 365]
     ):
         T = days / 365.0
-        theirs = _ql_option(
-            S, K, days, sigma, r, lambda p: ql.BinomialVanillaEngine(p, "crr", steps)
-        )
-        p_up = _quantlib_crr_probability(T, sigma, r, steps)
-        ours = binomial_call(S, K, T, sigma, r, steps=steps, up_probability=p_up)
+        theirs = _ql_crr(S, K, days, sigma, r, steps)
+        ours = crr_call(S, K, T, sigma, r, steps=steps, probability="drift_matched")
         assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-13 * S)
+        p_up = crr_up_probability(T, sigma, r, steps=steps, probability="drift_matched")
+        assert p_up == pytest.approx(_quantlib_crr_probability(T, sigma, r, steps), rel=1e-14)
+        # The same lattice as binomial_call with QuantLib's probability passed in.
+        assert ours == binomial_call(S, K, T, sigma, r, steps=steps, up_probability=p_up)
 
 
-def test_crr_call_differs_from_quantlib_crr_by_probability_definition_only():
+def test_crr_call_default_probability_differs_from_quantlib_crr_by_definition_only():
     S, K, T, sigma, r, steps = 100.0, 100.0, 1.0, 0.2, 0.05, 50
-    theirs = _ql_option(S, K, 365, sigma, r, lambda p: ql.BinomialVanillaEngine(p, "crr", steps))
+    theirs = _ql_crr(S, K, 365, sigma, r, steps)
     ours = crr_call(S, K, T, sigma, r, steps=steps)
+    assert ours == crr_call(S, K, T, sigma, r, steps=steps, probability="risk_neutral")
     p_spec = crr_up_probability(T, sigma, r, steps=steps)
     assert p_spec != pytest.approx(_quantlib_crr_probability(T, sigma, r, steps), rel=1e-9)
     assert ours == pytest.approx(
         binomial_call(S, K, T, sigma, r, steps=steps, up_probability=p_spec)
     )
     # Different trees, the same limit: both within 0.05 of each other at 50 steps.
+    assert ours != pytest.approx(theirs, rel=1e-6)
     assert abs(ours - theirs) < 0.05
+
+
+def test_crr_call_drift_matched_edge_cases_and_bad_keyword():
+    # T = 0 and σ = 0 are the same limits as under the default rule.
+    assert crr_call(120.0, 100.0, 0.0, 0.3, 0.05, steps=10, probability="drift_matched") == 20.0
+    expected = max(120.0 - 100.0 * math.exp(-0.05 * 0.75), 0.0)
+    value = crr_call(120.0, 100.0, 0.75, 0.0, 0.05, steps=25, probability="drift_matched")
+    assert value == pytest.approx(expected, rel=1e-15, abs=0.0)
+    # |r - σ²/2| √Δt > σ: p > 1.
+    with pytest.raises(ValueError, match=r"steps=1 is too few.*1/2 \(r - σ²/2\)"):
+        crr_call(100.0, 100.0, 1.0, 0.1, 0.5, steps=1, probability="drift_matched")
+    for function, args in (
+        (crr_call, (100.0, 100.0, 1.0, 0.2)),
+        (crr_up_probability, (1.0, 0.2)),
+    ):
+        with pytest.raises(ValueError, match=r"probability must be one of .*'quantlib'"):
+            function(*args, steps=10, probability="quantlib")
 
 
 def _binomial_sum_reference(S, K, T, sigma, r, steps):
@@ -297,3 +318,14 @@ def test_black_scholes_call_array_invalid_element_raises_naming_index(field, val
     arrays[field][3] = value
     with pytest.raises(ValueError, match=pattern):
         black_scholes_call_array(arrays["S"], arrays["K"], 1.0, arrays["sigma"])
+
+
+@pytest.mark.parametrize("probability", ["risk_neutral", "drift_matched"])
+def test_crr_call_volatility_below_float_resolution_is_the_zero_volatility_limit(probability):
+    # σ√Δt = 1e-18: u = e^{σ√Δt} rounds to d = 1/u, the tree has no spread.
+    for S, K, r in ((100.0, 100.0, 0.0), (120.0, 100.0, 0.05), (80.0, 100.0, 0.02)):
+        value = crr_call(S, K, 4.0, 1e-18, r, steps=4, probability=probability)
+        assert value == black_scholes_call(S, K, 4.0, 1e-18, r)
+        assert value == pytest.approx(max(S - K * math.exp(-r * 4.0), 0.0), abs=1e-12)
+    with pytest.raises(ValueError, match=r"sigma=1e-18 is too small"):
+        crr_up_probability(4.0, 1e-18, steps=4)

@@ -370,3 +370,36 @@ def test_meta_investor_step_persistent_loser_is_held_at_relative_floor():
     assert np.isfinite(prices).all() and (prices > 0).all()
     assert prices[1] == math.ldexp(prices[0], -600)
     assert result.weights[0] > 0.999
+
+
+def test_meta_investor_step_crr_probability_outside_unit_interval_is_recorded_and_valued_by_bs():
+    # A tiny alpha moves the prices by ~1e-7 a step: σ√Δt ~ 1e-7 < rΔt = 0.125, so the
+    # risk-neutral p exceeds 1 and the tree is undefined; the step values those agents
+    # with Black-Scholes and lists them in crr_fallback_agents.
+    params = MetaInvestorParams(pricing="crr", crr_steps=4, risk_free_rate=0.05, alpha=1e-7)
+    state = MetaInvestorState(params)
+    rng = np.random.default_rng(9)
+    T = 10.0
+    first = state.step(_random_values(3, rng), T)
+    # One price change: σ = 0, the defined σ -> 0 limit, not a fallback.
+    np.testing.assert_array_equal(first.volatilities, 0.0)
+    assert first.crr_fallback_agents == ()
+    for _ in range(5):
+        result = state.step(_random_values(3, rng), T)
+        assert result.crr_fallback_agents == (0, 1, 2)
+        assert result.to_dict()["crr_fallback_agents"] == [0, 1, 2]
+        assert (result.volatilities > 0.0).all()
+        expected = black_scholes_call_array(
+            result.share_prices, result.strikes, T, result.volatilities, params.risk_free_rate
+        )
+        np.testing.assert_array_equal(result.option_values, expected)
+        for s, k, sigma in zip(
+            result.share_prices, result.strikes, result.volatilities, strict=True
+        ):
+            with pytest.raises(ValueError, match="steps=4 is too few"):
+                crr_call(s, k, T, sigma, params.risk_free_rate, steps=params.crr_steps)
+    # A defined tree (ordinary volatility) records nothing; Black-Scholes pricing never does.
+    for overrides in ({"pricing": "crr", "crr_steps": 64, "risk_free_rate": 0.001}, {}):
+        state = MetaInvestorState(MetaInvestorParams(alpha=0.2, **overrides))
+        for _ in range(10):
+            assert state.step(_random_values(3, rng), T).crr_fallback_agents == ()
