@@ -13,12 +13,20 @@ rows go depends on the database:
 * SQLite: the worker runs in memory, keeps the run's messages and returns them;
   the client stores each result as it completes (``as_completed``), so the file
   has one writer.
-* PostgreSQL: the worker stores its run itself and returns the run id.
+* PostgreSQL: the worker stores its run itself and returns the run id. The run
+  row is linked to its task row when it is created
+  (:func:`storage.sweeps.store_task_run`), so a task that Dask runs again after
+  its worker died reuses the run it had already stored instead of adding a second.
 
-A task that fails (bad data for one combination, a strategy that raises) comes
-back as a ``failed`` outcome with its error; the sweep goes on. A worker that
-dies takes its running tasks with it: the scheduler runs them again on another
-worker, and results already stored stay stored.
+With ``train`` (a ``mappo_ensemble`` scenario) a task first trains the agents on
+the bars before ``run.trade_start`` (the path of ``emarl train``, with the
+scenario's ``[train]`` settings), writes the checkpoint to its own file and
+backtests with it from ``run.trade_start`` on.
+
+A task that fails (bad data for one combination, a strategy that raises, a
+training that fails) comes back as a ``failed`` outcome with its error; the sweep
+goes on. A worker that dies takes its running tasks with it: the scheduler runs
+them again on another worker, and results already stored stay stored.
 """
 
 from __future__ import annotations
@@ -37,11 +45,12 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from engine.config import ScenarioConfig, config_hash, scenario_from_dict
+from engine.config import MappoEnsembleConfig, ScenarioConfig, config_hash, scenario_from_dict
 from engine.errors import ConfigError, StorageError
 from engine.metrics import Summary
 
@@ -62,6 +71,8 @@ __all__ = [
     "set_path",
     "sort_rows",
     "store_outcome",
+    "train_checkpoint",
+    "training_window",
     "with_overrides",
 ]
 
@@ -184,6 +195,10 @@ class TaskSpec:
     scenario: str
     config_hash: str
     kind: str = "sweep"
+    sweep_id: int | None = None
+    train: bool = False
+    train_updates: int | None = None
+    checkpoint: str = ""
 
 
 def build_tasks(
@@ -231,6 +246,62 @@ def check_metric(metric: str) -> str:
     close = difflib.get_close_matches(metric, METRICS, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; choose one of {', '.join(METRICS)}"
     raise ConfigError(f"--sort: unknown metric {metric!r}{hint}")
+
+
+# -- training -----------------------------------------------------------------------
+
+
+def _iso_ns(ns: int) -> str:
+    import pandas as pd
+
+    return str(pd.Timestamp(ns, tz="UTC").isoformat())
+
+
+def training_window(config: ScenarioConfig, *, source: str = "--train") -> ScenarioConfig:
+    """``config`` cut to the bars before ``run.trade_start``: what a sweep task trains on."""
+    from engine.warmup import trade_start_ns
+
+    if not isinstance(config.strategy, MappoEnsembleConfig):
+        raise ConfigError(
+            f"{source}: training needs [strategy] kind = 'mappo_ensemble', "
+            f"not {type(config.strategy).__struct_config__.tag!r}"
+        )
+    start = trade_start_ns(config)
+    if start is None:
+        raise ConfigError(
+            f"{source}: set run.trade_start (in the scenario or with --grid run.trade_start=...): "
+            "each task trains on the bars before it and backtests from it"
+        )
+    return with_overrides(
+        config, {"data.end": _iso_ns(start - 1), "run.trade_start": ""}, source=source
+    )
+
+
+def train_checkpoint(
+    config: ScenarioConfig, out: str | Path, *, updates: int | None = None
+) -> dict[str, Any]:
+    """Train the agents of a ``mappo_ensemble`` scenario on its data window, by the code
+    path of ``emarl train`` (the scenario's ``[train]`` settings, ``updates`` if given),
+    and write the checkpoint to ``out``. Returns what was trained, for the record.
+
+    The training market does not model ``broker.max_participation``, so a scenario
+    that caps fills by volume trains without the cap (its backtests keep it).
+    """
+    from strategies.marl.training import train_scenario
+
+    if config.broker.max_participation > 0.0:
+        config = with_overrides(config, {"broker.max_participation": 0.0}, source="training")
+    outcome = train_scenario(config, out=Path(out), updates=updates)
+    return {
+        "checkpoint": str(outcome.weights_path),
+        "updates": len(outcome.result.metrics),
+        "episodes": outcome.result.episodes,
+        "bars": outcome.bars,
+        "warm_bars": outcome.warm_bars,
+        "data_start": config.data.start,
+        "data_end": config.data.end,
+        "seconds": round(outcome.result.seconds, 3),
+    }
 
 
 # -- the task -----------------------------------------------------------------------
@@ -306,7 +377,7 @@ def run_task(
     types: set[type[Any]] = {OrderFilled}
     if keep_equity:
         types.add(PortfolioSnapshot)
-    if keep_messages and not worker_writes:
+    if keep_messages:
         from storage.recorder import DEFAULT_TABLES
 
         types.update(DEFAULT_TABLES)
@@ -315,26 +386,36 @@ def run_task(
         for message_type in types:
             bus.subscribe(message_type, captured.append)
 
+    trained: dict[str, Any] | None = None
+    step = "train"
     try:
         config = scenario_from_dict(
             copy.deepcopy(spec.config), source=f"task {spec.task}", base_dir=spec.base_dir
         )
-        result = run_backtest(
-            config,
-            db_url=db_url,
-            persist=worker_writes,
-            scenario_path=spec.scenario,
-            tap=tap,
-        )
+        if spec.train:
+            trained = train_checkpoint(
+                training_window(config, source=f"task {spec.task}"),
+                spec.checkpoint,
+                updates=spec.train_updates,
+            )
+            config = with_overrides(
+                config, {"strategy.checkpoint": trained["checkpoint"]}, source=f"task {spec.task}"
+            )
+        step = "backtest"
+        # The run is stored from what the tap kept (below), never by the runner itself:
+        # a retried task must find the run it stored before, see store_task_run.
+        result = run_backtest(config, persist=False, scenario_path=spec.scenario, tap=tap)
     except StorageError:
         raise
     except Exception as exc:
+        where = "train: " if spec.train and step == "train" else ""
         return TaskOutcome(
             task=spec.task,
             status="failed",
-            error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+            error=f"{where}{type(exc).__name__}: {exc}".splitlines()[0],
             wall_seconds=time.perf_counter() - started,
             worker=worker,
+            extra={} if trained is None else {"training": trained},
         )
     fills = [m for m in captured if type(m) is OrderFilled]
     summary = result.summary.to_dict()
@@ -348,7 +429,7 @@ def run_task(
         fills_hash=fills_hash(fills),
         wall_seconds=time.perf_counter() - started,
         worker=worker,
-        run_id=result.run_id,
+        extra={} if trained is None else {"training": trained},
     )
     if keep_equity:
         import numpy as np
@@ -358,26 +439,73 @@ def run_task(
         first = int(np.searchsorted(ts, summary["start_ns"]))
         outcome.equity_ts = ts[first:]
         outcome.equity = np.array([s.equity for s in snapshots[first:]])
-    if not worker_writes:
-        data = result.data
-        outcome.run = {
-            "name": config.run.name,
-            "kind": spec.kind,
-            "scenario": spec.scenario,
-            "symbol": config.instrument.symbol,
-            "config": config.to_dict(),
-            "config_hash": config_hash(config),
-            "seed": config.run.seed,
-            "code_version": code_version(),
-            "bars": len(data),
-            "bar_gaps": data.report.gaps,
-            "first_bar_ns": int(data.ts[0]),
-            "last_bar_ns": int(data.ts[-1]),
-        }
-        if keep_messages:
-            # MessagePack: some 50x faster to send than pickled structs.
-            outcome.messages = msgspec.msgpack.encode(captured)
+    data = result.data
+    run = {
+        "name": config.run.name,
+        "kind": spec.kind,
+        "scenario": spec.scenario,
+        "symbol": config.instrument.symbol,
+        "config": config.to_dict(),
+        "config_hash": config_hash(config),
+        "seed": config.run.seed,
+        "code_version": code_version(),
+        "bars": len(data),
+        "bar_gaps": data.report.gaps,
+        "first_bar_ns": int(data.ts[0]),
+        "last_bar_ns": int(data.ts[-1]),
+    }
+    if worker_writes:
+        outcome.run_id = _store_on_worker(
+            spec, db_url, run, captured if keep_messages else None, outcome
+        )
+        return outcome
+    outcome.run = run
+    if keep_messages:
+        # MessagePack: some 50x faster to send than pickled structs.
+        outcome.messages = msgspec.msgpack.encode(captured)
     return outcome
+
+
+def _store_on_worker(
+    spec: TaskSpec,
+    db_url: str | None,
+    run: dict[str, Any],
+    messages: list[Any] | None,
+    outcome: TaskOutcome,
+) -> int:
+    """Store a task's run from the worker (PostgreSQL): once per task, however often
+    Dask runs it (see :func:`storage.sweeps.store_task_run`)."""
+    from storage.db import connect
+    from storage.recorder import DEFAULT_TABLES
+    from storage.sweeps import store_run, store_task_run
+
+    if db_url is None:
+        raise ConfigError("a task whose worker stores its run needs the database URL")
+    engine = connect(db_url)
+    stored = None
+    if messages is not None:
+        stored = [m for m in messages if type(m) in DEFAULT_TABLES]
+    if spec.sweep_id is None:  # a task run on its own, outside a sweep
+        return store_run(
+            engine,
+            run=run,
+            messages=stored,
+            summary=outcome.summary or {},
+            wall_seconds=outcome.wall_seconds,
+        )
+    run_id, reused = store_task_run(
+        engine,
+        sweep_id=spec.sweep_id,
+        task=spec.task,
+        fold=spec.kind == "walkforward",
+        run=run,
+        messages=stored,
+        summary=outcome.summary or {},
+        wall_seconds=outcome.wall_seconds,
+    )
+    if reused:
+        outcome.extra["reused_run"] = True
+    return run_id
 
 
 # -- the client ---------------------------------------------------------------------
@@ -465,6 +593,7 @@ def _row(spec: TaskSpec, outcome: TaskOutcome) -> dict[str, Any]:
         "wall_seconds": outcome.wall_seconds,
         "worker": outcome.worker,
         "error": outcome.error,
+        "checkpoint": (outcome.extra.get("training") or {}).get("checkpoint"),
     }
     for metric in METRICS:
         row[metric] = (outcome.summary or {}).get(metric)
@@ -510,12 +639,21 @@ def run_sweep(
     progress: Callable[[int, int], None] | None = None,
     task_function: TaskFunction | None = None,
     client: Any = None,
+    train: bool | None = None,
+    train_updates: int | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> SweepResult:
     """Run every task of the grid on Dask, storing each result as it completes.
 
     ``task_function`` (default :func:`run_task`) is what workers run; ``client``
     an already open Dask client (otherwise one is opened from ``scheduler`` /
     ``workers`` and closed at the end).
+
+    ``train`` makes every task train the agents of a ``mappo_ensemble`` scenario on
+    the bars before ``run.trade_start`` (``train_updates`` MAPPO updates, default the
+    scenario's), then backtest with that checkpoint; it is on by default when a grid
+    key is in ``[train]``. Task ``k`` writes ``checkpoint_dir/task-k.pt`` (default
+    ``runs/sweep-<id>/``; on several machines, a folder they all see).
     """
     from engine.version import code_version
     from storage.db import connect
@@ -523,6 +661,24 @@ def run_sweep(
 
     check_metric(sort)
     tasks = build_tasks(config, grid, seeds, scenario=scenario_path)
+    touches_train = [key for key in grid if key.split(".", 1)[0] == "train"]
+    if train is None:
+        train = bool(touches_train)
+    elif not train and touches_train:
+        raise ConfigError(
+            f"--grid {touches_train[0]} changes [train], which only matters with --train"
+        )
+    if train_updates is not None:
+        if not train:
+            raise ConfigError("--train-updates needs --train (each task trains, then backtests)")
+        if train_updates < 1:
+            raise ConfigError(f"--train-updates must be at least 1, got {train_updates}")
+    if train:
+        for spec in tasks:  # every task has a training window before anything runs
+            training_window(
+                scenario_from_dict(copy.deepcopy(spec.config), base_dir=spec.base_dir),
+                source=f"--train, task {spec.task}",
+            )
     url = db_url or config.storage.url
     engine = connect(url)
     worker_writes = is_postgres(url)
@@ -534,11 +690,29 @@ def run_sweep(
         name=config.run.name,
         scenario=scenario_path,
         config=config.to_dict(),
-        spec={"grid": grid, "seeds": seeds, "sort": sort, "retries": retries},
+        spec={
+            "grid": grid,
+            "seeds": seeds,
+            "sort": sort,
+            "retries": retries,
+            "train": train,
+            "train_updates": train_updates,
+        },
         code_version=code_version(),
         scheduler=scheduler or f"local:{workers}",
         tasks=len(tasks),
     )
+    folder = Path(checkpoint_dir or Path("runs") / f"sweep-{sweep_id}").resolve()
+    tasks = [
+        dataclasses.replace(
+            spec,
+            sweep_id=sweep_id,
+            train=train,
+            train_updates=train_updates,
+            checkpoint=str(folder / f"task-{spec.task}.pt") if train else "",
+        )
+        for spec in tasks
+    ]
     for spec in tasks:
         record_task(
             engine,

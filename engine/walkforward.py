@@ -19,6 +19,15 @@ Train steps:
 * :class:`NothingToTrain`: strategies with nothing to learn, and no ``--optimize``.
 * :class:`GridSelection`: evaluate an ``--optimize`` grid on the train window and
   test the best combination (by the ``--sort`` metric).
+* :class:`MappoTraining`: the default for a ``mappo_ensemble`` scenario. It trains
+  the agents on the train window only (the path of ``emarl train``, with the
+  scenario's ``[train]`` settings; ``train_updates`` overrides the number of
+  updates), writes the fold's checkpoint to ``checkpoint_dir/fold-<k>.pt`` and
+  tests the fold with it.
+* :class:`KeepCheckpoint`: test a ``mappo_ensemble`` scenario with its own
+  checkpoint, only when asked (``keep_checkpoint``): that checkpoint was trained
+  on bars that may lie in the test windows. Without it, a train step that leaves
+  ``strategy.checkpoint`` as it was fails the fold instead of testing it in sample.
 * Any callable ``(ScenarioConfig, TrainWindow) -> TrainResult``: the hook for a
   learned strategy, which trains on the window and returns, say, a checkpoint
   path as an override.
@@ -33,15 +42,18 @@ market there.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.config import ScenarioConfig, config_hash
+from engine.config import MappoEnsembleConfig, ScenarioConfig, config_hash
 from engine.errors import ConfigError
 from engine.sweep import (
     TaskOutcome,
@@ -52,12 +64,15 @@ from engine.sweep import (
     run_task,
     sort_rows,
     store_outcome,
+    train_checkpoint,
     with_overrides,
 )
 
 __all__ = [
     "Fold",
     "GridSelection",
+    "KeepCheckpoint",
+    "MappoTraining",
     "NothingToTrain",
     "Period",
     "TrainResult",
@@ -261,6 +276,49 @@ class GridSelection:
         return TrainResult(overrides=chosen, note=note, candidates=candidates)
 
 
+@dataclass(frozen=True)
+class MappoTraining:
+    """Train the ``mappo_ensemble`` agents on the fold's train window and test with that
+    checkpoint, written to ``folder/fold-<k>.pt`` (+ ``.json``, which records the
+    training data's window)."""
+
+    folder: str
+    updates: int | None = None
+
+    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
+        path = Path(self.folder) / f"fold-{window.fold}.pt"
+        trained = train_checkpoint(config, path, updates=self.updates)
+        note = (
+            f"trained {trained['updates']} updates on {trained['bars']} bars to "
+            f"{trained['data_end']}: {trained['checkpoint']}"
+        )
+        return TrainResult(
+            overrides={"strategy.checkpoint": trained["checkpoint"]},
+            note=note,
+            candidates=[trained],
+        )
+
+
+@dataclass(frozen=True)
+class KeepCheckpoint:
+    """Test with the scenario's own checkpoint (asked for with ``--keep-checkpoint``); the
+    note says which bars it was trained on."""
+
+    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
+        from strategies.marl.agents import checkpoint_path
+
+        path = checkpoint_path(config)
+        trained_on = "unknown bars"
+        try:
+            data = json.loads(path.with_suffix(".json").read_text()).get("data") or {}
+            trained_on = (
+                f"bars {data.get('start') or 'from the first'} to {data.get('end') or 'the last'}"
+            )
+        except (OSError, ValueError, AttributeError):
+            pass
+        return TrainResult(note=f"kept the scenario's checkpoint {path} (trained on {trained_on})")
+
+
 def train_window_overrides(fold: Fold, ts: np.ndarray) -> dict[str, Any]:
     """The scenario cut to the train window's bars (``ts``: the scenario's bar times)."""
     return {
@@ -287,6 +345,8 @@ class FoldSpec:
     test_config: dict[str, Any]
     base_dir: str
     scenario: str
+    sweep_id: int | None = None
+    require_checkpoint: bool = False
 
 
 def run_fold(
@@ -311,6 +371,11 @@ def run_fold(
             copy.deepcopy(spec.test_config), source=f"fold {fold.index}", base_dir=spec.base_dir
         )
         test_config = with_overrides(base, trained.overrides, source=f"fold {fold.index}")
+        if spec.require_checkpoint and "strategy.checkpoint" not in trained.overrides:
+            raise ConfigError(
+                "it set no strategy.checkpoint, so the test would use the scenario's, "
+                "trained on other bars (pass --keep-checkpoint to accept that)"
+            )
     except Exception as exc:
         failed = TaskOutcome(
             task=fold.index,
@@ -328,6 +393,7 @@ def run_fold(
         scenario=spec.scenario,
         config_hash=config_hash(test_config),
         kind="walkforward",
+        sweep_id=spec.sweep_id,
     )
     outcome = run_task(task, db_url, worker_writes, keep_messages, keep_equity=True)
     return trained, outcome
@@ -427,8 +493,17 @@ def run_walk_forward(
     scenario_path: str = "",
     progress: Callable[[int, int], None] | None = None,
     client: Any = None,
+    train_updates: int | None = None,
+    keep_checkpoint: bool = False,
+    checkpoint_dir: str | Path | None = None,
 ) -> WalkForwardResult:
-    """Lay the folds, run each on Dask (train step, then test), store and stitch."""
+    """Lay the folds, run each on Dask (train step, then test), store and stitch.
+
+    A ``mappo_ensemble`` scenario trains each fold (:class:`MappoTraining`, into
+    ``checkpoint_dir``, default ``runs/walkforward-<id>/``; ``train_updates`` MAPPO
+    updates, default the scenario's) unless ``keep_checkpoint`` says to test every
+    fold with the scenario's checkpoint.
+    """
     import pandas as pd
 
     from engine.data import load_bars
@@ -440,11 +515,28 @@ def run_walk_forward(
     check_metric(sort)
     if trainer is not None and optimize:
         raise ConfigError("give a trainer or an --optimize grid, not both")
+    learned = isinstance(config.strategy, MappoEnsembleConfig)
+    if not learned and (keep_checkpoint or train_updates is not None):
+        option = "--keep-checkpoint" if keep_checkpoint else "--train-updates"
+        raise ConfigError(f"{option} is for [strategy] kind = 'mappo_ensemble' scenarios")
+    if keep_checkpoint and train_updates is not None:
+        raise ConfigError("--train-updates and --keep-checkpoint: train, or keep, not both")
+    if train_updates is not None and train_updates < 1:
+        raise ConfigError(f"--train-updates must be at least 1, got {train_updates}")
+    train_each_fold = learned and not keep_checkpoint and trainer is None and not optimize
+    if learned and not keep_checkpoint and (optimize or isinstance(trainer, NothingToTrain)):
+        raise ConfigError(
+            "a mappo_ensemble walk-forward trains each fold's checkpoint; --optimize (or a "
+            "train step that trains nothing) would test every fold with the scenario's "
+            "checkpoint, trained on other bars: pass --keep-checkpoint to accept that"
+        )
     if trainer is None:
         if optimize:
             build_tasks(config, optimize)  # every combination valid before anything runs
             trainer = GridSelection(optimize, sort)
-        else:
+        elif keep_checkpoint:
+            trainer = KeepCheckpoint()
+        elif not train_each_fold:
             trainer = NothingToTrain()
     data = load_bars(
         config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
@@ -467,6 +559,7 @@ def run_walk_forward(
                 test_config=test_config.to_dict(),
                 base_dir=config.base_dir,
                 scenario=scenario_path,
+                require_checkpoint=learned and not keep_checkpoint,
             )
         )
     url = db_url or config.storage.url
@@ -485,12 +578,18 @@ def run_walk_forward(
             "step": str(step),
             "optimize": optimize or {},
             "sort": sort,
-            "trainer": type(trainer).__name__,
+            "trainer": MappoTraining.__name__ if trainer is None else type(trainer).__name__,
+            "train_updates": train_updates,
+            "keep_checkpoint": keep_checkpoint,
         },
         code_version=code_version(),
         scheduler=scheduler or f"local:{workers}",
         tasks=len(folds),
     )
+    if trainer is None:
+        folder = Path(checkpoint_dir or Path("runs") / f"walkforward-{sweep_id}").resolve()
+        trainer = MappoTraining(str(folder), train_updates)
+    specs = [dataclasses.replace(spec, sweep_id=sweep_id) for spec in specs]
     for fold in folds:
         record_fold(
             engine,

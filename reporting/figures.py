@@ -8,6 +8,7 @@ and serialises as compact binary arrays. Dense series go through
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "price_figure",
     "shapley_figure",
     "valuations_figure",
+    "walk_forward_figure",
     "weights_figure",
 ]
 
@@ -417,3 +419,60 @@ def learning_curves_figure(metrics: pd.DataFrame) -> go.Figure:
         )
     fig.update_xaxes(title_text="update")
     return _layout(fig, "Learning curves", 260 * rows + 60, showlegend=False, hovermode="closest")
+
+
+def walk_forward_figure(
+    curve: pd.DataFrame, initial_equity: float, buckets: int = DEFAULT_BUCKETS
+) -> go.Figure:
+    """The stitched out-of-sample equity of a walk-forward, one colour per fold, with the
+    drawdown from its running peak (initial cash included) below.
+
+    ``curve`` is :func:`storage.query.walk_forward_equity`'s frame (``time``, ``fold``,
+    ``equity``). Each fold's line starts at the previous fold's last point, so the curve
+    is drawn unbroken.
+    """
+    from plotly.subplots import make_subplots
+
+    ts = curve["time"].astype("int64").to_numpy()
+    fold = curve["fold"].to_numpy(dtype=np.int64)
+    equity = curve["equity"].to_numpy(dtype=float)
+    peaks = np.maximum.accumulate(np.concatenate([[initial_equity], equity]))[1:]
+    drawdown = 100.0 * (equity / peaks - 1.0)
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.05
+    )
+    starts: list[int] = []
+    if len(fold):
+        starts = np.flatnonzero(np.concatenate([[True], fold[1:] != fold[:-1]])).tolist()
+    for lo, hi in itertools.pairwise([*starts, len(fold)] if starts else []):
+        number = int(fold[lo])
+        colour = PALETTE[number % len(PALETTE)]
+        first = max(lo - 1, 0)  # join the previous fold's last point
+        fig.add_trace(
+            _thin_line(
+                ts[first:hi],
+                equity[first:hi],
+                f"fold {number}",
+                buckets,
+                line={"width": 1.2, "color": colour},
+                legendgroup=f"fold-{number}",
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_trace(
+        _thin_line(
+            ts,
+            drawdown,
+            "drawdown %",
+            buckets,
+            line={"width": 1, "color": SHORT},
+            fill="tozeroy",
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_xaxes(type="date")
+    fig.update_yaxes(title_text="equity (stitched)", row=1, col=1)
+    fig.update_yaxes(title_text="drawdown %", row=2, col=1)
+    return _layout(fig, "Stitched out-of-sample equity, by fold", 520)

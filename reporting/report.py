@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
     from sqlalchemy import Engine
 
-__all__ = ["Section", "build_report", "render_html", "training_report", "write_report"]
+__all__ = [
+    "Section",
+    "build_report",
+    "render_html",
+    "training_report",
+    "walk_forward_report",
+    "write_report",
+]
 
 # The trade list shows at most this many round trips (the latest); the database has all.
 MAX_TRADE_ROWS = 2_000
@@ -365,6 +372,93 @@ def training_report(metrics: pd.DataFrame, title: str = "Training run") -> str:
     figure = figures.learning_curves_figure(metrics)
     updates = len(metrics)
     return render_html(title, f"{updates:,} updates", [Section("Learning curves", figure=figure)])
+
+
+FOLD_COLUMNS = (
+    ("total_return", "return", "pct"),
+    ("sharpe", "Sharpe", "num"),
+    ("max_drawdown", "max drawdown", "pct"),
+    ("trades", "trades", "int"),
+    ("fees", "fees", "money"),
+    ("exposure", "exposure", "pct"),
+    ("final_equity", "final equity", "money"),
+)
+
+
+def folds_table(folds: list[dict[str, Any]]) -> str:
+    """A walk-forward's folds as an HTML table: windows, train step, test metrics."""
+    head = (
+        "<tr><th>fold</th><th>train from (UTC)</th><th>test from</th><th>test to</th>"
+        "<th>test bars</th><th>status</th>"
+        + "".join(f"<th>{html.escape(label)}</th>" for _key, label, _kind in FOLD_COLUMNS)
+        + "<th>run</th><th>train step</th></tr>"
+    )
+    body = []
+    for fold in folds:
+        cells = "".join(
+            f"<td>{_fmt(fold.get(key), kind)}</td>" for key, _label, kind in FOLD_COLUMNS
+        )
+        value = fold.get("total_return")
+        colour = "" if value is None else "pos" if value > 0 else "neg" if value < 0 else ""
+        cells = cells.replace("<td>", f'<td class="{colour}">', 1) if colour else cells
+        params = " ".join(f"{k}={v}" for k, v in (fold.get("params") or {}).items())
+        step = fold.get("error") or " · ".join(x for x in (params, fold.get("train_note")) if x)
+        body.append(
+            f"<tr><td>{fold['fold']}</td><td>{_time(fold['train_start_ns'])}</td>"
+            f"<td>{_time(fold['test_start_ns'])}</td><td>{_time(fold['test_end_ns'])}</td>"
+            f"<td>{fold['test_bars']:,}</td><td>{html.escape(fold['status'])}</td>{cells}"
+            f"<td>{'' if fold.get('run_id') is None else fold['run_id']}</td>"
+            f'<td style="text-align:left">{html.escape(step or "")}</td></tr>'
+        )
+    return (
+        '<div class="scroll"><table class="trades"><thead>'
+        + head
+        + "</thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>"
+    )
+
+
+def walk_forward_report(
+    engine: Engine, sweep: int | str | None = "latest", *, buckets: int = DEFAULT_BUCKETS
+) -> str:
+    """The HTML report of a stored walk-forward: the stitched out-of-sample metrics,
+    the stitched equity curve coloured by fold, and the per-fold table."""
+    from storage.query import sweep_info, walk_forward_equity, walk_forward_rows
+
+    info = sweep_info(engine, sweep, "walkforward")
+    folds = walk_forward_rows(engine, info["id"])
+    curve = walk_forward_equity(engine, info["id"])
+    summary = info["summary"]
+    # The stitched curve starts at the scenario's cash.
+    initial = info["config"].get("broker", {}).get("initial_cash")
+    if initial is None and len(curve):
+        initial = curve["equity"].iloc[0]
+    sections = []
+    if "total_return" in summary:
+        sections.append(Section("Out of sample, stitched", body=metrics_table(summary)))
+    else:
+        sections.append(
+            Section("Out of sample, stitched", note="No fold completed: nothing to stitch.")
+        )
+    if len(curve):
+        sections.append(
+            Section(
+                "Stitched equity by fold",
+                figure=figures.walk_forward_figure(curve, float(initial), buckets),
+            )
+        )
+    else:
+        sections.append(Section("Stitched equity by fold", note="No out-of-sample bars stored."))
+    sections.append(Section("Folds", body=folds_table(folds)))
+    spec = info["spec"]
+    completed = sum(1 for fold in folds if fold["status"] == "completed")
+    subtitle = (
+        f"walk-forward · {info['status']} · --train {spec.get('train')} --test "
+        f"{spec.get('test')} --step {spec.get('step')} · {completed} of {len(folds)} folds "
+        f"completed · train step {spec.get('trainer')} · scenario {info['scenario'] or 'n/a'}"
+    )
+    return render_html(f"{info['name']}: walk-forward {info['id']}", subtitle, sections)
 
 
 def write_report(

@@ -93,6 +93,7 @@ __all__ = [
     "resolve_run",
     "resolve_sweep",
     "shapley_rows",
+    "sweep_info",
     "sweep_task_rows",
     "trade_rows",
     "trades",
@@ -534,6 +535,7 @@ SWEEP_COLUMNS = (
     "tasks",
     "started_ns",
     "wall_seconds",
+    "config_json",
     "spec_json",
     "summary_json",
 )
@@ -617,6 +619,20 @@ def list_sweeps(engine: Engine, limit: int | None = None) -> list[dict[str, Any]
         entry["summary"] = _loads(row["summary_json"])
         out.append(entry)
     return out
+
+
+def sweep_info(engine: Engine, sweep: int | str | None, kind: str | None = None) -> dict[str, Any]:
+    """One sweep or walk-forward row (id, ``"latest"`` or None), its config, spec and
+    summary decoded."""
+    sweep_id = resolve_sweep(engine, sweep, kind)
+    query = select(SweepTable).where(SweepTable.c.id == sweep_id)
+    with storage_errors(f"reading sweep {sweep_id}"), engine.connect() as connection:
+        row = connection.execute(query).mappings().one()
+    entry = {c: row[c] for c in SWEEP_COLUMNS if not c.endswith("_json")}
+    entry["config"] = _loads(row["config_json"]) or {}
+    entry["spec"] = _loads(row["spec_json"]) or {}
+    entry["summary"] = _loads(row["summary_json"]) or {}
+    return entry
 
 
 def sweep_task_rows(engine: Engine, sweep: int | str | None = "latest") -> list[dict[str, Any]]:

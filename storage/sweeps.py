@@ -3,7 +3,14 @@
 A sweep task runs on a Dask worker. With SQLite the worker keeps the run's
 messages in memory and returns them; the client stores them here
 (:func:`store_run`), so SQLite only ever has one writer. With PostgreSQL the
-worker writes its run itself and the client only records the task.
+worker writes its run itself (:func:`store_task_run`) and the client only records
+the task.
+
+A worker can die after its run is committed but before the client hears back;
+Dask then runs the task again. :func:`store_task_run` links the run to its task
+row (``sweep_tasks`` or ``walk_forward_folds``) in the transaction that creates the
+run row, so the retry finds it: a completed run is reused, an unfinished one
+(the worker died while writing it) is deleted with its rows and written again.
 """
 
 from __future__ import annotations
@@ -13,14 +20,14 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from engine.bus import MessageBus
 from engine.events import Message
 from storage.db import storage_errors
-from storage.models import Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
+from storage.models import Run, Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
 from storage.recorder import Recorder
-from storage.runs import create_run, finish_run
+from storage.runs import COMPLETED, RUNNING, create_run, finish_run
 
 __all__ = [
     "create_sweep",
@@ -29,6 +36,7 @@ __all__ = [
     "record_task",
     "store_equity",
     "store_run",
+    "store_task_run",
 ]
 
 
@@ -167,3 +175,76 @@ def store_run(
         recorder.write(messages)
     finish_run(engine, run_id, status="completed", wall_seconds=wall_seconds, summary=summary)
     return run_id
+
+
+def _task_row(fold: bool) -> tuple[Any, Any]:
+    """The task table and its task-number column (walk-forward folds or sweep tasks)."""
+    if fold:
+        return WalkForwardFold, WalkForwardFold.fold
+    return SweepTask, SweepTask.task
+
+
+def _claim_run(
+    connection: Connection, sweep_id: int, task: int, fold: bool, run: dict[str, Any]
+) -> tuple[int, bool]:
+    """Inside one transaction: the task's stored run if it is complete, else a new run
+    row linked to the task (an unfinished earlier attempt is deleted first)."""
+    model, number = _task_row(fold)
+    query = select(model.run_id).where(model.sweep_id == sweep_id, number == task)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()  # two attempts at one task take turns
+    earlier = connection.execute(query).scalar()
+    if earlier is not None:
+        status = connection.execute(select(Run.status).where(Run.id == earlier)).scalar()
+        if status == COMPLETED:
+            return int(earlier), True
+        # Its rows go with it (ON DELETE CASCADE); the task row's run_id is set below.
+        connection.execute(delete(Run).where(Run.id == earlier))
+    values = dict(run)
+    result = connection.execute(
+        insert(Run).values(
+            name=values.pop("name"),
+            kind=values.pop("kind"),
+            scenario=values.pop("scenario"),
+            symbol=values.pop("symbol"),
+            config_json=json.dumps(values.pop("config"), sort_keys=True),
+            status=RUNNING,
+            started_ns=time.time_ns(),
+            **values,
+        )
+    )
+    run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    connection.execute(
+        update(model)
+        .where(model.sweep_id == sweep_id, number == task)
+        .values(run_id=run_id, status=RUNNING)
+    )
+    return run_id, False
+
+
+def store_task_run(
+    engine: Engine,
+    *,
+    sweep_id: int,
+    task: int,
+    fold: bool = False,
+    run: dict[str, Any],
+    messages: Iterable[Message] | None,
+    summary: dict[str, Any],
+    wall_seconds: float,
+) -> tuple[int, bool]:
+    """Store the run of task ``task`` of sweep ``sweep_id`` (a walk-forward fold when
+    ``fold``) at most once; return ``(run_id, reused)``.
+
+    ``reused`` is true when an earlier attempt at the same task had already stored
+    its run completely: that run is kept and nothing is written.
+    """
+    where = f"{'walk-forward' if fold else 'sweep'} {sweep_id}: storing the run of task {task}"
+    with storage_errors(where), engine.begin() as connection:
+        run_id, reused = _claim_run(connection, sweep_id, task, fold, run)
+    if reused:
+        return run_id, True
+    if messages is not None:
+        Recorder(engine, run_id, MessageBus()).write(messages)
+    finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall_seconds, summary=summary)
+    return run_id, False

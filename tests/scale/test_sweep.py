@@ -137,3 +137,98 @@ def test_sweep_worker_killed_mid_sweep_loses_no_result_and_its_task_is_rerun(
     assert _same(victim["sharpe"], alone.summary.sharpe)
     assert victim["total_return"] == alone.summary.total_return
     dask_client.wait_for_workers(2, timeout=60)
+
+
+def _sweep_with_one_task(engine: Any) -> int:
+    from storage.sweeps import create_sweep, record_task
+
+    sweep_id = create_sweep(
+        engine, kind="sweep", name="s", scenario="", config={}, spec={}, code_version="test",
+        scheduler="local:1", tasks=1,
+    )  # fmt: skip
+    record_task(
+        engine,
+        sweep_id,
+        {"task": 0, "overrides": {}, "seed": 1, "config_hash": "h", "status": "pending"},
+        new=True,
+    )
+    return sweep_id
+
+
+def test_store_task_run_stores_a_task_once_and_replaces_an_unfinished_attempt(
+    db_url: str,
+) -> None:
+    """A retried task (its worker died after writing) finds its run instead of adding one."""
+    from engine.events import PortfolioSnapshot
+    from storage.runs import create_run
+    from storage.sweeps import store_task_run
+
+    captured: list[Any] = []
+    result = run_backtest(
+        _config(), persist=False, tap=lambda bus: bus.subscribe(PortfolioSnapshot, captured.append)
+    )
+    engine = connect(db_url)
+    sweep_id = _sweep_with_one_task(engine)
+    run = {
+        "name": "r", "kind": "sweep", "scenario": "", "symbol": "SYN", "config": {},
+        "config_hash": "h", "seed": 1, "code_version": "test", "bars": BARS, "bar_gaps": 0,
+        "first_bar_ns": 0, "last_bar_ns": 1,
+    }  # fmt: skip
+    summary = result.summary.to_dict()
+    # An earlier attempt that died while writing: a running run linked to the task.
+    stale = create_run(engine, **run)
+    from storage.sweeps import record_task
+
+    record_task(engine, sweep_id, {"task": 0, "run_id": stale}, new=False)
+    args = {"sweep_id": sweep_id, "task": 0, "run": run, "summary": summary, "wall_seconds": 1.0}
+    first, reused = store_task_run(engine, messages=captured, **args)
+    assert not reused  # the stale run was deleted (SQLite may hand out its id again)
+    again, reused = store_task_run(engine, messages=captured, **args)
+    assert (again, reused) == (first, True)
+    with engine.connect() as c:
+        runs = c.execute(select(Run.id, Run.status)).all()
+        snapshots = c.execute(select(func.count()).select_from(PortfolioSnapshotRow)).scalar()
+    assert [tuple(r) for r in runs] == [(first, "completed")]
+    assert snapshots == BARS
+    assert sweep_task_rows(engine, sweep_id)[0]["run_id"] == first
+
+
+def kill_worker_after_storing(marker: str, victim: int, spec: TaskSpec, *args: Any) -> TaskOutcome:
+    """Run the task; the first attempt at task ``victim`` then kills its worker before it
+    can return (the run is already committed)."""
+    outcome = run_task(spec, *args)
+    if spec.task == victim and not os.path.exists(marker):
+        Path(marker).write_text(str(outcome.run_id))
+        os._exit(1)
+    return outcome
+
+
+@pytest.mark.service
+def test_sweep_postgres_worker_dying_after_commit_stores_no_duplicate_run(
+    dask_client: Any, postgres_url: str, tmp_path: Path
+) -> None:
+    import cloudpickle
+
+    import tests.scale.test_sweep as this_module
+
+    cloudpickle.register_pickle_by_value(this_module)
+    marker = tmp_path / "killed"
+    task_function = functools.partial(kill_worker_after_storing, str(marker), 1)
+    result = run_sweep(
+        _config(),
+        parse_grid(["strategy.fast=3,8"]),
+        db_url=postgres_url,
+        client=dask_client,
+        task_function=task_function,
+    )
+    assert marker.exists()
+    assert result.failed == 0
+    victim = next(r for r in result.rows if r["task"] == 1)
+    assert victim["run_id"] == int(marker.read_text())  # the retry reused the stored run
+    engine = connect(postgres_url)
+    with engine.connect() as c:
+        runs = c.execute(select(func.count()).select_from(Run)).scalar()
+        snapshots = c.execute(select(func.count()).select_from(PortfolioSnapshotRow)).scalar()
+    assert runs == 2
+    assert snapshots == 2 * BARS
+    dask_client.wait_for_workers(2, timeout=60)
