@@ -332,28 +332,36 @@ def train(
 
 @app.command()
 def evaluate(
-    scenario: Annotated[
-        Path, typer.Argument(help="A learned-ensemble scenario, e.g. scenarios/demo.toml.")
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A learned-ensemble scenario file (e.g. scenarios/demo.toml), or a stored "
+            "run's id or 'latest' (its stored scenario is evaluated again, deterministically)."
+        ),
     ],
     trade_start: Annotated[
         str,
-        typer.Option("--trade-start", help="First bar of the evaluation (earlier bars warm up)."),
-    ],
+        typer.Option(
+            "--trade-start",
+            help="First bar of the evaluation; earlier bars warm up (default: the scenario's "
+            "run.trade_start, else the first bar).",
+        ),
+    ] = "",
     end: Annotated[
         str, typer.Option(help="Last bar of the evaluation (default: the data's).")
     ] = "",
+    db: DbOption = None,
     output_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Strategic accuracy (k = 1, 8), hit rate, Sharpe and max drawdown of the learned
     ensemble, buy-and-hold and the SMA(10/30) reference over the same bars.
 
-    Example: emarl evaluate scenarios/demo.toml --trade-start 2017-01-01
+    Example: emarl evaluate scenarios/demo.toml --trade-start 2018-01-01 --end 2020-06-30
     """
-    from engine.config import load_scenario
     from strategies.marl.evaluate import evaluate_scenario
 
     try:
-        config = load_scenario(scenario)
+        config = _evaluation_config(target, db)
         figures = evaluate_scenario(config, trade_start=trade_start, end=end)
     except EmarlError as exc:
         raise _fail(exc) from None
@@ -379,6 +387,23 @@ def evaluate(
         OutputFormat.table,
         title=f"{figures['bars']:,} bars from {_fmt_time(figures['first_bar_ns'])} "
         f"to {_fmt_time(figures['last_bar_ns'])}",
+    )
+
+
+def _evaluation_config(target: str, db: str | None) -> Any:
+    """The scenario of ``emarl evaluate``: a file, or the stored config of a run."""
+    from engine.config import load_scenario, scenario_from_dict
+
+    if target.endswith(".toml") or Path(target).is_file():
+        return load_scenario(target)
+    from storage.db import connect
+    from storage.frames import run_info
+
+    info = run_info(connect(_db_url(db), create=False), target)
+    scenario = info.get("scenario") or ""
+    base_dir = str(Path(scenario).resolve().parent) if scenario else "."
+    return scenario_from_dict(
+        info["config"], source=f"run {info['id']} (stored scenario)", base_dir=base_dir
     )
 
 
@@ -701,6 +726,27 @@ def _write_training_report(db_url: str, run: str, out: Path | None) -> Path:
     return target
 
 
+def _write_walk_forward_report(db_url: str, sweep: str, out: Path | None) -> Path:
+    """Folds and stitched curve of a walk-forward (default runs/walkforward-report-<id>.html)."""
+    from reporting.report import walk_forward_report
+    from storage.db import connect
+    from storage.query import resolve_sweep
+
+    try:
+        engine = connect(db_url, create=False)
+        sweep_id = resolve_sweep(engine, sweep, "walkforward")
+        text = walk_forward_report(engine, sweep_id)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    target = out if out is not None else Path("runs") / f"walkforward-report-{sweep_id}.html"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _bad_option(f"cannot write the report: {exc.strerror or exc}") from None
+    return target
+
+
 @app.command()
 def report(
     run: Annotated[str, typer.Argument(help="Run id, or 'latest'.")] = "latest",
@@ -715,16 +761,26 @@ def report(
             "--training", help="RUN is a training run (emarl train): write its learning curves."
         ),
     ] = False,
+    walkforward: Annotated[
+        bool,
+        typer.Option(
+            "--walkforward",
+            help="RUN is a walk-forward id (emarl walkforward): its folds and stitched curve.",
+        ),
+    ] = False,
 ) -> None:
     """Write a run's report: one self-contained HTML file with its charts and trade list.
 
     Opens with no network (plotly.js is inside). Example: emarl report latest -o report.html
     """
-    written = (
-        _write_training_report(_db_url(db), run, out)
-        if training
-        else _write_report(_db_url(db), run, out)
-    )
+    if training and walkforward:
+        raise _bad_option("--training and --walkforward: RUN is one or the other")
+    if walkforward:
+        written = _write_walk_forward_report(_db_url(db), run, out)
+    elif training:
+        written = _write_training_report(_db_url(db), run, out)
+    else:
+        written = _write_report(_db_url(db), run, out)
     size = written.stat().st_size
     typer.echo(f"wrote {written} ({size / 1e6:.1f} MB)")
 
@@ -1257,6 +1313,20 @@ SummaryOnlyOption = Annotated[
         help="Store each run's row and summary but not its orders, fills and snapshots.",
     ),
 ]
+TrainUpdatesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--train-updates",
+        help="MAPPO updates of each training (default: the scenario's [train] updates).",
+    ),
+]
+CheckpointDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint-dir",
+        help="Folder of the checkpoints each task or fold trains (default: runs/<kind>-<id>/).",
+    ),
+]
 
 
 @app.command()
@@ -1271,6 +1341,16 @@ def sweep(
     sort: SortOption = "sharpe",
     retries: RetriesOption = 2,
     summary_only: SummaryOnlyOption = False,
+    train_first: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="mappo_ensemble: each task trains the agents on the bars before "
+            "run.trade_start, then backtests from it (on when a --grid key is in [train]).",
+        ),
+    ] = False,
+    train_updates: TrainUpdatesOption = None,
+    checkpoint_dir: CheckpointDirOption = None,
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     output: Annotated[
@@ -1308,6 +1388,9 @@ def sweep(
                 scenario_path=str(scenario),
                 sort=sort,
                 progress=progress,
+                train=True if train_first else None,
+                train_updates=train_updates,
+                checkpoint_dir=checkpoint_dir,
             ),
         )
     except EmarlError as exc:
@@ -1332,6 +1415,8 @@ def sweep(
         rows = [{**row, "error": _shorten(row["error"], 70)} for row in rows]
     else:
         columns += ["fills_hash", "wall_seconds", "worker"]
+        if any(row.get("checkpoint") for row in rows):
+            columns.append("checkpoint")
     _emit(
         rows,
         columns,
@@ -1369,6 +1454,16 @@ def walkforward(
     workers: WorkersOption = 2,
     retries: RetriesOption = 2,
     summary_only: SummaryOnlyOption = False,
+    train_updates: TrainUpdatesOption = None,
+    keep_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoint",
+            help="mappo_ensemble: test every fold with the scenario's checkpoint instead of "
+            "training one per fold (it may have been trained on test bars).",
+        ),
+    ] = False,
+    checkpoint_dir: CheckpointDirOption = None,
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     output: Annotated[
@@ -1378,7 +1473,9 @@ def walkforward(
     """Rolling walk-forward: train on each window, test out of sample on the next.
 
     Prints per-fold metrics and the stitched out-of-sample figures; the stitched
-    equity curve is stored (storage.query.walk_forward_equity).
+    equity curve is stored (storage.query.walk_forward_equity) and drawn by
+    emarl report ID --walkforward. A mappo_ensemble scenario trains each fold's
+    checkpoint on its train window (the [train] settings; --train-updates N).
 
     Example: emarl walkforward scenarios/weichai_sma.toml --train 24M --optimize strategy.fast=5,10
     """
@@ -1410,6 +1507,9 @@ def walkforward(
                 keep_messages=not summary_only,
                 scenario_path=str(scenario),
                 progress=progress,
+                train_updates=train_updates,
+                keep_checkpoint=keep_checkpoint,
+                checkpoint_dir=checkpoint_dir,
             ),
         )
     except EmarlError as exc:
@@ -1465,8 +1565,8 @@ def walkforward(
                 _console().print(
                     f"out of sample, {s['completed']} of {s['folds']} folds stitched: "
                     f"total return {s['total_return']:+.2%}, Sharpe {s['sharpe']:.2f}, "
-                    f"max drawdown {s['max_drawdown']:+.2%}, {s['trades']} trades; curve: "
-                    f"storage.query.walk_forward_equity(db, {result.sweep_id})"
+                    f"max drawdown {s['max_drawdown']:+.2%}, {s['trades']} trades; report: "
+                    f"emarl report {result.sweep_id} --walkforward"
                 )
     failed = sum(1 for fold in result.folds if fold["status"] != "completed")
     if failed:

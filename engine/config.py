@@ -276,13 +276,17 @@ class MappoEnsembleConfig(
     meta-investor. ``checkpoint`` is relative to the scenario file; ``vote`` is what each
     agent hands the ensemble: ``"action"`` (one-hot of its action, as in training) or
     ``"probabilities"`` (its policy's distribution); ``deterministic`` acts by argmax
-    (else samples with the run's seed). ``meta`` holds
+    (else samples with the run's seed from SPEC 3's temperature-scaled distribution,
+    τ_adaptive = ``sampling_temperature`` (1 + ``uncertainty_bonus`` · H(π) / log 3); see
+    :mod:`strategies.marl.agents`). ``meta`` holds
     :class:`strategies.meta.step.MetaInvestorParams` fields."""
 
     checkpoint: str = ""
     max_position: float = 10_000.0
     confidence_threshold: float = 0.0
     deterministic: bool = True
+    sampling_temperature: float = 1.0
+    uncertainty_bonus: float = 0.0
     vote: Literal["action", "probabilities"] = "action"
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
@@ -290,6 +294,8 @@ class MappoEnsembleConfig(
         if not self.checkpoint:
             raise ConfigError("strategy.checkpoint is required for kind = 'mappo_ensemble'")
         _positive("strategy.max_position", self.max_position)
+        _positive("strategy.sampling_temperature", self.sampling_temperature)
+        _non_negative("strategy.uncertainty_bonus", self.uncertainty_bonus)
         if not -1.0 <= self.confidence_threshold <= 1.0:
             raise ConfigError(
                 f"strategy.confidence_threshold must be in [-1, 1], got {self.confidence_threshold}"
@@ -297,6 +303,7 @@ class MappoEnsembleConfig(
 
 
 StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
+_SAMPLING_DEFAULTS = {"sampling_temperature": 1.0, "uncertainty_bonus": 0.0}
 
 
 class TrainConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -406,6 +413,12 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
         out.pop("base_dir", None)
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
+        strategy = out.get("strategy")
+        if isinstance(strategy, dict) and strategy.get("kind") == "mappo_ensemble":
+            # so do learned-ensemble scenarios that leave the sampling keys at their defaults
+            for key, default in _SAMPLING_DEFAULTS.items():
+                if strategy.get(key) == default:
+                    del strategy[key]
         return out
 
 

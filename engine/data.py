@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import DataConfig
-from engine.errors import DataError
+from engine.errors import ConfigError, DataError
 
 __all__ = ["BarData", "DataReport", "count_gaps", "load_bars", "read_frame", "resample_bars"]
 
@@ -459,16 +459,35 @@ def count_gaps(ts: np.ndarray, timezone: str) -> int:
 
 
 def load_bars(
-    config: DataConfig, symbol: str, *, path: Path | None = None, seed: int = 0
+    config: DataConfig,
+    symbol: str,
+    *,
+    path: Path | None = None,
+    seed: int = 0,
+    complexity: float = 1.0,
 ) -> BarData:
-    """Load, validate, resample and window the bars a scenario asks for."""
+    """Load, validate, resample and window the bars a scenario asks for.
+
+    ``complexity`` (the training curriculum's, in (0, 1]) scales the synthetic market's
+    noise (:func:`engine.synthetic.generate_market`); real bars cannot be rescaled, so
+    anything but 1 is an error for a file source.
+    """
     if config.source == "synthetic":
         from engine.synthetic import generate_market
 
         data = generate_market(
-            config.synthetic, symbol=symbol, seed=seed, bar_minutes=config.bar_minutes
+            config.synthetic,
+            symbol=symbol,
+            seed=seed,
+            bar_minutes=config.bar_minutes,
+            complexity=complexity,
         )
         return _window(data, config)
+    if complexity != 1.0:
+        raise ConfigError(
+            f"complexity {complexity} scales the noise of the synthetic market only; "
+            f"{config.path!r} holds real bars"
+        )
     if path is None:
         path = Path(config.path)
     frame = read_frame(path, config.format)

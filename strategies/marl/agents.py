@@ -7,8 +7,12 @@ decision runs the normalisation, the MLP, the agent's logit terms and the softma
 ``Features`` event whose ``warm`` flag is set, publishes one
 :class:`~engine.events.AgentAction`:
 
-* ``action``: argmax of the policy (``deterministic``, the default) or a draw from
-  it with the run's seeded generator;
+* ``action``: argmax of the policy (``deterministic``, the default) or a draw with the
+  run's seeded generator from SPEC 3's temperature-scaled distribution
+  softmax(logits / τ_adaptive), τ_adaptive = τ_base (1 + bonus · H(π) / log 3): the
+  policy's normalised entropy is the uncertainty, so an unsure agent explores more.
+  With τ_base = 1 and bonus = 0 (the defaults) the draw is from π itself. Since
+  π = softmax(logits), softmax(logits / τ) = π^(1/τ) / Σ π^(1/τ);
 * ``bearish`` / ``neutral`` / ``bullish``: the vote the ensemble averages. With
   ``vote = "action"`` (default) it is the one-hot vector of the action, exactly the
   vote the training environment used; with ``vote = "probabilities"`` the policy's
@@ -225,11 +229,21 @@ class LearnedAgent:
         deterministic: bool = True,
         vote: str = "action",
         rng: np.random.Generator | None = None,
+        sampling_temperature: float = 1.0,
+        uncertainty_bonus: float = 0.0,
     ) -> None:
         if vote not in ("action", "probabilities"):
             raise ValueError(f"vote must be 'action' or 'probabilities', got {vote!r}")
         if not deterministic and rng is None:
             raise ValueError("sampling agents need a seeded rng")
+        if not (sampling_temperature > 0 and math.isfinite(sampling_temperature)):
+            raise ValueError(
+                f"sampling_temperature must be a positive number, got {sampling_temperature!r}"
+            )
+        if not (uncertainty_bonus >= 0 and math.isfinite(uncertainty_bonus)):
+            raise ValueError(f"uncertainty_bonus must be >= 0, got {uncertainty_bonus!r}")
+        self.sampling_temperature = float(sampling_temperature)
+        self.uncertainty_bonus = float(uncertainty_bonus)
         self._bus = bus
         self._clock = clock
         self.symbol = symbol
@@ -253,15 +267,15 @@ class LearnedAgent:
         x[:] = getattr(features, self._field)
         p = self.policy.decide(x)
         p0, p1, p2 = p.tolist()
-        rng = self._rng
-        if rng is None or self.deterministic:
-            action = 0 if p0 >= p1 and p0 >= p2 else (1 if p1 >= p2 else 2)  # first argmax
-        else:
-            action = int(rng.choice(3, p=p))
         entropy = 0.0
         for q in (p0, p1, p2):
             if q > 0.0:
                 entropy -= q * math.log(q)
+        rng = self._rng
+        if rng is None or self.deterministic:
+            action = 0 if p0 >= p1 and p0 >= p2 else (1 if p1 >= p2 else 2)  # first argmax
+        else:
+            action = self._sample(rng, p0, p1, p2, entropy)
         confidence = max(p0, p1, p2) - entropy
         if self.vote == "action":
             p0, p1, p2 = (float(action == 0), float(action == 1), float(action == 2))
@@ -282,6 +296,30 @@ class LearnedAgent:
                 confidence=confidence,
             )
         )
+
+    def sampling_distribution(
+        self, p0: float, p1: float, p2: float, entropy: float
+    ) -> tuple[float, float, float]:
+        """SPEC 3's temperature-scaled distribution of a policy output (see the module)."""
+        tau = self.sampling_temperature * (1.0 + self.uncertainty_bonus * entropy / _LOG3)
+        if tau == 1.0:
+            return p0, p1, p2
+        # π^(1/τ) through logs, shifted by the largest so that nothing overflows
+        logs = [math.log(q) / tau if q > 0.0 else -math.inf for q in (p0, p1, p2)]
+        top = max(logs)
+        weights = [math.exp(v - top) for v in logs]
+        total = weights[0] + weights[1] + weights[2]
+        return weights[0] / total, weights[1] / total, weights[2] / total
+
+    def _sample(
+        self, rng: np.random.Generator, p0: float, p1: float, p2: float, entropy: float
+    ) -> int:
+        q0, q1, _ = self.sampling_distribution(p0, p1, p2, entropy)
+        u = rng.random()
+        return 0 if u < q0 else (1 if u < q0 + q1 else 2)
+
+
+_LOG3 = math.log(3.0)
 
 
 def checkpoint_path(config: Any) -> Path:
@@ -331,7 +369,8 @@ def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None
         confidence_threshold=strategy.confidence_threshold,
         lot_size=config.instrument.lot_size,
         horizon_bars=len(data) if data is not None else 0,
-        rng=rng,
+        # its own stream: Monte Carlo credit draws do not shift the agents' draws
+        rng=np.random.default_rng([config.run.seed, 1]),
     )
     features = FeatureEngine(bus, clock, symbol, config.indicators)
     agents = [
@@ -344,6 +383,8 @@ def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None
             deterministic=strategy.deterministic,
             vote=strategy.vote,
             rng=rng,
+            sampling_temperature=strategy.sampling_temperature,
+            uncertainty_bonus=strategy.uncertainty_bonus,
         )
         for i, policy in enumerate(checkpoint.policies)
     ]

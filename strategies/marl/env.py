@@ -172,7 +172,7 @@ class VectorMarketEnv:
     ) -> None:
         if n_envs < 1 or episode_length < 1:
             raise ValueError("n_envs and episode_length must be >= 1")
-        self.data = data
+        self.data: MarketData
         self.n_envs = n_envs
         self.episode_length = episode_length
         self.base_costs = costs
@@ -186,23 +186,7 @@ class VectorMarketEnv:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.sequential = sequential
         self.set_complexity(complexity)
-
-        warm = data.warm.astype(np.int64)
-        # A start s is valid when bars s .. s + L are warm (decisions s..s+L-1, last move to s+L).
-        window = episode_length + 1
-        csum = np.concatenate(([0], np.cumsum(warm)))
-        n = len(warm)
-        if n < window:
-            raise ValueError(f"{n} bars are fewer than one episode ({window} bars)")
-        full = (csum[window:] - csum[: n - window + 1]) == window
-        self.starts = np.flatnonzero(full)
-        if len(self.starts) == 0:
-            raise ValueError(f"no run of {window} warm bars for an episode")
-        hard = data.hard.astype(np.int64)
-        hcsum = np.concatenate(([0], np.cumsum(hard)))
-        hard_count = hcsum[self.starts + window] - hcsum[self.starts]
-        self.hard_starts = self.starts[hard_count > 0]
-        self.easy_starts = self.starts[hard_count == 0]
+        self.set_data(data)
 
         self.meta_params = meta or MetaInvestorParams()
         template = MetaInvestorState(self.meta_params)
@@ -228,6 +212,32 @@ class VectorMarketEnv:
         self.weight_override: np.ndarray | None = None
 
     # -- configuration --------------------------------------------------------------
+
+    def set_data(self, data: MarketData) -> None:
+        """Episodes from now on read ``data`` (the curriculum's next market: the same bars'
+        length, warm rows and regimes with other noise). Episodes under way go on at the
+        same bar indices of the new arrays."""
+        warm = data.warm.astype(np.int64)
+        # A start s is valid when bars s .. s + L are warm (decisions s..s+L-1, last move to s+L).
+        window = self.episode_length + 1
+        csum = np.concatenate(([0], np.cumsum(warm)))
+        n = len(warm)
+        if n < window:
+            raise ValueError(f"{n} bars are fewer than one episode ({window} bars)")
+        current: MarketData | None = getattr(self, "data", None)
+        if current is not None and n != len(current.close):
+            raise ValueError(f"the next market has {n} bars, this one {len(current.close)}")
+        full = (csum[window:] - csum[: n - window + 1]) == window
+        starts = np.flatnonzero(full)
+        if len(starts) == 0:
+            raise ValueError(f"no run of {window} warm bars for an episode")
+        hard = data.hard.astype(np.int64)
+        hcsum = np.concatenate(([0], np.cumsum(hard)))
+        hard_count = hcsum[starts + window] - hcsum[starts]
+        self.data = data
+        self.starts = starts
+        self.hard_starts = starts[hard_count > 0]
+        self.easy_starts = starts[hard_count == 0]
 
     def set_complexity(self, complexity: float) -> None:
         if not 0.0 <= complexity <= 1.0:

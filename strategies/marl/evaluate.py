@@ -150,6 +150,12 @@ def equity_statistics(
     }
 
 
+def _iso(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
+
+
 def _run(config: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, float]]:
     from engine.events import PortfolioSnapshot, TargetPosition
     from engine.runner import run_backtest
@@ -177,21 +183,37 @@ def _run(config: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, di
     return np.asarray(ts), np.asarray(equity), np.asarray(position), directions
 
 
-def evaluate_scenario(config: Any, *, trade_start: str, end: str = "") -> dict[str, Any]:
-    """Figures of the learned ensemble, buy-and-hold and SMA over [trade_start, end]."""
+def evaluate_scenario(config: Any, *, trade_start: str = "", end: str = "") -> dict[str, Any]:
+    """Figures of the learned ensemble, buy-and-hold and SMA over [trade_start, end].
+
+    ``trade_start`` empty keeps the scenario's own ``run.trade_start``; when that is empty
+    too, the evaluation covers every bar (the indicators' warm-up bars make no decision).
+    ``end`` empty keeps the scenario's ``data.end``.
+    """
     import msgspec
 
     from engine.config import SmaCrossConfig
     from engine.data import load_bars
+    from engine.errors import ConfigError
     from engine.warmup import trade_start_ns
 
-    run = msgspec.structs.replace(config.run, trade_start=trade_start)
-    data_config = msgspec.structs.replace(config.data, end=end) if end else config.data
-    config = msgspec.structs.replace(config, run=run, data=data_config)
-    data = load_bars(config.data, config.instrument.symbol, path=config.data_path())
+    if trade_start:
+        run = msgspec.structs.replace(config.run, trade_start=trade_start)
+        config = msgspec.structs.replace(config, run=run)
+    if end:
+        config = msgspec.structs.replace(config, data=msgspec.structs.replace(config.data, end=end))
+    data = load_bars(
+        config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
+    )
     start_ns = trade_start_ns(config)
-    assert start_ns is not None
+    if start_ns is None:
+        start_ns = int(data.ts[0])
     first = int(np.searchsorted(data.ts, start_ns))
+    if len(data) - first < 2:
+        raise ConfigError(
+            f"--trade-start {config.run.trade_start!r}: fewer than 2 bars from there to the "
+            f"data's end ({_iso(int(data.ts[-1]))}); pick an earlier start"
+        )
     ts_all, eq_all, pos_all, directions = _run(config, data)
     keep = ts_all >= start_ns
     ts, equity, position = ts_all[keep], eq_all[keep], pos_all[keep]

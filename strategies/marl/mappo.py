@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -302,12 +302,22 @@ def train(
     updates: int | None = None,
     on_update: Callable[[UpdateMetrics], None] | None = None,
     inspect: Callable[[UpdateMetrics, list[PolicyNet]], None] | None = None,
+    stage_markets: Sequence[MarketData] | None = None,
 ) -> TrainResult:
     """Train the three policies and the critic on ``market``; ``hp`` is a TrainConfig.
 
     ``inspect``, when given, sees the policies (in eval mode) after every update, e.g. to
     measure them on held-out bars; it must not train them or draw from torch's RNG.
+    ``stage_markets`` (one per curriculum stage, the same bars with the stage's noise:
+    :func:`strategies.marl.training.prepare_stage_markets`) replace ``market`` from the
+    update on which their stage begins; without them every stage trades ``market``.
     """
+    if stage_markets is not None and len(stage_markets) != len(hp.stage_complexity):
+        raise ValueError(
+            f"{len(stage_markets)} stage markets for {len(hp.stage_complexity)} curriculum stages"
+        )
+    if stage_markets is not None and hp.curriculum:
+        market = stage_markets[0]
     started = time.perf_counter()
     generator = seed_everything(seed, hp.threads)
     rng = np.random.default_rng(seed)
@@ -389,6 +399,8 @@ def train(
             else (0, 1.0)
         )
         env.set_complexity(complexity)
+        if stage_markets is not None and hp.curriculum and env.data is not stage_markets[stage]:
+            env.set_data(stage_markets[stage])
         if allocator is not None:
             env.weight_override = allocator.weights().detach().numpy().copy()
 

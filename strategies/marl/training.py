@@ -49,6 +49,37 @@ def prepare_market(config: ScenarioConfig) -> tuple[Any, np.ndarray, np.ndarray,
     return data, features, warm, market_from_bars(data, features, warm)
 
 
+def prepare_stage_markets(config: ScenarioConfig, hp: TrainConfig) -> list[MarketData] | None:
+    """One training market per curriculum stage, for a synthetic scenario: the same seed
+    (regimes, gaps, drift) with the noise scaled by the stage's complexity (SPEC 1's
+    curriculum). None for real bars, whose noise cannot be rescaled: there complexity
+    scales the costs and the share of hard episodes only."""
+    if config.data.source != "synthetic" or not hp.curriculum:
+        return None
+    from engine.data import load_bars
+    from indicators.features import build_features, warm_mask
+    from strategies.marl.mappo import market_from_bars
+
+    markets = []
+    for complexity in hp.stage_complexity:
+        if not 0.0 < complexity <= 1.0:
+            raise ConfigError(
+                f"train.stage_complexity: {complexity} cannot scale the synthetic market's "
+                "noise (it must be in (0, 1])"
+            )
+        data = load_bars(
+            config.data,
+            config.instrument.symbol,
+            seed=config.run.seed,
+            complexity=complexity,
+        )
+        features = build_features(
+            data.open, data.high, data.low, data.close, data.volume, data.ts, config.indicators
+        )
+        markets.append(market_from_bars(data, features, warm_mask(features, config.indicators)))
+    return markets
+
+
 def train_scenario(
     config: ScenarioConfig,
     *,
@@ -75,9 +106,11 @@ def train_scenario(
         raise ConfigError(f"--updates must be >= 1, got {updates}")
     target = out if out is not None else checkpoint_path(config)
     bars = warm_bars = 0
+    stage_markets = None
     if market is None:
         data, _features, warm, market = prepare_market(config)
         bars, warm_bars = len(data), int(warm.sum())
+        stage_markets = prepare_stage_markets(config, hp)
     meta_params = meta_params_of(config)
     if hp.allocator == "equal":
         meta_params = msgspec.structs.replace(meta_params, allocator="equal")
@@ -105,6 +138,7 @@ def train_scenario(
             meta_params=meta_params,
             updates=updates,
             on_update=on_update,
+            stage_markets=stage_markets,
         )
     except ValueError as exc:
         raise ConfigError(f"training: {exc}") from exc

@@ -228,3 +228,72 @@ def test_backtest_refuses_a_checkpoint_with_other_features(tmp_path: Path):
     result = runner.invoke(app, ["backtest", str(changed), "-q"])
     assert result.exit_code == 2
     assert "different features" in result.output
+
+
+def _train_on(market, hp, stage_markets=None, updates=None):
+    return train(
+        market,
+        hp,
+        seed=4,
+        costs=CostRates(2.5, 0.0, 1.0, 1.0),
+        max_position=100.0,
+        lot_size=1.0,
+        confidence_threshold=0.0,
+        initial_cash=1e5,
+        meta_params=MetaInvestorParams(),
+        updates=updates,
+        stage_markets=stage_markets,
+    )
+
+
+def test_stage_markets_take_over_when_their_stage_begins():
+    import msgspec
+
+    # 4 environments, 12-bar episodes, 8-step rollouts: stage 1 begins on update 3
+    hp = msgspec.structs.replace(TINY, updates=4, stage_episodes=(8, 8, 8))
+    basic, later = _market(seed=0), _market(seed=1)
+    markets = [basic, later, later]
+    first = _train_on(basic, hp, updates=2)
+    staged_first = _train_on(later, hp, stage_markets=markets, updates=2)
+    # stage 0 trades the first stage market (not ``market``) ...
+    assert torch.equal(_flat(first), _flat(staged_first))
+    assert [m.stage for m in staged_first.metrics] == [0, 0]
+    # ... and the next stage's market takes over with its stage
+    whole = _train_on(basic, hp)
+    staged = _train_on(basic, hp, stage_markets=markets)
+    assert [m.stage for m in staged.metrics] == [0, 0, 1, 1]
+    assert not torch.equal(_flat(whole), _flat(staged))
+    with pytest.raises(ValueError, match="2 stage markets for 3 curriculum stages"):
+        _train_on(basic, hp, stage_markets=markets[:2])
+
+
+def test_synthetic_training_scenario_scales_the_noise_per_stage(tmp_path: Path):
+    from strategies.marl.training import prepare_market, prepare_stage_markets
+
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(SCENARIO.format(db=tmp_path / "runs.db", extra=""))
+    config = load_scenario(scenario)
+    hp = config.train
+    _data, _features, _warm, full = prepare_market(config)
+    markets = prepare_stage_markets(config, hp)
+    assert markets is not None and len(markets) == len(hp.stage_complexity)
+    noise = []
+    for market, complexity in zip(markets, hp.stage_complexity, strict=True):
+        assert len(market.close) == len(full.close)
+        assert np.array_equal(market.hard, full.hard)  # the same regimes
+        noise.append(np.diff(np.log(market.close)).std())
+        if complexity == 1.0:
+            np.testing.assert_array_equal(market.close, full.close)
+    # returns' spread grows with the stage's complexity (drift and regimes stay)
+    assert noise == sorted(noise) and noise[0] < 0.6 * noise[-1]
+    # real bars cannot be rescaled: no stage markets, complexity scales costs only
+    real = msgspec_replace_source(config)
+    assert prepare_stage_markets(real, hp) is None
+
+
+def msgspec_replace_source(config):
+    import msgspec
+
+    return msgspec.structs.replace(
+        config, data=msgspec.structs.replace(config.data, source="file", path="bars.parquet")
+    )

@@ -98,6 +98,13 @@ def backtest_ledger(scenario: Path, url: str) -> tuple[list[tuple], list[tuple]]
 def test_replay_into_paper_gives_the_backtest_fills(
     mosquitto: Mosquitto, weichai_path: Path, tmp_path: Path, source: str, bars: int
 ) -> None:
+    # EMARL_PARITY_BARS=N replays the first N bars instead (0: every bar of the data set)
+    wanted = int(os.environ.get("EMARL_PARITY_BARS", bars))
+    if wanted == 0:
+        import pandas as pd
+
+        wanted = len(pd.read_parquet(weichai_path, columns=["close"]))
+    bars = wanted
     url = f"sqlite:///{tmp_path / 'parity.db'}"
     scenario = demo_subset(weichai_path, tmp_path, bars, url, SCENARIOS / source)
     log = tmp_path / "paper.log"
@@ -105,8 +112,9 @@ def test_replay_into_paper_gives_the_backtest_fills(
     wait_for(log, "listening on", paper)
     publish = emarl("publish", str(scenario), "--bus", mosquitto.url, "--speed", "max",
                     log=tmp_path / "publish.log")  # fmt: skip
-    finish(publish, tmp_path / "publish.log")
-    finish(paper, log)
+    timeout = max(60.0, bars / 50)
+    finish(publish, tmp_path / "publish.log", timeout)
+    finish(paper, log, timeout)
     fills, snapshots = backtest_ledger(scenario, url)
     run_id = paper_run_id(url, "parity")
     assert len(fills) > 5
