@@ -29,6 +29,11 @@ class IndicatorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ``volatility_window`` (30, log returns, ddof 1), ``skew_window`` (48),
     ``heikin_ashi`` (False: indicators run on plain bars), ``timezone`` ("UTC", used for
     the hour of the bar's close).
+
+    Validation: every window length (RSI/WMA/ATR lengths, LVN, MMD, momentum,
+    volatility and skew windows) must be an integer >= 2, ``nwrqk_x0`` >= 1 (at least
+    3 filter taps), ``mlmi_k`` >= 1, ``mmd_refresh`` >= 1, ``nwrqk_h > nwrqk_lag``; a
+    violation raises ``ValueError`` naming the parameter and its valid range.
     """
 
     mlmi_k: int = 200
@@ -109,7 +114,11 @@ class IndicatorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         need(self.mlmi_momentum_window >= 2, "mlmi_momentum_window", "must be >= 2")
         need(self.nwrqk_h > 0, "nwrqk_h", "must be > 0")
         need(self.nwrqk_r > 0, "nwrqk_r", "must be > 0")
-        need(self.nwrqk_x0 >= 0, "nwrqk_x0", "must be >= 0")
+        need(
+            self.nwrqk_x0 >= 1,
+            "nwrqk_x0",
+            "must be >= 1 (the kernel filter has nwrqk_x0 + 2 >= 3 taps; 25 by default)",
+        )
         need(self.nwrqk_lag >= 0, "nwrqk_lag", "must be >= 0")
         need(
             self.nwrqk_h > self.nwrqk_lag,
@@ -132,8 +141,8 @@ class IndicatorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         need(self.mmd_reference_window >= 2, "mmd_reference_window", "must be >= 2")
         need(self.mmd_test_window >= 2, "mmd_test_window", "must be >= 2")
         need(self.mmd_refresh >= 1, "mmd_refresh", "must be >= 1")
-        need(self.momentum_short_window >= 1, "momentum_short_window", "must be >= 1")
-        need(self.momentum_long_window >= 1, "momentum_long_window", "must be >= 1")
+        need(self.momentum_short_window >= 2, "momentum_short_window", "must be >= 2")
+        need(self.momentum_long_window >= 2, "momentum_long_window", "must be >= 2")
         need(self.volatility_window >= 2, "volatility_window", "must be >= 2")
         need(self.skew_window >= 2, "skew_window", "must be >= 2")
         need(isinstance(self.heikin_ashi, bool), "heikin_ashi", "must be true or false")
@@ -146,17 +155,32 @@ class IndicatorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         need(ok_tz, "timezone", "must be an IANA time zone name such as 'UTC'")
 
     @property
+    def first_valid(self) -> dict[str, int]:
+        """First bar index of each feature column that can be valid on a clean series.
+
+        Keys are the column names of :data:`indicators.features.FEATURE_NAMES`, in order.
+        Before its index a column is NaN on any series; NaN bars, constant prices or
+        zero volume can keep it NaN longer.
+        """
+        mlmi_value = 20 + self.mlmi_momentum_window - 1  # WMA_m(RSI_20)
+        lvn = max(self.lvn_window - 1, self.atr_length)
+        return {
+            "mlmi_value": mlmi_value,
+            "mlmi_signal": mlmi_value + 19,  # WMA_20 of the prediction
+            "nwrqk_value": self.nwrqk_x0 + 1,
+            "nwrqk_slope": max(self.nwrqk_x0 + 2, self.atr_length),
+            "lvn_distance": lvn,
+            "lvn_strength": self.lvn_window - 1,
+            "hour_sin": 0,
+            "hour_cos": 0,
+            "mmd_score": self.mmd_reference_window + self.mmd_test_window,
+            "momentum_20": self.momentum_short_window,
+            "momentum_50": self.momentum_long_window,
+            "volatility_30": self.volatility_window,
+            "volume_profile_skew": self.skew_window - 1,
+        }
+
+    @property
     def warmup(self) -> int:
         """First bar index at which all 13 features can be valid on a clean series."""
-        mlmi_signal = 20 + self.mlmi_momentum_window - 1 + 19
-        return max(
-            mlmi_signal,
-            self.nwrqk_x0 + 2,
-            self.atr_length,
-            self.lvn_window - 1,
-            self.mmd_reference_window + self.mmd_test_window,
-            self.momentum_short_window,
-            self.momentum_long_window,
-            self.volatility_window,
-            self.skew_window - 1,
-        )
+        return max(self.first_valid.values())

@@ -333,6 +333,11 @@ class FeatureState:
         """Rows in the MLMI store, the sentinel included."""
         return int(self._fstate[_F_META])
 
+    @property
+    def mlmi_grid_side(self) -> int:
+        """Cells per side of the MLMI store's grid (32, doubled up to ``GRID_MAX``)."""
+        return self._grid_side
+
     def _local_ns(self, ts_ns: int) -> int:
         if self._zone is None:
             return ts_ns

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 from scipy.spatial.distance import cdist, pdist
@@ -136,6 +137,46 @@ def mlmi_reference(
             last = -1.0
         signal.append(last)
     return np.array(pred), np.array(pred_ma), np.array(signal)
+
+
+def ema_restarting(values: list[float], length: int) -> list[float]:
+    """EMA seeded by the mean of the first ``length`` values of each run of valid inputs."""
+    out = []
+    run: list[float] = []
+    ema = NA
+    alpha = 2.0 / (length + 1.0)
+    for x in values:
+        if _isna(x):
+            run = []
+            ema = NA
+            out.append(NA)
+            continue
+        if len(run) < length:
+            run.append(x)
+            if len(run) == length:
+                ema = sum(run) / length
+            out.append(ema if len(run) == length else NA)
+            continue
+        ema = alpha * x + (1.0 - alpha) * ema
+        out.append(ema)
+    return out
+
+
+def mlmi_bands_reference(pred, lookback=2000, stdev_length=20, ema_length=20):
+    """(upper, lower, width, upper_inner, lower_inner) with pandas rolling windows.
+
+    ``min_periods`` is the full window, so a window holding NaN is NaN (Pine's
+    ``ta.highest`` / ``ta.lowest`` / ``ta.stdev`` need the full history too); the stdev
+    is the population one (ddof 0, as ``ta.stdev``).
+    """
+    s = pd.Series(np.asarray(pred, dtype=np.float64))
+    upper = s.rolling(lookback).max().to_numpy()
+    lower = s.rolling(lookback).min().to_numpy()
+    # numpy's two-pass std per window: pandas' running variance leaves a rounding residue
+    # that the square root turns into a visible nonzero width on constant runs
+    stdev = s.rolling(stdev_length).apply(np.std, raw=True)
+    width = np.array(ema_restarting(stdev.tolist(), ema_length))
+    return upper, lower, width, upper - width, lower + width
 
 
 # ------------------------------------------------------------------ NW-RQK
@@ -297,3 +338,69 @@ def rolling_mmd_reference(features: np.ndarray, m: int, n: int, refresh: int) ->
         z = window / scale
         out[t] = mmd2_double_sum(z[:m], z[m:], sigma)
     return out
+
+
+def nwrqk_signals_pine(yhat1: list[float], yhat2: list[float]) -> dict:
+    """The indicator's signal logic bar by bar on the two estimates (series, oldest first).
+
+    Each signal reads ``yhat[1]``/``yhat[2]`` as in the script; where anything it reads is
+    ``na`` the result is ``na`` (NaN) instead of Pine's ``false``. The estimates are an
+    input: where yhat1 and yhat2 are equal up to rounding (flat prices) the smooth flags
+    depend on the last bit, so the logic is checked on the very values it is given and
+    the filters are checked against :func:`nwrqk_pine` separately.
+    """
+    yhat1 = [float(y) for y in yhat1]
+    yhat2 = [float(y) for y in yhat2]
+    names = (
+        "is_bullish",
+        "is_bearish",
+        "is_bullish_change",
+        "is_bearish_change",
+        "is_bullish_cross",
+        "is_bearish_cross",
+        "is_bullish_smooth",
+        "is_bearish_smooth",
+        "rate_colour",
+        "smooth_colour",
+        "rate_alert",
+        "cross_alert",
+    )
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for t in range(len(yhat1)):
+        a0, a1, a2 = (bars_back(yhat1, t, i) for i in range(3))
+        b0, b1 = bars_back(yhat2, t, 0), bars_back(yhat2, t, 1)
+        rate_na = any(map(_isna, (a0, a1)))
+        change_na = rate_na or _isna(a2)
+        smooth_na = _isna(a0) or _isna(b0)
+        cross_na = any(map(_isna, (a0, a1, b0, b1)))
+        is_bullish = a1 < a0
+        is_bearish = a1 > a0
+        was_bullish = a2 < a1
+        was_bearish = a2 > a1
+        is_bullish_change = is_bullish and was_bearish
+        is_bearish_change = is_bearish and was_bullish
+        is_bullish_cross = b0 > a0 and b1 <= a1
+        is_bearish_cross = b0 < a0 and b1 >= a1
+        row = {
+            "is_bullish": (rate_na, float(is_bullish)),
+            "is_bearish": (rate_na, float(is_bearish)),
+            "is_bullish_change": (change_na, float(is_bullish_change)),
+            "is_bearish_change": (change_na, float(is_bearish_change)),
+            "is_bullish_cross": (cross_na, float(is_bullish_cross)),
+            "is_bearish_cross": (cross_na, float(is_bearish_cross)),
+            "is_bullish_smooth": (smooth_na, float(b0 > a0)),
+            "is_bearish_smooth": (smooth_na, float(b0 < a0)),
+            "rate_colour": (rate_na, 1.0 if is_bullish else -1.0),
+            "smooth_colour": (smooth_na, 1.0 if b0 > a0 else -1.0),
+            "rate_alert": (
+                change_na,
+                1.0 if is_bullish_change else -1.0 if is_bearish_change else 0.0,
+            ),
+            "cross_alert": (
+                cross_na,
+                1.0 if is_bullish_cross else -1.0 if is_bearish_cross else 0.0,
+            ),
+        }
+        for name, (missing, value) in row.items():
+            out[name].append(NA if missing else value)
+    return {name: np.array(values) for name, values in out.items()}

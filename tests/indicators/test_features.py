@@ -95,6 +95,61 @@ def test_build_features_prefix_gives_same_rows(bars, params, data):
     np.testing.assert_array_equal(part, full[:cut])
 
 
+window_params = st.builds(
+    lambda mom, x_0, atr, lvn, vol, skew, mmd_m, mmd_n, refresh, ha: IndicatorParams(
+        mlmi_k=5,
+        mlmi_momentum_window=mom,
+        nwrqk_x0=x_0,
+        atr_length=atr,
+        lvn_window=lvn,
+        momentum_short_window=vol,
+        momentum_long_window=vol + skew,
+        volatility_window=vol,
+        skew_window=skew,
+        mmd_reference_window=mmd_m,
+        mmd_test_window=mmd_n,
+        mmd_refresh=refresh,
+        heikin_ashi=ha,
+    ),
+    st.integers(2, 25),
+    st.integers(1, 30),
+    st.integers(2, 30),
+    st.integers(2, 60),
+    st.integers(2, 40),
+    st.integers(2, 60),
+    st.integers(2, 60),
+    st.integers(2, 20),
+    st.integers(1, 10),
+    st.booleans(),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(bars=messy_bars(), params=st.one_of(st.just(IndicatorParams()), window_params))
+def test_build_features_messy_bars_nan_before_documented_first_index(bars, params):
+    feats = build_features(*bars, params=params)
+    first = params.first_valid
+    assert tuple(first) == FEATURE_NAMES
+    for j, name in enumerate(FEATURE_NAMES):
+        assert np.isnan(feats[: first[name], j]).all(), (name, first[name])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), params=window_params)
+def test_build_features_clean_bars_first_valid_index_is_documented_one(seed, params):
+    first = params.first_valid
+    bars = gbm_bars(max(first.values()) + 5, seed)
+    feats = build_features(*bars, params=params)
+    for j, name in enumerate(FEATURE_NAMES):
+        col = feats[:, j]
+        assert np.isnan(col[: first[name]]).all(), name
+        if name == "lvn_distance":  # NaN also when no LVN exists
+            strength = feats[first[name] :, FEATURE_NAMES.index("lvn_strength")]
+            np.testing.assert_array_equal(np.isnan(col[first[name] :]), strength == 0.0)
+        else:
+            assert np.isfinite(col[first[name] :]).all(), name
+
+
 def test_feature_state_long_clean_series_defaults_equals_batch_and_grows_store():
     bars = gbm_bars(1500, 21)
     params = IndicatorParams(timezone="Asia/Shanghai")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indicators.features import build_features
 from indicators.mlmi import (
+    mlmi_bands,
     mlmi_bar_nb,
     mlmi_features_nb,
     mlmi_query_nb,
@@ -17,7 +19,7 @@ from indicators.mlmi import (
 from indicators.params import IndicatorParams
 from indicators.streaming import FeatureState
 from tests.indicators._data import gbm_bars
-from tests.indicators._oracles import mlmi_reference
+from tests.indicators._oracles import mlmi_bands_reference, mlmi_reference
 
 
 def _assert_same(ours, ref):
@@ -142,3 +144,84 @@ def test_mlmi_many_events_grid_refinement_streaming_equals_batch():
     np.testing.assert_array_equal(rows[:, 1], signal)
     batch = build_features(close, close, close, close, np.ones(t.size), ts, params)
     np.testing.assert_allclose(rows, batch, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def _assert_bands_equal(ours, ref, atol=1e-9):
+    for name, a, b in zip(ours._fields, ours, ref, strict=True):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+        ok = ~np.isnan(b)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-9, atol=atol, err_msg=name)
+
+
+@st.composite
+def _pred_like(draw):
+    """Integer label sums (a +-1 random walk) with constant runs and NaN runs."""
+    n = draw(st.integers(1, 300))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    pred = np.cumsum(rng.choice([-1.0, 0.0, 1.0], n))
+    for _ in range(draw(st.integers(0, 3))):  # constant runs
+        a = int(rng.integers(0, n))
+        pred[a : a + int(rng.integers(1, 60))] = pred[a]
+    for _ in range(draw(st.integers(0, 3))):  # NaN runs (warm-up, NaN prices)
+        a = int(rng.integers(0, n))
+        pred[a : a + int(rng.integers(1, 15))] = np.nan
+    return pred
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pred=_pred_like(),
+    lookback=st.integers(1, 80),
+    stdev_length=st.integers(1, 25),
+    ema_length=st.integers(1, 25),
+)
+def test_mlmi_bands_random_series_with_nan_runs_matches_pandas_reference(
+    pred, lookback, stdev_length, ema_length
+):
+    ours = mlmi_bands(pred, lookback, stdev_length, ema_length)
+    ref = mlmi_bands_reference(pred, lookback, stdev_length, ema_length)
+    _assert_bands_equal(ours, ref)
+
+
+def test_mlmi_bands_defaults_first_valid_indices_2038_and_77():
+    close = gbm_bars(2300, 13, sigma=0.003)[3]
+    pred = mlmi_features_nb(close, 200, 20, True)[0]
+    bands = mlmi_bands(pred)
+    assert np.isnan(bands.upper[:2038]).all() and np.isfinite(bands.upper[2038:]).all()
+    assert np.isnan(bands.lower[:2038]).all() and np.isfinite(bands.lower[2038:]).all()
+    assert np.isnan(bands.width[:77]).all() and np.isfinite(bands.width[77:]).all()
+    assert np.isnan(bands.upper_inner[:2038]).all()
+    assert np.isfinite(bands.lower_inner[2038:]).all()
+    assert bands.upper[2038] == np.max(pred[39:2039])
+    assert bands.lower[2299] == np.min(pred[300:2300])
+    np.testing.assert_allclose(bands.upper_inner, bands.upper - bands.width)
+    np.testing.assert_allclose(bands.lower_inner, bands.lower + bands.width)
+    _assert_bands_equal(bands, mlmi_bands_reference(pred))
+
+
+def test_mlmi_bands_constant_series_gives_zero_width_not_nan():
+    bands = mlmi_bands(np.full(60, 7.0), 30, 20, 20)
+    assert np.isnan(bands.width[:38]).all() and (bands.width[38:] == 0.0).all()
+    assert np.isnan(bands.upper[:29]).all() and (bands.upper[29:] == 7.0).all()
+    assert (bands.lower[29:] == 7.0).all()
+    assert (bands.upper_inner[38:] == 7.0).all() and (bands.lower_inner[38:] == 7.0).all()
+
+
+def test_mlmi_bands_nan_in_window_gives_nan_never_zero():
+    pred = np.arange(200, dtype=np.float64) % 17 - 8.0
+    pred[100] = np.nan
+    bands = mlmi_bands(pred, 50, 20, 20)
+    # the extremes need 50 valid values after the NaN, the width 20 + 20 - 1
+    assert np.isnan(bands.upper[100:150]).all() and np.isfinite(bands.upper[150:]).all()
+    assert np.isnan(bands.width[100:139]).all() and np.isfinite(bands.width[139:]).all()
+    assert np.isfinite(bands.width[38:100]).all()
+    assert not np.any(bands.upper_inner[100:150] == 0.0)
+
+
+def test_mlmi_bands_invalid_length_raises_value_error_naming_it():
+    with pytest.raises(ValueError, match="lookback must be an integer >= 1"):
+        mlmi_bands(np.zeros(10), 0)
+    with pytest.raises(ValueError, match="ema_length"):
+        mlmi_bands(np.zeros(10), 5, 5, 2.5)
+    with pytest.raises(ValueError, match="1-D"):
+        mlmi_bands(np.zeros((3, 3)))
