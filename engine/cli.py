@@ -717,7 +717,10 @@ def _write_training_report(db_url: str, run: str, out: Path | None) -> Path:
         text = training_report(frame, title=f"Training run {run_id}: {name}")
     except EmarlError as exc:
         raise _fail(exc) from None
-    target = out if out is not None else Path("runs") / f"training-report-{run_id}.html"
+    return _write_html(text, out or Path("runs") / f"training-report-{run_id}.html")
+
+
+def _write_html(text: str, target: Path) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
@@ -738,13 +741,7 @@ def _write_walk_forward_report(db_url: str, sweep: str, out: Path | None) -> Pat
         text = walk_forward_report(engine, sweep_id)
     except EmarlError as exc:
         raise _fail(exc) from None
-    target = out if out is not None else Path("runs") / f"walkforward-report-{sweep_id}.html"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise _bad_option(f"cannot write the report: {exc.strerror or exc}") from None
-    return target
+    return _write_html(text, out or Path("runs") / f"walkforward-report-{sweep_id}.html")
 
 
 @app.command()

@@ -149,22 +149,22 @@ def equity_figure(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.05
     )
     fig.add_trace(_thin_line(ts, equity, "equity", buckets, line={"width": 1.2}), row=1, col=1)
+    _add_drawdown(fig, ts, drawdown, buckets)
+    fig.update_yaxes(title_text="equity", row=1, col=1)
+    fig.update_yaxes(title_text="drawdown %", row=2, col=1)
+    return _layout(fig, "Equity and drawdown", 520)
+
+
+def _add_drawdown(fig: go.Figure, ts: np.ndarray, drawdown: np.ndarray, buckets: int) -> None:
+    """The drawdown panel (row 2) under an equity curve, on a date axis."""
     fig.add_trace(
         _thin_line(
-            ts,
-            drawdown,
-            "drawdown %",
-            buckets,
-            line={"width": 1, "color": SHORT},
-            fill="tozeroy",
+            ts, drawdown, "drawdown %", buckets, line={"width": 1, "color": SHORT}, fill="tozeroy"
         ),
         row=2,
         col=1,
     )
     fig.update_xaxes(type="date")
-    fig.update_yaxes(title_text="equity", row=1, col=1)
-    fig.update_yaxes(title_text="drawdown %", row=2, col=1)
-    return _layout(fig, "Equity and drawdown", 520)
 
 
 def _agents(frame: pd.DataFrame) -> list[tuple[int, str, pd.DataFrame]]:
@@ -460,19 +460,7 @@ def walk_forward_figure(
             row=1,
             col=1,
         )
-    fig.add_trace(
-        _thin_line(
-            ts,
-            drawdown,
-            "drawdown %",
-            buckets,
-            line={"width": 1, "color": SHORT},
-            fill="tozeroy",
-        ),
-        row=2,
-        col=1,
-    )
-    fig.update_xaxes(type="date")
+    _add_drawdown(fig, ts, drawdown, buckets)
     fig.update_yaxes(title_text="equity (stitched)", row=1, col=1)
     fig.update_yaxes(title_text="drawdown %", row=2, col=1)
     return _layout(fig, "Stitched out-of-sample equity, by fold", 520)
