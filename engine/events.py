@@ -308,6 +308,9 @@ class Valuation(Message, frozen=True, kw_only=True, tag=True, gc=False, array_li
     target_weight: float
     weight: float
     bubble: float
+    #: how ``option_value`` was priced: "black_scholes", "crr", or "black_scholes_fallback"
+    #: (CRR asked for, but the tree's probability fell outside [0, 1])
+    pricing: str = "black_scholes"
 
 
 class RunFinished(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):

@@ -194,6 +194,7 @@ class ValuationRow(EventRow, Base):
     target_weight: Mapped[float] = mapped_column(Float)
     weight: Mapped[float] = mapped_column(Float)
     bubble: Mapped[float] = mapped_column(Float)
+    pricing: Mapped[str] = mapped_column(String(32), server_default="black_scholes")
 
     __table_args__ = (NO_ROWID,)
 

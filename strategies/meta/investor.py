@@ -57,7 +57,9 @@ Errors name the bar: a non-finite step P&L, a non-finite coalition value (a
 bar with a NaN price) or share price raise ``ValueError`` with the
 ``ts_event`` of the bar at which the step settled. CRR valuations whose tree
 probability falls outside [0, 1] are valued with Black-Scholes (see
-:mod:`strategies.meta.step`) and counted per agent in ``crr_fallbacks``.
+:mod:`strategies.meta.step`), counted per agent in ``crr_fallbacks`` and stored
+with ``pricing="black_scholes_fallback"`` in their Valuation (else the
+scenario's ``pricing``).
 """
 
 from __future__ import annotations
@@ -333,6 +335,7 @@ class MetaInvestor:
         self.steps = 0
         #: Per agent: steps whose CRR value fell back to Black-Scholes (p outside [0, 1]).
         self.crr_fallbacks = np.zeros(n, dtype=np.int64)
+        self._pricing = [params.pricing] * n  # each Valuation's ``pricing``
 
     def subscribe(self) -> None:
         """Subscribe; call before the agents subscribe to bars."""
@@ -453,8 +456,12 @@ class MetaInvestor:
             raise ValueError(
                 f"the step settled at bar {bar.ts_event} (decision at bar {decision_ts}): {exc}"
             ) from exc
+        pricing = self._pricing
         if result.crr_fallback_agents:
             self.crr_fallbacks[list(result.crr_fallback_agents)] += 1
+            pricing = list(pricing)
+            for i in result.crr_fallback_agents:
+                pricing[i] = "black_scholes_fallback"
         prices = result.share_prices.tolist()
         option_values = result.option_values.tolist()
         weights_now = result.weights.tolist()
@@ -511,6 +518,7 @@ class MetaInvestor:
                     target_weight=target_weights[i],
                     weight=weights_now[i],
                     bubble=bubbles[i],
+                    pricing=pricing[i],
                 )
             )
 

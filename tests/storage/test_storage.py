@@ -110,3 +110,43 @@ def test_list_runs_newest_first_with_summary(sqlite_url: str) -> None:
     rows = list_runs(connect(sqlite_url))
     assert [r["id"] for r in rows] == [2, 1]
     assert rows[0]["status"] == "completed" and rows[0]["trades"] is not None
+
+
+def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url: str) -> None:
+    """A database written before valuations stored their pricing keeps every row."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from engine.data import load_bars
+    from storage.db import dispose_all
+    from storage.models import ValuationRow
+    from tests.strategies.test_meta_investor_bus import factory
+
+    config = synthetic_scenario(400)
+    data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+    run_backtest(config, data=data, db_url=db_url, strategy_factory=factory(data, []))
+    engine = connect(db_url)
+    with engine.connect() as connection:
+        before = connection.execute(
+            select(ValuationRow.seq, ValuationRow.option_value).order_by(ValuationRow.seq)
+        ).all()
+    assert len(before) > 300
+    alembic = Config()
+    alembic.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        alembic.attributes["connection"] = connection
+        command.downgrade(alembic, "0005")
+    with engine.connect() as connection:
+        columns = connection.execute(text("SELECT * FROM valuations LIMIT 1")).keys()
+    assert "pricing" not in columns
+    dispose_all()
+    upgraded = connect(db_url)  # migrates to the head on connect
+    with upgraded.connect() as connection:
+        after = connection.execute(
+            select(ValuationRow.seq, ValuationRow.option_value, ValuationRow.pricing).order_by(
+                ValuationRow.seq
+            )
+        ).all()
+    assert [(s, v) for s, v, _ in after] == [tuple(r) for r in before]
+    assert {p for _, _, p in after} == {"black_scholes"}

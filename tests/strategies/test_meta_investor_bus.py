@@ -122,6 +122,8 @@ def test_meta_investor_records_persist(sqlite_url: str) -> None:
     with connect(sqlite_url).connect() as connection:
         shapley = connection.execute(select(func.count()).select_from(ShapleyValueRow)).scalar()
         valuations = connection.execute(select(func.count()).select_from(ValuationRow)).scalar()
+        pricing = connection.execute(select(ValuationRow.pricing).distinct()).scalars().all()
+    assert pricing == ["black_scholes"]
     settled = sum(isinstance(e, ShapleyRecord) for e in events)
     assert shapley == valuations == settled > 3 * 700
     assert result.agents is not None
@@ -496,7 +498,14 @@ def test_meta_investor_counts_crr_fallbacks_per_agent_and_values_them_by_black_s
     # Every step but the first (one price change: σ = 0) and the last (T - t = 0), which
     # are the defined limits of the tree, not fallbacks.
     np.testing.assert_array_equal(meta.crr_fallbacks, meta.steps - 2)
-    for valuation in [e for e in events if isinstance(e, Valuation)][-30:]:
+    valuations = [e for e in events if isinstance(e, Valuation)]
+    fallbacks = [v for v in valuations if v.pricing == "black_scholes_fallback"]
+    assert len(fallbacks) == int(meta.crr_fallbacks.sum())
+    assert {v.pricing for v in valuations} == {"crr", "black_scholes_fallback"}
+    for valuation in valuations[-30:]:
+        # the last step (T - t = 0) is the tree's defined limit, not a fallback
+        expected = "black_scholes_fallback" if valuation.time_to_expiry > 0 else "crr"
+        assert valuation.pricing == expected
         assert valuation.option_value == black_scholes_call(
             valuation.share_price,
             valuation.strike,
@@ -506,3 +515,4 @@ def test_meta_investor_counts_crr_fallbacks_per_agent_and_values_them_by_black_s
         )
     _config, _result, events = run(300, on_meta=captured.append, pricing="crr", crr_steps=64)
     assert (captured[1].crr_fallbacks == 0).all()
+    assert {e.pricing for e in events if isinstance(e, Valuation)} == {"crr"}
