@@ -335,7 +335,7 @@ class MetaInvestor:
         self.steps = 0
         #: Per agent: steps whose CRR value fell back to Black-Scholes (p outside [0, 1]).
         self.crr_fallbacks = np.zeros(n, dtype=np.int64)
-        self._pricing = [params.pricing] * n  # each Valuation's ``pricing``
+        self._pricing: list[str] = [params.pricing] * n  # each Valuation's ``pricing``
 
     def subscribe(self) -> None:
         """Subscribe; call before the agents subscribe to bars."""
