@@ -50,7 +50,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from indicators.core import ema_state_new_nb, ema_step_nb, kth_smallest_nb, rsi_nb, wma_nb
+from indicators.core import (
+    ema_state_new_nb,
+    ema_step_nb,
+    kth_smallest_nb,
+    rsi_nb,
+    sma_at_nb,
+    wma_nb,
+)
 
 NAN = np.nan
 
@@ -388,15 +395,9 @@ def stdev_at_nb(x, t, length):
     NaN if the window is short or holds NaN. Two passes (mean, then squared deviations),
     so a constant window gives exactly 0.
     """
-    if t - length + 1 < 0:
+    mean = sma_at_nb(x, t, length)
+    if np.isnan(mean):
         return NAN
-    mean = 0.0
-    for i in range(length):
-        v = x[t - i]
-        if np.isnan(v):
-            return NAN
-        mean += v
-    mean /= length
     ss = 0.0
     for i in range(length):
         d = x[t - i] - mean
