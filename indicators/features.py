@@ -54,6 +54,7 @@ __all__ = [
     "feature_frame",
     "feature_window",
     "local_hours",
+    "log_returns_nb",
     "momentum_nb",
     "rolling_windows",
     "volatility_nb",
@@ -121,20 +122,34 @@ def momentum_nb(close, window):
 
 
 @njit(cache=True)
-def volatility_at_nb(close, t, window):
-    """Sample std (ddof 1) of the ``window`` log returns ending at bar t."""
+def log_returns_nb(close):
+    """``log(close[t] / close[t-1])`` per bar; NaN at bar 0."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    for t in range(1, n):
+        out[t] = np.log(close[t] / close[t - 1])
+    return out
+
+
+@njit(cache=True)
+def volatility_at_nb(log_ret, t, window):
+    """Sample std (ddof 1) of the ``window`` log returns ending at bar t.
+
+    ``log_ret`` is :func:`log_returns_nb` of the closes (the streaming state keeps the
+    same series), so each return is computed once, not once per window it falls in.
+    """
     if t - window < 0:
         return np.nan
     mean = 0.0
     for i in range(window):
-        r = np.log(close[t - i] / close[t - i - 1])
+        r = log_ret[t - i]
         if np.isnan(r):
             return np.nan
         mean += r
     mean /= window
     ss = 0.0
     for i in range(window):
-        d = np.log(close[t - i] / close[t - i - 1]) - mean
+        d = log_ret[t - i] - mean
         ss += d * d
     return np.sqrt(ss / (window - 1))
 
@@ -143,9 +158,10 @@ def volatility_at_nb(close, t, window):
 def volatility_nb(close, window):
     """Rolling volatility of log returns; first valid index ``window``."""
     n = close.shape[0]
+    log_ret = log_returns_nb(close)
     out = np.full(n, np.nan)
     for t in range(n):
-        out[t] = volatility_at_nb(close, t, window)
+        out[t] = volatility_at_nb(log_ret, t, window)
     return out
 
 

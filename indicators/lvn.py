@@ -166,8 +166,12 @@ def lvn_at_nb(
     v_max = 0.0
     for j in range(n_bins):
         acc = 0.0
-        for r in range(-radius, radius + 1):
-            acc += raw[_reflect_nb(j + r, n_bins)] * smooth_w[r + radius]
+        if radius <= j < n_bins - radius:
+            for r in range(-radius, radius + 1):
+                acc += raw[j + r] * smooth_w[r + radius]
+        else:
+            for r in range(-radius, radius + 1):
+                acc += raw[_reflect_nb(j + r, n_bins)] * smooth_w[r + radius]
         smooth[j] = acc
         if acc > v_max:
             v_max = acc

@@ -73,6 +73,8 @@ GRID_MIN = 32
 CHUNKS = 16
 CHUNK_MIN_BARS = 4_000
 GRID_MAX = 1024
+# buckets of the exact k-th distance selection (kth_by_buckets_nb)
+SELECT_BUCKETS = 64
 
 # row columns
 _P1 = 0
@@ -198,10 +200,115 @@ def _gather_nb(rows, next_row, grid, q1, q2, x0, x1, y0, y1, skip, scratch, n):
 
 
 @njit(cache=True)
-def _kth_of_copy_nb(scratch, n, k):
+def _gather_disc_nb(rows, next_row, grid, q1, q2, radius, skip, scratch, n):
+    """Append the rows within ``radius`` of the query from the cells that meet that disc.
+
+    Per column of cells only the rows of cells whose square can reach the disc are read
+    (the outer cells extend to infinity, as :func:`_cell_nb` clamps). Cells inside
+    ``skip`` were gathered before and are left out. Returns the new number of entries.
+    """
+    side = grid_side_nb(grid)
+    width = 100.0 / side
+    reach = radius + 1e-9
+    x0 = _cell_nb(q1 - reach, side)
+    x1 = _cell_nb(q1 + reach, side)
+    for x in range(x0, x1 + 1):
+        left = x * width if x > 0 else -np.inf
+        right = (x + 1) * width if x < side - 1 else np.inf
+        dx = 0.0
+        if q1 < left:
+            dx = left - q1
+        elif q1 > right:
+            dx = q1 - right
+        if dx > reach:
+            continue
+        half = np.sqrt(max(reach * reach - dx * dx, 0.0)) + 1e-9
+        y0 = _cell_nb(q2 - half, side)
+        y1 = _cell_nb(q2 + half, side)
+        inside_x = skip[0] <= x <= skip[1]
+        for y in range(y0, y1 + 1):
+            if inside_x and skip[2] <= y <= skip[3]:
+                continue
+            j = grid[0, x * side + y]
+            while j >= 0:
+                d = _distance_nb(q1, q2, rows[j, _P1], rows[j, _P2])
+                if d <= radius:
+                    scratch[0, n] = d
+                    scratch[1, n] = rows[j, _LABEL]
+                    n += 1
+                j = next_row[j]
+    return n
+
+
+@njit(cache=True)
+def _bucket_counts_nb(values, n, k, counts):
+    """Histogram of ``values[:n]`` over ``len(counts)`` equal buckets spanning their range.
+
+    Returns (lo, scale, chosen, below): a value ``v`` falls in bucket
+    ``min(int((v - lo) * scale), len(counts) - 1)``, a monotone function of ``v`` (so every
+    value of a lower bucket is smaller than every value of a higher one); ``chosen`` is
+    the bucket holding the k-th smallest (0-based) and ``below`` the values under it.
+    ``scale`` is 0 when the range is empty or too narrow to divide (callers then select
+    directly).
+    """
+    lo = values[0]
+    hi = values[0]
+    for i in range(1, n):
+        v = values[i]
+        if v < lo:
+            lo = v
+        elif v > hi:
+            hi = v
+    buckets = counts.shape[0]
+    scale = buckets / (hi - lo) if hi > lo else 0.0
+    if not (0.0 < scale < 1e300):
+        return lo, 0.0, 0, 0
+    counts[:] = 0
+    top = buckets - 1
     for i in range(n):
-        scratch[2, i] = scratch[0, i]
-    return kth_smallest_nb(scratch[2], n, k)
+        counts[min(int((values[i] - lo) * scale), top)] += 1
+    below = 0
+    for b in range(buckets):
+        if below + counts[b] > k:
+            return lo, scale, b, below
+        below += counts[b]
+    return lo, scale, top, below - counts[top]
+
+
+@njit(cache=True)
+def kth_by_buckets_nb(values, n, k, work, counts):
+    """k-th smallest (0-based) of ``values[:n]`` (finite), exactly; ``values`` is untouched.
+
+    :func:`_bucket_counts_nb` finds the bucket holding it, that bucket's values are
+    copied to ``work`` (length >= n) and quickselect finishes on them alone.
+    ``counts`` is an int64 array whose length is the number of buckets.
+    """
+    lo, scale, chosen, below = _bucket_counts_nb(values, n, k, counts)
+    m = 0
+    if scale == 0.0:
+        for i in range(n):
+            work[i] = values[i]
+        return kth_smallest_nb(work, n, k)
+    top = counts.shape[0] - 1
+    for i in range(n):
+        v = values[i]
+        if min(int((v - lo) * scale), top) == chosen:
+            work[m] = v
+            m += 1
+    return kth_smallest_nb(work, m, k - below)
+
+
+@njit(cache=True)
+def _kth_upper_bound_nb(values, n, k, counts):
+    """A value >= the k-th smallest (0-based) of ``values[:n]``: its bucket's upper edge."""
+    lo, scale, chosen, _below = _bucket_counts_nb(values, n, k, counts)
+    if scale == 0.0:
+        hi = lo
+        for i in range(n):
+            hi = max(hi, values[i])
+        return hi
+    # (v - lo) * scale < chosen + 1 for every v of the bucket; widen for rounding
+    return lo + (chosen + 1) / scale * (1.0 + 1e-12) + 1e-12 * abs(lo)
 
 
 @njit(cache=True)
@@ -245,16 +352,21 @@ def mlmi_query_nb(rows, next_row, grid, meta, q1, q2, k, scratch):
         scratch,
         0,
     )
-    # at least k rows lie within `bound`, so the k-th distance is <= bound; every row
-    # within `bound` of the query lies in the cells below (a tiny margin covers rounding)
-    bound = _kth_of_copy_nb(scratch, n, k - 1)
-    margin = bound + 1e-9
-    x0 = min(_cell_nb(q1 - margin, side), square[0])
-    x1 = max(_cell_nb(q1 + margin, side), square[1])
-    y0 = min(_cell_nb(q2 - margin, side), square[2])
-    y1 = max(_cell_nb(q2 + margin, side), square[3])
-    n = _gather_nb(rows, next_row, grid, q1, q2, x0, x1, y0, y1, square, scratch, n)
-    d_k = _kth_of_copy_nb(scratch, n, k - 1)
+    # at least k rows lie within `bound`, so the k-th distance is <= bound and the k
+    # nearest rows are the nearest of those within `bound`: the rows gathered so far
+    # that lie inside it, and those of the cells that meet the disc of that radius
+    counts = np.empty(SELECT_BUCKETS, dtype=np.int64)
+    bound = _kth_upper_bound_nb(scratch[0], n, k - 1, counts)
+    # keep only the rows within the bound: the k nearest are among them
+    kept = 0
+    for i in range(n):
+        if scratch[0, i] <= bound:
+            scratch[0, kept] = scratch[0, i]
+            scratch[1, kept] = scratch[1, i]
+            kept += 1
+    n = kept
+    n = _gather_disc_nb(rows, next_row, grid, q1, q2, bound, square, scratch, n)
+    d_k = kth_by_buckets_nb(scratch[0], n, k - 1, scratch[2], counts)
     total = 0.0
     for i in range(n):
         if scratch[0, i] <= d_k:

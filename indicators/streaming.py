@@ -72,8 +72,8 @@ __all__ = ["FeatureState"]
 
 # rows of the history buffer
 _O, _H, _L, _C, _V = 0, 1, 2, 3, 4
-_RSI_SLOW, _RSI_QUICK, _PRED, _PRED_MA, _YHAT, _MA_Q, _MA_S = 5, 6, 7, 8, 9, 10, 11
-_N_SERIES = 12
+_RSI_SLOW, _RSI_QUICK, _PRED, _PRED_MA, _YHAT, _MA_Q, _MA_S, _LOGRET = 5, 6, 7, 8, 9, 10, 11, 12
+_N_SERIES = 13
 
 # float state layout
 _F_RSI_SLOW = 0  # five slots each
@@ -154,6 +154,7 @@ def _stream_step_nb(
     hist[_C, pos] = c
     hist[_V, pos] = v
     close = hist[_C]
+    hist[_LOGRET, pos] = np.log(c / close[pos - 1])
 
     # MLMI
     k = pi[_PI_K]
@@ -238,7 +239,7 @@ def _stream_step_nb(
     # momentum, volatility, skew
     out[9] = momentum_at_nb(close, pos, pi[_PI_MOM_SHORT])
     out[10] = momentum_at_nb(close, pos, pi[_PI_MOM_LONG])
-    out[11] = volatility_at_nb(close, pos, pi[_PI_VOL])
+    out[11] = volatility_at_nb(hist[_LOGRET], pos, pi[_PI_VOL])
     if g >= pi[_PI_SKEW] - 1:
         out[12] = profile_skew_at_nb(hist[_H], hist[_L], hist[_V], pos, pi[_PI_SKEW])
     else:
