@@ -239,22 +239,25 @@ def main() -> None:
 
 def _mlmi_store_bound(state) -> None:
     """How the MLMI kNN query stays cheap while its store grows without bound."""
-    from indicators.mlmi import GRID_MAX, GRID_MIN
+    from indicators.mlmi import GRID_MAX, GRID_MIN, PENDING_MIN
 
     rows = state.mlmi_store_size
     side = state.mlmi_grid_side
     print(
-        f"MLMI store: {rows:,} rows after {state.n_bars:,} bars; grid {side} x {side} "
-        f"(one row per cell or fewer while rows <= cells)"
+        f"MLMI store: {rows:,} rows after {state.n_bars:,} bars; index grid {side} x {side} "
+        f"(about one row per cell)"
     )
     lines = (
-        "  bound: the rows sit in a grid over the RSI square [0, 100]^2; it starts at",
-        f"  {GRID_MIN} x {GRID_MIN} cells and doubles its side (a rebuild, amortised O(1))"
-        " whenever the rows",
-        f"  outnumber the cells, up to GRID_MAX = {GRID_MAX} x {GRID_MAX} = {GRID_MAX**2:,}"
-        " cells. A query reads",
-        "  only the cells around it (a few times k rows), so the per-bar cost follows the",
-        "  local density of rows, not the length of the history.",
+        "  bound: the rows are indexed by cell of a grid over the RSI square [0, 100]^2",
+        f"  ({GRID_MIN} x {GRID_MIN} cells at first, the side doubled while the rows outnumber"
+        f" the cells, up to {GRID_MAX} x {GRID_MAX}).",
+        f"  New rows wait outside the index until more than max({PENDING_MIN}, sqrt(S)) do,"
+        " then the index is rebuilt",
+        "  (counting sort, O(S)): O(sqrt(S)) per stored row, amortised. A query reads the"
+        " cells around it",
+        "  (a few times k rows) plus the waiting rows, so the per-bar cost follows the local"
+        " density of rows",
+        "  and sqrt(S), not the length of the history.",
         f"  limit: past {GRID_MAX**2:,} rows (at about one event per 10 bars, some 10 million",
         "  bars, ~570 years of 24-hour 30-minute bars) the grid stops refining, and the rows",
         "  per cell, hence the query cost, grow linearly with the store again.",

@@ -28,19 +28,25 @@ windows are full (2038 and 77 with defaults).
 
 Store layout and cost. The store grows with history (one row per event, roughly one
 per 5 to 15 bars). Rows live in preallocated arrays: ``rows`` (capacity x 4: p1, p2,
-price, label) and ``next_row`` (a linked list per grid cell). The streaming state
+price, label, in append order) and ``index`` (the same rows' p1, p2 and label sorted by
+grid cell, with ``cell_start`` giving where each cell begins). The streaming state
 doubles the capacity when it is full (amortised O(1) appends). Since p1 and p2 are
-WMAs of RSIs they lie in [0, 100]; rows are bucketed in a square grid over that square
-(per-cell head and count) whose resolution follows the store: 32 x 32 cells at first,
-doubled per side (and rebuilt, amortised O(1)) whenever the rows outnumber the cells,
-up to 1024 x 1024. While ``S <= k`` every row is a neighbour and ``pred`` is the
-running label sum (O(1)). Otherwise the query grows square rings of cells around its
-cell until they hold at least ``k`` rows, takes the k-th smallest distance among those
-rows as an upper bound ``D``, adds the rows of the cells within ``D`` of the query, and
-finds the exact k-th distance and the tie-inclusive label sum among them. The
-per-bar cost therefore depends on the local density of rows near the query (about a
-few times ``k`` distance evaluations), not on the length of the history. The result is
-exactly that of the brute-force definition (same float distances, same ties).
+WMAs of RSIs they lie in [0, 100]; the grid is a square over that square whose
+resolution follows the store: 32 x 32 cells at first, doubled per side while the rows
+outnumber the cells, up to 1024 x 1024. A new row is appended to ``rows`` only; once
+more than ``max(64, sqrt(S))`` rows wait outside the index, the index is rebuilt (a
+counting sort, O(S + cells)), so indexing costs O(sqrt(S)) per appended row, amortised.
+While ``S <= k`` every row is a neighbour and ``pred`` is the running label sum (O(1)).
+Otherwise the query takes every waiting row (at most ``max(64, sqrt(S))``), grows
+square rings of cells around its cell until they and the waiting rows hold at least
+``k`` rows, takes an upper bound ``D`` of the k-th smallest distance among those rows
+(the top of the histogram bucket holding it), adds the rows of the cells meeting the
+disc of radius ``D`` (per column of cells one contiguous range of ``index``), and
+finds the exact k-th distance by bucket selection and the tie-inclusive label sum
+among the rows within ``D``. The per-bar cost therefore depends on the local density of
+rows near the query (about a few times ``k`` distance evaluations) plus the waiting
+rows, not linearly on the length of the history. The result is exactly that of the
+brute-force definition (same float distances, same ties).
 """
 
 from __future__ import annotations
@@ -82,28 +88,38 @@ _P2 = 1
 _PRICE = 2
 _LABEL = 3
 
-# meta slots (float64): number of rows S, label sum
+# meta slots (float64): number of rows S, label sum, rows in the index
 _META_S = 0
 _META_LABEL_SUM = 1
+_META_INDEXED = 2
+META_SIZE = 3
+
+# rows appended since the last index before a reindex: max(PENDING_MIN, sqrt(S))
+PENDING_MIN = 64
 
 
 @njit(cache=True)
 def mlmi_store_new_nb(capacity):
-    """A store holding only the sentinel row: (rows, next_row, grid, meta)."""
+    """A store holding only the sentinel row: (rows, index, cell_start, meta).
+
+    ``rows`` (capacity x 4: p1, p2, price, label) in append order; ``index`` (3 x
+    capacity: p1, p2, label) the first ``meta[_META_INDEXED]`` rows sorted by grid cell;
+    ``cell_start`` (side² + 1) where each cell's rows begin in ``index``; ``meta``: rows
+    S, label sum, rows indexed.
+    """
     capacity = max(capacity, 2)
     rows = np.zeros((capacity, 4))
-    next_row = np.full(capacity, -1, dtype=np.int64)
-    grid = np.zeros((2, GRID_MIN * GRID_MIN), dtype=np.int64)  # head, count
-    grid[0, :] = -1
-    meta = np.zeros(2)
-    _store_append_nb(rows, next_row, grid, meta, 0.0, 0.0, 0.0, 0.0)
-    return rows, next_row, grid, meta
+    index = np.zeros((3, capacity))
+    meta = np.zeros(3)
+    _store_append_nb(rows, meta, 0.0, 0.0, 0.0, 0.0)
+    cell_start = mlmi_reindex_nb(rows, meta, index, GRID_MIN)
+    return rows, index, cell_start, meta
 
 
 @njit(cache=True)
-def grid_side_nb(grid):
-    """Cells per side of a (2, side²) grid."""
-    return int(np.sqrt(grid.shape[1]) + 0.5)
+def grid_side_nb(cell_start):
+    """Cells per side of the grid whose ``cell_start`` has side² + 1 entries."""
+    return int(np.sqrt(cell_start.shape[0] - 1) + 0.5)
 
 
 @njit(cache=True)
@@ -116,16 +132,42 @@ def wanted_grid_side_nb(n_rows):
 
 
 @njit(cache=True)
-def mlmi_regrid_nb(rows, next_row, meta, side):
-    """A new (2, side²) grid holding the stored rows, linked in append order."""
-    grid = np.zeros((2, side * side), dtype=np.int64)
-    grid[0, :] = -1
-    for s in range(int(meta[_META_S])):
-        cell = _cell_nb(rows[s, _P1], side) * side + _cell_nb(rows[s, _P2], side)
-        next_row[s] = grid[0, cell]
-        grid[0, cell] = s
-        grid[1, cell] += 1
-    return grid
+def pending_limit_nb(n_rows):
+    """Unindexed rows allowed before a reindex: max(PENDING_MIN, sqrt(S))."""
+    return max(PENDING_MIN, int(np.sqrt(n_rows)))
+
+
+@njit(cache=True)
+def mlmi_needs_reindex_nb(meta):
+    """Whether the rows appended since the last index exceed :func:`pending_limit_nb`."""
+    s = int(meta[_META_S])
+    return s - int(meta[_META_INDEXED]) > pending_limit_nb(s)
+
+
+@njit(cache=True)
+def mlmi_reindex_nb(rows, meta, index, side):
+    """Sort every stored row into ``index`` by cell of a side x side grid (counting sort,
+    stable: append order within a cell); returns the new ``cell_start``."""
+    s = int(meta[_META_S])
+    cells = side * side
+    cell_start = np.zeros(cells + 1, dtype=np.int64)
+    cell_of = np.empty(s, dtype=np.int64)
+    for j in range(s):
+        c = _cell_nb(rows[j, _P1], side) * side + _cell_nb(rows[j, _P2], side)
+        cell_of[j] = c
+        cell_start[c + 1] += 1
+    for c in range(cells):
+        cell_start[c + 1] += cell_start[c]
+    fill = cell_start[:cells].copy()
+    for j in range(s):
+        c = cell_of[j]
+        at = fill[c]
+        fill[c] = at + 1
+        index[0, at] = rows[j, _P1]
+        index[1, at] = rows[j, _P2]
+        index[2, at] = rows[j, _LABEL]
+    meta[_META_INDEXED] = s
+    return cell_start
 
 
 @njit(cache=True)
@@ -139,80 +181,86 @@ def _cell_nb(v, side):
 
 
 @njit(cache=True)
-def _store_append_nb(rows, next_row, grid, meta, p1, p2, price, label):
+def _store_append_nb(rows, meta, p1, p2, price, label):
     s = int(meta[_META_S])
     rows[s, _P1] = p1
     rows[s, _P2] = p2
     rows[s, _PRICE] = price
     rows[s, _LABEL] = label
-    side = grid_side_nb(grid)
-    cell = _cell_nb(p1, side) * side + _cell_nb(p2, side)
-    next_row[s] = grid[0, cell]
-    grid[0, cell] = s
-    grid[1, cell] += 1
     meta[_META_S] = s + 1
     meta[_META_LABEL_SUM] += label
 
 
 @njit(cache=True)
-def _distance_nb(q1, q2, p1, p2):
+def _sqdist_nb(q1, q2, p1, p2):
+    """Squared distance; the distance of the definition is its square root."""
     d1 = q1 - p1
     d2 = q2 - p2
-    return np.sqrt(d1 * d1 + d2 * d2)
+    return d1 * d1 + d2 * d2
 
 
 @njit(cache=True)
-def _ring_count_nb(grid, cx, cy, ring):
-    """Number of rows in the cells at Chebyshev distance ``ring`` from (cx, cy)."""
-    total = 0
-    side = grid_side_nb(grid)
-    x0 = cx - ring
-    x1 = cx + ring
-    y0 = cy - ring
-    y1 = cy + ring
-    for x in range(max(x0, 0), min(x1, side - 1) + 1):
-        for y in range(max(y0, 0), min(y1, side - 1) + 1):
-            if ring == 0 or x in (x0, x1) or y in (y0, y1):
-                total += grid[1, x * side + y]
+def _column_count_nb(cell_start, side, x, y0, y1):
+    """Indexed rows in cells (x, y0 .. y1), clamped to the grid; 0 if x is outside."""
+    if x < 0 or x >= side:
+        return 0
+    y0 = max(y0, 0)
+    y1 = min(y1, side - 1)
+    if y1 < y0:
+        return 0
+    base = x * side
+    return cell_start[base + y1 + 1] - cell_start[base + y0]
+
+
+@njit(cache=True)
+def _ring_count_nb(cell_start, side, cx, cy, ring):
+    """Indexed rows in the cells at Chebyshev distance ``ring`` from (cx, cy)."""
+    if ring == 0:
+        return _column_count_nb(cell_start, side, cx, cy, cy)
+    total = _column_count_nb(cell_start, side, cx - ring, cy - ring, cy + ring)
+    total += _column_count_nb(cell_start, side, cx + ring, cy - ring, cy + ring)
+    for x in range(max(cx - ring + 1, 0), min(cx + ring - 1, side - 1) + 1):
+        total += _column_count_nb(cell_start, side, x, cy - ring, cy - ring)
+        total += _column_count_nb(cell_start, side, x, cy + ring, cy + ring)
     return total
 
 
 @njit(cache=True)
-def _gather_nb(rows, next_row, grid, q1, q2, x0, x1, y0, y1, skip, scratch, n):
-    """Append distance and label of every row in cells [x0, x1] x [y0, y1] to ``scratch``.
-
-    Cells inside the square ``skip`` = (sx0, sx1, sy0, sy1) were gathered before and are
-    left out. Returns the new number of entries.
-    """
-    side = grid_side_nb(grid)
-    for x in range(x0, x1 + 1):
-        inside_x = skip[0] <= x <= skip[1]
-        for y in range(y0, y1 + 1):
-            if inside_x and skip[2] <= y <= skip[3]:
-                continue
-            j = grid[0, x * side + y]
-            while j >= 0:
-                scratch[0, n] = _distance_nb(q1, q2, rows[j, _P1], rows[j, _P2])
-                scratch[1, n] = rows[j, _LABEL]
-                n += 1
-                j = next_row[j]
+def _gather_range_nb(index, lo, hi, q1, q2, limit, scratch, n):
+    """Append squared distance and label of ``index`` rows lo .. hi-1 whose squared
+    distance is at most ``limit`` (written always, kept by advancing ``n``: no branch)."""
+    for j in range(lo, hi):
+        sq = _sqdist_nb(q1, q2, index[0, j], index[1, j])
+        scratch[0, n] = sq
+        scratch[1, n] = index[2, j]
+        n += sq <= limit
     return n
 
 
 @njit(cache=True)
-def _gather_disc_nb(rows, next_row, grid, q1, q2, radius, skip, scratch, n):
-    """Append the rows within ``radius`` of the query from the cells that meet that disc.
+def _gather_cells_nb(index, cell_start, side, x, y0, y1, q1, q2, limit, scratch, n):
+    """:func:`_gather_range_nb` over the cells (x, y0 .. y1): one contiguous range."""
+    if y1 < y0:
+        return n
+    base = x * side
+    return _gather_range_nb(
+        index, cell_start[base + y0], cell_start[base + y1 + 1], q1, q2, limit, scratch, n
+    )
 
-    Per column of cells only the rows of cells whose square can reach the disc are read
-    (the outer cells extend to infinity, as :func:`_cell_nb` clamps). Cells inside
-    ``skip`` were gathered before and are left out. Returns the new number of entries.
+
+@njit(cache=True)
+def _gather_disc_nb(index, cell_start, side, q1, q2, limit, skip, scratch, n):
+    """Append the indexed rows within squared distance ``limit`` of the query from the
+    cells meeting that disc, leaving out the cells of the square ``skip`` = (x0, x1, y0,
+    y1).
+
+    Per column of cells only the cells whose square can reach the disc are read (the
+    outer cells extend to infinity, as :func:`_cell_nb` clamps); a column's cells are
+    one contiguous range of ``index``.
     """
-    side = grid_side_nb(grid)
     width = 100.0 / side
-    reach = radius + 1e-9
-    x0 = _cell_nb(q1 - reach, side)
-    x1 = _cell_nb(q1 + reach, side)
-    for x in range(x0, x1 + 1):
+    reach = np.sqrt(limit) * (1.0 + 1e-12) + 1e-9
+    for x in range(_cell_nb(q1 - reach, side), _cell_nb(q1 + reach, side) + 1):
         left = x * width if x > 0 else -np.inf
         right = (x + 1) * width if x < side - 1 else np.inf
         dx = 0.0
@@ -225,18 +273,15 @@ def _gather_disc_nb(rows, next_row, grid, q1, q2, radius, skip, scratch, n):
         half = np.sqrt(max(reach * reach - dx * dx, 0.0)) + 1e-9
         y0 = _cell_nb(q2 - half, side)
         y1 = _cell_nb(q2 + half, side)
-        inside_x = skip[0] <= x <= skip[1]
-        for y in range(y0, y1 + 1):
-            if inside_x and skip[2] <= y <= skip[3]:
-                continue
-            j = grid[0, x * side + y]
-            while j >= 0:
-                d = _distance_nb(q1, q2, rows[j, _P1], rows[j, _P2])
-                if d <= radius:
-                    scratch[0, n] = d
-                    scratch[1, n] = rows[j, _LABEL]
-                    n += 1
-                j = next_row[j]
+        if skip[0] <= x <= skip[1]:
+            n = _gather_cells_nb(
+                index, cell_start, side, x, y0, min(y1, skip[2] - 1), q1, q2, limit, scratch, n
+            )
+            n = _gather_cells_nb(
+                index, cell_start, side, x, max(y0, skip[3] + 1), y1, q1, q2, limit, scratch, n
+            )
+        else:
+            n = _gather_cells_nb(index, cell_start, side, x, y0, y1, q1, q2, limit, scratch, n)
     return n
 
 
@@ -312,7 +357,7 @@ def _kth_upper_bound_nb(values, n, k, counts):
 
 
 @njit(cache=True)
-def mlmi_query_nb(rows, next_row, grid, meta, q1, q2, k, scratch):
+def mlmi_query_nb(rows, index, cell_start, meta, q1, q2, k, scratch):
     """Tie-inclusive kNN label sum for the query (q1, q2).
 
     ``scratch`` is a (3, capacity) work array with capacity >= S.
@@ -320,13 +365,16 @@ def mlmi_query_nb(rows, next_row, grid, meta, q1, q2, k, scratch):
     s = int(meta[_META_S])
     if s <= k:
         return meta[_META_LABEL_SUM]
-    side = grid_side_nb(grid)
+    side = grid_side_nb(cell_start)
+    # Squared distances throughout: sqrt is monotone, so the k-th smallest distance is
+    # the square root of the k-th smallest squared one.
     cx = _cell_nb(q1, side)
     cy = _cell_nb(q2, side)
+    # rings of indexed rows until they hold k
     ring = 0
     count = 0
     while True:
-        count += _ring_count_nb(grid, cx, cy, ring)
+        count += _ring_count_nb(cell_start, side, cx, cy, ring)
         if count >= k:
             break
         if cx - ring <= 0 and cy - ring <= 0 and cx + ring >= side - 1 and cy + ring >= side - 1:
@@ -337,67 +385,74 @@ def mlmi_query_nb(rows, next_row, grid, meta, q1, q2, k, scratch):
     square[1] = min(cx + ring, side - 1)
     square[2] = max(cy - ring, 0)
     square[3] = min(cy + ring, side - 1)
-    nothing = np.array([1, 0, 1, 0], dtype=np.int64)
-    n = _gather_nb(
-        rows,
-        next_row,
-        grid,
-        q1,
-        q2,
-        square[0],
-        square[1],
-        square[2],
-        square[3],
-        nothing,
-        scratch,
-        0,
-    )
-    # at least k rows lie within `bound`, so the k-th distance is <= bound and the k
-    # nearest rows are the nearest of those within `bound`: the rows gathered so far
+    n = 0
+    for x in range(square[0], square[1] + 1):
+        n = _gather_cells_nb(
+            index, cell_start, side, x, square[2], square[3], q1, q2, np.inf, scratch, n
+        )
+    first_pending = int(meta[_META_INDEXED])
+    if count < k:
+        # the whole grid holds fewer than k rows: every row waiting outside the index
+        # takes part (the square is the whole grid, so nothing is left to gather)
+        for j in range(first_pending, s):
+            scratch[0, n] = _sqdist_nb(q1, q2, rows[j, _P1], rows[j, _P2])
+            scratch[1, n] = rows[j, _LABEL]
+            n += 1
+        first_pending = s
+    # at least k rows lie within `limit`, so the k-th squared distance is <= limit and
+    # the k nearest rows are the nearest of those within it: the rows gathered so far
     # that lie inside it, and those of the cells that meet the disc of that radius
     counts = np.empty(SELECT_BUCKETS, dtype=np.int64)
-    bound = _kth_upper_bound_nb(scratch[0], n, k - 1, counts)
-    # keep only the rows within the bound: the k nearest are among them
+    limit = _kth_upper_bound_nb(scratch[0], n, k - 1, counts) * (1.0 + 1e-12)
     kept = 0
     for i in range(n):
-        if scratch[0, i] <= bound:
-            scratch[0, kept] = scratch[0, i]
-            scratch[1, kept] = scratch[1, i]
-            kept += 1
-    n = kept
-    n = _gather_disc_nb(rows, next_row, grid, q1, q2, bound, square, scratch, n)
-    d_k = kth_by_buckets_nb(scratch[0], n, k - 1, scratch[2], counts)
+        sq = scratch[0, i]
+        scratch[0, kept] = sq
+        scratch[1, kept] = scratch[1, i]
+        kept += sq <= limit
+    # the rows appended since the last index, if within the limit
+    for j in range(first_pending, s):
+        sq = _sqdist_nb(q1, q2, rows[j, _P1], rows[j, _P2])
+        scratch[0, kept] = sq
+        scratch[1, kept] = rows[j, _LABEL]
+        kept += sq <= limit
+    n = _gather_disc_nb(index, cell_start, side, q1, q2, limit, square, scratch, kept)
+    sq_k = kth_by_buckets_nb(scratch[0], n, k - 1, scratch[2], counts)
+    # tie-inclusive on the distances themselves: a squared distance just above sq_k can
+    # still have the same square root (every such row is within `limit`)
+    d_k = np.sqrt(sq_k)
     total = 0.0
     for i in range(n):
-        if scratch[0, i] <= d_k:
+        sq = scratch[0, i]
+        if sq <= sq_k or np.sqrt(sq) <= d_k:
             total += scratch[1, i]
     return total
 
 
 @njit(cache=True)
-def mlmi_bar_nb(rows, next_row, grid, meta, p1, p2, close, event, k, store_first, scratch):
+def mlmi_bar_nb(rows, index, cell_start, meta, p1, p2, close, event, k, store_first, scratch):
     """Store (on an event) and predict for one bar; returns ``pred`` (NaN if no query).
 
     The caller guarantees room for one more row (``rows.shape[0] > S``) and a
-    (3, capacity) ``scratch``.
+    (3, capacity) ``scratch``, and reindexes when :func:`mlmi_needs_reindex_nb` says so.
     """
     query_ok = not (np.isnan(p1) or np.isnan(p2))
     can_store = event and query_ok and not np.isnan(close)
     if can_store and store_first:
-        _store_row_nb(rows, next_row, grid, meta, p1, p2, close)
+        _store_row_nb(rows, meta, p1, p2, close)
     pred = NAN
     if query_ok:
-        pred = mlmi_query_nb(rows, next_row, grid, meta, p1, p2, k, scratch)
+        pred = mlmi_query_nb(rows, index, cell_start, meta, p1, p2, k, scratch)
     if can_store and not store_first:
-        _store_row_nb(rows, next_row, grid, meta, p1, p2, close)
+        _store_row_nb(rows, meta, p1, p2, close)
     return pred
 
 
 @njit(cache=True)
-def _store_row_nb(rows, next_row, grid, meta, p1, p2, close):
+def _store_row_nb(rows, meta, p1, p2, close):
     last_price = rows[int(meta[_META_S]) - 1, _PRICE]
     label = 1.0 if close >= last_price else -1.0
-    _store_append_nb(rows, next_row, grid, meta, p1, p2, close, label)
+    _store_append_nb(rows, meta, p1, p2, close, label)
 
 
 @njit(cache=True)
@@ -423,20 +478,18 @@ def mlmi_signal_step_nb(state, pred_t, ma_t, pred_prev, ma_prev):
 @njit(cache=True)
 def _mlmi_chunk_nb(p1, p2, close, can_store, events, k, store_then_predict, capacity, lo, hi, pred):
     """``pred[lo:hi]``: rebuild the store from the rows of bars before ``lo`` (appends
-    only, with the same regrids), then store and predict bar by bar."""
-    rows, next_row, grid, meta = mlmi_store_new_nb(capacity)
+    and one index), then store and predict bar by bar."""
+    rows, index, cell_start, meta = mlmi_store_new_nb(capacity)
     for t in range(lo):
         if can_store[t]:
-            _store_row_nb(rows, next_row, grid, meta, p1[t], p2[t], close[t])
-        side = wanted_grid_side_nb(int(meta[_META_S]))
-        if side != grid_side_nb(grid):
-            grid = mlmi_regrid_nb(rows, next_row, meta, side)
+            _store_row_nb(rows, meta, p1[t], p2[t], close[t])
+    cell_start = mlmi_reindex_nb(rows, meta, index, wanted_grid_side_nb(int(meta[_META_S])))
     scratch = np.empty((3, capacity))
     for t in range(lo, hi):
         pred[t] = mlmi_bar_nb(
             rows,
-            next_row,
-            grid,
+            index,
+            cell_start,
             meta,
             p1[t],
             p2[t],
@@ -446,9 +499,9 @@ def _mlmi_chunk_nb(p1, p2, close, can_store, events, k, store_then_predict, capa
             store_then_predict,
             scratch,
         )
-        side = wanted_grid_side_nb(int(meta[_META_S]))
-        if side != grid_side_nb(grid):
-            grid = mlmi_regrid_nb(rows, next_row, meta, side)
+        if mlmi_needs_reindex_nb(meta):
+            side = wanted_grid_side_nb(int(meta[_META_S]))
+            cell_start = mlmi_reindex_nb(rows, meta, index, side)
 
 
 @njit(cache=True, parallel=True)

@@ -15,12 +15,16 @@ State and per-bar cost:
 * The MMD state keeps its own ring of the last 288 feature vectors and their Gram matrix:
   O(288) per bar, plus a full refresh (O(288²)) every ``mmd_refresh`` bars.
 * The MLMI store grows with history. Its rows sit in preallocated arrays whose capacity
-  doubles when full (amortised O(1) appends, see :mod:`indicators.mlmi`); a grid over
-  the RSI square, refined (side doubled, rebuilt) whenever the rows outnumber its cells,
-  keeps each kNN query to the rows near the query, so the per-bar cost follows the
-  local density of about one row per cell rather than the length of the history.
-* One numba call per bar does all the work; the Python layer only converts the
-  timestamp to local time (zoneinfo) and grows the MLMI store when needed.
+  doubles when full (amortised O(1) appends, see :mod:`indicators.mlmi`); an index of
+  the rows sorted by cell of a grid over the RSI square (about one row per cell,
+  rebuilt once more than ``max(64, sqrt(S))`` new rows wait outside it) keeps each kNN
+  query to the rows near the query plus the waiting ones, so the per-bar cost follows
+  the local density of rows rather than the length of the history.
+* One numba call per bar does all the work. Every fixed-size array (history, states,
+  weights, the MMD ring and Gram matrix, the output rows) is a view of one float
+  buffer and the integers share one int buffer, so that call takes six arrays; the
+  Python layer only converts the timestamp to local time (zoneinfo) and, when the
+  kernel's flags ask for it, grows or reindexes the MLMI store.
 """
 
 from __future__ import annotations
@@ -50,16 +54,17 @@ from indicators.features import (
 )
 from indicators.lvn import gaussian_weights_nb, lvn_at_nb, lvn_scratch_new_nb, profile_skew_at_nb
 from indicators.mlmi import (
-    GRID_MAX,
     MA_QUICK,
     MA_SLOW,
+    META_SIZE,
     PRED_MA_LENGTH,
     RSI_QUICK,
     RSI_SLOW,
     cross_event_nb,
     grid_side_nb,
     mlmi_bar_nb,
-    mlmi_regrid_nb,
+    mlmi_needs_reindex_nb,
+    mlmi_reindex_nb,
     mlmi_signal_step_nb,
     mlmi_store_new_nb,
     wanted_grid_side_nb,
@@ -81,12 +86,39 @@ _F_RSI_QUICK = 5
 _F_ATR = 10  # four slots
 _F_HA = 14  # two slots
 _F_SIG = 16
-_F_META = 17  # two slots: MLMI store size, label sum
-_F_MMD = 19  # eleven slots
-_F_SIZE = 30
+_F_META = 17  # META_SIZE (3) slots: MLMI store size, label sum, rows indexed
+_F_MMD = 20  # eleven slots
+_F_SIZE = 31
 
 # int state: buffer position, bars seen, H
 _I_POS, _I_BARS, _I_H = 0, 1, 2
+# where the parameters and the layout of the float buffer start in the int buffer
+_I_PARAMS = 3
+_I_LAYOUT = 18
+# layout slots (offsets into the float buffer, relative to _I_LAYOUT)
+(
+    _L_HIST,
+    _L_FSTATE,
+    _L_PF,
+    _L_SMOOTH,
+    _L_SMOOTH_LEN,
+    _L_NW,
+    _L_NW_LEN,
+    _L_LVN,
+    _L_LVN_COLS,
+    _L_MMD_RING,
+    _L_MMD_GRAM,
+    _L_MMD_SCRATCH,
+    _L_MMD_PAIRS,
+    _L_OUT_RING,
+    _L_OUT,
+    _L_END,
+) = range(16)
+_I_SIZE = _I_LAYOUT + 16
+
+# flags returned by the kernel
+NEEDS_REINDEX = 1
+NEEDS_ROOM = 2
 
 # float params
 _PF_BIN_WIDTH, _PF_ATR_FRACTION, _PF_THRESHOLD, _PF_PROMINENCE = 0, 1, 2, 3
@@ -111,31 +143,57 @@ _PF_BIN_WIDTH, _PF_ATR_FRACTION, _PF_THRESHOLD, _PF_PROMINENCE = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def _stream_step_nb(
-    hist,
-    istate,
-    fstate,
-    pf,
-    pi,
-    rows,
-    next_row,
-    grid,
-    scratch,
-    lvn_scratch,
-    smooth_w,
-    nw_w,
-    mmd_ring,
-    mmd_gram,
-    mmd_scratch,
-    out_ring,
-    o,
-    h,
-    low,
-    c,
-    v,
-    local_ns,
-    out,
-):
+def _views_nb(fbuf, ibuf):
+    """The state arrays, as views of the float buffer ``fbuf`` laid out by ``ibuf``."""
+    lay = ibuf[_I_LAYOUT : _I_LAYOUT + 16]
+    size = ibuf[_I_H]
+    pi = ibuf[_I_PARAMS:_I_LAYOUT]
+    N = pi[_PI_MMD_M] + pi[_PI_MMD_N]
+    hist = fbuf[lay[_L_HIST] : lay[_L_FSTATE]].reshape((_N_SERIES, 2 * size))
+    fstate = fbuf[lay[_L_FSTATE] : lay[_L_PF]]
+    pf = fbuf[lay[_L_PF] : lay[_L_SMOOTH]]
+    smooth_w = fbuf[lay[_L_SMOOTH] : lay[_L_SMOOTH] + lay[_L_SMOOTH_LEN]]
+    nw_w = fbuf[lay[_L_NW] : lay[_L_NW] + lay[_L_NW_LEN]]
+    lvn_scratch = fbuf[lay[_L_LVN] : lay[_L_MMD_RING]].reshape((4, lay[_L_LVN_COLS]))
+    mmd_ring = fbuf[lay[_L_MMD_RING] : lay[_L_MMD_GRAM]].reshape((N, 3))
+    mmd_gram = fbuf[lay[_L_MMD_GRAM] : lay[_L_MMD_SCRATCH]].reshape((N, N))
+    mmd_scratch = fbuf[lay[_L_MMD_SCRATCH] : lay[_L_OUT_RING]].reshape((2, lay[_L_MMD_PAIRS]))
+    out_ring = fbuf[lay[_L_OUT_RING] : lay[_L_OUT]].reshape((WINDOW_ROWS, N_FEATURES))
+    out = fbuf[lay[_L_OUT] : lay[_L_END]]
+    return (
+        hist,
+        fstate,
+        pf,
+        pi,
+        smooth_w,
+        nw_w,
+        lvn_scratch,
+        mmd_ring,
+        mmd_gram,
+        mmd_scratch,
+        out_ring,
+        out,
+    )
+
+
+@njit(cache=True)
+def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, v, local_ns):
+    """One bar through every feature; returns NEEDS_REINDEX / NEEDS_ROOM flags."""
+    (
+        hist,
+        fstate,
+        pf,
+        pi,
+        smooth_w,
+        nw_w,
+        lvn_scratch,
+        mmd_ring,
+        mmd_gram,
+        mmd_scratch,
+        out_ring,
+        out,
+    ) = _views_nb(fbuf, ibuf)
+    istate = ibuf
     size = istate[_I_H]
     pos = istate[_I_POS] + 1
     if pos == 2 * size:
@@ -167,11 +225,12 @@ def _stream_step_nb(
     event = cross_event_nb(ma_q, ma_s, hist[_MA_Q, pos - 1], hist[_MA_S, pos - 1])
     p1 = wma_at_nb(hist[_RSI_SLOW], pos, pi[_PI_MOM_WINDOW])
     p2 = wma_at_nb(hist[_RSI_QUICK], pos, pi[_PI_MOM_WINDOW])
+    meta = fstate[_F_META : _F_META + META_SIZE]
     pred = mlmi_bar_nb(
         rows,
-        next_row,
-        grid,
-        fstate[_F_META : _F_META + 2],
+        index,
+        cell_start,
+        meta,
         p1,
         p2,
         c,
@@ -248,6 +307,12 @@ def _stream_step_nb(
     row = g % out_ring.shape[0]
     for j in range(out.shape[0]):
         out_ring[row, j] = out[j]
+    flags = 0
+    if mlmi_needs_reindex_nb(meta):
+        flags |= NEEDS_REINDEX
+    if meta[0] + 1 >= rows.shape[0]:
+        flags |= NEEDS_ROOM
+    return flags
 
 
 class FeatureState:
@@ -273,31 +338,22 @@ class FeatureState:
             PRED_MA_LENGTH,
             MA_SLOW,
         )
-        self._hist = np.full((_N_SERIES, 2 * size), np.nan)
-        self._istate = np.array([size - 1, 0, size], dtype=np.int64)
         f = np.zeros(_F_SIZE)
         f[_F_RSI_SLOW : _F_RSI_SLOW + 5] = rsi_state_new_nb()
         f[_F_RSI_QUICK : _F_RSI_QUICK + 5] = rsi_state_new_nb()
         f[_F_ATR : _F_ATR + 4] = atr_state_new_nb()
         f[_F_HA : _F_HA + 2] = heikin_ashi_state_new_nb()
-        mmd_state, self._mmd_ring, self._mmd_gram, self._mmd_scratch = mmd_state_new_nb(
+        mmd_state, mmd_ring, mmd_gram, mmd_scratch = mmd_state_new_nb(
             p.mmd_reference_window, p.mmd_test_window
         )
-        rows, next_row, grid, meta = mlmi_store_new_nb(max(int(initial_capacity), 2))
-        f[_F_META : _F_META + 2] = meta
+        rows, index, cell_start, meta = mlmi_store_new_nb(max(int(initial_capacity), 2))
+        f[_F_META : _F_META + META_SIZE] = meta
         f[_F_MMD : _F_MMD + 11] = mmd_state
-        self._fstate = f
-        self._rows = rows
-        self._next_row = next_row
-        self._grid = grid
-        self._grid_side = int(grid_side_nb(grid))
-        self._grid_cells = self._grid_side**2
-        self._scratch = np.empty((3, rows.shape[0]))
-        self._pf = np.array(
+        pf = np.array(
             [p.lvn_bin_width, p.lvn_bin_atr_fraction, p.lvn_threshold, p.lvn_min_prominence],
             dtype=np.float64,
         )
-        self._pi = np.array(
+        pi = np.array(
             [
                 p.mlmi_k,
                 p.mlmi_momentum_window,
@@ -317,17 +373,70 @@ class FeatureState:
             ],
             dtype=np.int64,
         )
-        self._lvn_scratch = lvn_scratch_new_nb(p.lvn_max_bins)
-        self._smooth_w = gaussian_weights_nb(float(p.lvn_smoothing_bins))
-        self._nw_w = rq_weights_nb(float(p.nwrqk_h), float(p.nwrqk_r), p.nwrqk_x0)
-        self._out_ring = np.full((WINDOW_ROWS, N_FEATURES), np.nan)
-        self._out = np.empty(N_FEATURES)
+        smooth_w = gaussian_weights_nb(float(p.lvn_smoothing_bins))
+        nw_w = rq_weights_nb(float(p.nwrqk_h), float(p.nwrqk_r), p.nwrqk_x0)
+        # Every fixed-size array lives in one float buffer (and the integers in one int
+        # buffer), so a bar costs one numba call with few arguments.
+        parts = [
+            np.full((_N_SERIES, 2 * size), np.nan),  # history
+            f,
+            pf,
+            smooth_w,
+            nw_w,
+            lvn_scratch_new_nb(p.lvn_max_bins),
+            mmd_ring,
+            mmd_gram,
+            mmd_scratch,
+            np.full((WINDOW_ROWS, N_FEATURES), np.nan),  # the last 48 feature rows
+            np.empty(N_FEATURES),  # this bar's features
+        ]
+        offsets = np.cumsum([0] + [part.size for part in parts])
+        layout = np.zeros(16, dtype=np.int64)
+        for slot, at in zip(
+            (
+                _L_HIST,
+                _L_FSTATE,
+                _L_PF,
+                _L_SMOOTH,
+                _L_NW,
+                _L_LVN,
+                _L_MMD_RING,
+                _L_MMD_GRAM,
+                _L_MMD_SCRATCH,
+                _L_OUT_RING,
+                _L_OUT,
+                _L_END,
+            ),
+            offsets,
+            strict=True,
+        ):
+            layout[slot] = at
+        layout[_L_SMOOTH_LEN] = smooth_w.size
+        layout[_L_NW_LEN] = nw_w.size
+        layout[_L_LVN_COLS] = parts[5].shape[1]
+        layout[_L_MMD_PAIRS] = mmd_scratch.shape[1]
+        self._F = np.concatenate([part.ravel() for part in parts])
+        self._I = np.zeros(_I_SIZE, dtype=np.int64)
+        self._I[_I_POS] = size - 1
+        self._I[_I_H] = size
+        self._I[_I_PARAMS:_I_LAYOUT] = pi
+        self._I[_I_LAYOUT : _I_LAYOUT + 16] = layout
+        views = _views_nb(self._F, self._I)
+        self._fstate = views[1]
+        self._out_ring = views[10]
+        self._out = views[11]
+        self._rows = rows
+        self._index = index
+        self._cell_start = cell_start
+        self._scratch = np.empty((3, rows.shape[0]))
+        if self._fstate[_F_META] + 1 >= rows.shape[0]:
+            self._grow_store()
         self._zone = None if p.timezone == "UTC" else zoneinfo.ZoneInfo(p.timezone)
 
     @property
     def n_bars(self) -> int:
         """Number of bars fed so far."""
-        return int(self._istate[_I_BARS])
+        return int(self._I[_I_BARS])
 
     @property
     def mlmi_store_size(self) -> int:
@@ -336,8 +445,8 @@ class FeatureState:
 
     @property
     def mlmi_grid_side(self) -> int:
-        """Cells per side of the MLMI store's grid (32, doubled up to ``GRID_MAX``)."""
-        return self._grid_side
+        """Cells per side of the MLMI index's grid (32, doubled up to ``GRID_MAX``)."""
+        return int(grid_side_nb(self._cell_start))
 
     def _local_ns(self, ts_ns: int) -> int:
         if self._zone is None:
@@ -352,48 +461,39 @@ class FeatureState:
         cap = self._rows.shape[0]
         rows = np.zeros((2 * cap, 4))
         rows[:cap] = self._rows
-        next_row = np.full(2 * cap, -1, dtype=np.int64)
-        next_row[:cap] = self._next_row
+        index = np.zeros((3, 2 * cap))
+        index[:, :cap] = self._index
         self._rows = rows
-        self._next_row = next_row
+        self._index = index
         self._scratch = np.empty((3, 2 * cap))
+
+    def _maintain_store(self, flags: int) -> None:
+        if flags & NEEDS_ROOM:
+            self._grow_store()
+        if flags & NEEDS_REINDEX:
+            meta = self._fstate[_F_META : _F_META + META_SIZE]
+            side = wanted_grid_side_nb(int(meta[0]))
+            self._cell_start = mlmi_reindex_nb(self._rows, meta, self._index, side)
 
     def update(self, ts_ns, open, high, low, close, volume) -> np.ndarray:
         """Feed one closed bar; returns its 13 features (a new array)."""
-        if self._fstate[_F_META] + 1 >= self._rows.shape[0]:
-            self._grow_store()
-        ts = int(ts_ns)
-        _stream_step_nb(
-            self._hist,
-            self._istate,
-            self._fstate,
-            self._pf,
-            self._pi,
+        zone = self._zone
+        flags = _stream_step_nb(
+            self._F,
+            self._I,
             self._rows,
-            self._next_row,
-            self._grid,
+            self._index,
+            self._cell_start,
             self._scratch,
-            self._lvn_scratch,
-            self._smooth_w,
-            self._nw_w,
-            self._mmd_ring,
-            self._mmd_gram,
-            self._mmd_scratch,
-            self._out_ring,
             float(open),
             float(high),
             float(low),
             float(close),
             float(volume),
-            self._local_ns(ts),
-            self._out,
+            int(ts_ns) if zone is None else self._local_ns(int(ts_ns)),
         )
-        n_rows = int(self._fstate[_F_META])
-        if n_rows > self._grid_cells and self._grid_side < GRID_MAX:
-            side = wanted_grid_side_nb(n_rows)
-            self._grid = mlmi_regrid_nb(self._rows, self._next_row, self._fstate[_F_META:], side)
-            self._grid_side = side
-            self._grid_cells = side * side
+        if flags:
+            self._maintain_store(flags)
         return self._out.copy()
 
     def window(self, rows: int = WINDOW_ROWS) -> np.ndarray:

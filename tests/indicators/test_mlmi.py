@@ -13,7 +13,7 @@ from indicators.mlmi import (
     mlmi_bar_nb,
     mlmi_features_nb,
     mlmi_query_nb,
-    mlmi_regrid_nb,
+    mlmi_reindex_nb,
     mlmi_store_new_nb,
 )
 from indicators.params import IndicatorParams
@@ -107,18 +107,26 @@ def test_mlmi_prefix_series_gives_same_values(seed, cut, k):
     k=st.integers(1, 300),
     side=st.sampled_from([32, 64, 128, 1024]),
     coarse=st.booleans(),
+    pending=st.integers(0, 400),
 )
-def test_mlmi_query_any_grid_resolution_matches_numpy_bruteforce(seed, n_rows, k, side, coarse):
+def test_mlmi_query_any_grid_resolution_matches_numpy_bruteforce(
+    seed, n_rows, k, side, coarse, pending
+):
     rng = np.random.default_rng(seed)
     p = rng.uniform(0.0, 100.0, size=(n_rows, 2))
     if coarse:  # many duplicate rows and equal distances
         p = np.round(p / 10.0) * 10.0
     prices = rng.uniform(1.0, 2.0, n_rows)
-    rows, next_row, grid, meta = mlmi_store_new_nb(n_rows + 2)
+    rows, index, cell_start, meta = mlmi_store_new_nb(n_rows + 2)
     scratch = np.empty((3, n_rows + 2))
+    # index the first rows only: the rest wait outside the index, as between reindexes
+    indexed = n_rows - pending if pending < n_rows else 0
     for i in range(n_rows):
-        mlmi_bar_nb(rows, next_row, grid, meta, p[i, 0], p[i, 1], prices[i], True, 1, True, scratch)
-    grid = mlmi_regrid_nb(rows, next_row, meta, side)
+        if i == indexed:
+            cell_start = mlmi_reindex_nb(rows, meta, index, side)
+        mlmi_bar_nb(
+            rows, index, cell_start, meta, p[i, 0], p[i, 1], prices[i], True, 1, True, scratch
+        )
     store = rows[: n_rows + 1]
     for q in rng.uniform(-1.0, 101.0, size=(20, 2)):
         if coarse:
@@ -126,7 +134,7 @@ def test_mlmi_query_any_grid_resolution_matches_numpy_bruteforce(seed, n_rows, k
         d = np.sqrt((q[0] - store[:, 0]) ** 2 + (q[1] - store[:, 1]) ** 2)
         d_k = np.sort(d)[min(k, d.size) - 1]
         expected = store[d <= d_k, 3].sum()
-        got = mlmi_query_nb(rows, next_row, grid, meta, q[0], q[1], k, scratch)
+        got = mlmi_query_nb(rows, index, cell_start, meta, q[0], q[1], k, scratch)
         assert got == expected
 
 
@@ -138,7 +146,8 @@ def test_mlmi_many_events_grid_refinement_streaming_equals_batch():
     state = FeatureState(params, initial_capacity=2)
     ts = np.arange(t.size, dtype=np.int64) * 1_800_000_000_000
     rows = np.array([state.update(ts[i], c, c, c, c, 1.0) for i, c in enumerate(close)])
-    assert state.mlmi_store_size > 32 * 32  # the grid was refined at least once
+    assert state.mlmi_store_size > 32 * 32
+    assert state.mlmi_grid_side >= 64  # the index was rebuilt on a finer grid
     pred, _, signal = mlmi_features_nb(close, 50, 20, True)
     np.testing.assert_array_equal(rows[:, 0], pred / 50)
     np.testing.assert_array_equal(rows[:, 1], signal)
