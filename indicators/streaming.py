@@ -75,6 +75,9 @@ from indicators.params import IndicatorParams
 
 __all__ = ["FeatureState"]
 
+_fromtimestamp = _dt.datetime.fromtimestamp
+_SECOND = _dt.timedelta(seconds=1)
+
 # rows of the history buffer
 _O, _H, _L, _C, _V = 0, 1, 2, 3, 4
 _RSI_SLOW, _RSI_QUICK, _PRED, _PRED_MA, _YHAT, _MA_Q, _MA_S, _LOGRET = 5, 6, 7, 8, 9, 10, 11, 12
@@ -451,11 +454,11 @@ class FeatureState:
     def _local_ns(self, ts_ns: int) -> int:
         if self._zone is None:
             return ts_ns
-        utc = _dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=_dt.UTC)
-        offset = utc.astimezone(self._zone).utcoffset()
+        # fromtimestamp with a zone converts from UTC (zone.fromutc): the offset in force
+        offset = _fromtimestamp(ts_ns // 1_000_000_000, self._zone).utcoffset()
         if offset is None:
             return ts_ns
-        return ts_ns + (offset // _dt.timedelta(seconds=1)) * 1_000_000_000
+        return ts_ns + (offset // _SECOND) * 1_000_000_000
 
     def _grow_store(self) -> None:
         cap = self._rows.shape[0]

@@ -90,37 +90,64 @@ def _forward_nb(x, mean, std, clip, w0, b0, w1, b1, w2, b2, w3, b3, z, h0, h1, h
 PLAIN, NWRQK_PRIOR, REGIME_SCALE = 0, 1, 2
 
 
-@njit(cache=True)
-def _policy_nb(
-    x,
-    mean,
-    std,
-    clip,
-    w0,
-    b0,
-    w1,
-    b1,
-    w2,
-    b2,
-    w3,
-    b3,
-    head,
-    beta,
-    volatility_reference,
-    temperature,
-    z,
-    h0,
-    h1,
-    h2,
-    logits,
-    probabilities,
-):
-    """One decision: tempered logits, then softmax into ``probabilities``.
+# scalar slots at the start of a policy's parameter buffer
+_P_CLIP, _P_TEMPERATURE, _P_VOLATILITY_REFERENCE, _P_HEAD = 0, 1, 2, 3
+_P_SCALARS = 4
 
+
+@njit(cache=True)
+def _policy_nb(x, params, layout, work):
+    """One decision: tempered logits, then softmax into the probability slots of ``work``.
+
+    ``params`` holds, one after the other, the scalars (clip, temperature, volatility
+    reference, head), mean, std, beta and each layer's weights ((in, out), C order) and
+    bias; ``layout`` the offsets and sizes (see :class:`NumpyPolicy`); ``work`` the
+    normalised input, the three hidden layers, the logits and the probabilities.
     ``head`` selects the agent's extra logit terms (PLAIN, NWRQK_PRIOR, REGIME_SCALE).
     The softmax is exp(l - max l) / ((e0 + e1) + e2), the operations and the order of
     numpy's ``e = np.exp(l - l.max()); e / e.sum()``, so it gives the same floats.
     """
+    n_in = layout[0]
+    h0_n = layout[1]
+    h1_n = layout[2]
+    h2_n = layout[3]
+    at = _P_SCALARS
+    mean = params[at : at + n_in]
+    at += n_in
+    std = params[at : at + n_in]
+    at += n_in
+    beta = params[at : at + 3]
+    at += 3
+    w0 = params[at : at + n_in * h0_n].reshape((n_in, h0_n))
+    at += n_in * h0_n
+    b0 = params[at : at + h0_n]
+    at += h0_n
+    w1 = params[at : at + h0_n * h1_n].reshape((h0_n, h1_n))
+    at += h0_n * h1_n
+    b1 = params[at : at + h1_n]
+    at += h1_n
+    w2 = params[at : at + h1_n * h2_n].reshape((h1_n, h2_n))
+    at += h1_n * h2_n
+    b2 = params[at : at + h2_n]
+    at += h2_n
+    w3 = params[at : at + h2_n * 3].reshape((h2_n, 3))
+    at += h2_n * 3
+    b3 = params[at : at + 3]
+    w = 0
+    z = work[w : w + n_in]
+    w += n_in
+    h0 = work[w : w + h0_n]
+    w += h0_n
+    h1 = work[w : w + h1_n]
+    w += h1_n
+    h2 = work[w : w + h2_n]
+    w += h2_n
+    logits = work[w : w + 3]
+    probabilities = work[w + 3 : w + 6]
+    clip = params[_P_CLIP]
+    temperature = params[_P_TEMPERATURE]
+    volatility_reference = params[_P_VOLATILITY_REFERENCE]
+    head = int(params[_P_HEAD])
     _forward_nb(x, mean, std, clip, w0, b0, w1, b1, w2, b2, w3, b3, z, h0, h1, h2, logits)
     if head == NWRQK_PRIOR:
         slope = x[1]
@@ -168,36 +195,24 @@ class NumpyPolicy:
                 policy.beta.double().numpy().copy() if policy.agent == "nwrqk" else np.zeros(3)
             )
             self.volatility_reference = float(norm.mean[1]) if float(norm.count) > 0 else math.nan
-        self._hidden = [np.empty(w.shape[1]) for w in self.weights[:3]]
-        self._x = np.empty(len(self.mean))
-        self._logits = np.empty(self.weights[3].shape[1])
-        self._probabilities = np.empty_like(self._logits)
         self._head = {"nwrqk": NWRQK_PRIOR, "regime": REGIME_SCALE}.get(self.agent, PLAIN)
-        w, b, hidden = self.weights, self.biases, self._hidden
-        # everything _policy_nb takes after x, bound once
-        self._kernel_args = (
-            self.mean,
-            self.std,
-            self.clip,
-            w[0],
-            b[0],
-            w[1],
-            b[1],
-            w[2],
-            b[2],
-            w[3],
-            b[3],
-            self._head,
-            self.beta,
-            self.volatility_reference,
-            self.temperature,
-            self._x,
-            hidden[0],
-            hidden[1],
-            hidden[2],
-            self._logits,
-            self._probabilities,
+        w, b = self.weights, self.biases
+        if w[3].shape[1] != 3:
+            raise ValueError(f"expected 3 logits, got {w[3].shape[1]}")
+        # one parameter buffer, one layout and one work buffer: a decision is one numba
+        # call with four arguments
+        scalars = [self.clip, self.temperature, self.volatility_reference, float(self._head)]
+        parts = [np.array(scalars), self.mean, self.std, self.beta]
+        for weight, bias in zip(w, b, strict=True):
+            parts += [weight.ravel(), bias]
+        self._params = np.ascontiguousarray(np.concatenate(parts))
+        self._layout = np.array(
+            [len(self.mean), w[0].shape[1], w[1].shape[1], w[2].shape[1]], dtype=np.int64
         )
+        n_work = len(self.mean) + w[0].shape[1] + w[1].shape[1] + w[2].shape[1] + 6
+        self._work = np.empty(n_work)
+        self._logits = self._work[n_work - 6 : n_work - 3]
+        self._probabilities = self._work[n_work - 3 :]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Tempered logits for one raw input vector (returns an internal buffer)."""
@@ -210,7 +225,7 @@ class NumpyPolicy:
 
     def decide(self, x: np.ndarray) -> np.ndarray:
         """pi(. | x) for one raw input vector (float64, C order) into an internal buffer."""
-        _policy_nb(x, *self._kernel_args)
+        _policy_nb(x, self._params, self._layout, self._work)
         return self._probabilities
 
 
