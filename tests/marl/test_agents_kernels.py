@@ -27,3 +27,17 @@ def test_dense_layer_skipping_zero_inputs_equals_full_sum_bit_for_bit() -> None:
             out = np.empty(32)
             _dense_nb(h, w, b, out, relu)
             assert out.tobytes() == _dense_reference(h, w, b, relu).tobytes()
+
+
+def test_dense_layer_float32_weights_sum_in_float64_like_float64_weights() -> None:
+    rng = np.random.default_rng(6)
+    for _ in range(50):
+        h = np.maximum(rng.normal(size=64), 0.0)
+        w32 = rng.normal(size=(64, 32)).astype(np.float32)
+        b = rng.normal(size=32)
+        out32 = np.empty(32)
+        out64 = np.empty(32)
+        _dense_nb(h, w32, b, out32, True)
+        _dense_nb(h, w32.astype(np.float64), b, out64, True)
+        assert out32.tobytes() == out64.tobytes()
+        assert out32.tobytes() == _dense_reference(h, w32.astype(np.float64), b, True).tobytes()
