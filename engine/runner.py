@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,15 @@ from engine.events import Bar, OrderFilled, PortfolioSnapshot, RunFinished
 from engine.metrics import Summary, compute_summary
 from engine.version import code_version
 from engine.warmup import WarmupGate, trade_start_ns
+
+# runs at least this long write through a writer process by default (see run_backtest_async)
+WRITER_PROCESS_MIN_BARS = 20_000
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from storage.recorder import Recorder
+    from storage.writer import WriterProcess
 
 __all__ = ["BacktestResult", "Pipeline", "ResultsCollector", "run_backtest", "wire_pipeline"]
 
@@ -207,6 +216,7 @@ def run_backtest(
     progress: Callable[[int, int], None] | None = None,
     strategy_factory: StrategyFactory | None = None,
     tap: Callable[[MessageBus], None] | None = None,
+    writer_process: bool | None = None,
 ) -> BacktestResult:
     """Run a scenario to the end; see :func:`run_backtest_async`."""
     return asyncio.run(
@@ -219,6 +229,7 @@ def run_backtest(
             progress=progress,
             strategy_factory=strategy_factory,
             tap=tap,
+            writer_process=writer_process,
         )
     )
 
@@ -233,6 +244,7 @@ async def run_backtest_async(
     progress: Callable[[int, int], None] | None = None,
     strategy_factory: StrategyFactory | None = None,
     tap: Callable[[MessageBus], None] | None = None,
+    writer_process: bool | None = None,
 ) -> BacktestResult:
     """Load and validate the bars, store a run, replay every bar, store the summary.
 
@@ -242,6 +254,13 @@ async def run_backtest_async(
     subscribes (a sweep task keeps the run's messages with it). With
     ``run.trade_start`` the bars before it only warm up (see :mod:`engine.warmup`)
     and the summary starts there.
+
+    With persistence the rows can be written by a :class:`~storage.writer.WriterProcess`
+    on another core; the run's status is then set only after every row is committed.
+    ``writer_process=None`` (the default) uses one for runs of at least
+    ``WRITER_PROCESS_MIN_BARS`` (20,000) bars on any database but an in-memory SQLite
+    one, which another process cannot open: starting the child costs some 0.3 s, and
+    it saves some 30 µs a bar. ``True`` / ``False`` force either way.
     """
     symbol = config.instrument.symbol
     if data is None:
@@ -262,6 +281,7 @@ async def run_backtest_async(
         tap(bus)
     engine = None
     recorder = None
+    writer: WriterProcess | None = None
     run_id: int | None = None
     if persist:
         from storage.db import connect
@@ -284,8 +304,57 @@ async def run_backtest_async(
             first_bar_ns=int(data.ts[0]),
             last_bar_ns=int(data.ts[-1]),
         )
-        recorder = Recorder(engine, run_id, bus, flush_every_bars=config.storage.flush_every_bars)
+        if writer_process is None:
+            writer_process = len(data) >= WRITER_PROCESS_MIN_BARS and not _in_memory(engine)
+        if writer_process:
+            from storage.writer import WriterProcess
+
+            writer = WriterProcess(engine.url.render_as_string(hide_password=False))
+        recorder = Recorder(
+            engine,
+            run_id,
+            bus,
+            flush_every_bars=config.storage.flush_every_bars,
+            writer=writer,
+        )
         recorder.subscribe()
+    try:
+        return await _run(
+            config,
+            data,
+            bus,
+            clock,
+            engine,
+            recorder,
+            run_id,
+            started,
+            warmup_until,
+            strategy_factory,
+            progress,
+        )
+    finally:
+        if writer is not None:
+            writer.stop()
+
+
+def _in_memory(engine: Engine) -> bool:
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+async def _run(
+    config: ScenarioConfig,
+    data: BarData,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    engine: Engine | None,
+    recorder: Recorder | None,
+    run_id: int | None,
+    started: float,
+    warmup_until: int | None,
+    strategy_factory: StrategyFactory | None,
+    progress: Callable[[int, int], None] | None,
+) -> BacktestResult:
     strategy = wire_pipeline(config, bus, clock, data, strategy_factory).strategy
     collector = ResultsCollector(len(data))
     bus.subscribe(PortfolioSnapshot, collector.on_snapshot)

@@ -12,8 +12,13 @@ Rows go to the database as tuples through the driver's ``executemany``
 (the statement is built once per table; the hot path does no per-row dict
 work). A message type maps to a table whose columns are ``run_id`` followed
 by the message's fields, or to a converter for tables of another shape.
-Writes are synchronous: a writer thread was measured slower here (the
-driver binds parameters under the GIL, and the two threads contend for it).
+By default writes are synchronous. With ``writer=`` a
+:class:`~storage.writer.WriterProcess` runs each flush's transaction in a child
+process instead (a writer thread was measured slower here: the driver binds
+parameters under the GIL, and the two threads contend for it). The flush then only
+encodes its rows and sends them; :meth:`Recorder.wait` (called at the end of the run,
+and by :meth:`Recorder.abort`) returns once every flush is committed and raises the
+first storage error.
 """
 
 from __future__ import annotations
@@ -51,8 +56,11 @@ from storage.models import (
     ShapleyValueRow,
     ValuationRow,
 )
+from storage.writer import WriterProcess
 
-__all__ = ["DEFAULT_TABLES", "Recorder", "TableSpec"]
+__all__ = ["DEFAULT_TABLES", "WRITER_FLUSH_BARS", "Recorder", "TableSpec"]
+
+WRITER_FLUSH_BARS = 1_000
 
 _astuple = msgspec.structs.astuple
 
@@ -132,13 +140,22 @@ class Recorder:
         *,
         flush_every_bars: int = 10_000,
         tables: dict[type[Message], TableSpec] | None = None,
+        writer: WriterProcess | None = None,
     ) -> None:
         self._engine = engine
+        self._writer = writer
         self._bus = bus
         self.run_id = run_id
-        self.flush_every_bars = flush_every_bars
+        # With a writer process a flush costs this process only the encoding, so it
+        # sends at most WRITER_FLUSH_BARS bars at a time: the run then waits at its end
+        # only for the last small batch.
+        self.flush_every_bars = (
+            flush_every_bars if writer is None else min(flush_every_bars, WRITER_FLUSH_BARS)
+        )
         self._specs: dict[type[Message], TableSpec] = {}
         self._bound: dict[type[Message], tuple[Table, str, Callable[[Any], Any]]] = {}
+        # per message type: whether its rows are its fields (sent as the structs)
+        self._as_fields: dict[type[Message], bool] = {}
         self._buffers: dict[type[Message], list[Any]] = {}
         self._bar_seq = 0
         self._bars_since_flush = 0
@@ -162,6 +179,7 @@ class Recorder:
         )
         self._specs[message_type] = spec
         self._bound[message_type] = (spec.table, sql, convert)
+        self._as_fields[message_type] = convert is _astuple
         self._buffers[message_type] = []
 
     def subscribe(self) -> None:
@@ -186,6 +204,10 @@ class Recorder:
         only between bars. ``also(connection)``, when given, runs inside the same
         transaction after the rows (paper trading stores its bar and state with them).
         """
+        if self._writer is not None:
+            if also is not None:
+                raise ValueError("a recorder with a writer process cannot run `also`")
+            return self._submit()
         batch = []
         count = 0
         for message_type, buffer in self._buffers.items():
@@ -209,8 +231,41 @@ class Recorder:
         self.flushes += 1
         return count
 
+    def _submit(self) -> int:
+        writer = self._writer
+        assert writer is not None
+        tables = []
+        count = 0
+        for message_type, buffer in self._buffers.items():
+            if buffer:
+                _table, sql, convert = self._bound[message_type]
+                if self._as_fields[message_type]:
+                    tables.append((sql, True, buffer))
+                else:
+                    tables.append((sql, False, list(map(convert, buffer))))
+                count += len(buffer)
+        if not tables:
+            return 0
+        writer.submit(tables)
+        for buffer in self._buffers.values():
+            buffer.clear()
+        self.flushes += 1
+        return count
+
+    def wait(self) -> None:
+        """Return once every flush is committed (a no-op without a writer process).
+
+        Raises :class:`~engine.errors.StorageError` if the writer process failed.
+        """
+        if self._writer is not None:
+            try:
+                self._writer.wait()
+            finally:
+                self.rows_written = self._writer.rows_written
+
     def on_run_finished(self, _event: RunFinished) -> None:
         self.flush()
+        self.wait()
 
     def write(self, messages: Iterable[Message]) -> int:
         """Store messages recorded elsewhere (a sweep task's run) in one transaction.
@@ -234,7 +289,9 @@ class Recorder:
         try:
             for buffer in self._buffers.values():
                 buffer[:] = [m for m in buffer if m.seq < self._bar_seq]
-            return self.flush()
+            count = self.flush()
+            self.wait()
+            return count
         finally:
             for buffer in self._buffers.values():
                 buffer.clear()

@@ -1,0 +1,238 @@
+"""A writer process: a recorder's transactions run in a child process, in order.
+
+A backtest spends a large share of each bar binding rows for the database driver
+(about 4 µs a row with SQLite, ten rows a bar). :class:`WriterProcess` moves that work
+to a second process, so it runs on another core while the run goes on:
+
+* The parent encodes each flush (the SQL of each table and its rows) with msgpack and
+  writes it to the child's stdin as one length-prefixed frame; encoding costs about
+  0.1 µs a row. Messages whose rows are their fields go as they are (a message struct
+  encodes as an array: its tag, then its fields) and the child drops the tag.
+* The child runs each flush in one transaction, in the order sent, and answers on its
+  stdout with the flush number and the rows written, or the error. After an error it
+  writes nothing more (a later flush without the failed one would leave a hole) and
+  answers every later flush with that error.
+* :meth:`WriterProcess.wait` blocks until every flush sent so far is answered and
+  raises :class:`~engine.errors.StorageError` naming the first failure. A recorder in
+  this mode waits before the run is marked completed or failed, so a run's status is
+  only set once its rows are committed.
+
+The child is started with ``python -m storage.writer`` (not ``multiprocessing``), so
+the parent's main module is never imported again. If the child dies, the parent's next
+call raises an error that says so; if the parent dies, the child commits the flushes it
+received whole and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None  # type: ignore[assignment]
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from engine.errors import StorageError
+
+__all__ = ["WriterProcess"]
+
+_HEADER = struct.Struct("<Q")
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_HEADER.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        return None
+    return payload
+
+
+def _widen_pipe(stream: IO[bytes]) -> None:
+    """Give the pipe a 1 MiB buffer where Linux allows it (a flush of 1,000 bars is about
+    0.8 MB), so sending a flush rarely waits for the child to read it."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", 1031) if fcntl is not None else None
+    if set_size is None or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(stream.fileno(), set_size, 1 << 20)
+
+
+class WriterProcess:
+    """Runs flushes in a child process; see the module docstring."""
+
+    def __init__(self, url: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_ROOT), *filter(None, [env.get("PYTHONPATH", "")])]
+        )
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "storage.writer"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                cwd=os.getcwd(),
+            )
+        except OSError as exc:
+            raise StorageError(f"cannot start the writer process: {exc}") from exc
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin = self._proc.stdin
+        _widen_pipe(self._stdin)
+        self._encoder = msgspec.msgpack.Encoder()
+        self._sent = 0
+        self._answered = 0
+        self.rows_written = 0
+        self._error: str | None = None
+        self._lock = threading.Condition()
+        self._reader = threading.Thread(
+            target=self._read_answers, args=(self._proc.stdout,), daemon=True
+        )
+        self._reader.start()
+        self._send(url.encode())
+
+    def _send(self, payload: bytes) -> None:
+        try:
+            _write_frame(self._stdin, payload)
+        except (BrokenPipeError, OSError, ValueError):
+            raise StorageError(self._dead_message()) from None
+
+    def _dead_message(self) -> str:
+        code = self._proc.poll()
+        with self._lock:
+            if self._error is not None:
+                return self._error
+        return f"the writer process exited (code {code}) before writing every row"
+
+    def _read_answers(self, stream: IO[bytes]) -> None:
+        decoder = msgspec.msgpack.Decoder()
+        while True:
+            payload = _read_frame(stream)
+            with self._lock:
+                if payload is None:
+                    if self._answered < self._sent and self._error is None:
+                        self._error = (
+                            f"the writer process exited (code {self._proc.poll()}) "
+                            "before writing every row"
+                        )
+                    self._answered = max(self._answered, self._sent)
+                    self._lock.notify_all()
+                    return
+                _flush_id, count, error = decoder.decode(payload)
+                self._answered += 1
+                if error is not None and self._error is None:
+                    self._error = error
+                elif error is None:
+                    self.rows_written += count
+                self._lock.notify_all()
+
+    def check(self) -> None:
+        """Raise the first error the child reported, if any."""
+        with self._lock:
+            if self._error is not None:
+                raise StorageError(self._error)
+
+    def submit(self, tables: Sequence[tuple[str, bool, list[Any]]]) -> None:
+        """Send one flush: (sql, rows are message structs, rows) per table."""
+        self.check()
+        self._sent += 1
+        self._send(self._encoder.encode((self._sent, tables)))
+
+    def wait(self) -> None:
+        """Block until every flush sent is answered; raise the first error."""
+        with self._lock:
+            while self._answered < self._sent:
+                self._lock.wait()
+        self.check()
+
+    def close(self) -> None:
+        """Wait for the flushes sent, then stop the child (always stops it)."""
+        try:
+            self.wait()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the child: it commits the flushes it has received whole, then exits."""
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(timeout=5)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    import queue
+
+    from storage.db import connect, storage_errors
+
+    frames: queue.Queue[bytes | None] = queue.Queue()
+
+    def read() -> None:
+        # drain stdin at once, so the parent never waits for a transaction to finish
+        while True:
+            payload = _read_frame(stdin)
+            frames.put(payload)
+            if payload is None:
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    first = frames.get()
+    if first is None:
+        return
+    engine = connect(first.decode(), create=False)
+    # rows as tuples: what the drivers' executemany takes
+    decoder = msgspec.msgpack.Decoder(tuple[int, list[tuple[str, bool, list[tuple[Any, ...]]]]])
+    encoder = msgspec.msgpack.Encoder()
+    error: str | None = None
+    while True:
+        payload = frames.get()
+        if payload is None:
+            break
+        flush_id, tables = decoder.decode(payload)
+        count = 0
+        if error is None:
+            try:
+                batch = []
+                for sql, structs, rows in tables:
+                    if structs:
+                        rows = [row[1:] for row in rows]  # drop the message's tag
+                    batch.append((sql, rows))
+                    count += len(rows)
+                with storage_errors(f"writing {count} rows"), engine.begin() as connection:
+                    for sql, rows in batch:
+                        connection.exec_driver_sql(sql, rows)
+            except Exception as exc:  # reported to the parent, which raises it
+                error = (
+                    str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
+                )
+        _write_frame(stdout, encoder.encode((flush_id, count, error)))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    _serve(sys.stdin.buffer, sys.stdout.buffer)

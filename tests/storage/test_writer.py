@@ -1,0 +1,204 @@
+"""The writer process: the same rows as writing in-process, in order, errors not lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from engine.config import load_scenario
+from engine.data import load_bars
+from engine.errors import HandlerError, StorageError
+from engine.events import Bar
+from engine.runner import run_backtest
+from storage.db import connect
+from storage.recorder import WRITER_FLUSH_BARS, Recorder
+from storage.runs import create_run
+from storage.writer import WriterProcess
+from tests.conftest import synthetic_scenario
+
+TABLES = (
+    "orders",
+    "order_events",
+    "fills",
+    "portfolio_snapshots",
+    "agent_actions",
+    "shapley_values",
+    "valuations",
+)
+
+
+def _rows(engine, run_id: int, table: str) -> list[tuple]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(f"SELECT * FROM {table} WHERE run_id = :r ORDER BY seq"), {"r": run_id}
+        ).all()
+    return [tuple(row)[1:] for row in rows]  # without run_id
+
+
+def test_writer_process_stores_exactly_the_rows_written_in_process(db_url: str) -> None:
+    config = synthetic_scenario(
+        2 * WRITER_FLUSH_BARS + 123,
+        strategy='kind = "sma_cross"\nfast = 5\nslow = 20',
+        storage="flush_every_bars = 700",
+    )
+    inline = run_backtest(config, db_url=db_url, writer_process=False)
+    process = run_backtest(config, db_url=db_url, writer_process=True)
+    assert process.summary == inline.summary
+    assert process.rows_written == inline.rows_written > 2 * WRITER_FLUSH_BARS
+    engine = connect(db_url)
+    compared = 0
+    for table in TABLES:
+        a = _rows(engine, inline.run_id, table)
+        b = _rows(engine, process.run_id, table)
+        assert a == b, table
+        compared += len(a)
+    assert compared == inline.rows_written
+    with engine.connect() as connection:
+        status = connection.execute(
+            text("SELECT status FROM runs WHERE id = :r"), {"r": process.run_id}
+        ).scalar()
+    assert status == "completed"
+
+
+def test_learned_demo_rows_equal_with_and_without_writer_process(
+    sqlite_url: str, weichai_path: Path
+) -> None:
+    config = load_scenario(Path(__file__).parents[2] / "scenarios" / "demo.toml")
+    data = load_bars(config.data, config.instrument.symbol, path=config.data_path())
+    data = data.slice(0, 2_500)
+    inline = run_backtest(config, db_url=sqlite_url, data=data, writer_process=False)
+    process = run_backtest(config, db_url=sqlite_url, data=data, writer_process=True)
+    engine = connect(sqlite_url)
+    for table in ("agent_actions", "shapley_values", "valuations", "fills"):
+        assert _rows(engine, inline.run_id, table) == _rows(engine, process.run_id, table)
+    assert process.rows_written == inline.rows_written
+
+
+def test_handler_error_with_writer_process_keeps_finished_bars_and_marks_failed(
+    tmp_path: Path,
+) -> None:
+    config = synthetic_scenario(1_500, storage="flush_every_bars = 200")
+
+    def tap(bus) -> None:
+        seen = []
+
+        def explode(bar: Bar) -> None:
+            seen.append(bar.seq)
+            if len(seen) == 1_234:
+                raise RuntimeError("boom")
+
+        bus.subscribe(Bar, explode)
+
+    stored = {}
+    for writer_process in (False, True):
+        url = f"sqlite:///{tmp_path / f'{writer_process}.db'}"
+        with pytest.raises(HandlerError, match="boom"):
+            run_backtest(config, db_url=url, tap=tap, writer_process=writer_process)
+        engine = connect(url)
+        with engine.connect() as connection:
+            status, error = connection.execute(text("SELECT status, error FROM runs")).one()
+            assert status == "failed" and "boom" in error
+        stored[writer_process] = {table: _rows(engine, 1, table) for table in TABLES}
+    assert stored[True] == stored[False]
+    snapshots = stored[True]["portfolio_snapshots"]
+    # whole bars only, none after the failing one
+    assert 1_200 < len(snapshots) <= 1_233
+    assert [row[0] for row in snapshots] == sorted(row[0] for row in snapshots)
+
+
+def _recorder(url: str, writer: WriterProcess):
+    from engine.bus import MessageBus
+
+    engine = connect(url)
+    run_id = create_run(
+        engine,
+        name="w",
+        kind="backtest",
+        scenario="",
+        symbol="X",
+        config={},
+        config_hash="0",
+        seed=0,
+        code_version="test",
+        bars=0,
+        bar_gaps=0,
+        first_bar_ns=None,
+        last_bar_ns=None,
+    )
+    bus = MessageBus()
+    return engine, run_id, bus, Recorder(engine, run_id, bus, writer=writer)
+
+
+def _snapshot(seq: int):
+    from engine.events import PortfolioSnapshot
+
+    return PortfolioSnapshot(
+        ts_event=seq,
+        ts_init=seq,
+        seq=seq,
+        symbol="X",
+        position=0.0,
+        avg_price=0.0,
+        mark_price=1.0,
+        cash=1.0,
+        realised_pnl=0.0,
+        unrealised_pnl=0.0,
+        equity=1.0,
+        exposure=0.0,
+        fees=0.0,
+        turnover=0.0,
+    )
+
+
+def test_writer_error_is_raised_and_nothing_after_it_is_written(sqlite_url: str) -> None:
+    writer = WriterProcess(sqlite_url)
+    try:
+        engine, run_id, _bus, recorder = _recorder(sqlite_url, writer)
+        assert recorder.write([_snapshot(1), _snapshot(2)]) == 2
+        recorder.write([_snapshot(3), _snapshot(2)])  # a duplicate key: this flush fails
+        with pytest.raises(StorageError, match="UNIQUE|unique|duplicate"):
+            recorder.wait()
+        with pytest.raises(StorageError):  # the writer refuses every later flush
+            recorder.write([_snapshot(4)])
+    finally:
+        writer.stop()
+    with engine.connect() as connection:
+        seqs = connection.execute(
+            text("SELECT seq FROM portfolio_snapshots WHERE run_id = :r ORDER BY seq"),
+            {"r": run_id},
+        ).scalars()
+        assert list(seqs) == [1, 2]  # the first flush, whole; not the failed one, not 4
+
+
+def _write_and_wait(recorder: Recorder) -> None:
+    recorder.write([_snapshot(1)])
+    recorder.wait()
+
+
+def test_writer_process_killed_is_reported_not_ignored(sqlite_url: str) -> None:
+    writer = WriterProcess(sqlite_url)
+    try:
+        _engine, _run_id, _bus, recorder = _recorder(sqlite_url, writer)
+        writer._proc.kill()
+        writer._proc.wait()
+        with pytest.raises(StorageError, match="writer process exited"):
+            _write_and_wait(recorder)
+    finally:
+        writer.stop()
+
+
+def test_recorder_with_writer_refuses_an_also_callback(sqlite_url: str) -> None:
+    writer = WriterProcess(sqlite_url)
+    try:
+        _engine, _run_id, _bus, recorder = _recorder(sqlite_url, writer)
+        with pytest.raises(ValueError, match="writer process"):
+            recorder.flush(also=lambda connection: None)
+    finally:
+        writer.stop()
+
+
+def test_in_memory_sqlite_writes_in_process() -> None:
+    result = run_backtest(synthetic_scenario(400), db_url="sqlite://")
+    assert result.rows_written > 400
