@@ -369,6 +369,20 @@ def kth_smallest_nb(a, n, k):
 
 
 @njit(cache=True)
+def value_range_nb(a, n):
+    """(min, max) of ``a[:n]`` (n >= 1, no NaN) in one pass."""
+    lo = a[0]
+    hi = a[0]
+    for i in range(1, n):
+        v = a[i]
+        if v < lo:
+            lo = v
+        elif v > hi:
+            hi = v
+    return lo, hi
+
+
+@njit(cache=True)
 def order_pair_nb(a, n, k, work):
     """(k-th, (k+1)-th) smallest (0-based) of ``a[:n]`` without reordering ``a``.
 
@@ -378,14 +392,7 @@ def order_pair_nb(a, n, k, work):
     to ``work`` (size >= n) and sorted. Exact. Requires ``0 <= k`` and ``k + 1 < n`` and
     no NaN.
     """
-    lo = a[0]
-    hi = a[0]
-    for i in range(1, n):
-        v = a[i]
-        if v < lo:
-            lo = v
-        elif v > hi:
-            hi = v
+    lo, hi = value_range_nb(a, n)
     if lo == hi:
         return lo, lo
     n_buckets = max(16, min(n // 8, 8192))

@@ -62,6 +62,7 @@ from indicators.core import (
     kth_smallest_nb,
     rsi_nb,
     sma_at_nb,
+    value_range_nb,
     wma_nb,
 )
 
@@ -296,14 +297,7 @@ def _bucket_counts_nb(values, n, k, counts):
     ``scale`` is 0 when the range is empty or too narrow to divide (callers then select
     directly).
     """
-    lo = values[0]
-    hi = values[0]
-    for i in range(1, n):
-        v = values[i]
-        if v < lo:
-            lo = v
-        elif v > hi:
-            hi = v
+    lo, hi = value_range_nb(values, n)
     buckets = counts.shape[0]
     scale = buckets / (hi - lo) if hi > lo else 0.0
     if not (0.0 < scale < 1e300):
@@ -348,10 +342,7 @@ def _kth_upper_bound_nb(values, n, k, counts):
     """A value >= the k-th smallest (0-based) of ``values[:n]``: its bucket's upper edge."""
     lo, scale, chosen, _below = _bucket_counts_nb(values, n, k, counts)
     if scale == 0.0:
-        hi = lo
-        for i in range(n):
-            hi = max(hi, values[i])
-        return hi
+        return value_range_nb(values, n)[1]
     # (v - lo) * scale < chosen + 1 for every v of the bucket; widen for rounding
     return lo + (chosen + 1) / scale * (1.0 + 1e-12) + 1e-12 * abs(lo)
 
