@@ -44,9 +44,11 @@ import msgspec
 
 from engine.errors import StorageError
 
-__all__ = ["WriterProcess"]
+__all__ = ["MAX_IN_FLIGHT", "WriterProcess"]
 
 _HEADER = struct.Struct("<Q")
+#: flushes sent but not yet committed before :meth:`WriterProcess.submit` waits
+MAX_IN_FLIGHT = 16
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -152,7 +154,14 @@ class WriterProcess:
                 raise StorageError(self._error)
 
     def submit(self, tables: Sequence[tuple[str, bool, list[Any]]]) -> None:
-        """Send one flush: (sql, rows are message structs, rows) per table."""
+        """Send one flush: (sql, rows are message structs, rows) per table.
+
+        Waits while ``MAX_IN_FLIGHT`` flushes are unanswered, so a database slower than
+        the run holds back the run instead of piling flushes up in memory.
+        """
+        with self._lock:
+            while self._sent - self._answered >= MAX_IN_FLIGHT and self._error is None:
+                self._lock.wait()
         self.check()
         self._sent += 1
         self._send(self._encoder.encode((self._sent, tables)))

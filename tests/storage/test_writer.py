@@ -202,3 +202,27 @@ def test_recorder_with_writer_refuses_an_also_callback(sqlite_url: str) -> None:
 def test_in_memory_sqlite_writes_in_process() -> None:
     result = run_backtest(synthetic_scenario(400), db_url="sqlite://")
     assert result.rows_written > 400
+
+
+def test_writer_holds_back_when_flushes_pile_up_and_keeps_their_order(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.writer
+
+    monkeypatch.setattr(storage.writer, "MAX_IN_FLIGHT", 1)
+    writer = WriterProcess(sqlite_url)
+    try:
+        engine, run_id, _bus, recorder = _recorder(sqlite_url, writer)
+        for flush in range(6):
+            recorder.write([_snapshot(10 * flush + i) for i in range(1, 4)])
+            assert writer._sent - writer._answered <= 1
+        recorder.wait()
+        assert recorder.rows_written == 18
+    finally:
+        writer.stop()
+    with engine.connect() as connection:
+        seqs = connection.execute(
+            text("SELECT seq FROM portfolio_snapshots WHERE run_id = :r ORDER BY seq"),
+            {"r": run_id},
+        ).scalars()
+        assert list(seqs) == [10 * f + i for f in range(6) for i in range(1, 4)]
