@@ -161,7 +161,7 @@ class WriterProcess:
         """
         with self._lock:
             while self._sent - self._answered >= MAX_IN_FLIGHT and self._error is None:
-                self._lock.wait()
+                self._wait_answer()
         self.check()
         self._sent += 1
         self._send(self._encoder.encode((self._sent, tables)))
@@ -169,9 +169,18 @@ class WriterProcess:
     def wait(self) -> None:
         """Block until every flush sent is answered; raise the first error."""
         with self._lock:
-            while self._answered < self._sent:
-                self._lock.wait()
+            while self._answered < self._sent and self._error is None:
+                self._wait_answer()
         self.check()
+
+    def _wait_answer(self) -> None:
+        # called with the lock held; the answers' reader ends only when the child's
+        # stdout closes, and then nothing more can be answered
+        self._lock.wait(timeout=1.0)
+        if not self._reader.is_alive() and self._answered < self._sent and self._error is None:
+            self._error = (
+                f"the writer process exited (code {self._proc.poll()}) before writing every row"
+            )
 
     def close(self) -> None:
         """Wait for the flushes sent, then stop the child (always stops it)."""

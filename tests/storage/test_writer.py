@@ -172,19 +172,22 @@ def test_writer_error_is_raised_and_nothing_after_it_is_written(sqlite_url: str)
         assert list(seqs) == [1, 2]  # the first flush, whole; not the failed one, not 4
 
 
-def _write_and_wait(recorder: Recorder) -> None:
-    recorder.write([_snapshot(1)])
+def _write_and_wait(recorder: Recorder, seq: int) -> None:
+    recorder.write([_snapshot(seq)])
     recorder.wait()
 
 
-def test_writer_process_killed_is_reported_not_ignored(sqlite_url: str) -> None:
+@pytest.mark.parametrize("idle", [False, True])
+def test_writer_process_killed_is_reported_not_ignored(sqlite_url: str, idle: bool) -> None:
     writer = WriterProcess(sqlite_url)
     try:
         _engine, _run_id, _bus, recorder = _recorder(sqlite_url, writer)
+        if idle:  # killed after answering everything it was sent
+            _write_and_wait(recorder, 1)
         writer._proc.kill()
         writer._proc.wait()
         with pytest.raises(StorageError, match="writer process exited"):
-            _write_and_wait(recorder)
+            _write_and_wait(recorder, 2)
     finally:
         writer.stop()
 
