@@ -383,6 +383,64 @@ def value_range_nb(a, n):
 
 
 @njit(cache=True)
+def bucket_of_nb(v, lo, scale, top):
+    """Bucket of ``v`` in a histogram from ``lo`` with ``scale`` buckets per unit: a
+    monotone function of ``v``, so bucket order is value order."""
+    return min(int((v - lo) * scale), top)
+
+
+@njit(cache=True)
+def bucket_counts_nb(values, n, k, counts):
+    """Histogram of ``values[:n]`` (no NaN) over ``len(counts)`` equal buckets spanning
+    their range, and the bucket holding the k-th smallest (0-based).
+
+    Returns (lo, hi, scale, chosen, below): value ``v`` falls in bucket
+    ``bucket_of_nb(v, lo, scale, len(counts) - 1)``; ``below`` values lie in lower
+    buckets. ``scale`` is 0 when the range is empty or too narrow to divide (callers
+    then select directly).
+    """
+    lo, hi = value_range_nb(values, n)
+    buckets = counts.shape[0]
+    scale = buckets / (hi - lo) if hi > lo else 0.0
+    if not (0.0 < scale < 1e300):
+        return lo, hi, 0.0, 0, 0
+    counts[:] = 0
+    top = buckets - 1
+    for i in range(n):
+        counts[bucket_of_nb(values[i], lo, scale, top)] += 1
+    below = 0
+    for b in range(buckets):
+        if below + counts[b] > k:
+            return lo, hi, scale, b, below
+        below += counts[b]
+    return lo, hi, scale, top, below - counts[top]
+
+
+@njit(cache=True)
+def kth_by_buckets_nb(values, n, k, work, counts):
+    """k-th smallest (0-based) of ``values[:n]`` (no NaN), exactly; ``values`` is
+    untouched.
+
+    :func:`bucket_counts_nb` finds the bucket holding it, that bucket's values are
+    copied to ``work`` (length >= n) and quickselect finishes on them alone.
+    ``counts`` is an int64 array whose length is the number of buckets.
+    """
+    lo, _hi, scale, chosen, below = bucket_counts_nb(values, n, k, counts)
+    if scale == 0.0:
+        for i in range(n):
+            work[i] = values[i]
+        return kth_smallest_nb(work, n, k)
+    top = counts.shape[0] - 1
+    m = 0
+    for i in range(n):
+        v = values[i]
+        if bucket_of_nb(v, lo, scale, top) == chosen:
+            work[m] = v
+            m += 1
+    return kth_smallest_nb(work, m, k - below)
+
+
+@njit(cache=True)
 def order_pair_nb(a, n, k, work):
     """(k-th, (k+1)-th) smallest (0-based) of ``a[:n]`` without reordering ``a``.
 
@@ -392,12 +450,11 @@ def order_pair_nb(a, n, k, work):
     to ``work`` (size >= n) and sorted. Exact. Requires ``0 <= k`` and ``k + 1 < n`` and
     no NaN.
     """
-    lo, hi = value_range_nb(a, n)
+    counts = np.empty(max(16, min(n // 8, 8192)), dtype=np.int64)
+    lo, hi, scale, b_first, below = bucket_counts_nb(a, n, k, counts)
     if lo == hi:
         return lo, lo
-    n_buckets = max(16, min(n // 8, 8192))
-    scale = n_buckets / (hi - lo)
-    if not np.isfinite(scale):
+    if scale == 0.0:
         for i in range(n):
             work[i] = a[i]
         first = kth_smallest_nb(work, n, k)
@@ -406,17 +463,7 @@ def order_pair_nb(a, n, k, work):
             if work[i] < second:
                 second = work[i]
         return first, second
-    counts = np.zeros(n_buckets, dtype=np.int64)
-    for i in range(n):
-        b = int((a[i] - lo) * scale)
-        if b >= n_buckets:
-            b = n_buckets - 1
-        counts[b] += 1
-    below = 0
-    b_first = 0
-    while below + counts[b_first] <= k:
-        below += counts[b_first]
-        b_first += 1
+    top = counts.shape[0] - 1
     base = below
     b_last = b_first
     covered = below + counts[b_first]
@@ -425,10 +472,7 @@ def order_pair_nb(a, n, k, work):
         covered += counts[b_last]
     m = 0
     for i in range(n):
-        b = int((a[i] - lo) * scale)
-        if b >= n_buckets:
-            b = n_buckets - 1
-        if b_first <= b <= b_last:
+        if b_first <= bucket_of_nb(a[i], lo, scale, top) <= b_last:
             work[m] = a[i]
             m += 1
     chosen = np.sort(work[:m])

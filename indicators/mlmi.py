@@ -57,12 +57,12 @@ import numpy as np
 from numba import njit, prange
 
 from indicators.core import (
+    bucket_counts_nb,
     ema_state_new_nb,
     ema_step_nb,
-    kth_smallest_nb,
+    kth_by_buckets_nb,
     rsi_nb,
     sma_at_nb,
-    value_range_nb,
     wma_nb,
 )
 
@@ -287,62 +287,11 @@ def _gather_disc_nb(index, cell_start, side, q1, q2, limit, skip, scratch, n):
 
 
 @njit(cache=True)
-def _bucket_counts_nb(values, n, k, counts):
-    """Histogram of ``values[:n]`` over ``len(counts)`` equal buckets spanning their range.
-
-    Returns (lo, scale, chosen, below): a value ``v`` falls in bucket
-    ``min(int((v - lo) * scale), len(counts) - 1)``, a monotone function of ``v`` (so every
-    value of a lower bucket is smaller than every value of a higher one); ``chosen`` is
-    the bucket holding the k-th smallest (0-based) and ``below`` the values under it.
-    ``scale`` is 0 when the range is empty or too narrow to divide (callers then select
-    directly).
-    """
-    lo, hi = value_range_nb(values, n)
-    buckets = counts.shape[0]
-    scale = buckets / (hi - lo) if hi > lo else 0.0
-    if not (0.0 < scale < 1e300):
-        return lo, 0.0, 0, 0
-    counts[:] = 0
-    top = buckets - 1
-    for i in range(n):
-        counts[min(int((values[i] - lo) * scale), top)] += 1
-    below = 0
-    for b in range(buckets):
-        if below + counts[b] > k:
-            return lo, scale, b, below
-        below += counts[b]
-    return lo, scale, top, below - counts[top]
-
-
-@njit(cache=True)
-def kth_by_buckets_nb(values, n, k, work, counts):
-    """k-th smallest (0-based) of ``values[:n]`` (finite), exactly; ``values`` is untouched.
-
-    :func:`_bucket_counts_nb` finds the bucket holding it, that bucket's values are
-    copied to ``work`` (length >= n) and quickselect finishes on them alone.
-    ``counts`` is an int64 array whose length is the number of buckets.
-    """
-    lo, scale, chosen, below = _bucket_counts_nb(values, n, k, counts)
-    m = 0
-    if scale == 0.0:
-        for i in range(n):
-            work[i] = values[i]
-        return kth_smallest_nb(work, n, k)
-    top = counts.shape[0] - 1
-    for i in range(n):
-        v = values[i]
-        if min(int((v - lo) * scale), top) == chosen:
-            work[m] = v
-            m += 1
-    return kth_smallest_nb(work, m, k - below)
-
-
-@njit(cache=True)
 def _kth_upper_bound_nb(values, n, k, counts):
     """A value >= the k-th smallest (0-based) of ``values[:n]``: its bucket's upper edge."""
-    lo, scale, chosen, _below = _bucket_counts_nb(values, n, k, counts)
+    lo, hi, scale, chosen, _below = bucket_counts_nb(values, n, k, counts)
     if scale == 0.0:
-        return value_range_nb(values, n)[1]
+        return hi
     # (v - lo) * scale < chosen + 1 for every v of the bucket; widen for rounding
     return lo + (chosen + 1) / scale * (1.0 + 1e-12) + 1e-12 * abs(lo)
 

@@ -68,7 +68,12 @@ STATE_SIZE = 11
 @njit(cache=True)
 def mmd_feature_at_nb(high_t, low_t, close_t, close_prev):
     """(log return, |log return|, range / close) of one bar."""
-    r = np.log(close_t / close_prev)
+    return mmd_feature_of_return_nb(np.log(close_t / close_prev), high_t, low_t, close_t)
+
+
+@njit(cache=True)
+def mmd_feature_of_return_nb(r, high_t, low_t, close_t):
+    """The same from the bar's log return ``r`` (the streaming state keeps it)."""
     return r, abs(r), (high_t - low_t) / close_t
 
 

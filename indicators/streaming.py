@@ -69,7 +69,7 @@ from indicators.mlmi import (
     mlmi_store_new_nb,
     wanted_grid_side_nb,
 )
-from indicators.mmd import mmd_feature_at_nb, mmd_state_new_nb, mmd_step_nb
+from indicators.mmd import mmd_feature_of_return_nb, mmd_state_new_nb, mmd_step_nb
 from indicators.nwrqk import nw_at_nb, nwrqk_slope_at_nb, nwrqk_value_at_nb, rq_weights_nb
 from indicators.params import IndicatorParams
 
@@ -284,7 +284,7 @@ def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, 
     out[6], out[7] = hour_sin_cos_nb(local_ns)
 
     # MMD
-    f0, f1, f2 = mmd_feature_at_nb(h, low, c, close[pos - 1])
+    f0, f1, f2 = mmd_feature_of_return_nb(hist[_LOGRET, pos], h, low, c)
     out[8] = mmd_step_nb(
         fstate[_F_MMD : _F_MMD + 11],
         mmd_ring,

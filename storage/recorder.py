@@ -154,8 +154,6 @@ class Recorder:
         )
         self._specs: dict[type[Message], TableSpec] = {}
         self._bound: dict[type[Message], tuple[Table, str, Callable[[Any], Any]]] = {}
-        # per message type: whether its rows are its fields (sent as the structs)
-        self._as_fields: dict[type[Message], bool] = {}
         self._buffers: dict[type[Message], list[Any]] = {}
         self._bar_seq = 0
         self._bars_since_flush = 0
@@ -179,7 +177,6 @@ class Recorder:
         )
         self._specs[message_type] = spec
         self._bound[message_type] = (spec.table, sql, convert)
-        self._as_fields[message_type] = convert is _astuple
         self._buffers[message_type] = []
 
     def subscribe(self) -> None:
@@ -239,7 +236,7 @@ class Recorder:
         for message_type, buffer in self._buffers.items():
             if buffer:
                 _table, sql, convert = self._bound[message_type]
-                if self._as_fields[message_type]:
+                if convert is _astuple:  # the row is the message's fields: send the structs
                     tables.append((sql, True, buffer))
                 else:
                     tables.append((sql, False, list(map(convert, buffer))))

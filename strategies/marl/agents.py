@@ -90,6 +90,12 @@ def _forward_nb(x, mean, std, clip, w0, b0, w1, b1, w2, b2, w3, b3, z, h0, h1, h
 PLAIN, NWRQK_PRIOR, REGIME_SCALE = 0, 1, 2
 
 
+@njit(cache=True)
+def _take_nb(buffer, at, size):
+    """The next ``size`` values of ``buffer`` from ``at``, and where the next part starts."""
+    return buffer[at : at + size], at + size
+
+
 # scalar slots at the start of a policy's parameter buffer
 _P_CLIP, _P_TEMPERATURE, _P_VOLATILITY_REFERENCE, _P_HEAD = 0, 1, 2, 3
 _P_SCALARS = 4
@@ -108,43 +114,28 @@ def _policy_nb(x, params, weights, layout, work):
     The softmax is exp(l - max l) / ((e0 + e1) + e2), the operations and the order of
     numpy's ``e = np.exp(l - l.max()); e / e.sum()``, so it gives the same floats.
     """
-    n_in = layout[0]
-    h0_n = layout[1]
-    h1_n = layout[2]
-    h2_n = layout[3]
-    at = _P_SCALARS
-    mean = params[at : at + n_in]
-    at += n_in
-    std = params[at : at + n_in]
-    at += n_in
-    beta = params[at : at + 3]
-    at += 3
-    b0 = params[at : at + h0_n]
-    at += h0_n
-    b1 = params[at : at + h1_n]
-    at += h1_n
-    b2 = params[at : at + h2_n]
-    at += h2_n
-    b3 = params[at : at + 3]
-    at = 0
-    w0 = weights[at : at + n_in * h0_n].reshape((n_in, h0_n))
-    at += n_in * h0_n
-    w1 = weights[at : at + h0_n * h1_n].reshape((h0_n, h1_n))
-    at += h0_n * h1_n
-    w2 = weights[at : at + h1_n * h2_n].reshape((h1_n, h2_n))
-    at += h1_n * h2_n
-    w3 = weights[at : at + h2_n * 3].reshape((h2_n, 3))
-    w = 0
-    z = work[w : w + n_in]
-    w += n_in
-    h0 = work[w : w + h0_n]
-    w += h0_n
-    h1 = work[w : w + h1_n]
-    w += h1_n
-    h2 = work[w : w + h2_n]
-    w += h2_n
-    logits = work[w : w + 3]
-    probabilities = work[w + 3 : w + 6]
+    n_in, h0_n, h1_n, h2_n = layout[0], layout[1], layout[2], layout[3]
+    mean, at = _take_nb(params, _P_SCALARS, n_in)
+    std, at = _take_nb(params, at, n_in)
+    beta, at = _take_nb(params, at, 3)
+    b0, at = _take_nb(params, at, h0_n)
+    b1, at = _take_nb(params, at, h1_n)
+    b2, at = _take_nb(params, at, h2_n)
+    b3, at = _take_nb(params, at, 3)
+    w0, at = _take_nb(weights, 0, n_in * h0_n)
+    w1, at = _take_nb(weights, at, h0_n * h1_n)
+    w2, at = _take_nb(weights, at, h1_n * h2_n)
+    w3, at = _take_nb(weights, at, h2_n * 3)
+    z, at = _take_nb(work, 0, n_in)
+    h0, at = _take_nb(work, at, h0_n)
+    h1, at = _take_nb(work, at, h1_n)
+    h2, at = _take_nb(work, at, h2_n)
+    logits, at = _take_nb(work, at, 3)
+    probabilities, at = _take_nb(work, at, 3)
+    w0 = w0.reshape((n_in, h0_n))
+    w1 = w1.reshape((h0_n, h1_n))
+    w2 = w2.reshape((h1_n, h2_n))
+    w3 = w3.reshape((h2_n, 3))
     clip = params[_P_CLIP]
     temperature = params[_P_TEMPERATURE]
     volatility_reference = params[_P_VOLATILITY_REFERENCE]
