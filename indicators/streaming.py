@@ -77,6 +77,8 @@ __all__ = ["FeatureState"]
 
 _fromtimestamp = _dt.datetime.fromtimestamp
 _SECOND = _dt.timedelta(seconds=1)
+# how long a looked-up UTC offset is reused (see FeatureState._find_offset)
+OFFSET_SPAN_SECONDS = 12 * 3600
 
 # rows of the history buffer
 _O, _H, _L, _C, _V = 0, 1, 2, 3, 4
@@ -435,6 +437,9 @@ class FeatureState:
         if self._fstate[_F_META] + 1 >= rows.shape[0]:
             self._grow_store()
         self._zone = None if p.timezone == "UTC" else zoneinfo.ZoneInfo(p.timezone)
+        # the zone's UTC offset (ns) in force for the UTC seconds [from, until)
+        self._offset_from = self._offset_until = 0
+        self._offset_ns = 0
 
     @property
     def n_bars(self) -> int:
@@ -452,13 +457,32 @@ class FeatureState:
         return int(grid_side_nb(self._cell_start))
 
     def _local_ns(self, ts_ns: int) -> int:
+        """The bar's wall-clock time in the zone, as ns since the epoch of that clock."""
         if self._zone is None:
             return ts_ns
-        # fromtimestamp with a zone converts from UTC (zone.fromutc): the offset in force
-        offset = _fromtimestamp(ts_ns // 1_000_000_000, self._zone).utcoffset()
-        if offset is None:
-            return ts_ns
-        return ts_ns + (offset // _SECOND) * 1_000_000_000
+        seconds = ts_ns // 1_000_000_000
+        if not self._offset_from <= seconds < self._offset_until:
+            self._find_offset(seconds)
+        return ts_ns + self._offset_ns
+
+    def _find_offset(self, seconds: int) -> None:
+        """Look up the offset in force at ``seconds`` and for how long it is known to hold.
+
+        The offset comes from ``fromtimestamp`` with the zone (``zone.fromutc``). It is
+        kept for the next ``OFFSET_SPAN_SECONDS`` (12 hours) when the offset at the end
+        of that span is the same: a zone changes its offset at most once in 12 hours
+        (transitions are months apart), so the offset is then constant over the span.
+        Otherwise it is kept for this second only, and the bars up to the transition
+        each look it up.
+        """
+        zone = self._zone
+        offset = _fromtimestamp(seconds, zone).utcoffset()
+        ns = 0 if offset is None else (offset // _SECOND) * 1_000_000_000
+        until = seconds + OFFSET_SPAN_SECONDS
+        later = _fromtimestamp(until - 1, zone).utcoffset()
+        if later != offset:
+            until = seconds + 1
+        self._offset_from, self._offset_until, self._offset_ns = seconds, until, ns
 
     def _grow_store(self) -> None:
         cap = self._rows.shape[0]
@@ -480,7 +504,6 @@ class FeatureState:
 
     def update(self, ts_ns, open, high, low, close, volume) -> np.ndarray:
         """Feed one closed bar; returns its 13 features (a new array)."""
-        zone = self._zone
         flags = _stream_step_nb(
             self._F,
             self._I,
@@ -493,7 +516,7 @@ class FeatureState:
             float(low),
             float(close),
             float(volume),
-            int(ts_ns) if zone is None else self._local_ns(int(ts_ns)),
+            self._local_ns(int(ts_ns)),
         )
         if flags:
             self._maintain_store(flags)

@@ -29,6 +29,8 @@ meta-investor (SPEC 3 gate and sizing, SPEC 5 weights) and the executor.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from engine.clock import Clock
 from engine.events import AgentAction, Features
 from strategies.marl.networks import AGENTS, NWRQK_MAX_DISTANCE, PolicyNet
 
-__all__ = ["LearnedAgent", "NumpyPolicy", "build_learned_ensemble"]
+__all__ = ["AgentPanel", "LearnedAgent", "NumpyPolicy", "build_learned_ensemble"]
 
 _SLICE_FIELD = {"mlmi": "mlmi", "nwrqk": "nwrqk", "regime": "regime"}
 
@@ -165,6 +167,41 @@ def _policy_nb(x, params, weights, layout, work):
     probabilities[2] = e2 / total
 
 
+@njit(cache=True)
+def _panel_nb(x, params, weights, layout, work, at, probabilities):
+    """Several policies in one call: policy ``a`` reads its input from ``x``, its
+    buffers from the shared ``params`` / ``weights`` / ``work`` at the offsets of row
+    ``a`` of ``at`` (input, params, weights, work), its sizes from row ``a`` of ``layout``,
+    and leaves pi(. | x) in ``probabilities[4a : 4a + 3]`` (each policy exactly as
+    :func:`_policy_nb` computes it alone) and its entropy in ``probabilities[4a + 3]``."""
+    for a in range(at.shape[0]):
+        n_in, n_params, n_weights, n_work = layout[a, 4], layout[a, 5], layout[a, 6], layout[a, 7]
+        x_at, p_at, w_at, k_at = at[a, 0], at[a, 1], at[a, 2], at[a, 3]
+        own = work[k_at : k_at + n_work]
+        _policy_nb(
+            x[x_at : x_at + n_in],
+            params[p_at : p_at + n_params],
+            weights[w_at : w_at + n_weights],
+            layout[a, :4],
+            own,
+        )
+        p0 = own[n_work - 3]
+        p1 = own[n_work - 2]
+        p2 = own[n_work - 1]
+        probabilities[4 * a] = p0
+        probabilities[4 * a + 1] = p1
+        probabilities[4 * a + 2] = p2
+        # H(π) as LearnedAgent.on_features sums it: -p0 ln p0, then p1, then p2
+        entropy = 0.0
+        if p0 > 0.0:
+            entropy -= p0 * math.log(p0)
+        if p1 > 0.0:
+            entropy -= p1 * math.log(p1)
+        if p2 > 0.0:
+            entropy -= p2 * math.log(p2)
+        probabilities[4 * a + 3] = entropy
+
+
 class NumpyPolicy:
     """A :class:`PolicyNet` in eval mode as numpy arrays (float64)."""
 
@@ -276,12 +313,17 @@ class LearnedAgent:
             return
         x = self._x
         x[:] = getattr(features, self._field)
-        p = self.policy.decide(x)
-        p0, p1, p2 = p.tolist()
+        p0, p1, p2 = self.policy.decide(x).tolist()
         entropy = 0.0
         for q in (p0, p1, p2):
             if q > 0.0:
                 entropy -= q * math.log(q)
+        self.publish_decision(features, p0, p1, p2, entropy)
+
+    def publish_decision(
+        self, features: Features, p0: float, p1: float, p2: float, entropy: float
+    ) -> None:
+        """Publish the AgentAction of the policy output π = (p0, p1, p2), H(π) = ``entropy``."""
         rng = self._rng
         if rng is None or self.deterministic:
             action = 0 if p0 >= p1 and p0 >= p2 else (1 if p1 >= p2 else 2)  # first argmax
@@ -331,6 +373,88 @@ class LearnedAgent:
 
 
 _LOG3 = math.log(3.0)
+
+
+class AgentPanel:
+    """Learned agents that decide together: one numba call per bar for all their policies.
+
+    Subscribed instead of its agents, on each warm ``Features`` event it runs every
+    agent's policy in one call (:func:`_panel_nb`) and then lets each agent, in order,
+    publish its AgentAction (:meth:`LearnedAgent.publish_decision`). The messages are the
+    ones the agents publish when each is subscribed alone: the same values, the same
+    sequence numbers, the same draws from a shared generator (no policy reads another
+    agent's vote). What it saves is two numba calls and the per-agent input copies.
+    """
+
+    def __init__(self, agents: Sequence[LearnedAgent]) -> None:
+        if not agents:
+            raise ValueError("an agent panel needs at least one agent")
+        first = agents[0]
+        for agent in agents:
+            if agent._bus is not first._bus or agent.symbol != first.symbol:
+                raise ValueError("the agents of a panel must share one bus and one symbol")
+            if not isinstance(agent.policy, NumpyPolicy):
+                raise ValueError(f"agent {agent.agent_id}: a panel needs NumpyPolicy policies")
+        self.agents = list(agents)
+        self._bus = first._bus
+        self.symbol = first.symbol
+        self._fields = tuple(agent._field for agent in agents)
+        policies = [agent.policy for agent in agents]
+        self._sizes = tuple(len(policy.mean) for policy in policies)
+        parts = [(p._params, p._weights32, p._work) for p in policies]
+        layout = np.zeros((len(agents), 8), dtype=np.int64)
+        at = np.zeros((len(agents), 4), dtype=np.int64)
+        offsets = np.zeros(4, dtype=np.int64)
+        for a, (policy, (params, weights, work)) in enumerate(zip(policies, parts, strict=True)):
+            sizes = (len(policy.mean), len(params), len(weights), len(work))
+            layout[a, :4] = policy._layout
+            layout[a, 4:] = sizes
+            at[a] = offsets
+            offsets += sizes
+        self._layout = layout
+        self._at = at
+        self._params = np.concatenate([part[0] for part in parts])
+        self._weights32 = np.concatenate([part[1] for part in parts])
+        self._work = np.empty(int(offsets[3]))
+        self._x = np.empty(int(offsets[0]))
+        self._probabilities = np.empty(4 * len(agents))  # per agent: π, then H(π)
+        getter = attrgetter(*self._fields)
+        self._slices: Callable[[Features], tuple[tuple[float, ...], ...]] = (
+            getter if len(agents) > 1 else lambda features: (getter(features),)
+        )
+
+    def subscribe(self) -> None:
+        self._bus.subscribe(Features, self.on_features, self.symbol)
+
+    def on_features(self, features: Features) -> None:
+        if not features.warm:
+            return
+        slices = self._slices(features)
+        if tuple(map(len, slices)) != self._sizes:
+            self._raise_bad_inputs(features)
+        self._x[:] = sum(slices, ())
+        _panel_nb(
+            self._x,
+            self._params,
+            self._weights32,
+            self._layout,
+            self._work,
+            self._at,
+            self._probabilities,
+        )
+        p = self._probabilities.tolist()
+        for a, agent in enumerate(self.agents):
+            agent.publish_decision(features, *p[4 * a : 4 * a + 4])
+
+    def _raise_bad_inputs(self, features: Features) -> None:
+        # called when some slice's length is not its policy's
+        for field, size in zip(self._fields, self._sizes, strict=True):
+            got = len(getattr(features, field))
+            if got != size:
+                raise ValueError(
+                    f"Features.{field} at {features.ts_event} has {got} values; "
+                    f"the agent's policy takes {size}"
+                )
 
 
 def checkpoint_path(config: Any) -> Path:
@@ -400,5 +524,6 @@ def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None
         for i, policy in enumerate(checkpoint.policies)
     ]
     # Ensemble subscribes the meta-investor first (it settles the previous step on each
-    # bar), then the feature engine, the agents, and the executor.
-    return Ensemble(meta, [features, *agents], TargetExecution(bus, clock, symbol))
+    # bar), then the feature engine, the agents (as one panel), and the executor.
+    panel = AgentPanel(agents)
+    return Ensemble(meta, [features, panel], TargetExecution(bus, clock, symbol))

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from operator import add as _add
 
 import numpy as np
 from numba import njit
@@ -144,6 +145,10 @@ def ensemble_targets(
 # The kernels perform the same floating-point operations in the same order (matrix
 # products summed over agents in ascending order, the entropy as (t0 + t1) + t2,
 # round half to even), so both give the same numbers bit for bit; a test compares them.
+# The one exception is the logarithm: the kernels call the C library's, and numpy's
+# vectorised log can differ from it by one ulp on some CPUs (its AVX-512 version), which
+# can move a confidence by an ulp; only a confidence within an ulp of the threshold
+# would then size a different target.
 
 
 @njit(cache=True)
@@ -318,8 +323,16 @@ class MetaInvestor:
             coalition_masks(n).astype(np.float64) if n <= params.exact_max_agents else None
         )
         self._full_mask = np.ones((1, n))
-        self._slippage = broker.slippage_bps / 1e4
-        self._commission_rate = broker.commission_bps / 1e4
+        # the arguments of _coalition_pnl_nb that do not change: sizing, then costs
+        self._pnl_constants = (
+            (float(max_position), float(confidence_threshold), float(lot_size)),
+            (
+                broker.slippage_bps / 1e4,
+                broker.commission_bps / 1e4,
+                broker.commission_per_unit,
+                broker.commission_minimum,
+            ),
+        )
         self._votes = np.zeros((n, 3))
         self._seen = 0  # bit i set: agent i has voted on the bar of self._vote_ts
         self._all_seen = (1 << n) - 1
@@ -331,7 +344,7 @@ class MetaInvestor:
         self._position = 0.0
         self._last_close = math.nan
         self._pending: tuple[np.ndarray, np.ndarray, float, float, float, int] | None = None
-        self.cumulative_phi = np.zeros(n)
+        self._cumulative_phi = [0.0] * n
         self.steps = 0
         #: Per agent: steps whose CRR value fell back to Black-Scholes (p outside [0, 1]).
         self.crr_fallbacks = np.zeros(n, dtype=np.int64)
@@ -343,6 +356,11 @@ class MetaInvestor:
         bus.subscribe(PortfolioSnapshot, self.on_portfolio_snapshot, self.symbol)
         bus.subscribe(Bar, self.on_bar, self.symbol)
         bus.subscribe(AgentAction, self.on_agent_action, self.symbol)
+
+    @property
+    def cumulative_phi(self) -> np.ndarray:
+        """Per agent: the sum of its Shapley values over the steps settled so far."""
+        return np.array(self._cumulative_phi)
 
     def on_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self._equity = snapshot.equity
@@ -420,19 +438,8 @@ class MetaInvestor:
                 f"step P&L at bar {bar.ts_event} (decision at bar {decision_ts}) is "
                 f"{actual!r}: {hint}"
             )
-        pnl_args: _PnlArguments = (
-            self.max_position,
-            self.threshold,
-            self.lot_size,
-            previous,
-            previous_close,
-            bar.open,
-            bar.close,
-            self._slippage,
-            self._commission_rate,
-            self._broker.commission_per_unit,
-            self._broker.commission_minimum,
-        )
+        sizing, costs = self._pnl_constants
+        pnl_args: _PnlArguments = (*sizing, previous, previous_close, bar.open, bar.close, *costs)
         masks = self._masks
         values: np.ndarray | Callable[[np.ndarray], np.ndarray]
         if masks is not None:
@@ -462,19 +469,21 @@ class MetaInvestor:
             pricing = list(pricing)
             for i in result.crr_fallback_agents:
                 pricing[i] = "black_scholes_fallback"
-        prices = result.share_prices.tolist()
-        option_values = result.option_values.tolist()
-        weights_now = result.weights.tolist()
+        (
+            phi,
+            stderr,
+            prices,
+            volatilities,
+            strikes,
+            option_values,
+            target_weights,
+            weights_now,
+            bubbles,
+        ) = result.lists()
         if not all(map(math.isfinite, prices + option_values + weights_now)):
             self._raise_non_finite(result, bar)
-        self.cumulative_phi += result.phi
+        self._cumulative_phi = list(map(_add, self._cumulative_phi, phi))
         self.steps += 1
-        phi = result.phi.tolist()
-        stderr = result.stderr.tolist()
-        volatilities = result.volatilities.tolist()
-        strikes = result.strikes.tolist()
-        target_weights = result.target_weights.tolist()
-        bubbles = result.bubbles.tolist()
         coalitions = result.coalition_count
         method = result.method
         symbol = self.symbol

@@ -270,6 +270,12 @@ class MetaStepResult:
     weights = property(lambda self: self.table[_WEIGHTS])
     bubbles = property(lambda self: self.table[_BUBBLES])
 
+    def lists(self) -> list[list[float]]:
+        """The rows as lists: phi, stderr, share_prices, volatilities, strikes,
+        option_values, target_weights, weights, bubbles (one conversion for all)."""
+        rows: list[list[float]] = self.table.tolist()
+        return rows
+
     def to_dict(self) -> dict[str, Any]:
         """Plain Python data (lists and numbers), e.g. for a record or a log line."""
         return {

@@ -233,6 +233,38 @@ def test_hour_features_timezone_uses_local_hour_of_bar_close():
     np.testing.assert_allclose(utc[:, 6], np.sin(2 * np.pi * np.array([1.5, 1.5, 7]) / 24))
 
 
+@pytest.mark.parametrize(
+    ("zone", "around"),
+    [
+        ("America/New_York", "2024-03-10 07:00"),  # spring forward
+        ("America/New_York", "2024-11-03 06:00"),  # fall back
+        ("Europe/London", "2024-10-27 01:00"),
+        ("Australia/Lord_Howe", "2024-04-06 15:00"),  # a 30-minute shift
+    ],
+)
+@pytest.mark.parametrize("phase_hours", [0, 3, 7, 11])
+def test_feature_state_hour_features_follow_offset_changes_like_batch(zone, around, phase_hours):
+    # bars every 7 minutes for two days either side of a transition, then a gap of
+    # 40 hours and a few more: the streaming state's cached UTC offset must switch
+    # on the first bar past the transition, as the batch (pandas) conversion does,
+    # wherever the transition falls in the span the offset is cached for
+    start = pd.Timestamp(around, tz="UTC") - pd.Timedelta(days=2, hours=phase_hours)
+    steps = pd.date_range(start, periods=4 * 24 * 60 // 7, freq="7min")
+    later = pd.date_range(steps[-1] + pd.Timedelta(hours=40), periods=10, freq="30min")
+    ts_ns = steps.append(later).as_unit("ns").asi8
+    n = len(ts_ns)
+    p = np.full(n, 10.0)
+    params = IndicatorParams(timezone=zone)
+    batch = build_features(p, p, p, p, p, ts_ns, params)
+    state = FeatureState(params)
+    stream = np.array([state.update(int(t), 10.0, 10.0, 10.0, 10.0, 10.0) for t in ts_ns])
+    np.testing.assert_allclose(stream[:, 6:8], batch[:, 6:8], rtol=0, atol=1e-12)
+    local = pd.DatetimeIndex(pd.to_datetime(ts_ns, utc=True)).tz_convert(zone)
+    hours = local.hour + local.minute / 60
+    np.testing.assert_allclose(stream[:, 6], np.sin(2 * np.pi * hours / 24), atol=1e-12)
+    assert len({t.utcoffset() for t in local}) == 2  # the span does hold a transition
+
+
 def test_heikin_ashi_option_changes_inputs_only():
     bars = gbm_bars(200, 12)
     plain = build_features(*bars)
