@@ -4,10 +4,11 @@ A backtest spends a large share of each bar binding rows for the database driver
 (about 4 µs a row with SQLite, ten rows a bar). :class:`WriterProcess` moves that work
 to a second process, so it runs on another core while the run goes on:
 
-* The parent encodes each flush (the SQL of each table and its rows) with msgpack and
-  writes it to the child's stdin as one length-prefixed frame; encoding costs about
-  0.1 µs a row. Messages whose rows are their fields go as they are (a message struct
-  encodes as an array: its tag, then its fields) and the child drops the tag.
+* The parent encodes each flush (the SQL of each table and its rows) with msgpack, and
+  a sender thread writes it to the child's stdin as one length-prefixed frame, so the
+  run does not wait on a full pipe; encoding costs about 0.4 µs a row. Messages whose
+  rows are their fields go as they are (a message struct encodes as an array: its tag,
+  then its fields) and the child drops the tag.
 * The child runs each flush in one transaction, in the order sent, and answers on its
   stdout with the flush number and the rows written, or the error. After an error it
   writes nothing more (a later flush without the failed one would leave a hole) and
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import struct
 
 try:
@@ -110,20 +112,35 @@ class WriterProcess:
             target=self._read_answers, args=(self._proc.stdout,), daemon=True
         )
         self._reader.start()
-        self._send(url.encode())
+        # frames go to the child from a sender thread, in order: a flush larger than the
+        # pipe's buffer then never holds the run back while the child is busy committing
+        # (the write waits outside the GIL)
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_frames, daemon=True)
+        self._sender.start()
+        self._outbox.put(url.encode())
 
-    def _send(self, payload: bytes) -> None:
-        try:
-            _write_frame(self._stdin, payload)
-        except (BrokenPipeError, OSError, ValueError):
-            raise StorageError(self._dead_message()) from None
+    def _send_frames(self) -> None:
+        broken = False
+        while True:
+            payload = self._outbox.get()
+            if payload is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._stdin.close()
+                return
+            if broken:
+                continue  # the child is gone: what is left is answered by the error
+            try:
+                _write_frame(self._stdin, payload)
+            except (OSError, ValueError):
+                broken = True
+                with self._lock:
+                    if self._error is None:
+                        self._error = self._exit_message()
+                    self._lock.notify_all()
 
-    def _dead_message(self) -> str:
-        code = self._proc.poll()
-        with self._lock:
-            if self._error is not None:
-                return self._error
-        return f"the writer process exited (code {code}) before writing every row"
+    def _exit_message(self) -> str:
+        return f"the writer process exited (code {self._proc.poll()}) before writing every row"
 
     def _read_answers(self, stream: IO[bytes]) -> None:
         decoder = msgspec.msgpack.Decoder()
@@ -132,10 +149,7 @@ class WriterProcess:
             with self._lock:
                 if payload is None:
                     if self._answered < self._sent and self._error is None:
-                        self._error = (
-                            f"the writer process exited (code {self._proc.poll()}) "
-                            "before writing every row"
-                        )
+                        self._error = self._exit_message()
                     self._answered = max(self._answered, self._sent)
                     self._lock.notify_all()
                     return
@@ -164,7 +178,7 @@ class WriterProcess:
                 self._wait_answer()
         self.check()
         self._sent += 1
-        self._send(self._encoder.encode((self._sent, tables)))
+        self._outbox.put(self._encoder.encode((self._sent, tables)))
 
     def wait(self) -> None:
         """Block until every flush sent is answered; raise the first error."""
@@ -178,9 +192,7 @@ class WriterProcess:
         # stdout closes, and then nothing more can be answered
         self._lock.wait(timeout=1.0)
         if not self._reader.is_alive() and self._answered < self._sent and self._error is None:
-            self._error = (
-                f"the writer process exited (code {self._proc.poll()}) before writing every row"
-            )
+            self._error = self._exit_message()
 
     def close(self) -> None:
         """Wait for the flushes sent, then stop the child (always stops it)."""
@@ -191,8 +203,8 @@ class WriterProcess:
 
     def stop(self) -> None:
         """Stop the child: it commits the flushes it has received whole, then exits."""
-        with contextlib.suppress(OSError):
-            self._stdin.close()
+        self._outbox.put(None)  # the sender closes the child's stdin after the last frame
+        self._sender.join(timeout=60)
         try:
             self._proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -204,8 +216,6 @@ class WriterProcess:
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    import queue
-
     from storage.db import connect, storage_errors
 
     frames: queue.Queue[bytes | None] = queue.Queue()
