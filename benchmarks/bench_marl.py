@@ -9,7 +9,9 @@ Run: ``.venv/bin/python benchmarks/bench_marl.py``. Needs the shipped checkpoint
 * policy decisions/s: one agent's numpy policy on one feature vector, and the torch
   policies batched (inference_mode, dropout off);
 * training: MAPPO updates/s and agent-steps/s on the training scenario's settings;
-* a full backtest of scenarios/demo.toml with persistence: bars/s.
+* a full backtest of scenarios/demo.toml with persistence: bars/s, against backtrader's
+  bare SMA(10/30) crossover on the same bars, timed in the same run (the goal's yardstick:
+  it differs several-fold between machines).
 """
 
 from __future__ import annotations
@@ -166,6 +168,10 @@ def bench_backtest(repeats: int = 3) -> None:
             key=lambda r: r.bars_per_second,
         )
     result = max(results, key=lambda r: r.bars_per_second)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_backtest import backtrader_rate
+
+    backtrader = max(backtrader_rate(result.data) for _ in range(repeats))
     print(
         f"full backtest, learned ensemble, persistence on:   {result.bars_per_second:10,.0f} bars/s"
         f"   ({len(result.data):,} bars in {result.wall_seconds:.2f} s, best of {repeats}; "
@@ -175,6 +181,11 @@ def bench_backtest(repeats: int = 3) -> None:
         f"the same without persistence:                      {bare.bars_per_second:10,.0f} bars/s"
         f"   ({result.rows_written:,} rows cost "
         f"{(1 / result.bars_per_second - 1 / bare.bars_per_second) * 1e6:.0f} µs per bar)"
+    )
+    print(
+        f"backtrader, bare SMA(10/30) crossover, same bars:  {backtrader:10,.0f} bars/s"
+        f"   (best of {repeats}; the learned ensemble with persistence is "
+        f"{result.bars_per_second / backtrader:.2f}x)"
     )
 
 

@@ -29,6 +29,19 @@ def test_dense_layer_skipping_zero_inputs_equals_full_sum_bit_for_bit() -> None:
             assert out.tobytes() == _dense_reference(h, w, b, relu).tobytes()
 
 
+def test_dense_layer_any_count_of_nonzero_inputs_equals_full_sum_bit_for_bit() -> None:
+    # none, one, an odd and an even number of nonzero inputs, at the ends and inside
+    rng = np.random.default_rng(8)
+    w = rng.normal(size=(9, 5))
+    b = rng.normal(size=5)
+    for nonzero in ([], [0], [8], [0, 8], [2, 3, 7], [1, 2, 4, 6], list(range(9))):
+        h = np.zeros(9)
+        h[nonzero] = rng.uniform(0.1, 2.0, len(nonzero))
+        out = np.empty(5)
+        _dense_nb(h, w, b, out, False)
+        assert out.tobytes() == _dense_reference(h, w, b, False).tobytes(), nonzero
+
+
 def test_dense_layer_float32_weights_sum_in_float64_like_float64_weights() -> None:
     rng = np.random.default_rng(6)
     for _ in range(50):
