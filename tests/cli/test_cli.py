@@ -49,11 +49,18 @@ def test_backtest_then_runs_and_trades(scenario: Path, tmp_path: Path) -> None:
         "fees",
         "bars",
         "run id",
+        "bars/s after",
+        "s of setup",
     ):
         assert label in result.output
     as_json = invoke("backtest", str(scenario), "--json", "--seed", "3")
     summary = json.loads(as_json.output)
     assert summary["run_id"] == 2 and summary["bars"] == 1500
+    # the whole run's rate counts the setup; the replay's does not
+    assert 0 < summary["setup_seconds"] < summary["wall_seconds"]
+    assert summary["bars_per_second"] == pytest.approx(1500 / summary["wall_seconds"])
+    replay = summary["wall_seconds"] - summary["setup_seconds"]
+    assert summary["replay_bars_per_second"] == pytest.approx(1500 / replay)
     runs = invoke("runs", "--db", db, "--format", "json")
     assert [r["id"] for r in json.loads(runs.output)] == [2, 1]
     table = invoke("trades", "--db", db, "--run", "1")
