@@ -41,6 +41,7 @@ from engine.bus import Bus
 from engine.clock import Clock
 from engine.events import AgentAction, Features
 from strategies.marl.networks import AGENTS, NWRQK_MAX_DISTANCE, PolicyNet
+from strategies.meta.trading import entropy_nb
 
 __all__ = ["AgentPanel", "LearnedAgent", "NumpyPolicy", "build_learned_ensemble"]
 
@@ -210,15 +211,8 @@ def _panel_nb(x, params, weights, layout, work, at, probabilities):
         probabilities[4 * a] = p0
         probabilities[4 * a + 1] = p1
         probabilities[4 * a + 2] = p2
-        # H(π) as LearnedAgent.on_features sums it: -p0 ln p0, then p1, then p2
-        entropy = 0.0
-        if p0 > 0.0:
-            entropy -= p0 * math.log(p0)
-        if p1 > 0.0:
-            entropy -= p1 * math.log(p1)
-        if p2 > 0.0:
-            entropy -= p2 * math.log(p2)
-        probabilities[4 * a + 3] = entropy
+        # H(π) in the order LearnedAgent.on_features sums it
+        probabilities[4 * a + 3] = entropy_nb(p0, p1, p2)
 
 
 class NumpyPolicy:

@@ -81,8 +81,8 @@ _WEIGHT_SUM_TOLERANCE = 1e-9
 
 
 @njit(cache=True)
-def confidence_nb(p0, p1, p2):
-    """max(P) - H(P) for one probability vector, 0 ln 0 = 0."""
+def entropy_nb(p0, p1, p2):
+    """H(P) = -p0 ln p0 - p1 ln p1 - p2 ln p2, subtracted in that order, 0 ln 0 = 0."""
     entropy = 0.0
     if p0 > 0.0:
         entropy -= p0 * math.log(p0)
@@ -90,7 +90,13 @@ def confidence_nb(p0, p1, p2):
         entropy -= p1 * math.log(p1)
     if p2 > 0.0:
         entropy -= p2 * math.log(p2)
-    return max(p0, max(p1, p2)) - entropy
+    return entropy
+
+
+@njit(cache=True)
+def confidence_nb(p0, p1, p2):
+    """max(P) - H(P) for one probability vector, 0 ln 0 = 0."""
+    return max(p0, max(p1, p2)) - entropy_nb(p0, p1, p2)
 
 
 @njit(cache=True)
