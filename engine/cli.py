@@ -278,9 +278,12 @@ def train(
             writer.writerow(row)
             handle.flush()
             add_training_metric(engine, training_id, row)
+            # NaN: no episode ended during this update (the CSV and the database keep NaN)
+            ret = row["episode_return"]
+            shown = "-" if ret != ret else f"{ret:.3f}"
             text = (
                 f"update {row['update']}/{total}  stage {row['stage']}  "
-                f"return {row['episode_return']:.3f}  pi {row['policy_loss']:.4f}  "
+                f"return {shown}  pi {row['policy_loss']:.4f}  "
                 f"v {row['value_loss']:.4f}  H {row['entropy']:.3f}  "
                 f"kl {row['approx_kl']:.4f}  clip {row['clip_fraction']:.3f}  "
                 f"ev {row['explained_variance']:.3f}"

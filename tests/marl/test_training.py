@@ -203,6 +203,12 @@ def test_train_command_then_backtest_with_the_checkpoint(tmp_path: Path):
         rows = conn.execute(text("select count(*) from training_metrics")).scalar_one()
     assert run[0] == "finished" and run[1] == 2 and run[2].endswith("agents.pt")
     assert rows == 2
+    # the per-update lines: an update in which no episode ended shows "return -", not nan
+    again = tmp_path / "again" / "agents.pt"
+    shown = runner.invoke(app, ["train", str(scenario), "--updates", "2", "--out", str(again)])
+    assert shown.exit_code == 0, shown.output
+    assert "update 1/2" in shown.output and "update 2/2" in shown.output
+    assert "nan" not in shown.output.lower()
 
     backtest = runner.invoke(app, ["backtest", str(scenario), "--json", "-q"])
     assert backtest.exit_code == 0, backtest.output
