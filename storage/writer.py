@@ -232,18 +232,22 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     first = frames.get()
     if first is None:
         return
-    engine = connect(first.decode(), create=False)
+    error: str | None = None
+    engine = None
+    try:
+        engine = connect(first.decode(), create=False)
+    except Exception as exc:  # answered to every flush, so the parent raises it
+        error = str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
     # rows as tuples: what the drivers' executemany takes
     decoder = msgspec.msgpack.Decoder(tuple[int, list[tuple[str, bool, list[tuple[Any, ...]]]]])
     encoder = msgspec.msgpack.Encoder()
-    error: str | None = None
     while True:
         payload = frames.get()
         if payload is None:
             break
         flush_id, tables = decoder.decode(payload)
         count = 0
-        if error is None:
+        if error is None and engine is not None:
             try:
                 batch = []
                 for sql, structs, rows in tables:
@@ -259,7 +263,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                     str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
                 )
         _write_frame(stdout, encoder.encode((flush_id, count, error)))
-    engine.dispose()
+    if engine is not None:
+        engine.dispose()
 
 
 if __name__ == "__main__":

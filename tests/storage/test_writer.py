@@ -108,7 +108,9 @@ def test_handler_error_with_writer_process_keeps_finished_bars_and_marks_failed(
     assert [row[0] for row in snapshots] == sorted(row[0] for row in snapshots)
 
 
-def _recorder(url: str, writer: WriterProcess):
+def _recorder(url: str):
+    """A stored run and a recorder on a writer process started after the database exists
+    (as run_backtest does: the child opens the database without creating it)."""
     from engine.bus import MessageBus
 
     engine = connect(url)
@@ -128,7 +130,8 @@ def _recorder(url: str, writer: WriterProcess):
         last_bar_ns=None,
     )
     bus = MessageBus()
-    return engine, run_id, bus, Recorder(engine, run_id, bus, writer=writer)
+    writer = WriterProcess(url)
+    return engine, run_id, bus, Recorder(engine, run_id, bus, writer=writer), writer
 
 
 def _snapshot(seq: int):
@@ -153,9 +156,8 @@ def _snapshot(seq: int):
 
 
 def test_writer_error_is_raised_and_nothing_after_it_is_written(sqlite_url: str) -> None:
-    writer = WriterProcess(sqlite_url)
+    engine, run_id, _bus, recorder, writer = _recorder(sqlite_url)
     try:
-        engine, run_id, _bus, recorder = _recorder(sqlite_url, writer)
         assert recorder.write([_snapshot(1), _snapshot(2)]) == 2
         recorder.write([_snapshot(3), _snapshot(2)])  # a duplicate key: this flush fails
         with pytest.raises(StorageError, match="UNIQUE|unique|duplicate"):
@@ -179,9 +181,8 @@ def _write_and_wait(recorder: Recorder, seq: int) -> None:
 
 @pytest.mark.parametrize("idle", [False, True])
 def test_writer_process_killed_is_reported_not_ignored(sqlite_url: str, idle: bool) -> None:
-    writer = WriterProcess(sqlite_url)
+    _engine, _run_id, _bus, recorder, writer = _recorder(sqlite_url)
     try:
-        _engine, _run_id, _bus, recorder = _recorder(sqlite_url, writer)
         if idle:  # killed after answering everything it was sent
             _write_and_wait(recorder, 1)
         writer._proc.kill()
@@ -193,9 +194,8 @@ def test_writer_process_killed_is_reported_not_ignored(sqlite_url: str, idle: bo
 
 
 def test_recorder_with_writer_refuses_an_also_callback(sqlite_url: str) -> None:
-    writer = WriterProcess(sqlite_url)
+    _engine, _run_id, _bus, recorder, writer = _recorder(sqlite_url)
     try:
-        _engine, _run_id, _bus, recorder = _recorder(sqlite_url, writer)
         with pytest.raises(ValueError, match="writer process"):
             recorder.flush(also=lambda connection: None)
     finally:
@@ -213,9 +213,8 @@ def test_writer_holds_back_when_flushes_pile_up_and_keeps_their_order(
     import storage.writer
 
     monkeypatch.setattr(storage.writer, "MAX_IN_FLIGHT", 1)
-    writer = WriterProcess(sqlite_url)
+    engine, run_id, _bus, recorder, writer = _recorder(sqlite_url)
     try:
-        engine, run_id, _bus, recorder = _recorder(sqlite_url, writer)
         for flush in range(6):
             recorder.write([_snapshot(10 * flush + i) for i in range(1, 4)])
             assert writer._sent - writer._answered <= 1
@@ -229,3 +228,22 @@ def test_writer_holds_back_when_flushes_pile_up_and_keeps_their_order(
             {"r": run_id},
         ).scalars()
         assert list(seqs) == [10 * f + i for f in range(6) for i in range(1, 4)]
+
+
+def test_writer_that_cannot_open_the_database_says_why(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "foreign.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE runs (x INTEGER)")  # not made by emarl
+    writer = WriterProcess(f"sqlite:///{path}")
+    try:
+        writer.submit([("INSERT INTO runs (x) VALUES (?)", False, [(1,)])])
+        with pytest.raises(StorageError, match="not made by emarl"):
+            writer.wait()
+        with pytest.raises(StorageError, match="not made by emarl"):  # and stays refused
+            writer.submit([("INSERT INTO runs (x) VALUES (?)", False, [(2,)])])
+    finally:
+        writer.stop()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
