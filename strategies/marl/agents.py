@@ -211,7 +211,6 @@ def _panel_nb(x, params, weights, layout, work, at, probabilities):
         probabilities[4 * a] = p0
         probabilities[4 * a + 1] = p1
         probabilities[4 * a + 2] = p2
-        # H(π) in the order LearnedAgent.on_features sums it
         probabilities[4 * a + 3] = entropy_nb(p0, p1, p2)
 
 
@@ -327,11 +326,7 @@ class LearnedAgent:
         x = self._x
         x[:] = getattr(features, self._field)
         p0, p1, p2 = self.policy.decide(x).tolist()
-        entropy = 0.0
-        for q in (p0, p1, p2):
-            if q > 0.0:
-                entropy -= q * math.log(q)
-        self.publish_decision(features, p0, p1, p2, entropy)
+        self.publish_decision(features, p0, p1, p2, entropy_nb(p0, p1, p2))
 
     def publish_decision(
         self, features: Features, p0: float, p1: float, p2: float, entropy: float

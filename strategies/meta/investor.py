@@ -323,15 +323,12 @@ class MetaInvestor:
             coalition_masks(n).astype(np.float64) if n <= params.exact_max_agents else None
         )
         self._full_mask = np.ones((1, n))
-        # the arguments of _coalition_pnl_nb that do not change: sizing, then costs
-        self._pnl_constants = (
-            (float(max_position), float(confidence_threshold), float(lot_size)),
-            (
-                broker.slippage_bps / 1e4,
-                broker.commission_bps / 1e4,
-                broker.commission_per_unit,
-                broker.commission_minimum,
-            ),
+        # the broker's cost rules, the last arguments of _coalition_pnl_nb
+        self._costs = (
+            broker.slippage_bps / 1e4,
+            broker.commission_bps / 1e4,
+            broker.commission_per_unit,
+            broker.commission_minimum,
         )
         self._votes = np.zeros((n, 3))
         self._seen = 0  # bit i set: agent i has voted on the bar of self._vote_ts
@@ -438,8 +435,16 @@ class MetaInvestor:
                 f"step P&L at bar {bar.ts_event} (decision at bar {decision_ts}) is "
                 f"{actual!r}: {hint}"
             )
-        sizing, costs = self._pnl_constants
-        pnl_args: _PnlArguments = (*sizing, previous, previous_close, bar.open, bar.close, *costs)
+        pnl_args: _PnlArguments = (
+            self.max_position,
+            self.threshold,
+            self.lot_size,
+            previous,
+            previous_close,
+            bar.open,
+            bar.close,
+            *self._costs,
+        )
         masks = self._masks
         values: np.ndarray | Callable[[np.ndarray], np.ndarray]
         if masks is not None:

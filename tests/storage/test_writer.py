@@ -134,6 +134,16 @@ def _recorder(url: str):
     return engine, run_id, bus, Recorder(engine, run_id, bus, writer=writer), writer
 
 
+def _stored_seqs(engine, run_id: int) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT seq FROM portfolio_snapshots WHERE run_id = :r ORDER BY seq"),
+                {"r": run_id},
+            ).scalars()
+        )
+
+
 def _snapshot(seq: int):
     from engine.events import PortfolioSnapshot
 
@@ -166,12 +176,10 @@ def test_writer_error_is_raised_and_nothing_after_it_is_written(sqlite_url: str)
             recorder.write([_snapshot(4)])
     finally:
         writer.stop()
-    with engine.connect() as connection:
-        seqs = connection.execute(
-            text("SELECT seq FROM portfolio_snapshots WHERE run_id = :r ORDER BY seq"),
-            {"r": run_id},
-        ).scalars()
-        assert list(seqs) == [1, 2]  # the first flush, whole; not the failed one, not 4
+    assert _stored_seqs(engine, run_id) == [
+        1,
+        2,
+    ]  # the first flush, whole; not the failed one, not 4
 
 
 def _write_and_wait(recorder: Recorder, seq: int) -> None:
@@ -222,12 +230,7 @@ def test_writer_holds_back_when_flushes_pile_up_and_keeps_their_order(
         assert recorder.rows_written == 18
     finally:
         writer.stop()
-    with engine.connect() as connection:
-        seqs = connection.execute(
-            text("SELECT seq FROM portfolio_snapshots WHERE run_id = :r ORDER BY seq"),
-            {"r": run_id},
-        ).scalars()
-        assert list(seqs) == [10 * f + i for f in range(6) for i in range(1, 4)]
+    assert _stored_seqs(engine, run_id) == [10 * f + i for f in range(6) for i in range(1, 4)]
 
 
 def test_writer_that_cannot_open_the_database_says_why(tmp_path) -> None:
