@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_URL", "connect", "migrate", "storage_errors"]
 DEFAULT_URL = "sqlite:///runs/emarl.db"
 # The newest migration; a test checks it against the migrations folder. A database
 # already there is used without importing Alembic (which keeps commands quick).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 MIGRATIONS = Path(__file__).parent / "migrations"
 _ENGINES: dict[str, Engine] = {}
 

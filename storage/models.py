@@ -79,6 +79,13 @@ class Run(Base):
     first_bar_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_bar_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: SHA-256 of the bars the run replayed (engine.data.bars_fingerprint)
+    data_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: SHA-256 of the checkpoint's weights file, for a run that trades with one
+    checkpoint_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: first and last bar end of the checkpoint's training window (NULL: no checkpoint)
+    trained_first_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    trained_last_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Order(EventRow, Base):
