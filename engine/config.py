@@ -108,8 +108,11 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
     ``source`` is ``"file"`` (``path`` to a CSV or Parquet file) or ``"synthetic"``.
     Timestamps without a zone are read in ``timezone``; ``timestamp_label`` says
     whether a timestamp marks the bar's start or its end (emarl stamps bars with
-    their end). Bars finer than ``bar_minutes`` are resampled (right-closed,
-    right-labelled). The ``on_*`` policies say what to do with a repairable
+    their end). The file's own bar length is ``source_bar_minutes``, or, when 0, the
+    most common spacing of its rows; a start-stamped bar ends one *source* bar length
+    after its start. Finer bars are resampled to ``bar_minutes`` (right-closed,
+    right-labelled); bars coarser than ``bar_minutes``, or whose length does not divide
+    it, are refused. The ``on_*`` policies say what to do with a repairable
     problem: ``error`` (default) stops with the file, row and problem;
     ``drop`` removes the row; ``fill`` repairs it (a flat bar at the previous
     close for a bad price, volume 0 for a bad volume, a widened range for an
@@ -130,6 +133,7 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
     timezone: str = "UTC"
     timestamp_label: Literal["start", "end"] = "end"
     bar_minutes: int = 30
+    source_bar_minutes: int = 0
     grid_offset_minutes: int = 0
     start: str = ""
     end: str = ""
@@ -145,6 +149,13 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
         if self.source == "file" and not self.path:
             raise ConfigError("data.path is required when data.source = 'file'")
         _positive("data.bar_minutes", self.bar_minutes)
+        if self.source_bar_minutes < 0 or (
+            self.source_bar_minutes and self.bar_minutes % self.source_bar_minutes
+        ):
+            raise ConfigError(
+                f"data.source_bar_minutes must divide data.bar_minutes={self.bar_minutes} "
+                f"(0 = infer it from the data), got {self.source_bar_minutes}"
+            )
         if not 0 <= self.grid_offset_minutes < self.bar_minutes:
             raise ConfigError(
                 f"data.grid_offset_minutes must be in [0, bar_minutes={self.bar_minutes}), "

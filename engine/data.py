@@ -191,9 +191,7 @@ def _parse_timestamps(values: pd.Series, config: DataConfig, v: _Validator) -> n
                 f"{v.source}: timestamps are not valid local times in {config.timezone}: {exc}"
             ) from exc
     ns: np.ndarray = np.array(stamps.tz_convert("UTC").as_unit("ns").asi8, dtype=np.int64)
-    if config.timestamp_label == "start":
-        ns += config.bar_minutes * NS_PER_MINUTE
-    return ns
+    return ns  # a start label is moved to the bar's end once the source bar length is known
 
 
 def _validate(
@@ -327,21 +325,27 @@ def _validate(
     if len(ts) == 0:
         raise DataError(f"{source}: no valid rows left after validation")
 
-    # The grid: infer the source bar length from the data, then check alignment.
-    source_minutes = _source_minutes(ts, config.bar_minutes)
-    offset = _local_offsets(ts, config.timezone)
+    # The grid: the source bar length (given, or inferred from the data), then alignment.
+    source_minutes = _source_minutes(ts, config, source)
     step = source_minutes * NS_PER_MINUTE
+    if config.timestamp_label == "start":
+        ts = ts + step  # a source bar ends one *source* bar length after it starts
+    offset = _local_offsets(ts, config.timezone)
     shift = config.grid_offset_minutes * NS_PER_MINUTE
     off_grid = ((ts + offset - shift) % step) != 0
-    v.apply(
-        off_grid,
-        "on_off_grid",
-        "off the bar grid",
-        lambda i: (
+
+    def describe_off_grid(i: int) -> str:
+        after = ""
+        if i > 0:
+            gap = (int(ts[i]) - int(ts[i - 1])) / NS_PER_MINUTE
+            after = f"; {gap:g} minutes after row {v.rows[i - 1]}"
+        return (
             f"timestamp {_fmt(ts[i])} is not on the {source_minutes}-minute grid "
-            f"(local time in {config.timezone}, offset {config.grid_offset_minutes} min)"
-        ),
-    )
+            f"(local time in {config.timezone}, offset {config.grid_offset_minutes} min"
+            f"{after})"
+        )
+
+    v.apply(off_grid, "on_off_grid", "off the bar grid", describe_off_grid)
     if off_grid.any():
         if config.on_off_grid == "drop":
             on = ~off_grid
@@ -375,19 +379,46 @@ def _fmt(ns: Any) -> str:
     return str(pd.Timestamp(int(ns), tz="UTC"))
 
 
-def _source_minutes(ts: np.ndarray, bar_minutes: int) -> int:
-    """The data's own bar length: the most common spacing, at most ``bar_minutes``."""
-    if len(ts) < 2:
+def _source_minutes(ts: np.ndarray, config: DataConfig, source: str) -> int:
+    """The data's own bar length in minutes: ``data.source_bar_minutes`` when given, else
+    the most common spacing of consecutive rows (ties go to a spacing that divides
+    ``bar_minutes``, then to the longer one). One spacing is no evidence: with fewer
+    than three rows the bars are taken to be ``bar_minutes`` long.
+
+    Data coarser than ``bar_minutes``, or whose bar length does not divide it, cannot
+    be resampled to it and is refused with the spacing found.
+    """
+    bar_minutes = config.bar_minutes
+    if config.source_bar_minutes:
+        minutes, how = config.source_bar_minutes, "data.source_bar_minutes"
+    elif len(ts) < 3:
         return bar_minutes
-    diffs = np.diff(ts) // NS_PER_MINUTE
-    diffs = diffs[diffs > 0]
-    if len(diffs) == 0:
-        return bar_minutes
-    values, counts = np.unique(diffs, return_counts=True)
-    common = int(values[np.argmax(counts)])
-    if common < bar_minutes and bar_minutes % common == 0:
-        return common
-    return bar_minutes
+    else:
+        values, counts = np.unique(np.diff(ts), return_counts=True)
+        divides = (values % NS_PER_MINUTE == 0) & ((bar_minutes * NS_PER_MINUTE) % values == 0)
+        best = np.lexsort((values, divides, counts))[-1]
+        spacing = int(values[best])
+        if spacing % NS_PER_MINUTE:
+            raise DataError(
+                f"{source}: the rows are most often {spacing / 1e9:g} seconds apart, not a "
+                "whole number of minutes; emarl needs bars of whole minutes "
+                "(set data.source_bar_minutes if the spacing misleads)"
+            )
+        minutes = spacing // NS_PER_MINUTE
+        how = f"the most common spacing ({int(counts[best]):,} of {len(ts) - 1:,} steps)"
+    if minutes > bar_minutes:
+        raise DataError(
+            f"{source}: the bars are {minutes} minutes long ({how}), coarser than "
+            f"data.bar_minutes = {bar_minutes}; bars cannot be split, so set "
+            f"data.bar_minutes to {minutes} or a multiple of it"
+        )
+    if bar_minutes % minutes:
+        raise DataError(
+            f"{source}: the bars are {minutes} minutes long ({how}), which does not divide "
+            f"data.bar_minutes = {bar_minutes}; choose a bar_minutes that is a multiple "
+            f"of {minutes}"
+        )
+    return int(minutes)
 
 
 def _local_offsets(ts: np.ndarray, timezone: str) -> np.ndarray:
