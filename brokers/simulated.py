@@ -147,15 +147,15 @@ class SimulatedBroker:
             "symbol": command.symbol,
         }
         if command.symbol not in self._symbols:
-            bus.publish(OrderRejected(**common, reason=f"unknown symbol {command.symbol!r}"))
+            bus.publish(OrderRejected(**common, reason=f"unknown symbol: {command.symbol!r}"))
             return
         lots = command.quantity / self._lot
         if abs(lots - round(lots)) > 1e-9 * max(1.0, lots):
             bus.publish(
                 OrderRejected(
                     **common,
-                    reason=f"quantity {command.quantity} is not a multiple of the lot size "
-                    f"{self._lot}",
+                    reason=f"lot size: quantity {command.quantity} is not a multiple of "
+                    f"the lot size {self._lot}",
                 )
             )
             return
@@ -175,12 +175,15 @@ class SimulatedBroker:
                 projected += order.sign * order.leaves
         projected += command.quantity if command.side == BUY else -command.quantity
         if projected < -1e-12 and not self._config.allow_short:
-            return f"shorting is off (broker.allow_short = false); position would be {projected:g}"
+            return (
+                f"short: shorting is off (broker.allow_short = false); position would be "
+                f"{projected:g}"
+            )
         price = self._last_close.get(symbol)
         if price is None:
             price = command.limit_price or command.stop_price
         if price is None:
-            return "no price yet for the margin check (submit after the first bar)"
+            return "no price: no price yet for the margin check (submit after the first bar)"
         required = abs(projected) * price * self._config.margin_rate
         equity = self._portfolio.equity
         if required > equity * (1.0 + 1e-12):

@@ -39,14 +39,22 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts name scenario sections such as [train]: plain text, not rich markup
+    rich_markup_mode=None,
 )
-data_app = typer.Typer(help="Prepare market data files.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Prepare market data files.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(data_app, name="data")
 
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", help="Database URL (default: the scenario's, else sqlite:///runs/emarl.db)."
+        "--db",
+        envvar="EMARL_DB",
+        show_envvar=False,
+        help="Database URL (default: $EMARL_DB, else the scenario's, else "
+        "sqlite:///runs/emarl.db).",
     ),
 ]
 
@@ -185,6 +193,8 @@ def backtest(
     summary["wall_seconds"] = result.wall_seconds
     summary["setup_seconds"] = result.setup_seconds
     summary["agents"] = result.agents
+    summary["orders"] = result.orders
+    summary["training"] = result.training
     if (report or report_file is not None) and result.run_id is not None:
         written = _write_report(db or config.storage.url, result.run_id, report_file)
         summary["report"] = str(written)
@@ -241,7 +251,7 @@ def train(
         raise _fail(exc) from None
     from storage.db import connect
     from storage.training import add_training_metric, create_training_run, finish_training_run
-    from strategies.marl.agents import checkpoint_path
+    from strategies.marl.provenance import checkpoint_path
     from strategies.marl.training import train_scenario
 
     started = time.perf_counter()
@@ -333,6 +343,13 @@ def train(
         f"{result.agent_steps_per_second:,.0f} agent-steps/s); training run {training_id}",
         highlight=False,
     )
+    window = outcome.data
+    cut = f" (before run.trade_start {config.run.trade_start})" if config.run.trade_start else ""
+    console.print(
+        f"trained on {window['bars']:,} {window['symbol']} bars from {window['first_bar']} to "
+        f"{window['last_bar']}{cut}; fingerprint {window['fingerprint'][:16]}",
+        highlight=False,
+    )
     typer.echo(f"checkpoint: {outcome.weights_path} + {outcome.meta_path.name}; log: {log_path}")
 
 
@@ -422,46 +439,99 @@ def _speed(s: dict[str, Any]) -> str:
     )
 
 
-def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> None:
-    from rich.table import Table
+WINDOW_TITLES = {
+    "before_training": "before training",
+    "in_sample": "IN SAMPLE (trained on)",
+    "out_of_sample": "out of sample",
+}
 
-    def pct(x: float) -> str:
-        return "n/a" if x != x else f"{x:+.2%}"
 
-    def num(x: float, digits: int = 2) -> str:
-        return "n/a" if x != x else f"{x:,.{digits}f}"
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{x:+.2%}"
 
-    table = Table(title=f"{name}: {symbol}, run {s['run_id']}", show_header=False)
-    table.add_column("metric", style="bold")
-    table.add_column("value", justify="right")
-    rows = [
+
+def _num(x: float, digits: int = 2) -> str:
+    return "n/a" if x != x else f"{x:,.{digits}f}"
+
+
+def _metric_rows(s: dict[str, Any], fills: int | None) -> list[tuple[str, str]]:
+    """The performance rows of a summary (the whole run's or one window's)."""
+    trades = f"{s['trades']:,}" + ("" if fills is None else f" ({fills:,} fills)")
+    return [
         ("period", f"{_fmt_time(s['start_ns'])} .. {_fmt_time(s['end_ns'])} UTC"),
         ("bars", f"{s['bars']:,} ({s['bar_gaps']:,} missing inside sessions)"),
-        ("final equity", num(s["final_equity"])),
-        ("total return", pct(s["total_return"])),
-        ("CAGR", pct(s["cagr"])),
+        ("final equity", _num(s["final_equity"])),
+        ("total return", _pct(s["total_return"])),
+        ("CAGR", _pct(s["cagr"])),
         (
             "annual volatility",
             "n/a"
             if s["annual_volatility"] != s["annual_volatility"]
             else f"{s['annual_volatility']:.2%}",
         ),
-        ("Sharpe", num(s["sharpe"])),
-        ("Sortino", num(s["sortino"])),
-        ("max drawdown", pct(s["max_drawdown"])),
-        ("Calmar", num(s["calmar"])),
-        ("trades (round trips)", f"{s['trades']:,} ({fills:,} fills)"),
+        ("Sharpe", _num(s["sharpe"])),
+        ("Sortino", _num(s["sortino"])),
+        ("max drawdown", _pct(s["max_drawdown"])),
+        ("Calmar", _num(s["calmar"])),
+        ("trades (round trips)", trades),
         ("win rate", "n/a" if s["win_rate"] != s["win_rate"] else f"{s['win_rate']:.1%}"),
         ("exposure (time in market)", f"{s['exposure']:.1%}"),
-        ("turnover (x mean equity)", num(s["turnover"])),
-        ("fees", num(s["fees"])),
-        ("bars per year (annualisation)", num(s["periods_per_year"], 0)),
-        ("speed", _speed(s)),
-        ("run id", str(s["run_id"])),
+        ("turnover (x mean equity)", _num(s["turnover"])),
+        ("fees", _num(s["fees"])),
+        ("bars per year (annualisation)", _num(s["periods_per_year"], 0)),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    _console().print(table)
+
+
+def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> None:
+    """The summary table; a run that traded with a checkpoint gets one column per part of
+    its bars (in sample: inside the checkpoint's training window; out of sample: after)."""
+    from rich.table import Table
+
+    from engine.runner import describe_refusals
+
+    training = s.get("training") or {}
+    windows: dict[str, dict[str, Any]] = training.get("windows") or {}
+    table = Table(title=f"{name}: {symbol}, run {s['run_id']}", show_header=bool(windows))
+    table.add_column("metric", style="bold")
+    table.add_column("whole run" if windows else "value", justify="right")
+    for key in windows:
+        table.add_column(WINDOW_TITLES.get(key, key), justify="right")
+    columns = [_metric_rows(s, fills)] + [_metric_rows(w, None) for w in windows.values()]
+    for i, (label, value) in enumerate(columns[0]):
+        table.add_row(label, value, *(column[i][1] for column in columns[1:]))
+    notes: list[tuple[str, str]] = []
+    orders = s.get("orders")
+    if orders is not None:
+        notes.append(("orders", f"{orders['sent']:,} sent; {describe_refusals(orders)}"))
+        if "no_fills" in orders:
+            notes.append(("no fills because", orders["no_fills"]))
+    if training:
+        notes.append(
+            (
+                "checkpoint trained on",
+                f"{training['symbol']} {_fmt_time(training['first_bar_ns'])} .. "
+                f"{_fmt_time(training['last_bar_ns'])} UTC ({training['bars']:,} bars)",
+            )
+        )
+    notes += [("speed", _speed(s)), ("run id", str(s["run_id"]))]
+    console = _console()
+    if not windows:  # one column: the notes are rows of the table
+        for label, value in notes:
+            table.add_row(label, value)
+        console.print(table)
+        return
+    console.print(table)
+    for label, value in notes:
+        console.print(f"{label}: {value}", highlight=False, markup=False)
+    if "in_sample" in windows:
+        console.print(
+            "in sample: the checkpoint was trained on the bars of the "
+            f"'{WINDOW_TITLES['in_sample']}' column; only the out-of-sample figures say "
+            "anything about bars it has not seen",
+            style="bold yellow",
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command()
@@ -866,8 +936,26 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return human_number(value)
     return str(value)
+
+
+def human_number(x: float) -> str:
+    """A float as a person reads it: 4 significant digits, thousands separated, and
+    scientific notation with 3 digits only for magnitudes below 0.001 or from 1e15
+    (``4.10e-12``, not ``4.10251e-12``)."""
+    if x != x:
+        return "n/a"
+    if x == 0.0:
+        return "0"
+    size = abs(x)
+    if size < 1e-3 or size >= 1e15 or size == float("inf"):
+        return f"{x:.2e}"
+    if size >= 1e5:
+        return f"{x:,.0f}"
+    if size >= 1e3:
+        return f"{x:,.2f}"
+    return f"{x:.4g}"
 
 
 @app.command()

@@ -289,7 +289,9 @@ class MappoEnsembleConfig(
     ``"probabilities"`` (its policy's distribution); ``deterministic`` acts by argmax
     (else samples with the run's seed from SPEC 3's temperature-scaled distribution,
     τ_adaptive = ``sampling_temperature`` (1 + ``uncertainty_bonus`` · H(π) / log 3); see
-    :mod:`strategies.marl.agents`). ``meta`` holds
+    :mod:`strategies.marl.agents`). A checkpoint trained on another bar length or time
+    zone is refused unless ``allow_transfer`` (see :mod:`strategies.marl.provenance`).
+    ``meta`` holds
     :class:`strategies.meta.step.MetaInvestorParams` fields."""
 
     checkpoint: str = ""
@@ -299,6 +301,7 @@ class MappoEnsembleConfig(
     sampling_temperature: float = 1.0
     uncertainty_bonus: float = 0.0
     vote: Literal["action", "probabilities"] = "action"
+    allow_transfer: bool = False
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def check(self) -> None:
@@ -314,7 +317,12 @@ class MappoEnsembleConfig(
 
 
 StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
-_SAMPLING_DEFAULTS = {"sampling_temperature": 1.0, "uncertainty_bonus": 0.0}
+# keys added after scenarios were stored: left out at their defaults, so hashes stay
+_SAMPLING_DEFAULTS = {
+    "sampling_temperature": 1.0,
+    "uncertainty_bonus": 0.0,
+    "allow_transfer": False,
+}
 
 
 class TrainConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -424,6 +432,8 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
         out.pop("base_dir", None)
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
+        if out["data"].get("source_bar_minutes") == 0:  # infer: the key's default
+            del out["data"]["source_bar_minutes"]
         strategy = out.get("strategy")
         if isinstance(strategy, dict) and strategy.get("kind") == "mappo_ensemble":
             # so do learned-ensemble scenarios that leave the sampling keys at their defaults

@@ -17,7 +17,9 @@ holidays, suspensions) are breaks, not gaps.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +31,19 @@ import pandas as pd
 from engine.config import DataConfig
 from engine.errors import ConfigError, DataError
 
-__all__ = ["BarData", "DataReport", "count_gaps", "load_bars", "read_frame", "resample_bars"]
+__all__ = [
+    "BarData",
+    "DataReport",
+    "bars_fingerprint",
+    "bound_ns",
+    "count_gaps",
+    "load_bars",
+    "read_frame",
+    "resample_bars",
+]
 
 NS_PER_MINUTE = 60_000_000_000
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 PRICE_FIELDS = ("open", "high", "low", "close")
 FIELDS = (*PRICE_FIELDS, "volume")
 
@@ -536,10 +548,10 @@ def load_bars(
 def _window(data: BarData, config: DataConfig) -> BarData:
     lo, hi = 0, len(data)
     if config.start:
-        lo = int(np.searchsorted(data.ts, _parse_bound(config.start, config.timezone, "start")))
+        lo = int(np.searchsorted(data.ts, bound_ns(config.start, config.timezone, "start")))
     if config.end:
         hi = int(
-            np.searchsorted(data.ts, _parse_bound(config.end, config.timezone, "end"), side="right")
+            np.searchsorted(data.ts, bound_ns(config.end, config.timezone, "end"), side="right")
         )
     if lo or hi != len(data):
         data = data.slice(lo, hi)
@@ -553,11 +565,29 @@ def _window(data: BarData, config: DataConfig) -> BarData:
     return data
 
 
-def _parse_bound(text: str, timezone: str, name: str) -> int:
+def bound_ns(text: str, timezone: str, name: str) -> int:
+    """``data.start`` / ``data.end`` as int ns UTC (naive times in ``timezone``).
+
+    Bars are kept when their end lies in ``[start, end]``. A date without a time means
+    the whole day: ``end = "2020-06-30"`` keeps the bars that end on June 30 (as pandas'
+    ``.loc[:"2020-06-30"]`` does), ``start = "2020-06-30"`` starts at its midnight.
+    """
     try:
         stamp = pd.Timestamp(text)
     except Exception as exc:
         raise DataError(f"data.{name}: cannot parse {text!r} as a date or time") from exc
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize(timezone)
+    if name == "end" and _DATE_ONLY.fullmatch(text.strip()):
+        stamp = (stamp + pd.Timedelta(days=1)).normalize() - pd.Timedelta(1, "ns")
     return int(stamp.tz_convert("UTC").value)
+
+
+def bars_fingerprint(data: BarData) -> str:
+    """SHA-256 of the bars: end times (int64) and open, high, low, close, volume (float64),
+    little-endian, in that order. Equal bars give equal fingerprints on any machine."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(data.ts, dtype="<i8").tobytes())
+    for name in FIELDS:
+        digest.update(np.ascontiguousarray(getattr(data, name), dtype="<f8").tobytes())
+    return digest.hexdigest()

@@ -56,6 +56,7 @@ __all__ = [
     "decode",
     "encode",
     "event_name",
+    "reason_kind",
 ]
 
 BUY: Final = "buy"
@@ -148,8 +149,16 @@ class OrderAccepted(Message, frozen=True, kw_only=True, tag=True, gc=False, arra
     symbol: str
 
 
+def reason_kind(reason: str) -> str:
+    """The kind of a denial or rejection: reasons read ``"kind: details"`` (``"margin: ..."``);
+    a reason without a colon is its own kind. Runs count refusals by kind."""
+    head, colon, _ = reason.partition(":")
+    return head.strip() if colon else reason.strip()
+
+
 class OrderDenied(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
-    """A pre-trade risk check refused the order before it reached the market."""
+    """A pre-trade risk check refused the order before it reached the market.
+    ``reason`` reads ``"kind: details"`` (:func:`reason_kind`)."""
 
     order_id: str
     strategy_id: str
@@ -158,7 +167,8 @@ class OrderDenied(Message, frozen=True, kw_only=True, tag=True, gc=False, array_
 
 
 class OrderRejected(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
-    """The broker refused the order (or a cancel request for it)."""
+    """The broker refused the order (or a cancel request for it); ``reason`` reads
+    ``"kind: details"``."""
 
     order_id: str
     strategy_id: str

@@ -18,17 +18,23 @@ annualised with about 1,936 periods, whatever the wall-clock gaps.
   the share of closed trades with P&L > 0;
 * exposure is the share of bars with a position; turnover is traded
   notional divided by the average equity.
+
+:func:`window_summaries` gives the same statistics for parts of a run (the bars a
+checkpoint was trained on, the bars after): each part starts from the equity at the end
+of the bar before it, counts the fills stamped inside it, and the round trips that close
+inside it (a trip opened earlier keeps its whole P&L, as in the run's own trade list).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Summary", "compute_summary", "round_trips"]
+__all__ = ["Summary", "compute_summary", "round_trip_closes", "round_trips", "window_summaries"]
 
 YEAR_NS = int(365.25 * 86_400 * 1e9)
 
@@ -63,12 +69,20 @@ def round_trips(
     side: np.ndarray, quantity: np.ndarray, price: np.ndarray, commission: np.ndarray
 ) -> np.ndarray:
     """P&L of each closed round trip, net of commissions (see the module docstring)."""
+    return round_trip_closes(side, quantity, price, commission)[0]
+
+
+def round_trip_closes(
+    side: np.ndarray, quantity: np.ndarray, price: np.ndarray, commission: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P&L of each closed round trip, index of the fill that closed it)."""
     results: list[float] = []
+    closes: list[int] = []
     position = 0.0
     avg = 0.0
     pnl = 0.0
-    for s, q, p, c in zip(
-        side.tolist(), quantity.tolist(), price.tolist(), commission.tolist(), strict=True
+    for i, (s, q, p, c) in enumerate(
+        zip(side.tolist(), quantity.tolist(), price.tolist(), commission.tolist(), strict=True)
     ):
         signed = q if s == "buy" else -q
         if position == 0.0 or (position > 0) == (signed > 0):
@@ -84,12 +98,13 @@ def round_trips(
             position = 0.0
         if position == 0.0 or (position > 0) == (signed > 0):
             results.append(pnl)
+            closes.append(i)
             pnl = -c * (1.0 - share)
             avg = p
             if position == 0.0:
                 avg = 0.0
                 pnl = 0.0
-    return np.array(results)
+    return np.array(results), np.array(closes, dtype=np.int64)
 
 
 def compute_summary(
@@ -100,8 +115,12 @@ def compute_summary(
     fills: dict[str, np.ndarray],
     fees: float,
     bar_gaps: int = 0,
+    trips: np.ndarray | None = None,
 ) -> Summary:
-    """All statistics of a run; NaN where a statistic is undefined (too few bars, no trades)."""
+    """All statistics of a run; NaN where a statistic is undefined (too few bars, no trades).
+
+    ``trips``: the round trips' P&L when the caller has them (by default they are made
+    from ``fills``, which must then start flat)."""
     n = len(equity)
     nan = float("nan")
     if n == 0:
@@ -148,7 +167,8 @@ def compute_summary(
     peaks = np.maximum.accumulate(np.concatenate([[initial_equity], equity]))[1:]
     drawdown = float(np.min(equity / peaks - 1.0))
     calmar = cagr / abs(drawdown) if drawdown < 0 and cagr == cagr else nan
-    trips = round_trips(fills["side"], fills["quantity"], fills["price"], fills["commission"])
+    if trips is None:
+        trips = round_trips(fills["side"], fills["quantity"], fills["price"], fills["commission"])
     win_rate = float(np.mean(trips > 0)) if len(trips) else nan
     exposure = float(np.mean(position != 0.0))
     traded = float(np.sum(fills["quantity"] * fills["price"])) if len(fills["price"]) else 0.0
@@ -174,3 +194,44 @@ def compute_summary(
         fees=fees,
         periods_per_year=periods,
     )
+
+
+def window_summaries(
+    ts: np.ndarray,
+    equity: np.ndarray,
+    position: np.ndarray,
+    initial_equity: float,
+    fills: dict[str, np.ndarray],
+    windows: dict[str, tuple[int, int]],
+    gaps: Callable[[np.ndarray], int] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Statistics of the bars whose end lies in each window ``name -> (first_ns, last_ns)``
+    (inclusive); windows without a bar are left out. ``fills`` carries ``ts`` besides the
+    columns of :func:`compute_summary`; ``gaps(ts)`` counts a window's missing bars.
+    """
+    fill_ts = np.asarray(fills["ts"], dtype=np.int64)
+    trips, closing = round_trip_closes(
+        fills["side"], fills["quantity"], fills["price"], fills["commission"]
+    )
+    trip_ts = fill_ts[closing] if len(closing) else np.zeros(0, dtype=np.int64)
+    out: dict[str, dict[str, Any]] = {}
+    for name, (lo_ns, hi_ns) in windows.items():
+        lo = int(np.searchsorted(ts, lo_ns, side="left"))
+        hi = int(np.searchsorted(ts, hi_ns, side="right"))
+        if hi <= lo:
+            continue
+        inside = (fill_ts >= ts[lo]) & (fill_ts <= ts[hi - 1])
+        part = {key: np.asarray(value)[inside] for key, value in fills.items()}
+        closed = (trip_ts >= ts[lo]) & (trip_ts <= ts[hi - 1])
+        summary = compute_summary(
+            ts[lo:hi],
+            equity[lo:hi],
+            position[lo:hi],
+            float(equity[lo - 1]) if lo > 0 else initial_equity,
+            part,
+            float(np.sum(part["commission"])),
+            gaps(ts[lo:hi]) if gaps is not None else 0,
+            trips=trips[closed],
+        )
+        out[name] = summary.to_dict()
+    return out

@@ -24,12 +24,21 @@ from brokers.simulated import SimulatedBroker
 from engine.bus import Bus, MessageBus
 from engine.clock import SimulatedClock
 from engine.config import ScenarioConfig, config_hash
-from engine.data import BarData, load_bars
+from engine.data import BarData, bars_fingerprint, count_gaps, load_bars
 from engine.errors import ConfigError
-from engine.events import Bar, OrderFilled, PortfolioSnapshot, RunFinished
-from engine.metrics import Summary, compute_summary
+from engine.events import (
+    Bar,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    PortfolioSnapshot,
+    RunFinished,
+    SubmitOrder,
+    reason_kind,
+)
+from engine.metrics import Summary, compute_summary, window_summaries
 from engine.version import code_version
-from engine.warmup import WarmupGate, trade_start_ns
+from engine.warmup import WarmupGate, check_warmup, trade_start_ns
 
 # runs at least this long write through a writer process by default (see run_backtest_async)
 WRITER_PROCESS_MIN_BARS = 20_000
@@ -58,6 +67,12 @@ class BacktestResult:
     #: of ``wall_seconds``, the time before the first bar: storing the run, building the
     #: pipeline (in a fresh process also imports, the compiled-code cache, a checkpoint)
     setup_seconds: float = 0.0
+    #: what became of the orders: sent, denied and rejected by kind, and why there is no
+    #: fill when there is none (:func:`order_outcomes`)
+    orders: dict[str, Any] | None = None
+    #: the checkpoint's training window and the figures of the bars inside it and after
+    #: it (:func:`training_windows`); None without a checkpoint
+    training: dict[str, Any] | None = None
 
     @property
     def replay_bars_per_second(self) -> float:
@@ -78,6 +93,28 @@ class ResultsCollector:
         self.fees = 0.0
         self.fills: list[OrderFilled] = []
 
+        self.orders = 0
+        self.denied: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+
+    def on_order(self, _command: SubmitOrder) -> None:
+        self.orders += 1
+
+    def on_denied(self, event: OrderDenied) -> None:
+        kind = reason_kind(event.reason)
+        self.denied[kind] = self.denied.get(kind, 0) + 1
+
+    def on_rejected(self, event: OrderRejected) -> None:
+        kind = reason_kind(event.reason)
+        self.rejected[kind] = self.rejected.get(kind, 0) + 1
+
+    def subscribe(self, bus: Bus) -> None:
+        bus.subscribe(PortfolioSnapshot, self.on_snapshot)
+        bus.subscribe(OrderFilled, self.fills.append)
+        bus.subscribe(SubmitOrder, self.on_order)
+        bus.subscribe(OrderDenied, self.on_denied)
+        bus.subscribe(OrderRejected, self.on_rejected)
+
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         i = self.count
         self.ts[i] = snapshot.ts_event
@@ -90,6 +127,7 @@ class ResultsCollector:
     def fill_arrays(self) -> dict[str, np.ndarray]:
         fills = self.fills
         return {
+            "ts": np.array([f.ts_event for f in fills], dtype=np.int64),
             "side": np.array([f.side for f in fills], dtype=object),
             "quantity": np.array([f.quantity for f in fills], dtype=float),
             "price": np.array([f.price for f in fills], dtype=float),
@@ -98,6 +136,54 @@ class ResultsCollector:
 
 
 StrategyFactory = Callable[[ScenarioConfig, Bus, SimulatedClock], Any]
+
+
+def order_outcomes(
+    sent: int, denied: dict[str, int], rejected: dict[str, int], fills: int
+) -> dict[str, Any]:
+    """Counts of a run's orders, and ``no_fills``: why a run without a fill has none."""
+    out: dict[str, Any] = {
+        "sent": sent,
+        "denied": dict(sorted(denied.items())),
+        "rejected": dict(sorted(rejected.items())),
+    }
+    if fills == 0:
+        refused = sum(denied.values()) + sum(n for kind, n in rejected.items() if kind != "cancel")
+        if sent == 0:
+            why = "no order was sent: the strategy never asked to trade"
+        elif refused >= sent:
+            why = f"every one of the {sent:,} orders was refused ({describe_refusals(out)})"
+        else:
+            why = (
+                f"{sent - refused:,} of {sent:,} orders were accepted, none filled before the "
+                "run ended"
+            )
+        out["no_fills"] = why
+    return out
+
+
+def describe_refusals(orders: dict[str, Any]) -> str:
+    """``"denied 2,382 (margin 2,382); rejected 0"``-style text of :func:`order_outcomes`."""
+    parts = []
+    for what in ("denied", "rejected"):
+        counts: dict[str, int] = orders.get(what) or {}
+        total = sum(counts.values())
+        detail = ", ".join(f"{kind} {n:,}" for kind, n in counts.items())
+        parts.append(f"{what} {total:,}" + (f" ({detail})" if detail else ""))
+    return "; ".join(parts)
+
+
+def training_windows(record: Any, first_ns: int, last_ns: int) -> dict[str, tuple[int, int]]:
+    """The parts of a run's bars ``[first_ns, last_ns]`` relative to a checkpoint's training
+    bars: ``in_sample`` (inside its training window), ``out_of_sample`` (after it) and
+    ``before_training`` (before it: not learned from, but learned from what came after).
+    Parts without a bar of the run are left out."""
+    windows = {
+        "before_training": (first_ns, record.first_bar_ns - 1),
+        "in_sample": (max(first_ns, record.first_bar_ns), min(last_ns, record.last_bar_ns)),
+        "out_of_sample": (max(first_ns, record.last_bar_ns + 1), last_ns),
+    }
+    return {name: (lo, hi) for name, (lo, hi) in windows.items() if lo <= hi}
 
 
 def _warmup_factory(inner: StrategyFactory | None, data: BarData, start_ns: int) -> StrategyFactory:
@@ -276,6 +362,8 @@ async def run_backtest_async(
         data = load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
     elif data.symbol != symbol:
         raise ConfigError(f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}")
+    check_warmup(config, len(data))
+    record = _training_record(config)
     warmup_until = trade_start_ns(config)
     if warmup_until is not None:
         if warmup_until > int(data.ts[-1]):
@@ -312,6 +400,10 @@ async def run_backtest_async(
             bar_gaps=data.report.gaps,
             first_bar_ns=int(data.ts[0]),
             last_bar_ns=int(data.ts[-1]),
+            data_fingerprint=bars_fingerprint(data),
+            checkpoint_fingerprint=record.fingerprint if record else None,
+            trained_first_ns=record.first_bar_ns if record else None,
+            trained_last_ns=record.last_bar_ns if record else None,
         )
         if writer_process is None:
             writer_process = len(data) >= WRITER_PROCESS_MIN_BARS and not _in_memory(engine)
@@ -340,10 +432,22 @@ async def run_backtest_async(
             warmup_until,
             strategy_factory,
             progress,
+            record,
         )
     finally:
         if writer is not None:
             writer.stop()
+
+
+def _training_record(config: ScenarioConfig) -> Any:
+    """The checkpoint's training record of a learned scenario (None for other strategies)."""
+    from engine.config import MappoEnsembleConfig
+
+    if not isinstance(config.strategy, MappoEnsembleConfig):
+        return None
+    from strategies.marl.provenance import checkpoint_path, read_training_record
+
+    return read_training_record(checkpoint_path(config))
 
 
 def _in_memory(engine: Engine) -> bool:
@@ -363,11 +467,11 @@ async def _run(
     warmup_until: int | None,
     strategy_factory: StrategyFactory | None,
     progress: Callable[[int, int], None] | None,
+    record: Any,
 ) -> BacktestResult:
     strategy = wire_pipeline(config, bus, clock, data, strategy_factory).strategy
     collector = ResultsCollector(len(data))
-    bus.subscribe(PortfolioSnapshot, collector.on_snapshot)
-    bus.subscribe(OrderFilled, collector.fills.append)
+    collector.subscribe(bus)
 
     setup = time.perf_counter() - started
     try:
@@ -395,20 +499,45 @@ async def _run(
     wall = time.perf_counter() - started
     n = collector.count
     first = 0 if warmup_until is None else int(np.searchsorted(collector.ts[:n], warmup_until))
-    summary = compute_summary(
+    ts, equity, position = (
         collector.ts[first:n],
         collector.equity[first:n],
         collector.position[first:n],
-        config.broker.initial_cash,
-        collector.fill_arrays(),
-        collector.fees,
-        data.report.gaps,
     )
+    fills = collector.fill_arrays()
+    summary = compute_summary(
+        ts, equity, position, config.broker.initial_cash, fills, collector.fees, data.report.gaps
+    )
+    orders = order_outcomes(
+        collector.orders, collector.denied, collector.rejected, len(collector.fills)
+    )
+    training = None
+    if record is not None and len(ts):
+        training = {
+            "checkpoint": str(record.checkpoint),
+            "checkpoint_fingerprint": record.fingerprint,
+            "symbol": record.symbol,
+            "first_bar_ns": record.first_bar_ns,
+            "last_bar_ns": record.last_bar_ns,
+            "bars": record.bars,
+            "windows": window_summaries(
+                ts,
+                equity,
+                position,
+                config.broker.initial_cash,
+                fills,
+                training_windows(record, int(ts[0]), int(ts[-1])),
+                gaps=lambda part: count_gaps(part, config.data.timezone),
+            ),
+        }
     agents = strategy.agent_summary() if hasattr(strategy, "agent_summary") else None
     if engine is not None and run_id is not None:
         from storage.runs import COMPLETED, finish_run
 
         stored = summary.to_dict()
+        stored["orders"] = orders
+        if training is not None:
+            stored["training"] = training
         if agents is not None:
             stored["agents"] = agents
         finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall, summary=stored)
@@ -422,6 +551,8 @@ async def _run(
         data=data,
         agents=agents,
         setup_seconds=setup,
+        orders=orders,
+        training=training,
     )
 
 

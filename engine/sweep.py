@@ -251,30 +251,21 @@ def check_metric(metric: str) -> str:
 # -- training -----------------------------------------------------------------------
 
 
-def _iso_ns(ns: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(ns, tz="UTC").isoformat())
-
-
 def training_window(config: ScenarioConfig, *, source: str = "--train") -> ScenarioConfig:
     """``config`` cut to the bars before ``run.trade_start``: what a sweep task trains on."""
-    from engine.warmup import trade_start_ns
+    from engine.warmup import trade_start_ns, training_config
 
     if not isinstance(config.strategy, MappoEnsembleConfig):
         raise ConfigError(
             f"{source}: training needs [strategy] kind = 'mappo_ensemble', "
             f"not {type(config.strategy).__struct_config__.tag!r}"
         )
-    start = trade_start_ns(config)
-    if start is None:
+    if trade_start_ns(config) is None:
         raise ConfigError(
             f"{source}: set run.trade_start (in the scenario or with --grid run.trade_start=...): "
             "each task trains on the bars before it and backtests from it"
         )
-    return with_overrides(
-        config, {"data.end": _iso_ns(start - 1), "run.trade_start": ""}, source=source
-    )
+    return training_config(config)
 
 
 def train_checkpoint(

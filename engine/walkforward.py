@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -305,17 +304,10 @@ class KeepCheckpoint:
     note says which bars it was trained on."""
 
     def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
-        from strategies.marl.agents import checkpoint_path
+        from strategies.marl.provenance import checkpoint_path, read_training_record
 
         path = checkpoint_path(config)
-        trained_on = "unknown bars"
-        try:
-            data = json.loads(path.with_suffix(".json").read_text()).get("data") or {}
-            trained_on = (
-                f"bars {data.get('start') or 'from the first'} to {data.get('end') or 'the last'}"
-            )
-        except (OSError, ValueError, AttributeError):
-            pass
+        trained_on = read_training_record(path).describe()
         return TrainResult(note=f"kept the scenario's checkpoint {path} (trained on {trained_on})")
 
 

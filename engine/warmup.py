@@ -17,7 +17,7 @@ from engine.clock import Clock
 from engine.config import ScenarioConfig
 from engine.events import Message, OrderDenied, SubmitOrder
 
-__all__ = ["WarmupGate", "trade_start_ns"]
+__all__ = ["WarmupGate", "check_warmup", "decision_warmup", "trade_start_ns", "training_config"]
 
 
 def trade_start_ns(config: ScenarioConfig) -> int | None:
@@ -37,6 +37,61 @@ def trade_start_ns(config: ScenarioConfig) -> int | None:
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize(config.data.timezone)
     return int(stamp.tz_convert("UTC").value)
+
+
+def decision_warmup(config: ScenarioConfig) -> tuple[int, str]:
+    """How many bars the scenario's strategy reads before its first decision, and why."""
+    from engine.config import MappoEnsembleConfig, SmaCrossConfig
+
+    strategy = config.strategy
+    if isinstance(strategy, MappoEnsembleConfig):
+        return config.indicators.warmup, "the indicators' warm-up (see [indicators])"
+    if isinstance(strategy, SmaCrossConfig):
+        return strategy.slow - 1, f"SMA({strategy.slow}) needs {strategy.slow} closes"
+    return 0, ""
+
+
+def check_warmup(config: ScenarioConfig, bars: int) -> None:
+    """Refuse data too short for one decision to be made and filled (a decision on a bar
+    fills at the next bar's open)."""
+    from engine.errors import DataError
+
+    warmup, why = decision_warmup(config)
+    if bars < warmup + 2:
+        window = ""
+        if config.data.start or config.data.end:
+            window = f" between data.start={config.data.start!r} and data.end={config.data.end!r}"
+        raise DataError(
+            f"the strategy reads {warmup:,} bars before its first decision ({why}) and needs "
+            f"one more to fill it, but the data has {bars:,} bars{window}; give it at least "
+            f"{warmup + 2:,} bars"
+        )
+
+
+def training_config(config: ScenarioConfig) -> ScenarioConfig:
+    """The scenario cut to the bars a model may learn from, the one rule of ``emarl train``,
+    sweeps (``--train``) and walk-forward folds: the bars inside ``data.start`` /
+    ``data.end`` and, when ``run.trade_start`` is set, before it (the trading bars are
+    never training bars). The result has ``data.end`` at the last bar end it allows and no
+    ``run.trade_start``.
+    """
+    import msgspec
+    import pandas as pd
+
+    from engine.data import bound_ns
+
+    start = trade_start_ns(config)
+    if start is None:
+        return config
+    data = config.data
+    end = start - 1
+    if data.end:
+        end = min(end, bound_ns(data.end, data.timezone, "end"))
+    return msgspec.structs.replace(
+        config,
+        data=msgspec.structs.replace(data, end=pd.Timestamp(end, tz="UTC").isoformat()),
+        run=msgspec.structs.replace(config.run, trade_start=""),
+    )
 
 
 class WarmupGate:

@@ -33,8 +33,13 @@ def create_run(
     bar_gaps: int,
     first_bar_ns: int | None,
     last_bar_ns: int | None,
+    data_fingerprint: str | None = None,
+    checkpoint_fingerprint: str | None = None,
+    trained_first_ns: int | None = None,
+    trained_last_ns: int | None = None,
 ) -> int:
-    """Insert a ``running`` run row and return its id."""
+    """Insert a ``running`` run row and return its id (with the run's provenance: the
+    fingerprints of its bars and checkpoint, the checkpoint's training window)."""
     with storage_errors("creating the run row"), engine.begin() as connection:
         result = connection.execute(
             insert(Run).values(
@@ -52,6 +57,10 @@ def create_run(
                 bar_gaps=bar_gaps,
                 first_bar_ns=first_bar_ns,
                 last_bar_ns=last_bar_ns,
+                data_fingerprint=data_fingerprint,
+                checkpoint_fingerprint=checkpoint_fingerprint,
+                trained_first_ns=trained_first_ns,
+                trained_last_ns=trained_last_ns,
             )
         )
         run_id = result.inserted_primary_key[0]  # type: ignore[index]

@@ -28,10 +28,10 @@ meta-investor (SPEC 3 gate and sizing, SPEC 5 weights) and the executor.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from operator import attrgetter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,10 @@ from engine.bus import Bus
 from engine.clock import Clock
 from engine.events import AgentAction, Features
 from strategies.marl.networks import AGENTS, NWRQK_MAX_DISTANCE, PolicyNet
+from strategies.marl.provenance import checkpoint_path
 from strategies.meta.trading import entropy_nb
+
+log = logging.getLogger("emarl.agents")
 
 __all__ = ["AgentPanel", "LearnedAgent", "NumpyPolicy", "build_learned_ensemble"]
 
@@ -465,11 +468,6 @@ class AgentPanel:
                 )
 
 
-def checkpoint_path(config: Any) -> Path:
-    path = Path(config.strategy.checkpoint)
-    return path if path.is_absolute() else (Path(config.base_dir) / path).resolve()
-
-
 def meta_params_of(config: Any, allocator_raw: list[float] | None = None) -> Any:
     """MetaInvestorParams from ``[strategy.meta]``; a learned allocator's raw weights
     become the "softmax" mode unless the scenario names an allocator itself."""
@@ -494,10 +492,15 @@ def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None
     from strategies.ensemble import Ensemble
     from strategies.execution import TargetExecution
     from strategies.marl.checkpoint import feature_signature, load_checkpoint
+    from strategies.marl.provenance import check_transfer, read_training_record
     from strategies.meta.investor import MetaInvestor
 
     strategy = config.strategy
-    checkpoint = load_checkpoint(checkpoint_path(config), feature_signature(config.indicators))
+    path = checkpoint_path(config)
+    transfer = check_transfer(read_training_record(path), config)
+    if transfer is not None:
+        log.warning("warning: %s", transfer)
+    checkpoint = load_checkpoint(path, feature_signature(config.indicators))
     params = meta_params_of(config, checkpoint.meta.get("allocator_raw"))
     symbol = config.instrument.symbol
     rng = np.random.default_rng(config.run.seed)

@@ -5,7 +5,8 @@ state dicts (tensors only; the running normalisation statistics are buffers in
 them) and is read with ``torch.load(..., weights_only=True)``. ``PATH.json`` holds
 the format, the feature names and agent slices, the normalisation statistics in
 plain numbers, the hyperparameters, the scenario's config hash, the code version,
-the learned allocator's raw weights (if any) and the training figures.
+the learned allocator's raw weights (if any), the training figures and the bars it was
+trained on (``data``: see :mod:`strategies.marl.provenance`).
 
 :func:`load_checkpoint` refuses, with :class:`engine.errors.ConfigError`, a
 checkpoint whose feature names, agent slices or indicator parameters differ from
@@ -25,7 +26,8 @@ from strategies.marl.networks import AGENTS, CentralCritic, PolicyNet
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
-CHECKPOINT_FORMAT = "emarl.mappo/1"
+# 2: the .json records the training bars (strategies.marl.provenance); 1 did not
+CHECKPOINT_FORMAT = "emarl.mappo/2"
 
 
 class Checkpoint:
@@ -112,7 +114,9 @@ def load_checkpoint(path: str | Path, signature: dict[str, Any] | None = None) -
         raise ConfigError(f"{meta_path}: not valid JSON: {exc}") from exc
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(
-            f"{meta_path}: format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r}"
+            f"{meta_path}: format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r} "
+            "(format 1 does not record the bars it was trained on); retrain it with "
+            "`emarl train SCENARIO`"
         )
     if signature is not None:
         for key in ("feature_names", "agent_slices", "indicator_params"):

@@ -31,6 +31,8 @@ class TrainingOutcome:
     meta_path: Path
     bars: int
     warm_bars: int
+    #: the bars it was trained on, as recorded in the checkpoint (training_data_record)
+    data: dict[str, Any]
 
 
 def prepare_market(config: ScenarioConfig) -> tuple[Any, np.ndarray, np.ndarray, MarketData]:
@@ -86,14 +88,20 @@ def train_scenario(
     out: Path | None = None,
     updates: int | None = None,
     on_update: Callable[[Any], None] | None = None,
-    market: MarketData | None = None,
 ) -> TrainingOutcome:
-    """Train on the scenario and write the checkpoint (``out`` or ``strategy.checkpoint``)."""
+    """Train on the scenario and write the checkpoint (``out`` or ``strategy.checkpoint``).
+
+    The bars are those of :func:`engine.warmup.training_config`: inside ``data.start`` /
+    ``data.end`` and before ``run.trade_start`` when it is set. The checkpoint's ``.json``
+    records them (:func:`strategies.marl.provenance.training_data_record`).
+    """
     import msgspec
 
-    from strategies.marl.agents import checkpoint_path, meta_params_of
+    from engine.warmup import training_config
+    from strategies.marl.agents import meta_params_of
     from strategies.marl.checkpoint import feature_signature, save_checkpoint
     from strategies.marl.mappo import train
+    from strategies.marl.provenance import checkpoint_path, training_data_record
 
     strategy = config.strategy
     if not isinstance(strategy, MappoEnsembleConfig):
@@ -105,12 +113,10 @@ def train_scenario(
     if updates is not None and updates < 1:
         raise ConfigError(f"--updates must be >= 1, got {updates}")
     target = out if out is not None else checkpoint_path(config)
-    bars = warm_bars = 0
-    stage_markets = None
-    if market is None:
-        data, _features, warm, market = prepare_market(config)
-        bars, warm_bars = len(data), int(warm.sum())
-        stage_markets = prepare_stage_markets(config, hp)
+    config = training_config(config)
+    data, _features, warm, market = prepare_market(config)
+    bars, warm_bars = len(data), int(warm.sum())
+    stage_markets = prepare_stage_markets(config, hp)
     meta_params = meta_params_of(config)
     if hp.allocator == "equal":
         meta_params = msgspec.structs.replace(meta_params, allocator="equal")
@@ -143,6 +149,7 @@ def train_scenario(
     except ValueError as exc:
         raise ConfigError(f"training: {exc}") from exc
     last = result.metrics[-1] if result.metrics else None
+    trained_on = training_data_record(config, data, warm_bars)
     extra = {
         "hyperparameters": msgspec.to_builtins(hp),
         "config_hash": config_hash(config),
@@ -155,13 +162,7 @@ def train_scenario(
         "updates_per_second": round(result.updates_per_second, 5),
         "agent_steps_per_second": round(result.agent_steps_per_second, 1),
         "final_metrics": last.as_dict() if last is not None else None,
-        "data": {
-            "symbol": config.instrument.symbol,
-            "start": config.data.start,
-            "end": config.data.end,
-            "bars": bars,
-            "warm_bars": warm_bars,
-        },
+        "data": trained_on,
     }
     weights_path, meta_path = save_checkpoint(
         target,
@@ -170,4 +171,4 @@ def train_scenario(
         signature=feature_signature(config.indicators),
         extra=extra,
     )
-    return TrainingOutcome(result, weights_path, meta_path, bars, warm_bars)
+    return TrainingOutcome(result, weights_path, meta_path, bars, warm_bars, trained_on)

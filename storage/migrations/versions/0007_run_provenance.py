@@ -1,6 +1,9 @@
 """runs record their provenance: the fingerprint of their bars and checkpoint, and the
 checkpoint's training window
 
+Plain ALTER TABLE statements, not batch mode: a batch on SQLite copies ``runs`` and drops
+the original, and with foreign keys on that drop would delete every row of every run.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-07 06:00:00.000000
@@ -15,20 +18,19 @@ down_revision = '0006'
 branch_labels = None
 depends_on = None
 
+COLUMNS = (
+    ('data_fingerprint', sa.String(length=64)),
+    ('checkpoint_fingerprint', sa.String(length=64)),
+    ('trained_first_ns', sa.BigInteger()),
+    ('trained_last_ns', sa.BigInteger()),
+)
+
 
 def upgrade() -> None:
-    with op.batch_alter_table('runs') as batch_op:
-        batch_op.add_column(sa.Column('data_fingerprint', sa.String(length=64), nullable=True))
-        batch_op.add_column(
-            sa.Column('checkpoint_fingerprint', sa.String(length=64), nullable=True)
-        )
-        batch_op.add_column(sa.Column('trained_first_ns', sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column('trained_last_ns', sa.BigInteger(), nullable=True))
+    for name, kind in COLUMNS:
+        op.add_column('runs', sa.Column(name, kind, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('runs') as batch_op:
-        batch_op.drop_column('trained_last_ns')
-        batch_op.drop_column('trained_first_ns')
-        batch_op.drop_column('checkpoint_fingerprint')
-        batch_op.drop_column('data_fingerprint')
+    for name, _kind in reversed(COLUMNS):
+        op.drop_column('runs', name)
