@@ -17,6 +17,7 @@ one-line message and an exit code, never a traceback:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -89,8 +90,9 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Piped output keeps whole rows instead of squeezing them into 80 columns.
-    width = None if stream.isatty() else 200
+    # Piped output keeps whole rows instead of squeezing them into 80 columns (unless
+    # COLUMNS says how wide the reader is).
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
     return Console(stderr=stderr, highlight=False, width=width)
 
 
@@ -375,9 +377,20 @@ def evaluate(
     ] = "",
     db: DbOption = None,
     output_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    allow_in_sample: Annotated[
+        bool,
+        typer.Option(
+            "--allow-in-sample",
+            help="Evaluate a window that overlaps the checkpoint's training bars (its figures "
+            "are then split into in-sample and out-of-sample parts).",
+        ),
+    ] = False,
 ) -> None:
     """Strategic accuracy (k = 1, 8), hit rate, Sharpe and max drawdown of the learned
     ensemble, buy-and-hold and the SMA(10/30) reference over the same bars.
+
+    A window that overlaps the bars the checkpoint was trained on is refused unless
+    --allow-in-sample is given.
 
     Example: emarl evaluate scenarios/demo.toml --trade-start 2018-01-01 --end 2020-06-30
     """
@@ -385,17 +398,32 @@ def evaluate(
 
     try:
         config = _evaluation_config(target, db)
-        figures = evaluate_scenario(config, trade_start=trade_start, end=end)
+        figures = evaluate_scenario(
+            config, trade_start=trade_start, end=end, allow_in_sample=allow_in_sample
+        )
     except EmarlError as exc:
         raise _fail(exc) from None
     if output_json:
         typer.echo(json.dumps(figures, indent=2))
         return
+    units = figures["buy_and_hold_units"]
+    names = {
+        "learned": "learned",
+        "buy_and_hold": f"buy-and-hold {units:,g} units",
+        "sma_10_30": f"SMA(10/30) {units:,g} units",
+    }
+    parts = {"whole window": figures, **(figures.get("windows") or {})}
     rows = [
-        {"strategy": name, **{k: round(v, 4) for k, v in figures[name].items()}}
-        for name in ("learned", "buy_and_hold", "sma_10_30")
+        {
+            "part": WINDOW_TITLES.get(part, part),
+            "strategy": label,
+            **{k: round(v, 4) for k, v in numbers[name].items()},
+        }
+        for part, numbers in parts.items()
+        for name, label in names.items()
     ]
     columns = [
+        "part" if len(parts) > 1 else "",
         "strategy",
         "strategic_accuracy_k1",
         "strategic_accuracy_k8",
@@ -406,10 +434,19 @@ def evaluate(
     ]
     _emit(
         rows,
-        columns,
+        [c for c in columns if c],
         OutputFormat.table,
         title=f"{figures['bars']:,} bars from {_fmt_time(figures['first_bar_ns'])} "
         f"to {_fmt_time(figures['last_bar_ns'])}",
+    )
+    trained = figures["checkpoint"]
+    _console().print(
+        f"checkpoint {Path(trained['path']).name} was trained on bars "
+        f"{_fmt_time(trained['trained_first_bar_ns'])} .. "
+        f"{_fmt_time(trained['trained_last_bar_ns'])} UTC"
+        + ("; IN SAMPLE rows are bars it was trained on" if "windows" in figures else ""),
+        highlight=False,
+        markup=False,
     )
 
 
@@ -558,6 +595,8 @@ def runs(
         raise typer.Exit(1)
     for row in rows:
         row["started"] = _fmt_time(row.pop("started_ns"))
+        for key in ("trained_first", "trained_last"):
+            row[key] = _fmt_time(row.pop(f"{key}_ns")) or None
     columns = [
         "id",
         "name",
@@ -570,8 +609,16 @@ def runs(
         "total_return",
         "sharpe",
         "trades",
+        "denied",
+        "rejected",
+        "refused_by_kind",
         "seed",
         "config_hash",
+        "code_version",
+        "data_fingerprint",
+        "checkpoint_fingerprint",
+        "trained_first",
+        "trained_last",
         "error",
     ]
     shown = [
@@ -584,6 +631,7 @@ def runs(
         "total_return",
         "sharpe",
         "trades",
+        "denied",
     ]
     _emit(rows, columns if output is not OutputFormat.table else shown, output, title="runs")
 
@@ -881,7 +929,7 @@ def compare(
     Example: emarl compare 3 4 latest
     """
     from storage.db import connect
-    from storage.query import COMPARE_METRICS, compare_rows
+    from storage.query import COMPARE_METRICS, TRAINING_WINDOWS, WINDOW_METRICS, compare_rows
 
     if len(runs) < 2:
         raise _bad_option("compare needs at least two runs, e.g. emarl compare 3 4")
@@ -890,9 +938,14 @@ def compare(
     except EmarlError as exc:
         raise _fail(exc) from None
     metrics = [{"start_ns": "start", "end_ns": "end"}.get(key, key) for key in COMPARE_METRICS]
+    metrics += ["denied", "rejected", "refused_by_kind"]
+    if any(row["trained_last_ns"] is not None for row in rows):
+        metrics.append("trained_until")
+        metrics += [f"{w}.{k}" for w in TRAINING_WINDOWS for k in WINDOW_METRICS]
     for row in rows:
         row["start"] = _fmt_time(row.pop("start_ns"))
         row["end"] = _fmt_time(row.pop("end_ns"))
+        row["trained_until"] = _fmt_time(row.pop("trained_last_ns")) or None
     if output is not OutputFormat.table:
         _emit(rows, ["id", "name", "status", "symbol", *metrics], output, title="")
         return
@@ -927,7 +980,9 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, 
     table = Table(title=title, box=box.SIMPLE)
     for column in columns:
         table.add_column(
-            column, justify="right" if column not in ("name", "error") else "left", no_wrap=True
+            column,
+            justify="right" if column not in ("name", "error", "part", "strategy") else "left",
+            no_wrap=True,
         )
     for row in rows:
         table.add_row(*("" if row.get(c) is None else _cell(row.get(c)) for c in columns))
@@ -1623,42 +1678,18 @@ def walkforward(
             )
         )
     else:
-        import pandas as pd
-
         zone = config.data.timezone
-        rows = []
-        for fold in result.folds:
-            row = dict(fold)
-            for key in ("train_start", "test_start", "test_end"):
-                row[key] = str(pd.Timestamp(row[key]).tz_convert(zone).date())
-            row["params"] = " ".join(f"{k}={v}" for k, v in (fold["params"] or {}).items())
-            note = fold["error"] or fold["train_note"]
-            row["note"] = _shorten(note, 70) if output is OutputFormat.table else note
-            rows.append(row)
-        columns = [
-            "fold",
-            "train_start",
-            "test_start",
-            "test_end",
-            "test_bars",
-            "status",
-            "params",
-            "total_return",
-            "sharpe",
-            "max_drawdown",
-            "trades",
-            "run_id",
-            "note",
-        ]
         if output is OutputFormat.csv:
-            _emit(rows, columns, output, title="")
+            rows = [_fold_row(fold, zone) for fold in result.folds]
+            _emit(rows, [*FOLD_TABLE_COLUMNS, "note"], output, title="")
         else:
-            _emit(
-                rows,
-                columns,
-                output,
-                title=f"walk-forward {result.sweep_id}: --train {train} --test {test} "
-                f"--step {step or test} (window starts, {zone})",
+            _console().print(
+                walk_forward_table(
+                    result.folds,
+                    zone,
+                    f"walk-forward {result.sweep_id}: --train {train} --test {test} "
+                    f"--step {step or test} (window starts, {zone})",
+                )
             )
             s = result.summary
             if "total_return" in s:
@@ -1672,6 +1703,87 @@ def walkforward(
     if failed:
         _console(stderr=True).print(f"{failed} of {len(result.folds)} folds failed")
         raise typer.Exit(1)
+
+
+FOLD_TABLE_COLUMNS = (
+    "fold",
+    "train_start",
+    "test_start",
+    "test_end",
+    "test_bars",
+    "status",
+    "params",
+    "total_return",
+    "sharpe",
+    "max_drawdown",
+    "trades",
+    "run_id",
+)
+
+
+def _fold_row(fold: dict[str, Any], zone: str) -> dict[str, Any]:
+    import pandas as pd
+
+    row = dict(fold)
+    for key in ("train_start", "test_start", "test_end"):
+        row[key] = str(pd.Timestamp(row[key]).tz_convert(zone).date())
+    row["params"] = " ".join(f"{k}={v}" for k, v in (fold["params"] or {}).items())
+    row["note"] = fold["error"] or fold["train_note"] or ""
+    return row
+
+
+def walk_forward_table(folds: list[dict[str, Any]], zone: str, title: str) -> Any:
+    """The folds as a table that fits 120 columns: figures per fold (returns in percent),
+    then each fold's train note or error, whole, on lines of its own under the table."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, box=box.SIMPLE, title_justify="left", pad_edge=False)
+    headers = {
+        "fold": "fold",
+        "train_start": "train from",
+        "test_start": "test from",
+        "test_end": "test to",
+        "test_bars": "bars",
+        "status": "status",
+        "params": "params",
+        "total_return": "return",
+        "sharpe": "Sharpe",
+        "max_drawdown": "max DD",
+        "trades": "trades",
+        "run_id": "run",
+    }
+    for key in FOLD_TABLE_COLUMNS:
+        wraps = key == "params"  # the one free-text column folds; the others stay whole
+        table.add_column(
+            headers[key],
+            justify="left" if key in ("status", "params") else "right",
+            no_wrap=not wraps,
+            overflow="fold",
+            min_width=10 if key in ("train_start", "test_start", "test_end") else None,
+        )
+    for fold in folds:
+        row = _fold_row(fold, zone)
+        cells = []
+        for key in FOLD_TABLE_COLUMNS:
+            value = row.get(key)
+            if value is None:
+                cells.append("")
+            elif key in ("total_return", "max_drawdown"):
+                cells.append(_pct(float(value)))
+            elif key == "sharpe":
+                cells.append(_num(float(value)))
+            else:
+                cells.append(str(value))
+        table.add_row(*cells)
+    notes = [
+        Text(f"fold {fold['fold']}: {fold['error'] or fold['train_note']}")
+        for fold in folds
+        if fold["error"] or fold["train_note"]
+    ]
+    return Group(table, *notes)
 
 
 @data_app.command("weichai")

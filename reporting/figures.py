@@ -29,6 +29,8 @@ __all__ = [
     "monthly_returns_figure",
     "monthly_returns_table",
     "price_figure",
+    "refused_markers",
+    "shade_training_window",
     "shapley_figure",
     "valuations_figure",
     "walk_forward_figure",
@@ -133,6 +135,70 @@ def price_figure(
     return _layout(
         fig, f"{symbol}: price with entries and exits", 480, xaxis={"type": "date"}, yaxis={}
     )
+
+
+TRAINING_FILL = "rgba(255, 193, 7, 0.16)"
+
+
+def shade_training_window(fig: go.Figure, first_ns: int, last_ns: int) -> go.Figure:
+    """Shade the bars a checkpoint was trained on (in sample) on every panel of a time
+    chart, with a label on the first."""
+    grid = getattr(fig, "_grid_ref", None)
+    where: dict[str, Any] = {"row": "all", "col": "all"} if grid is not None else {}
+    fig.add_vrect(
+        x0=float(first_ns) / 1e6,
+        x1=float(last_ns) / 1e6,
+        fillcolor=TRAINING_FILL,
+        line_width=0,
+        layer="below",
+        **where,
+    )
+    fig.add_annotation(
+        x=float(first_ns) / 1e6,
+        y=1.0,
+        xref="x",
+        yref="paper",
+        text="in sample: the checkpoint was trained on these bars",
+        showarrow=False,
+        xanchor="left",
+        yanchor="bottom",
+        font={"size": 11, "color": "#8a6d00"},
+    )
+    return fig
+
+
+def refused_markers(
+    fig: go.Figure, refused: pd.DataFrame, snapshots: pd.DataFrame, symbol: str = ""
+) -> go.Figure:
+    """Mark every denied or rejected order on a price chart, at the close of its bar."""
+    import plotly.graph_objects as go
+
+    if not len(refused):
+        return fig
+    ts = snapshots["ts_event"].to_numpy()
+    marks = snapshots["mark_price"].to_numpy(dtype=float)
+    at = np.clip(np.searchsorted(ts, refused["ts_event"].to_numpy(), side="right") - 1, 0, None)
+    for event, colour in (("denied", "#6a1b9a"), ("rejected", "#455a64")):
+        chosen = (refused["event"] == event).to_numpy()
+        if not chosen.any():
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=_ms(refused["ts_event"].to_numpy()[chosen]),
+                y=marks[at[chosen]],
+                customdata=refused["reason"].to_numpy()[chosen],
+                mode="markers",
+                name=f"order {event}",
+                marker={
+                    "symbol": "circle-open",
+                    "color": colour,
+                    "size": 9,
+                    "maxdisplayed": MAX_MARKERS if chosen.sum() > MAX_MARKERS else 0,
+                },
+                hovertemplate=f"order {event}: %{{customdata}}<extra></extra>",
+            )
+        )
+    return fig
 
 
 def equity_figure(
@@ -404,19 +470,32 @@ def learning_curves_figure(metrics: pd.DataFrame) -> go.Figure:
     )
     for i, name in enumerate(present):
         values = frame[name].to_numpy(dtype=float)
-        keep = minmax_indices(values)
+        # NaN marks an update in which no episode ended: draw the updates that have a value
+        # (a NaN between two points would break the line, and isolated points draw nothing)
+        finite = np.flatnonzero(np.isfinite(values))
+        keep = finite[minmax_indices(values[finite])]
         fig.add_trace(
             {
                 "type": "scatter",
-                "mode": "lines",
+                "mode": "lines+markers" if len(keep) <= 60 else "lines",
                 "x": update[keep],
                 "y": values[keep],
                 "name": name,
                 "line": {"color": PALETTE[i % len(PALETTE)]},
+                "marker": {"size": 4},
             },
             row=i // columns + 1,
             col=i % columns + 1,
         )
+        if not len(finite):
+            fig.add_annotation(
+                text="no value yet",
+                showarrow=False,
+                xref=f"x{i + 1 if i else ''} domain",
+                yref=f"y{i + 1 if i else ''} domain",
+                x=0.5,
+                y=0.5,
+            )
     fig.update_xaxes(title_text="update")
     return _layout(fig, "Learning curves", 260 * rows + 60, showlegend=False, hovermode="closest")
 

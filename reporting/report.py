@@ -97,14 +97,64 @@ def _time(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+WINDOW_TITLES = {
+    "before_training": "before training",
+    "in_sample": "IN SAMPLE (trained on)",
+    "out_of_sample": "out of sample",
+}
+
+
 def metrics_table(summary: dict[str, Any]) -> str:
-    """The run's summary as an HTML table (the figures ``emarl backtest`` prints)."""
+    """The run's summary as an HTML table (the figures ``emarl backtest`` prints); a run
+    that traded with a checkpoint gets a column per part of its bars (in sample, out of
+    sample) beside the whole run's."""
+    windows: dict[str, dict[str, Any]] = (summary.get("training") or {}).get("windows") or {}
+    columns = [summary, *windows.values()]
+    head = ""
+    if windows:
+        head = "<tr><th></th><th>whole run</th>" + "".join(
+            f"<th>{html.escape(WINDOW_TITLES.get(name, name))}</th>" for name in windows
+        )
+        head += "</tr><tr><th>period (UTC)</th>" + "".join(
+            f"<td>{_time(c.get('start_ns'))} .. {_time(c.get('end_ns'))}</td>" for c in columns
+        )
+        head += "</tr>"
     rows = [
-        f"<tr><th>{html.escape(label)}</th><td>{_fmt(summary[key], kind)}</td></tr>"
+        f"<tr><th>{html.escape(label)}</th>"
+        + "".join(f"<td>{_fmt(c.get(key), kind)}</td>" for c in columns)
+        + "</tr>"
         for key, label, kind in METRICS
         if key in summary
     ]
-    return '<table class="metrics">' + "".join(rows) + "</table>"
+    return '<table class="metrics">' + head + "".join(rows) + "</table>"
+
+
+def refusals_table(orders: dict[str, Any] | None, refused: pd.DataFrame) -> str:
+    """Orders sent, and denied / rejected ones counted by kind of reason."""
+    from engine.events import reason_kind
+
+    rows = []
+    if orders is not None:
+        rows.append(f"<tr><th>orders sent</th><td>{orders.get('sent', 0):,}</td></tr>")
+    for event in ("denied", "rejected"):
+        part = refused[refused["event"] == event] if len(refused) else refused
+        counts = part["reason"].map(reason_kind).value_counts() if len(part) else {}
+        rows.append(f"<tr><th>{event}</th><td>{len(part):,}</td></tr>")
+        for kind, count in sorted(dict(counts).items()):
+            rows.append(
+                f'<tr><th style="padding-left:24px">{html.escape(str(kind))}</th>'
+                f"<td>{int(count):,}</td></tr>"
+            )
+    body = '<table class="metrics">' + "".join(rows) + "</table>"
+    if len(refused):
+        first = refused.iloc[0]
+        body += (
+            f'<p class="note">First refusal, {_time(int(first["ts_event"]))} UTC: '
+            f"{html.escape(str(first['reason']))}</p>"
+        )
+    if orders is not None and orders.get("no_fills"):
+        body += f'<p class="note">No fills: {html.escape(str(orders["no_fills"]))}</p>'
+    return body
 
 
 def trades_table(trips: pd.DataFrame, open_position: float, limit: int = MAX_TRADE_ROWS) -> str:
@@ -164,6 +214,7 @@ def run_sections(
     from storage.frames import (
         agent_actions_frame,
         fills_frame,
+        refused_orders_frame,
         run_info,
         shapley_frame,
         snapshots_frame,
@@ -174,6 +225,14 @@ def run_sections(
     run_id = int(info["id"])
     summary = info["summary"]
     symbol = str(info["symbol"])
+    trained = (info.get("trained_first_ns"), info.get("trained_last_ns"))
+
+    def shaded(figure: go.Figure) -> go.Figure:
+        """Every time chart shades the bars the checkpoint was trained on."""
+        if trained[0] is None or trained[1] is None:
+            return figure
+        return figures.shade_training_window(figure, int(trained[0]), int(trained[1]))
+
     initial = float(
         summary.get("initial_equity") or info["config"].get("broker", {}).get("initial_cash", 1.0)
     )
@@ -186,52 +245,60 @@ def run_sections(
         )
     snapshots = snapshots_frame(engine, run_id)
     fills = fills_frame(engine, run_id)
+    refused = refused_orders_frame(engine, run_id)
     if len(snapshots):
         snapshots = snapshots[snapshots["symbol"] == symbol] if symbol else snapshots
         own_fills = fills[fills["symbol"] == symbol] if len(fills) else fills
+        price = figures.price_figure(snapshots, own_fills, symbol, buckets)
         sections.append(
             Section(
                 "Price, entries and exits",
-                figure=figures.price_figure(snapshots, own_fills, symbol, buckets),
+                figure=shaded(figures.refused_markers(price, refused, snapshots)),
             )
         )
         sections.append(
             Section(
                 "Equity and drawdown",
-                figure=figures.equity_figure(snapshots, initial, buckets),
+                figure=shaded(figures.equity_figure(snapshots, initial, buckets)),
             )
         )
         table = figures.monthly_returns_table(snapshots, initial)
         sections.append(Section("Monthly returns", figure=figures.monthly_returns_figure(table)))
     else:
         sections.append(Section("Price and equity", note="The run stored no bars."))
+    if len(refused) or summary.get("orders"):
+        sections.append(
+            Section(
+                "Denied and rejected orders", body=refusals_table(summary.get("orders"), refused)
+            )
+        )
     actions = agent_actions_frame(engine, run_id)
     shapley = shapley_frame(engine, run_id)
     valuations = valuations_frame(engine, run_id)
     if len(actions):
         sections.append(
-            Section("Agent actions", figure=figures.agent_actions_figure(actions, buckets))
+            Section("Agent actions", figure=shaded(figures.agent_actions_figure(actions, buckets)))
         )
     if len(valuations):
         sections.append(
-            Section("Ensemble weights", figure=figures.weights_figure(valuations, buckets))
+            Section("Ensemble weights", figure=shaded(figures.weights_figure(valuations, buckets)))
         )
     if len(shapley):
         sections.append(
-            Section("Shapley attribution", figure=figures.shapley_figure(shapley, buckets))
+            Section("Shapley attribution", figure=shaded(figures.shapley_figure(shapley, buckets)))
         )
     if len(valuations):
         sections.append(
             Section(
                 "Share prices and option values",
-                figure=figures.valuations_figure(valuations, buckets),
+                figure=shaded(figures.valuations_figure(valuations, buckets)),
             )
         )
         sections.append(
             Section(
                 "Bubbles",
-                figure=figures.bubbles_figure(
-                    valuations, _bubble_threshold(info["config"]), buckets
+                figure=shaded(
+                    figures.bubbles_figure(valuations, _bubble_threshold(info["config"]), buckets)
                 ),
             )
         )
@@ -363,8 +430,20 @@ def build_report(
     subtitle = (
         f"{info['kind']} · {info['status']} · {period}{info['bars']:,} bars · seed "
         f"{info['seed']} · scenario {info['scenario'] or 'n/a'} · code {info['code_version']}"
+        f" · bars {_short(info.get('data_fingerprint'))}"
     )
+    if info.get("checkpoint_fingerprint"):
+        subtitle += (
+            f" · checkpoint {_short(info['checkpoint_fingerprint'])}, trained on "
+            f"{_time(info['trained_first_ns'])} .. {_time(info['trained_last_ns'])} UTC "
+            "(shaded in the charts)"
+        )
     return render_html(title, subtitle, sections)
+
+
+def _short(fingerprint: str | None) -> str:
+    """The first 12 hex digits of a SHA-256 fingerprint (the whole one is in the run row)."""
+    return f"sha256:{fingerprint[:12]}" if fingerprint else "n/a"
 
 
 def training_report(metrics: pd.DataFrame, title: str = "Training run") -> str:

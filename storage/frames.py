@@ -18,6 +18,8 @@ from storage.db import storage_errors
 from storage.models import (
     AgentActionRow,
     Fill,
+    Order,
+    OrderEvent,
     PortfolioSnapshotRow,
     Run,
     ShapleyValueRow,
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "agent_actions_frame",
     "fills_frame",
+    "refused_orders_frame",
     "run_info",
     "shapley_frame",
     "snapshots_frame",
@@ -182,3 +185,37 @@ def valuations_frame(engine: Engine, run_id: int) -> pd.DataFrame:
         ("bubble", "f8"),
     )
     return _with_agent_ids(engine, table, run_id, _frame(engine, table, run_id, columns))
+
+
+def refused_orders_frame(engine: Engine, run_id: int) -> pd.DataFrame:
+    """Orders the risk check denied or the broker rejected, oldest first: ``ts_event``,
+    ``event`` (``denied`` / ``rejected``), ``reason``, ``order_id``, and the order's
+    ``side`` and ``quantity`` (empty for the rejection of a cancel request)."""
+    import pandas as pd
+
+    events = OrderEvent.__table__
+    orders = Order.__table__
+    query = (
+        select(
+            events.c.ts_event,
+            events.c.event,
+            events.c.reason,
+            events.c.order_id,
+            orders.c.side,
+            orders.c.quantity,
+        )
+        .select_from(
+            events.outerjoin(
+                orders,
+                (orders.c.run_id == events.c.run_id) & (orders.c.order_id == events.c.order_id),
+            )
+        )
+        .where(events.c.run_id == int(run_id), events.c.event.in_(("denied", "rejected")))
+        .order_by(events.c.seq)
+    )
+    with storage_errors(f"reading the refused orders of run {run_id}"), engine.connect() as c:
+        rows = c.execute(query).all()
+    columns = ["ts_event", "event", "reason", "order_id", "side", "quantity"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["ts_event"] = frame["ts_event"].astype("int64")
+    return frame

@@ -32,6 +32,11 @@ RUN_COLUMNS = (
     "config_hash",
     "error",
     "summary_json",
+    "code_version",
+    "data_fingerprint",
+    "checkpoint_fingerprint",
+    "trained_first_ns",
+    "trained_last_ns",
 )
 FILL_COLUMNS = (
     "run_id",
@@ -90,6 +95,7 @@ __all__ = [
     "parse_time",
     "pnl",
     "pnl_rows",
+    "refusal_counts",
     "resolve_run",
     "resolve_sweep",
     "shapley_rows",
@@ -179,12 +185,35 @@ def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
                 "total_return": summary.get("total_return"),
                 "sharpe": summary.get("sharpe"),
                 "trades": summary.get("trades"),
+                **refusal_counts(summary),
                 "seed": row["seed"],
                 "config_hash": row["config_hash"],
+                "code_version": row["code_version"],
+                "data_fingerprint": row["data_fingerprint"],
+                "checkpoint_fingerprint": row["checkpoint_fingerprint"],
+                "trained_first_ns": row["trained_first_ns"],
+                "trained_last_ns": row["trained_last_ns"],
                 "error": row["error"],
             }
         )
     return out
+
+
+def refusal_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """``denied`` and ``rejected`` totals of a stored summary, and ``refused_by_kind``
+    (``"margin 12, short 3"``); None for a run that stored no order counts."""
+    orders = summary.get("orders")
+    if not isinstance(orders, dict):
+        return {"denied": None, "rejected": None, "refused_by_kind": None}
+    kinds: dict[str, int] = {}
+    for what in ("denied", "rejected"):
+        for kind, count in (orders.get(what) or {}).items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    return {
+        "denied": sum((orders.get("denied") or {}).values()),
+        "rejected": sum((orders.get("rejected") or {}).values()),
+        "refused_by_kind": ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())),
+    }
 
 
 def trade_rows(
@@ -505,8 +534,10 @@ COMPARE_METRICS = (
 
 
 def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, Any]]:
-    """One dict per run, in the order given: id, name, status, symbol and the summary's
-    ``COMPARE_METRICS`` (None where the run stored no summary)."""
+    """One dict per run, in the order given: id, name, status, symbol, the summary's
+    ``COMPARE_METRICS`` (None where the run stored no summary), the refused orders
+    (:func:`refusal_counts`) and, for a run that traded with a checkpoint, the
+    ``WINDOW_METRICS`` of its in-sample and out-of-sample parts (``in_sample.sharpe``...)."""
     out = []
     for run in runs:
         run_id = resolve_run(engine, run)
@@ -521,8 +552,19 @@ def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, An
         }
         for key in COMPARE_METRICS:
             entry[key] = summary.get(key)
+        entry.update(refusal_counts(summary))
+        windows = (summary.get("training") or {}).get("windows") or {}
+        entry["trained_last_ns"] = row["trained_last_ns"]
+        for window in TRAINING_WINDOWS:
+            for key in WINDOW_METRICS:
+                entry[f"{window}.{key}"] = (windows.get(window) or {}).get(key)
         out.append(entry)
     return out
+
+
+#: the parts of a run relative to its checkpoint's training bars (engine.runner)
+TRAINING_WINDOWS = ("in_sample", "out_of_sample")
+WINDOW_METRICS = ("bars", "total_return", "sharpe", "max_drawdown", "trades")
 
 
 SWEEP_COLUMNS = (

@@ -10,7 +10,8 @@ All three strategies are measured on the same bars, from ``trade_start`` to ``en
 
 * the scenario's learned ensemble (a backtest with the warm-up before ``trade_start``);
 * the SMA(10)/SMA(30) crossover with ``quantity = max_position``;
-* buy-and-hold of ``max_position`` shares from the first bar's close (no costs).
+* buy-and-hold of ``max_position`` shares from the first bar's close (no costs; the
+  output states the size as ``buy_and_hold_units``).
 
 Sharpe = mean / std of the per-bar equity returns x √(bars per year), bars per year
 counted from the data; max drawdown of the equity curve; hit rate = share of bars
@@ -183,28 +184,54 @@ def _run(config: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, di
     return np.asarray(ts), np.asarray(equity), np.asarray(position), directions
 
 
-def evaluate_scenario(config: Any, *, trade_start: str = "", end: str = "") -> dict[str, Any]:
+def _figures(
+    ts: np.ndarray,
+    equity: np.ndarray,
+    position: np.ndarray,
+    direction: np.ndarray,
+    close: np.ndarray,
+) -> dict[str, float]:
+    figures = equity_statistics(ts, equity, position)
+    for k in (1, 8):
+        accuracy, count = strategic_accuracy(direction, close, k)
+        figures[f"strategic_accuracy_k{k}"] = accuracy
+        figures[f"decisions_k{k}"] = count
+    return figures
+
+
+def evaluate_scenario(
+    config: Any, *, trade_start: str = "", end: str = "", allow_in_sample: bool = False
+) -> dict[str, Any]:
     """Figures of the learned ensemble, buy-and-hold and SMA over [trade_start, end].
 
     ``trade_start`` empty keeps the scenario's own ``run.trade_start``; when that is empty
     too, the evaluation covers every bar (the indicators' warm-up bars make no decision).
     ``end`` empty keeps the scenario's ``data.end``.
+
+    A window that overlaps the bars the checkpoint was trained on is refused
+    (:class:`ConfigError` naming both windows) unless ``allow_in_sample``; then every
+    figure is also given for each part of the window (``windows``: ``in_sample``,
+    ``out_of_sample``, ``before_training``; see :func:`engine.runner.training_windows`).
     """
     import msgspec
 
     from engine.config import SmaCrossConfig
     from engine.data import load_bars
     from engine.errors import ConfigError
-    from engine.warmup import trade_start_ns
+    from engine.runner import training_windows
+    from engine.warmup import check_warmup, trade_start_ns
+    from strategies.marl.provenance import checkpoint_path, read_training_record
 
     if trade_start:
         run = msgspec.structs.replace(config.run, trade_start=trade_start)
         config = msgspec.structs.replace(config, run=run)
     if end:
         config = msgspec.structs.replace(config, data=msgspec.structs.replace(config.data, end=end))
+    record = read_training_record(checkpoint_path(config))
     data = load_bars(
         config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
     )
+    check_warmup(config, len(data))
     start_ns = trade_start_ns(config)
     if start_ns is None:
         start_ns = int(data.ts[0])
@@ -214,37 +241,71 @@ def evaluate_scenario(config: Any, *, trade_start: str = "", end: str = "") -> d
             f"--trade-start {config.run.trade_start!r}: fewer than 2 bars from there to the "
             f"data's end ({_iso(int(data.ts[-1]))}); pick an earlier start"
         )
+    windows = training_windows(record, int(data.ts[first]), int(data.ts[-1]))
+    if set(windows) != {"out_of_sample"} and not allow_in_sample:
+        raise ConfigError(
+            f"the evaluation window {_day(int(data.ts[first]))} .. {_day(int(data.ts[-1]))} "
+            f"overlaps the bars checkpoint {record.checkpoint.name} was trained on "
+            f"({_day(record.first_bar_ns)} .. {_day(record.last_bar_ns)}); evaluate from "
+            f"after {_day(record.last_bar_ns)} (--trade-start) or pass --allow-in-sample"
+        )
     ts_all, eq_all, pos_all, directions = _run(config, data)
     keep = ts_all >= start_ns
-    ts, equity, position = ts_all[keep], eq_all[keep], pos_all[keep]
-    close = data.close[first:]
-    direction = np.array([directions.get(int(t), 0.0) for t in data.ts[first:]])
-    model = equity_statistics(ts, equity, position)
-    for k in (1, 8):
-        accuracy, count = strategic_accuracy(direction, close, k)
-        model[f"strategic_accuracy_k{k}"] = accuracy
-        model[f"decisions_k{k}"] = count
+    ts, close = data.ts[first:], data.close[first:]
+    direction = np.array([directions.get(int(t), 0.0) for t in ts])
     max_position = config.strategy.max_position
     cash = config.broker.initial_cash
-    hold_equity = cash + max_position * (close - close[0])
-    hold = equity_statistics(data.ts[first:], hold_equity, np.full(len(close), max_position))
-    hold["strategic_accuracy_k1"] = strategic_accuracy(np.ones(len(close)), close, 1)[0]
-    hold["strategic_accuracy_k8"] = strategic_accuracy(np.ones(len(close)), close, 8)[0]
     sma_config = msgspec.structs.replace(
         config, strategy=SmaCrossConfig(fast=10, slow=30, quantity=max_position)
     )
     ts_s, eq_s, pos_s, _ = _run(sma_config, data)
     keep_s = ts_s >= start_ns
-    sma = equity_statistics(ts_s[keep_s], eq_s[keep_s], pos_s[keep_s])
-    # the SMA decides on bar t's close what it holds from bar t+1's open
-    sma_direction = np.append(np.sign(pos_s[keep_s])[1:], 0.0)
-    sma["strategic_accuracy_k1"] = strategic_accuracy(sma_direction, close, 1)[0]
-    sma["strategic_accuracy_k8"] = strategic_accuracy(sma_direction, close, 8)[0]
-    return {
-        "bars": len(close),
-        "first_bar_ns": int(data.ts[first]),
-        "last_bar_ns": int(data.ts[-1]),
-        "learned": model,
-        "buy_and_hold": hold,
-        "sma_10_30": sma,
+    series = {
+        "learned": (eq_all[keep], pos_all[keep], direction),
+        "buy_and_hold": (
+            cash + max_position * (close - close[0]),
+            np.full(len(close), max_position),
+            np.ones(len(close)),
+        ),
+        # the SMA decides on bar t's close what it holds from bar t+1's open
+        "sma_10_30": (eq_s[keep_s], pos_s[keep_s], np.append(np.sign(pos_s[keep_s])[1:], 0.0)),
     }
+
+    def figures(lo: int, hi: int) -> dict[str, dict[str, float]]:
+        return {
+            name: _figures(ts[lo:hi], eq[lo:hi], pos[lo:hi], way[lo:hi], close[lo:hi])
+            for name, (eq, pos, way) in series.items()
+        }
+
+    out: dict[str, Any] = {
+        "bars": len(close),
+        "first_bar_ns": int(ts[0]),
+        "last_bar_ns": int(ts[-1]),
+        "buy_and_hold_units": max_position,
+        "checkpoint": {
+            "path": str(record.checkpoint),
+            "fingerprint": record.fingerprint,
+            "trained_first_bar_ns": record.first_bar_ns,
+            "trained_last_bar_ns": record.last_bar_ns,
+        },
+        **figures(0, len(close)),
+    }
+    if set(windows) != {"out_of_sample"}:
+        parts: dict[str, Any] = {}
+        for name, (lo_ns, hi_ns) in windows.items():
+            lo = int(np.searchsorted(ts, lo_ns))
+            hi = int(np.searchsorted(ts, hi_ns, side="right"))
+            parts[name] = {
+                "bars": hi - lo,
+                "first_bar_ns": int(ts[lo]),
+                "last_bar_ns": int(ts[hi - 1]),
+                **figures(lo, hi),
+            }
+        out["windows"] = parts
+    return out
+
+
+def _day(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")

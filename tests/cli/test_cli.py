@@ -130,3 +130,125 @@ def test_query_commands_do_not_import_heavy_packages(scenario: Path, tmp_path: P
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def _help_texts(command) -> list[str]:
+    texts = [command.help or ""]
+    texts += [getattr(param, "help", None) or "" for param in command.params]
+    return texts
+
+
+def test_help_keeps_every_scenario_section_name() -> None:
+    """``--help`` used to read "(default:  updates)": rich markup ate "[train]"."""
+    import re
+
+    import typer.main
+
+    group = typer.main.get_command(app)
+    checked = 0
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        commands = getattr(command, "commands", {name: command})
+        for sub, leaf in commands.items():
+            words = [w for t in _help_texts(leaf) for w in re.findall(r"\[[a-z_.]+\]", t)]
+            if not words:
+                continue
+            args = [name] if sub == name else [name, sub]
+            shown = " ".join(invoke(*args, "--help").output.split())
+            for word in words:
+                assert word in shown, f"emarl {' '.join(args)} --help lost {word}"
+                checked += 1
+    assert checked >= 4  # train, features, sweep and walkforward name sections
+    train = " ".join(invoke("train", "--help").output.split())
+    assert "(default: [train] updates)" in train
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (1.14813e-127, "1.15e-127"),
+        (4.10251e-12, "4.10e-12"),
+        (1.3675812e61, "1.37e+61"),
+        (5071929.4, "5,071,929"),
+        (1281.4412, "1,281.44"),
+        (0.45231, "0.4523"),
+        (-0.0012, "-0.0012"),
+        (0.0, "0"),
+        (float("nan"), "n/a"),
+    ],
+)
+def test_tables_print_numbers_for_a_person(value: float, shown: str) -> None:
+    from engine.cli import human_number
+
+    assert human_number(value) == shown
+
+
+def test_agent_table_has_no_long_exponents(tmp_path: Path) -> None:
+    import re
+
+    path = ROOT / "scenarios" / "scripted_meta.toml"  # synthetic bars, three scripted agents
+    result = invoke("backtest", str(path), "-q", "--db", f"sqlite:///{tmp_path / 'm.db'}")
+    assert result.exit_code == 0, result.output
+    agents = result.output[result.output.index("agents:") :]
+    assert not re.search(r"\d\.\d{4,}e[+-]\d", agents), agents
+
+
+def test_read_commands_take_the_database_from_emarl_db(
+    scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert invoke("backtest", str(scenario), "-q").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no runs/emarl.db here
+    env = {"EMARL_DB": db}
+    for args in (
+        ["runs"],
+        ["trades", "--run", "latest"],
+        ["trades", "--by", "month"],
+        ["compare", "1", "latest"],
+        ["report", "latest", "-o", str(tmp_path / "r.html")],
+    ):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 0, (args, result.output)
+    assert not (elsewhere / "runs").exists()
+    # --db still wins over the variable
+    other = runner.invoke(app, ["runs", "--db", f"sqlite:///{tmp_path / 'none.db'}"], env=env)
+    assert other.exit_code == 4
+
+
+def test_walk_forward_table_fits_120_to_200_columns() -> None:
+    from rich.console import Console
+
+    from engine.cli import walk_forward_table
+
+    note = (
+        "trained 20 updates on 7,744 bars to 2011-04-29T07:00:00+00:00: "
+        "runs/walkforward-3/fold-0.pt"
+    )
+    folds = [
+        {
+            "fold": k,
+            "train_start": "2007-04-30T00:00:00+08:00",
+            "test_start": "2011-04-30T00:00:00+08:00",
+            "test_end": "2012-04-29T00:00:00+08:00",
+            "test_bars": 1_936,
+            "status": "completed",
+            "params": {"strategy.fast": 10, "strategy.slow": 30},
+            "total_return": -0.123456,
+            "sharpe": 0.5678,
+            "max_drawdown": -0.2345,
+            "trades": 123,
+            "run_id": 40 + k,
+            "error": None,
+            "train_note": note,
+        }
+        for k in range(3)
+    ]
+    for width in (120, 160, 200):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(walk_forward_table(folds, "Asia/Shanghai", "walk-forward 3"))
+        shown = console.export_text()
+        assert "…" not in shown
+        assert all(len(line) <= width for line in shown.splitlines())
+        assert "-12.35%" in shown and "2011-04-30" in shown
+        assert all(f"fold {k}: {note}" in shown for k in range(3))

@@ -66,17 +66,18 @@ def test_evaluate_command_scenario_and_stored_run_agree_with_the_ledger(tmp_path
     db = tmp_path / "runs.db"
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(SCENARIO.format(db=db, extra=""))
-    runner = CliRunner()
-    assert runner.invoke(app, ["train", str(scenario), "--updates", "1", "-q"]).exit_code == 0
     config = load_scenario(scenario)
     data = load_bars(
         config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
     )
     start = int(data.ts[450])
     start_iso = np.datetime64(start, "ns").astype(str) + "Z"
-    # the stored run trades from the same bar as the evaluation
+    # the checkpoint learns on the bars before the trading start; the stored run trades
+    # from the same bar as the evaluation
     text = scenario.read_text().replace("seed = 3", f'seed = 3\ntrade_start = "{start_iso}"')
     scenario.write_text(text)
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(scenario), "--updates", "1", "-q"]).exit_code == 0
     backtest = runner.invoke(app, ["backtest", str(scenario), "-q", "--json"])
     assert backtest.exit_code == 0, backtest.output
 

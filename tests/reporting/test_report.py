@@ -241,3 +241,26 @@ def test_report_and_aggregates_on_postgresql(postgres_url: str) -> None:
     assert months["fills"].sum() == result.fills
     agents = pnl(engine, result.run_id, "agent")
     assert agents["agent_id"].tolist() == ["oracle-0", "contrarian-1", "random-2"]
+
+
+def test_learning_curves_draw_the_updates_that_ended_an_episode() -> None:
+    """An update in which no episode ended records NaN; the panel used to come out blank
+    (NaN between isolated points breaks the line). It draws every value that exists."""
+    updates = np.arange(1, 41)
+    episode_return = np.where(updates % 2 == 0, np.sin(updates / 5.0), np.nan)
+    metrics = pd.DataFrame(
+        {
+            "update": updates,
+            "episode_return": episode_return,
+            "episode_pnl": np.where(updates % 3 == 0, updates * 10.0, np.nan),
+            "policy_loss": np.cos(updates / 7.0),
+        }
+    )
+    figure = learning_curves_figure(metrics)
+    traces = {trace.name: trace for trace in figure.data}
+    drawn = traces["episode_return"]
+    assert not np.isnan(np.asarray(drawn.y, dtype=float)).any()
+    np.testing.assert_array_equal(drawn.x, updates[updates % 2 == 0])
+    np.testing.assert_allclose(drawn.y, episode_return[updates % 2 == 0])
+    assert len(traces["episode_pnl"].y) == 13
+    assert len(traces["policy_loss"].y) == 40
