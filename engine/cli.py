@@ -1006,7 +1006,7 @@ def human_number(x: float) -> str:
     size = abs(x)
     if size < 1e-3 or size >= 1e15 or size == float("inf"):
         return f"{x:.2e}"
-    if size >= 1e5:
+    if size >= 1e5 or x == round(x):
         return f"{x:,.0f}"
     if size >= 1e3:
         return f"{x:,.2f}"
