@@ -73,6 +73,19 @@ class BacktestResult:
     #: the checkpoint's training window and the figures of the bars inside it and after
     #: it (:func:`training_windows`); None without a checkpoint
     training: dict[str, Any] | None = None
+    #: the run row's provenance columns (:func:`provenance`)
+    provenance: dict[str, Any] | None = None
+
+    def stored_summary(self) -> dict[str, Any]:
+        """The summary as a run row stores it: the figures, the order counts, the
+        in/out-of-sample split and the agents' table."""
+        stored = self.summary.to_dict()
+        stored["orders"] = self.orders
+        if self.training is not None:
+            stored["training"] = self.training
+        if self.agents is not None:
+            stored["agents"] = self.agents
+        return stored
 
     @property
     def replay_bars_per_second(self) -> float:
@@ -364,6 +377,7 @@ async def run_backtest_async(
         raise ConfigError(f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}")
     check_warmup(config, len(data))
     record = _training_record(config)
+    origin = provenance(data, record)
     warmup_until = trade_start_ns(config)
     if warmup_until is not None:
         if warmup_until > int(data.ts[-1]):
@@ -400,10 +414,7 @@ async def run_backtest_async(
             bar_gaps=data.report.gaps,
             first_bar_ns=int(data.ts[0]),
             last_bar_ns=int(data.ts[-1]),
-            data_fingerprint=bars_fingerprint(data),
-            checkpoint_fingerprint=record.fingerprint if record else None,
-            trained_first_ns=record.first_bar_ns if record else None,
-            trained_last_ns=record.last_bar_ns if record else None,
+            **origin,
         )
         if writer_process is None:
             writer_process = len(data) >= WRITER_PROCESS_MIN_BARS and not _in_memory(engine)
@@ -433,10 +444,22 @@ async def run_backtest_async(
             strategy_factory,
             progress,
             record,
+            origin,
         )
     finally:
         if writer is not None:
             writer.stop()
+
+
+def provenance(data: BarData, record: Any) -> dict[str, Any]:
+    """What a run row records of its inputs: the fingerprint of its bars and, for a run
+    with a checkpoint, the checkpoint's fingerprint and training window."""
+    return {
+        "data_fingerprint": bars_fingerprint(data),
+        "checkpoint_fingerprint": record.fingerprint if record else None,
+        "trained_first_ns": record.first_bar_ns if record else None,
+        "trained_last_ns": record.last_bar_ns if record else None,
+    }
 
 
 def _training_record(config: ScenarioConfig) -> Any:
@@ -468,6 +491,7 @@ async def _run(
     strategy_factory: StrategyFactory | None,
     progress: Callable[[int, int], None] | None,
     record: Any,
+    origin: dict[str, Any],
 ) -> BacktestResult:
     strategy = wire_pipeline(config, bus, clock, data, strategy_factory).strategy
     collector = ResultsCollector(len(data))
@@ -531,17 +555,7 @@ async def _run(
             ),
         }
     agents = strategy.agent_summary() if hasattr(strategy, "agent_summary") else None
-    if engine is not None and run_id is not None:
-        from storage.runs import COMPLETED, finish_run
-
-        stored = summary.to_dict()
-        stored["orders"] = orders
-        if training is not None:
-            stored["training"] = training
-        if agents is not None:
-            stored["agents"] = agents
-        finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall, summary=stored)
-    return BacktestResult(
+    result = BacktestResult(
         run_id=run_id,
         summary=summary,
         fills=len(collector.fills),
@@ -553,7 +567,14 @@ async def _run(
         setup_seconds=setup,
         orders=orders,
         training=training,
+        provenance=origin,
     )
+    if engine is not None and run_id is not None:
+        from storage.runs import COMPLETED, finish_run
+
+        stored = result.stored_summary()
+        finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall, summary=stored)
+    return result
 
 
 async def _replay(

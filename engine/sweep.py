@@ -409,9 +409,7 @@ def run_task(
             extra={} if trained is None else {"training": trained},
         )
     fills = [m for m in captured if type(m) is OrderFilled]
-    summary = result.summary.to_dict()
-    if result.agents is not None:
-        summary["agents"] = result.agents
+    summary = result.stored_summary()
     outcome = TaskOutcome(
         task=spec.task,
         status="completed",
@@ -444,6 +442,7 @@ def run_task(
         "bar_gaps": data.report.gaps,
         "first_bar_ns": int(data.ts[0]),
         "last_bar_ns": int(data.ts[-1]),
+        **(result.provenance or {}),
     }
     if worker_writes:
         outcome.run_id = _store_on_worker(

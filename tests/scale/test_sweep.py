@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def test_sweep_results_equal_the_same_backtests_run_one_by_one(
             for r in trade_rows(connect(sequential_url), expected.run_id)
         ]
         assert stored == alone_stored
+        # a sweep's run records what a backtest's does: provenance and its orders
+        with sweep_engine.connect() as c:
+            swept = c.execute(select(Run).where(Run.id == row["run_id"])).one()
+        with connect(sequential_url).connect() as c:
+            single = c.execute(select(Run).where(Run.id == expected.run_id)).one()
+        assert swept.data_fingerprint == single.data_fingerprint is not None
+        assert json.loads(swept.summary_json)["orders"] == expected.orders
     with sweep_engine.connect() as c:
         snapshots = c.execute(select(func.count()).select_from(PortfolioSnapshotRow)).scalar()
         sweep = c.execute(select(Sweep)).mappings().one()
