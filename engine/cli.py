@@ -197,6 +197,7 @@ def backtest(
     summary["agents"] = result.agents
     summary["orders"] = result.orders
     summary["training"] = result.training
+    summary["panel"] = result.panel
     if (report or report_file is not None) and result.run_id is not None:
         written = _write_report(db or config.storage.url, result.run_id, report_file)
         summary["report"] = str(written)
@@ -548,6 +549,17 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
                 "checkpoint trained on",
                 f"{training['symbol']} {_fmt_time(training['first_bar_ns'])} .. "
                 f"{_fmt_time(training['last_bar_ns'])} UTC ({training['bars']:,} bars)",
+            )
+        )
+    panel = s.get("panel")
+    if panel and panel.get("steps"):
+        notes.append(
+            (
+                "panel",
+                f"effective number of agents {panel['effective_agents']:.2f} (time average of "
+                f"1/Σw²); share prices {human_number(panel['share_price_min'])} .. "
+                f"{human_number(panel['share_price_max'])}; mean exposure "
+                f"{panel['exposure_mean']:.0%}",
             )
         )
     notes += [("speed", _speed(s)), ("run id", str(s["run_id"]))]

@@ -253,18 +253,23 @@ class ScriptedEnsembleConfig(
     tag="scripted_ensemble",
     tag_field="kind",
 ):
-    """Scripted agents (``oracle``, ``contrarian``, ``random``, ``neutral``) weighted by the
-    meta-investor; ``meta`` holds :class:`strategies.meta.step.MetaInvestorParams` fields
-    (``n_agents`` is set from ``agents``). ``oracle`` and ``contrarian`` read the next bar
-    on purpose: they exist to show and test the meta-investor, not to trade."""
+    """Scripted agents (``oracle``, ``contrarian``, ``random``, ``neutral``, ``trend``,
+    ``mean_revert``; see :mod:`strategies.scripted`) weighted by the meta-investor;
+    ``lookback`` is the bars the ``trend`` and ``mean_revert`` rules read; ``meta`` holds
+    :class:`strategies.meta.step.MetaInvestorParams` fields (``n_agents`` is set from
+    ``agents``). ``oracle`` and ``contrarian`` read the next bar on purpose: they exist to
+    show and test the meta-investor, not to trade."""
 
     agents: tuple[str, ...] = ("oracle", "contrarian", "random")
     max_position: float = 1_000.0
     confidence_threshold: float = 0.0
+    lookback: int = 20
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def check(self) -> None:
-        known = ("oracle", "contrarian", "random", "neutral")
+        if self.lookback < 1:
+            raise ConfigError(f"strategy.lookback must be >= 1, got {self.lookback}")
+        known = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
         for rule in self.agents:
             if rule not in known:
                 raise ConfigError(
@@ -317,11 +322,16 @@ class MappoEnsembleConfig(
 
 
 StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
-# keys added after scenarios were stored: left out at their defaults, so hashes stay
-_SAMPLING_DEFAULTS = {
-    "sampling_temperature": 1.0,
-    "uncertainty_bonus": 0.0,
-    "allow_transfer": False,
+# Keys added after scenarios were stored, per section (strategies by kind): to_dict leaves
+# them out at their defaults, so the config hash of a scenario that does not use them stays.
+_LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"source_bar_minutes": 0},
+    "mappo_ensemble": {
+        "sampling_temperature": 1.0,
+        "uncertainty_bonus": 0.0,
+        "allow_transfer": False,
+    },
+    "scripted_ensemble": {"lookback": 20},
 }
 
 
@@ -432,14 +442,14 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
         out.pop("base_dir", None)
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
-        if out["data"].get("source_bar_minutes") == 0:  # infer: the key's default
-            del out["data"]["source_bar_minutes"]
+        sections = [("data", out["data"])]
         strategy = out.get("strategy")
-        if isinstance(strategy, dict) and strategy.get("kind") == "mappo_ensemble":
-            # so do learned-ensemble scenarios that leave the sampling keys at their defaults
-            for key, default in _SAMPLING_DEFAULTS.items():
-                if strategy.get(key) == default:
-                    del strategy[key]
+        if isinstance(strategy, dict):
+            sections.append((str(strategy.get("kind")), strategy))
+        for name, section in sections:
+            for key, default in _LATER_DEFAULTS.get(name, {}).items():
+                if key in section and section[key] == default:
+                    del section[key]
         return out
 
 

@@ -75,6 +75,9 @@ class BacktestResult:
     training: dict[str, Any] | None = None
     #: the run row's provenance columns (:func:`provenance`)
     provenance: dict[str, Any] | None = None
+    #: the meta-investor's panel over the run (effective number of agents, share price
+    #: range, mean exposure); None without one
+    panel: dict[str, Any] | None = None
 
     def stored_summary(self) -> dict[str, Any]:
         """The summary as a run row stores it: the figures, the order counts, the
@@ -85,6 +88,8 @@ class BacktestResult:
             stored["training"] = self.training
         if self.agents is not None:
             stored["agents"] = self.agents
+        if self.panel is not None:
+            stored["panel"] = self.panel
         return stored
 
     @property
@@ -270,7 +275,9 @@ def _scripted_ensemble(
         rng=np.random.default_rng([config.run.seed, 1]),
     )
     agents = [
-        ScriptedAgent(bus, clock, symbol, ids[i], i, rule, data=data, rng=rng)
+        ScriptedAgent(
+            bus, clock, symbol, ids[i], i, rule, data=data, rng=rng, lookback=strategy.lookback
+        )
         for i, rule in enumerate(strategy.agents)
     ]
     return Ensemble(meta, agents, TargetExecution(bus, clock, symbol))
@@ -555,6 +562,7 @@ async def _run(
             ),
         }
     agents = strategy.agent_summary() if hasattr(strategy, "agent_summary") else None
+    panel = strategy.panel_summary() if hasattr(strategy, "panel_summary") else None
     result = BacktestResult(
         run_id=run_id,
         summary=summary,
@@ -568,6 +576,7 @@ async def _run(
         orders=orders,
         training=training,
         provenance=origin,
+        panel=panel,
     )
     if engine is not None and run_id is not None:
         from storage.runs import COMPLETED, finish_run

@@ -126,6 +126,22 @@ def metrics_table(summary: dict[str, Any]) -> str:
         for key, label, kind in METRICS
         if key in summary
     ]
+    panel = summary.get("panel") or {}
+    if panel.get("steps"):
+        blanks = "<td></td>" * (len(columns) - 1)
+        rows.append(
+            "<tr><th>effective number of agents (mean 1/Σw²)</th>"
+            f"<td>{_fmt(panel['effective_agents'], 'num')}</td>{blanks}</tr>"
+        )
+        rows.append(
+            "<tr><th>share prices, lowest .. highest</th>"
+            f"<td>{panel['share_price_min']:.3g} .. {panel['share_price_max']:.3g}</td>"
+            f"{blanks}</tr>"
+        )
+        rows.append(
+            "<tr><th>mean exposure (share of max position)</th>"
+            f"<td>{_fmt(panel['exposure_mean'], 'pct')}</td>{blanks}</tr>"
+        )
     return '<table class="metrics">' + head + "".join(rows) + "</table>"
 
 

@@ -30,3 +30,6 @@ class Ensemble:
 
     def agent_summary(self) -> list[dict[str, float | str]]:
         return self.meta.agent_summary()
+
+    def panel_summary(self) -> dict[str, float | int]:
+        return self.meta.panel_summary()

@@ -3,11 +3,19 @@
 ``oracle`` peeks at the next bar and votes for its open-to-close direction
 (the move a position taken on this close earns after the next open);
 ``contrarian`` votes the opposite; ``random`` votes uniformly with a seeded
-generator; ``neutral`` always votes neutral. Only ``random`` and ``neutral``
-are usable outside a backtest: the others read the future on purpose.
+generator; ``neutral`` always votes neutral. ``trend`` and ``mean_revert`` read past
+closes only: ``trend`` votes the sign of the last ``lookback`` bars' move,
+close[t] - close[t - lookback]; ``mean_revert`` votes against the close's deviation from
+the mean of the last ``lookback`` closes, -sign(close[t] - mean(close[t-lookback+1..t]));
+both vote neutral until ``lookback`` + 1 closes (trend) or ``lookback`` closes (mean
+reversion) have been seen. ``oracle`` and ``contrarian`` read the future on purpose: they
+work in a backtest only.
 """
 
 from __future__ import annotations
+
+import math
+from collections import deque
 
 import numpy as np
 
@@ -18,7 +26,7 @@ from engine.events import AgentAction, Bar
 
 __all__ = ["ScriptedAgent"]
 
-RULES = ("oracle", "contrarian", "random", "neutral")
+RULES = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
 
 
 class ScriptedAgent:
@@ -34,6 +42,7 @@ class ScriptedAgent:
         data: BarData | None = None,
         rng: np.random.Generator | None = None,
         conviction: float = 0.9,
+        lookback: int = 20,
     ) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
@@ -49,17 +58,36 @@ class ScriptedAgent:
         self.rule = rule
         self._rng = rng
         self._conviction = conviction
-        self._index = {int(t): i for i, t in enumerate(data.ts)} if data is not None else {}
+        if rule in ("trend", "mean_revert") and lookback < 1:
+            raise ValueError(f"the {rule!r} rule needs lookback >= 1, got {lookback}")
+        self._lookback = lookback
+        self._closes: deque[float] = deque(maxlen=lookback + 1)
+        self._index = (
+            {int(t): i for i, t in enumerate(data.ts)}
+            if data is not None and rule in ("oracle", "contrarian")
+            else {}
+        )
         self._data = data
 
     def subscribe(self) -> None:
         self._bus.subscribe(Bar, self.on_bar, self.symbol)
 
     def _direction(self, bar: Bar) -> int:
-        if self.rule == "neutral":
+        rule = self.rule
+        if rule == "neutral":
             return 0
-        if self.rule == "random":
+        if rule == "random":
             return int(self._rng.integers(-1, 2))  # type: ignore[union-attr]
+        if rule in ("trend", "mean_revert"):
+            closes = self._closes
+            closes.append(bar.close)
+            k = self._lookback
+            if rule == "trend":
+                return int(np.sign(closes[-1] - closes[0])) if len(closes) > k else 0
+            if len(closes) < k:
+                return 0
+            mean = math.fsum(list(closes)[-k:]) / k
+            return -int(np.sign(closes[-1] - mean))
         i = self._index[bar.ts_event]
         data = self._data
         assert data is not None  # checked in __init__ for these rules

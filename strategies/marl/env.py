@@ -24,8 +24,9 @@ unchanged weights), v(∅) = 0, for all 8 coalitions of every environment at onc
 φ = v @ M with M the Shapley matrix (Shapley values are linear in v). The
 meta-investor's state of every environment (share prices, volatility and price
 windows, weights) is advanced by the meta-investor's own step kernel in one
-compiled loop over environments, so weights follow SPEC 5 exactly as on the bus
-(time to expiry: the episode's remaining steps).
+compiled loop over environments, so weights, and the exposure that scales
+``max_position``, follow the meta-investor exactly as on the bus (time to expiry: the
+rolling ``expiry_bars``, or with ``expiry_bars = 0`` the episode's remaining steps).
 
 Rewards (SPEC 4, :mod:`strategies.marl.rewards`) use r_i = w_i φ_i.
 
@@ -305,7 +306,8 @@ class VectorMarketEnv:
             logs = np.where(ensemble > 0.0, np.log(np.where(ensemble > 0, ensemble, 1.0)), 0.0)
         entropy = -(ensemble * logs).sum(axis=2)
         confidence = ensemble.max(axis=2) - entropy
-        raw = self.max_position * (ensemble[:, :, 2] - ensemble[:, :, 0])
+        size = self.max_position * self._meta_state[:, -1:]  # the exposure of each env
+        raw = size * (ensemble[:, :, 2] - ensemble[:, :, 0])
         lots = np.round(raw / self.lot_size) * self.lot_size
         previous = self.position[:, None]
         targets = np.where(confidence >= self.threshold - 1e-12, lots, previous)
@@ -351,7 +353,10 @@ class VectorMarketEnv:
         np.maximum(self.peak, self.equity, out=self.peak)
         drawdown = 1.0 - self.equity / self.peak
         self.step_in_episode += 1
-        expiry = (self.episode_length - self.step_in_episode).astype(np.float64)
+        if self.meta_params.expiry_bars:
+            expiry = np.full(self.n_envs, float(self.meta_params.expiry_bars))
+        else:
+            expiry = (self.episode_length - self.step_in_episode).astype(np.float64)
         _meta_update_batch_nb(
             phi,
             self._meta_state,

@@ -46,15 +46,18 @@ DEFAULT_BUBBLE_CAP = 100.0
 
 
 @njit(cache=True)
-def option_target_weights_nb(option_values, out):
-    """w* = C / ΣC, equal weights when ΣC = 0."""
+def option_target_weights_nb(option_values, out, floor=0.0):
+    """w* = f + (1 - n f) C / ΣC with f = ``floor`` (SPEC 5.6 when f = 0), equal weights
+    when ΣC = 0. A floor keeps every agent in the panel with a small stake, so that it
+    keeps earning a track record from which its weight can come back."""
     n = option_values.shape[0]
     total = 0.0
     for i in range(n):
         total += option_values[i]
     if total > 0.0:
+        rest = 1.0 - n * floor
         for i in range(n):
-            out[i] = option_values[i] / total
+            out[i] = floor + rest * (option_values[i] / total)
     else:
         for i in range(n):
             out[i] = 1.0 / n

@@ -340,9 +340,15 @@ class MetaInvestor:
         self._equity = math.nan
         self._position = 0.0
         self._last_close = math.nan
-        self._pending: tuple[np.ndarray, np.ndarray, float, float, float, int] | None = None
+        self._pending: tuple[np.ndarray, np.ndarray, float, float, float, int, float] | None = None
+
         self._cumulative_phi = [0.0] * n
         self.steps = 0
+        # running figures of the panel (panel_summary)
+        self._effective_sum = 0.0
+        self._exposure_sum = 0.0
+        self._price_low = math.inf
+        self._price_high = -math.inf
         #: Per agent: steps whose CRR value fell back to Black-Scholes (p outside [0, 1]).
         self.crr_fallbacks = np.zeros(n, dtype=np.int64)
         self._pricing: list[str] = [params.pricing] * n  # each Valuation's ``pricing``
@@ -397,11 +403,10 @@ class MetaInvestor:
         weights = self.state.weights  # a copy
         votes = self._votes.copy()
         out = self._decision
-        _decision_nb(
-            votes, weights, self.max_position, self.threshold, self.lot_size, self._position, out
-        )
+        size = self.max_position * self.state.exposure
+        _decision_nb(votes, weights, size, self.threshold, self.lot_size, self._position, out)
         target, confidence, bearish, neutral, bullish = out.tolist()
-        self._pending = (votes, weights, self._position, self._equity, self._last_close, ts)
+        self._pending = (votes, weights, self._position, self._equity, self._last_close, ts, size)
         bus = self._bus
         bus.publish(
             TargetPosition(
@@ -420,7 +425,7 @@ class MetaInvestor:
         self._seen = 0
 
     def _settle(self, bar: Bar) -> None:
-        votes, weights, previous, equity_before, previous_close, decision_ts = self._pending  # type: ignore[misc]
+        votes, weights, previous, equity_before, previous_close, decision_ts, size = self._pending  # type: ignore[misc]
         self._pending = None
         actual = self._equity - equity_before
         if not math.isfinite(actual):
@@ -436,7 +441,7 @@ class MetaInvestor:
                 f"{actual!r}: {hint}"
             )
         pnl_args: _PnlArguments = (
-            self.max_position,
+            size,
             self.threshold,
             self.lot_size,
             previous,
@@ -489,6 +494,11 @@ class MetaInvestor:
             self._raise_non_finite(result, bar)
         self._cumulative_phi = list(map(_add, self._cumulative_phi, phi))
         self.steps += 1
+        self._effective_sum += 1.0 / sum(w * w for w in weights_now)
+        self._exposure_sum += size / self.max_position
+        exponent = self.state.price_scale_exponent  # literal forms rebase by powers of 2
+        self._price_low = min(self._price_low, _unscaled(min(prices), exponent))
+        self._price_high = max(self._price_high, _unscaled(max(prices), exponent))
         coalitions = result.coalition_count
         method = result.method
         symbol = self.symbol
@@ -552,6 +562,19 @@ class MetaInvestor:
                     f"the float range apart (lower [strategy.meta] alpha)"
                 )
 
+    def panel_summary(self) -> dict[str, float | int]:
+        """Over the settled steps: the time-average effective number of agents 1 / Σ w²
+        (n for equal weights, 1 when one agent holds all), the lowest and highest share
+        price (unscaled) and the mean exposure (share of ``max_position``)."""
+        steps = self.steps
+        return {
+            "steps": steps,
+            "effective_agents": self._effective_sum / steps if steps else math.nan,
+            "share_price_min": self._price_low if steps else math.nan,
+            "share_price_max": self._price_high if steps else math.nan,
+            "exposure_mean": self._exposure_sum / steps if steps else math.nan,
+        }
+
     def agent_summary(self) -> list[dict[str, float | str]]:
         """Per agent: cumulative Shapley P&L, final share price and weight."""
         prices = self.state.share_prices
@@ -565,3 +588,11 @@ class MetaInvestor:
             }
             for i, agent_id in enumerate(self.agent_ids)
         ]
+
+
+def _unscaled(price: float, exponent: int) -> float:
+    """``price * 2**exponent``; inf beyond the float range (a literal-form price can be)."""
+    try:
+        return math.ldexp(price, exponent)
+    except OverflowError:
+        return math.inf

@@ -111,6 +111,18 @@ def black_scholes_call_nb(S, K, T, r, sigma):
 
 
 @njit(cache=True)
+def exercise_probability_nb(S, K, T, r, sigma):
+    """N(d2): the risk-neutral probability that a call ends in the money (1 or 0, and 0.5
+    at the money, when T = 0 or σ = 0); inputs are assumed valid."""
+    vol_sqrt_t = sigma * math.sqrt(T) if T > 0.0 else 0.0
+    if vol_sqrt_t <= 0.0:
+        forward = S * math.exp(r * T) if T > 0.0 else S
+        return 1.0 if forward > K else 0.5 if forward == K else 0.0
+    d2 = (math.log(S / K) + r * T) / vol_sqrt_t - 0.5 * vol_sqrt_t
+    return norm_cdf_nb(d2)
+
+
+@njit(cache=True)
 def black_scholes_greeks_nb(S, K, T, r, sigma):
     """(delta, gamma, vega, theta) of a Black-Scholes call; inputs assumed valid."""
     if T <= 0.0:

@@ -1,6 +1,41 @@
 """Agent share prices and their volatility (SPEC sections 5.3 and 5.4).
 
-Simple form (default)::
+Relative form (the default): credit with forgetting, in typical units. An agent is
+credited with its Shapley value per unit of the stake it was given (``credit =
+"per_weight"``), x_i = φ_i / (w_i e), with w_i its weight and e the exposure of the
+decision (the share of ``max_position`` the ensemble could take): the P&L its calls made
+per unit of capital, comparable between agents whatever their weights (an agent with a
+small weight still earns a track record; a raw φ_i would be small just because w_i is).
+Each step the credit is measured against a benchmark b (``benchmark``: "cash", b = 0, or
+"panel", b = mean_j x_j) in typical units,
+
+    z_i = clip((x_i - b) / s, -c, c),
+
+where s² is an exponentially weighted mean (half-life ``scale_half_life`` credited steps)
+of mean_j (x_j - b)², and the log price forgets at the half-life h (``credit_half_life``,
+in bars), λ = 2^(-1/h):
+
+    log(S_i(t+1) / S_i(0)) = λ log(S_i(t) / S_i(0)) + κ (1 - λ) z_i
+
+with κ the ``sensitivity``. So log(S_i / S_i(0)) is κ times an exponentially weighted
+mean of the agent's credit over about the last h bars: an agent whose calls make one
+typical unit on every bar settles at S = S(0) e^κ, one without edge wanders around S(0)
+with a log-spread of about κ √(ln 2 / (2h)), and weight that went to an agent flows back
+within a few half-lives once its credit turns. **What a share price of 2.0 means** (S(0) =
+1, the cash benchmark): over roughly the last h bars, weighted toward the latest, the
+agent's calls made money at ln 2 / κ typical units per bar (with the defaults κ = 8,
+h = 32: about 0.09 units, a bar-by-bar information ratio of about 0.09); 0.5 means they
+lost at that rate. Prices stay within S(0) e^(±κ c) by construction (c = ``credit_clip``),
+and a step on which every credit equals the benchmark credits nobody but still forgets.
+The options then value each agent's call struck at S(0) (:mod:`strategies.meta.step`):
+in the money by how far the agent has been making money.
+
+Why not the literal forms at bar frequency: the simple form compounds a step of about ±α
+every bar and never forgets, so over 25,000 bars the prices drift e^50 apart and the
+option weights lock onto one agent for good (on the Weichai demo: weights 1.0, 4e-12,
+4e-62 within weeks, share prices 1e61 and 1e-49).
+
+Simple form (SPEC 5.3)::
 
     S_i(t+1) = S_i(t) · max(1 + α (φ_i - φ̄) / σ_φ, floor)
     φ̄ = mean_j φ_j,  σ_φ = population standard deviation of φ_j
@@ -94,6 +129,57 @@ def compound_factors_nb(phi, floor, rtol, factors):
     for i in range(n):
         factors[i] = max(1.0 + phi[i] / scale, floor)
     return True
+
+
+@njit(cache=True)
+def relative_factors_nb(
+    phi,
+    weights,
+    prices,
+    initial,
+    decay,
+    gain,
+    clip,
+    scale_decay,
+    rtol,
+    scale,
+    factors,
+    absolute=False,
+):
+    """Factors of the relative form into ``factors``; ``scale`` = [EW variance sum, EW weight]
+    is updated in place. Returns False when nobody was credited (only forgetting).
+
+    The credit of agent i is its Shapley value per unit of its weight, φ_i / w_i (all
+    ones in ``weights`` compare the raw φ_i)."""
+    n = phi.shape[0]
+    mean = 0.0
+    largest = 0.0
+    for i in range(n):
+        credit = phi[i] / weights[i] if weights[i] > 0.0 else 0.0
+        mean += credit
+        largest = max(largest, abs(credit))
+    mean /= n
+    if absolute:
+        mean = 0.0
+    variance = 0.0
+    for i in range(n):
+        credit = phi[i] / weights[i] if weights[i] > 0.0 else 0.0
+        variance += (credit - mean) ** 2
+    variance /= n
+    credited = not (variance == 0.0 or math.sqrt(variance) <= rtol * largest)
+    spread = 0.0
+    if credited:
+        scale[0] = scale_decay * scale[0] + (1.0 - scale_decay) * variance
+        scale[1] = scale_decay * scale[1] + (1.0 - scale_decay)
+        spread = math.sqrt(scale[0] / scale[1])
+    for i in range(n):
+        level = math.log(prices[i] / initial)
+        z = 0.0
+        if credited:
+            credit = phi[i] / weights[i] if weights[i] > 0.0 else 0.0
+            z = min(max((credit - mean) / spread, -clip), clip)
+        factors[i] = math.exp(decay * level + gain * z - level)
+    return credited
 
 
 @njit(cache=True)

@@ -4,13 +4,18 @@ Per step, after the step's coalition values v(S) are known:
 
 1. Shapley values φ: exact when n ≤ ``exact_max_agents``, else Monte Carlo
    (:mod:`strategies.meta.shapley`).
-2. Share prices: simple or compound form (:mod:`strategies.meta.share_price`),
-   kept in the float range on long runs by an exact power-of-two rebase and a
-   relative floor (:func:`_rebase_nb`).
+2. Share prices: the relative form with forgetting (the default), or SPEC 5.3's
+   literal simple or compound form (:mod:`strategies.meta.share_price`, whose docstring
+   derives the default and says what a share price means), the literal forms kept in
+   the float range on long runs by an exact power-of-two rebase and a relative floor
+   (:func:`_rebase_nb`).
 3. Volatility σ_i: sample standard deviation of the last
    ``volatility_window`` log price changes, times √``periods_per_time_unit``.
-4. Strike K_i: mean of the last ``strike_window`` share prices, the new price
-   included (the initial price S_i(0) counts as the first of them).
+4. Strike K_i: with ``strike = "initial"`` (the default) the initial price S(0), which
+   in the relative form is the price of an agent as good as the panel's average, so a
+   call is in the money by how much the agent beats the panel; with
+   ``strike = "moving_average"`` (SPEC 5.5) the mean of the last ``strike_window`` share
+   prices, the new price included (the initial price counts as the first of them).
 5. Option values C_i: Black-Scholes (or CRR with ``crr_steps`` steps) with the
    caller's time to expiry and ``risk_free_rate``.
 6. Target weights w* (allocator mode), smoothed weights
@@ -40,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -57,19 +62,25 @@ from strategies.meta.options import (
     crr_call_nb,
     crr_degenerate_nb,
     crr_up_probability_nb,
+    exercise_probability_nb,
 )
+from strategies.meta.params import MetaInvestorParams
 from strategies.meta.shapley import (
-    MAX_EXACT_AGENTS,
     default_permutations,
     shapley_exact_nb,
     shapley_monte_carlo_details,
     shapley_size_weights,
 )
-from strategies.meta.share_price import compound_factors_nb, simple_factors_nb
+from strategies.meta.share_price import (
+    compound_factors_nb,
+    relative_factors_nb,
+    simple_factors_nb,
+)
 
-__all__ = ["MetaInvestorParams", "MetaInvestorState", "MetaStepResult"]
+__all__ = ["MetaInvestorParams", "MetaInvestorState", "MetaStepResult"]  # params re-exported
 
-_STATE_FORMAT = "emarl.meta_investor/2"
+_STATE_FORMAT = "emarl.meta_investor/3"
+_STATE_FORMATS = ("emarl.meta_investor/2", _STATE_FORMAT)  # 2: no relative-credit scale
 
 # Rows of the per-step result table.
 _PHI, _STDERR, _PRICES, _VOLS, _STRIKES, _OPTIONS, _TARGETS, _WEIGHTS, _BUBBLES = range(9)
@@ -88,7 +99,7 @@ RELATIVE_FLOOR_BITS = 600
     _P_ALPHA,
     _P_FLOOR,
     _P_RTOL,
-    _P_COMPOUND,
+    _P_FORM,
     _P_VOL_SCALE,
     _P_RATE,
     _P_CRR,
@@ -97,122 +108,19 @@ RELATIVE_FLOOR_BITS = 600
     _P_BETA,
     _P_CAP,
     _P_FIXED_TARGETS,
-) = range(12)
-_N_FLOAT_PARAMS = 12
-
-
-class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Configuration of the meta-investor; defaults in brackets.
-
-    * ``n_agents`` [3]: number of agents, ≥ 1.
-    * ``share_price_form`` ["simple"]: "simple" or "compound" (SPEC 5.3).
-    * ``alpha`` [0.05]: step size α of the simple form, ≥ 0.
-    * ``price_floor`` [1e-6]: smallest factor S(t+1)/S(t), in (0, 1).
-    * ``price_rtol`` [1e-9]: σ_φ (simple) or |φ̄| (compound) at or below
-      ``price_rtol`` · max|φ| skips the price update; in [0, 1).
-    * ``initial_share_price`` [1.0]: S_i(0), > 0.
-    * ``volatility_window`` [20]: log price changes in the volatility, ≥ 2.
-    * ``periods_per_time_unit`` [1.0]: steps per unit of the option's time,
-      > 0 (1 when the time to expiry is counted in steps).
-    * ``strike_window`` [20]: prices in the strike's moving average, ≥ 1.
-    * ``risk_free_rate`` [0.0]: r per unit of the option's time, finite.
-    * ``pricing`` ["black_scholes"]: "black_scholes" or "crr".
-    * ``crr_steps`` [200]: tree steps when pricing is "crr", in [1, 100000].
-    * ``allocator`` ["option"]: "option", "equal" or "softmax".
-    * ``softmax_raw_weights`` [()]: raw weights of "softmax" mode, empty (all
-      zero) or one finite number per agent.
-    * ``smoothing`` [0.1]: η of w ← (1 - η) w + η w*, in [0, 1].
-    * ``bubble_threshold`` [1.2]: θ of the bubble penalty, > 0.
-    * ``bubble_penalty_weight`` [1.0]: β of the bubble penalty, ≥ 0.
-    * ``bubble_cap`` [100.0]: largest bubble coefficient, ≥ 1.
-    * ``exact_max_agents`` [12]: exact Shapley up to this n, in [1, 16].
-    * ``monte_carlo_permutations`` [0]: permutations per Monte Carlo step;
-      0 means the default 2 ⌈max(50, 5 n ln n)⌉, otherwise even and ≥ 4.
-    * ``expiry_bars`` [0]: the options' time to expiry T - t, in bars (SPEC 5.5).
-      0: the bars left in the backtest, which needs a known end (a backtest only);
-      N > 0: a rolling, constant-maturity horizon of N bars, the same in backtests
-      and paper trading (so that both make the same decisions on the same bars).
-    """
-
-    n_agents: int = 3
-    share_price_form: Literal["simple", "compound"] = "simple"
-    alpha: float = 0.05
-    price_floor: float = 1e-6
-    price_rtol: float = 1e-9
-    initial_share_price: float = 1.0
-    volatility_window: int = 20
-    periods_per_time_unit: float = 1.0
-    strike_window: int = 20
-    risk_free_rate: float = 0.0
-    pricing: Literal["black_scholes", "crr"] = "black_scholes"
-    crr_steps: int = 200
-    allocator: Literal["option", "equal", "softmax"] = "option"
-    softmax_raw_weights: tuple[float, ...] = ()
-    smoothing: float = 0.1
-    bubble_threshold: float = 1.2
-    bubble_penalty_weight: float = 1.0
-    bubble_cap: float = 100.0
-    exact_max_agents: int = 12
-    monte_carlo_permutations: int = 0
-    expiry_bars: int = 0
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first field outside its valid range."""
-
-        def fail(field: str, valid: str) -> None:
-            raise ValueError(
-                f"MetaInvestorParams.{field} must be {valid}, got {getattr(self, field)!r}"
-            )
-
-        def integer(field: str, low: int, high: int | None = None) -> None:
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int):
-                fail(field, "an integer")
-            if value < low or (high is not None and value > high):
-                fail(field, f"in [{low}, {high}]" if high is not None else f">= {low}")
-
-        def real(field: str, check: Callable[[float], bool], valid: str) -> None:
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                fail(field, "a number")
-            if not (math.isfinite(value) and check(value)):
-                fail(field, valid)
-
-        def choice(field: str, options: tuple[str, ...]) -> None:
-            if getattr(self, field) not in options:
-                fail(field, f"one of {options}")
-
-        integer("n_agents", 1)
-        choice("share_price_form", ("simple", "compound"))
-        real("alpha", lambda x: x >= 0.0, "a finite number >= 0")
-        real("price_floor", lambda x: 0.0 < x < 1.0, "in (0, 1)")
-        real("price_rtol", lambda x: 0.0 <= x < 1.0, "in [0, 1)")
-        real("initial_share_price", lambda x: x > 0.0, "a finite number > 0")
-        integer("volatility_window", 2)
-        real("periods_per_time_unit", lambda x: x > 0.0, "a finite number > 0")
-        integer("strike_window", 1)
-        real("risk_free_rate", lambda x: True, "a finite number")
-        choice("pricing", ("black_scholes", "crr"))
-        integer("crr_steps", 1, 100_000)
-        choice("allocator", ("option", "equal", "softmax"))
-        raw = self.softmax_raw_weights
-        if not isinstance(raw, tuple) or (raw and len(raw) != self.n_agents):
-            fail("softmax_raw_weights", f"empty or a tuple of {self.n_agents} numbers")
-        if not all(isinstance(x, int | float) and math.isfinite(x) for x in raw):
-            fail("softmax_raw_weights", "finite numbers")
-        real("smoothing", lambda x: 0.0 <= x <= 1.0, "in [0, 1]")
-        real("bubble_threshold", lambda x: x > 0.0, "a finite number > 0")
-        real("bubble_penalty_weight", lambda x: x >= 0.0, "a finite number >= 0")
-        real("bubble_cap", lambda x: x >= 1.0, "a finite number >= 1")
-        integer("exact_max_agents", 1, MAX_EXACT_AGENTS)
-        integer("monte_carlo_permutations", 0)
-        integer("expiry_bars", 0)
-        count = self.monte_carlo_permutations
-        if count != 0 and (count < 4 or count % 2):
-            fail("monte_carlo_permutations", "0 (default) or an even integer >= 4")
+    _P_DECAY,
+    _P_GAIN,
+    _P_CLIP,
+    _P_SCALE_DECAY,
+    _P_INITIAL,
+    _P_STRIKE_INITIAL,
+    _P_PER_WEIGHT,
+    _P_MIN_WEIGHT,
+    _P_ABSOLUTE,
+    _P_EXPOSURE,
+) = range(22)
+_N_FLOAT_PARAMS = 22
+_FORMS = {"simple": 0.0, "compound": 1.0, "relative": 2.0}
 
 
 class MetaStepResult:
@@ -345,8 +253,8 @@ def _rebase_nb(prices, recent, counters, reported):
 def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scratch):
     """Steps 2-6 of the module docstring for φ in ``table[_PHI]``; returns the penalty.
 
-    ``state`` is [prices (n), weights (n), fixed targets (n),
-    change ring (vw × n), price ring (sw × n)] flattened.
+    ``state`` is [prices (n), weights (n), fixed targets (n), change ring (vw × n),
+    price ring (sw × n), relative-credit scale (2), exposure (1)] flattened.
     """
     n = table.shape[1]
     prices = state[0:n]
@@ -359,7 +267,28 @@ def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scrat
 
     phi = table[_PHI]
     factors = table[_PRICES]
-    if fparams[_P_COMPOUND] > 0.0:
+    form = fparams[_P_FORM]
+    if form == 2.0:
+        credit_scale = state[3 * n + (vol_window + strike_window) * n : state.shape[0] - 1]
+        per_unit = scratch[scratch.shape[0] - n :]  # n ones, or the stakes below
+        if fparams[_P_PER_WEIGHT] > 0.0:
+            for i in range(n):
+                per_unit[i] = weights[i] * state[state.shape[0] - 1]
+        relative_factors_nb(
+            phi,
+            per_unit,
+            prices,
+            fparams[_P_INITIAL],
+            fparams[_P_DECAY],
+            fparams[_P_GAIN],
+            fparams[_P_CLIP],
+            fparams[_P_SCALE_DECAY],
+            fparams[_P_RTOL],
+            credit_scale,
+            factors,
+            fparams[_P_ABSOLUTE] > 0.0,
+        )
+    elif form == 1.0:
         compound_factors_nb(phi, fparams[_P_FLOOR], fparams[_P_RTOL], factors)
     else:
         simple_factors_nb(phi, fparams[_P_ALPHA], fparams[_P_FLOOR], fparams[_P_RTOL], factors)
@@ -385,7 +314,7 @@ def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scrat
     vol_scale = fparams[_P_VOL_SCALE]
     rate = fparams[_P_RATE]
     use_crr = fparams[_P_CRR] > 0.0
-    tree = scratch[2:]
+    tree = scratch[2 : scratch.shape[0] - n]
     for i in range(n):
         if count >= 2:
             mean = 0.0
@@ -398,10 +327,13 @@ def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scrat
             sigma = math.sqrt(total / (count - 1)) * vol_scale
         else:
             sigma = 0.0
-        strike = 0.0
-        for k in range(price_count):
-            strike += recent[k * n + i]
-        strike /= price_count
+        if fparams[_P_STRIKE_INITIAL] > 0.0:  # S(0), in the rebased units of the prices
+            strike = math.ldexp(fparams[_P_INITIAL], -int(counters[_REBASE]))
+        else:
+            strike = 0.0
+            for k in range(price_count):
+                strike += recent[k * n + i]
+            strike /= price_count
         table[_VOLS, i] = sigma
         table[_STRIKES, i] = strike
         value = math.nan
@@ -416,10 +348,16 @@ def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scrat
         for i in range(n):
             targets[i] = fixed_targets[i]
     else:
-        option_target_weights_nb(table[_OPTIONS], targets)
+        option_target_weights_nb(table[_OPTIONS], targets, fparams[_P_MIN_WEIGHT])
     smooth_weights_nb(weights, targets, fparams[_P_ETA], weights)
+    exposure = 0.0
     for i in range(n):
         table[_WEIGHTS, i] = weights[i]
+        exposure += weights[i] * exercise_probability_nb(
+            prices[i], table[_STRIKES, i], time_to_expiry, rate, table[_VOLS, i]
+        )
+    if fparams[_P_EXPOSURE] > 0.0:  # "in_the_money", at least min_exposure
+        state[state.shape[0] - 1] = min(max(exposure, fparams[_P_EXPOSURE]), 1.0)
     return bubbles_nb(
         weights, targets, fparams[_P_CAP], fparams[_P_THETA], fparams[_P_BETA], table[_BUBBLES]
     )
@@ -508,7 +446,21 @@ class MetaInvestorState:
         fparams[_P_ALPHA] = params.alpha
         fparams[_P_FLOOR] = params.price_floor
         fparams[_P_RTOL] = params.price_rtol
-        fparams[_P_COMPOUND] = 1.0 if params.share_price_form == "compound" else 0.0
+        fparams[_P_FORM] = _FORMS[params.share_price_form]
+        decay = 2.0 ** (-1.0 / params.credit_half_life)
+        fparams[_P_DECAY] = decay
+        fparams[_P_GAIN] = params.sensitivity * (1.0 - decay)
+        fparams[_P_CLIP] = params.credit_clip
+        fparams[_P_SCALE_DECAY] = 2.0 ** (
+            -1.0 / (params.scale_half_life or params.credit_half_life)
+        )
+        fparams[_P_INITIAL] = params.initial_share_price
+        fparams[_P_STRIKE_INITIAL] = 1.0 if params.strike == "initial" else 0.0
+        fparams[_P_PER_WEIGHT] = 1.0 if params.credit == "per_weight" else 0.0
+        fparams[_P_MIN_WEIGHT] = params.weight_floor / n
+        fparams[_P_ABSOLUTE] = 1.0 if params.benchmark == "cash" else 0.0
+        # the smallest exposure of "in_the_money"; 0: "full" (the exposure stays 1)
+        fparams[_P_EXPOSURE] = params.min_exposure if params.exposure == "in_the_money" else 0.0
         fparams[_P_VOL_SCALE] = math.sqrt(params.periods_per_time_unit)
         fparams[_P_RATE] = params.risk_free_rate
         fparams[_P_CRR] = 1.0 if params.pricing == "crr" else 0.0
@@ -519,18 +471,20 @@ class MetaInvestorState:
         fparams[_P_FIXED_TARGETS] = 0.0 if params.allocator == "option" else 1.0
         self._fparams = fparams
 
-        # scratch = [volatility window, strike window, CRR tree values ...]
+        # scratch = [volatility window, strike window, CRR tree values ..., n ones]
         tree = params.crr_steps + 1 if params.pricing == "crr" else 1
-        self._scratch = np.zeros(2 + tree)
+        self._scratch = np.zeros(2 + tree + n)
         self._scratch[0] = vw
         self._scratch[1] = sw
+        self._scratch[-n:] = 1.0
 
         if params.allocator == "softmax":
             raw = np.array(params.softmax_raw_weights or (0.0,) * n, dtype=np.float64)
             fixed = softmax_weights(raw)
         else:
             fixed = np.full(n, 1.0 / n)
-        self._state = np.zeros(3 * n + (vw + sw) * n)
+        self._state = np.zeros(3 * n + (vw + sw) * n + 3)
+        self._state[-1] = 1.0  # the exposure of the first decision
         self._state[0:n] = params.initial_share_price
         self._state[n : 2 * n] = fixed if params.allocator != "option" else 1.0 / n
         self._state[2 * n : 3 * n] = fixed
@@ -550,6 +504,15 @@ class MetaInvestorState:
     def _recent_view(self) -> np.ndarray:
         n, vw, sw = self._n, self.params.volatility_window, self.params.strike_window
         return self._state[3 * n + vw * n : 3 * n + (vw + sw) * n].reshape(sw, n)
+
+    def _scale_view(self) -> np.ndarray:
+        """The relative form's typical unit: [EW variance sum, EW weight]."""
+        return self._state[-3:-1]
+
+    @property
+    def exposure(self) -> float:
+        """The share of ``max_position`` the next decision may take (``params.exposure``)."""
+        return float(self._state[-1])
 
     @property
     def n_agents(self) -> int:
@@ -578,7 +541,9 @@ class MetaInvestorState:
     # -- the step -----------------------------------------------------------------
 
     def step(
-        self, values: np.ndarray | Callable[[np.ndarray], np.ndarray], time_to_expiry: float
+        self,
+        values: np.ndarray | Callable[[np.ndarray], np.ndarray],
+        time_to_expiry: float,
     ) -> MetaStepResult:
         """Run one step with this step's coalition values; see the module docstring.
 
@@ -693,6 +658,8 @@ class MetaInvestorState:
             "weights": self._state[self._n : 2 * self._n].tolist(),
             "price_changes": self._changes_view().tolist(),
             "recent_prices": self._recent_view().tolist(),
+            "credit_scale": self._scale_view().tolist(),
+            "exposure": self.exposure,
             "counters": self._counters.tolist(),
             "rng_state": rng_state,
         }
@@ -706,7 +673,7 @@ class MetaInvestorState:
         The saved generator state, if any, is restored into ``rng`` when given,
         else into a new generator of the saved bit generator type.
         """
-        if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in _STATE_FORMATS:
             raise ValueError(f"not a meta-investor state of format {_STATE_FORMAT!r}")
         params = msgspec.convert(data["params"], MetaInvestorParams)
         rng_state = data.get("rng_state")
@@ -734,6 +701,11 @@ class MetaInvestorState:
         state._state[n : 2 * n] = arrays["weights"]
         state._changes_view()[:] = arrays["price_changes"]
         state._recent_view()[:] = arrays["recent_prices"]
+        scale = np.array(data.get("credit_scale", (0.0, 0.0)), dtype=np.float64)
+        if scale.shape != (2,):
+            raise ValueError(f"state field 'credit_scale' must have shape (2,), got {scale.shape}")
+        state._scale_view()[:] = scale
+        state._state[-1] = float(data.get("exposure", 1.0))
         state._counters[:] = arrays["counters"]
         state._step = int(data["step"])
         return state

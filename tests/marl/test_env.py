@@ -35,11 +35,15 @@ def _market(n: int, seed: int = 0) -> MarketData:
     return MarketData(np.zeros((n, 11)), open_, close, np.ones(n, dtype=bool))
 
 
-def test_env_meta_weights_follow_the_meta_investor_state():
-    """The env's compiled update over environments equals MetaInvestorState.step."""
+@pytest.mark.parametrize("expiry_bars", [0, 96])
+def test_env_meta_weights_follow_the_meta_investor_state(expiry_bars):
+    """The env's compiled update over environments equals MetaInvestorState.step, with the
+    episode's remaining steps (expiry_bars = 0) or a rolling horizon as time to expiry."""
     n, envs, length = 60, 4, 30
     market = _market(n)
-    params = MetaInvestorParams(volatility_window=5, strike_window=4, smoothing=0.3)
+    params = MetaInvestorParams(
+        volatility_window=5, strike_window=4, smoothing=0.3, expiry_bars=expiry_bars
+    )
     env = VectorMarketEnv(
         market,
         n_envs=envs,
@@ -64,8 +68,10 @@ def test_env_meta_weights_follow_the_meta_investor_state():
             # a game whose Shapley values are phi: additive v(S) = sum of members' phi
             for s in range(8):
                 v[s] = sum(phi[i] for i in range(3) if s >> i & 1)
-            states[e].step(v, float(length - k - 1))
+            states[e].step(v, float(expiry_bars or length - k - 1))
         np.testing.assert_allclose(env.weights, np.array([s.weights for s in states]), atol=1e-12)
+        exposures = np.array([s.exposure for s in states])
+        np.testing.assert_allclose(env._meta_state[:, -1], exposures, atol=1e-12)
     assert not np.allclose(env.weights, 1 / 3)  # the option allocator moved the weights
 
 

@@ -17,6 +17,7 @@ from storage.models import ShapleyValueRow, ValuationRow
 from strategies.ensemble import Ensemble
 from strategies.execution import TargetExecution
 from strategies.meta.investor import MetaInvestor
+from strategies.meta.params import SPEC_LITERAL
 from strategies.meta.step import MetaInvestorParams
 from strategies.scripted import ScriptedAgent
 from tests.conftest import synthetic_scenario
@@ -185,7 +186,7 @@ def test_scripted_ensemble_bad_meta_key_names_section() -> None:
 def test_meta_investor_long_run_with_strong_alpha_stays_in_float_range() -> None:
     # alpha 0.9: the oracle's price multiplies by ~1.9 a step and the contrarian's
     # shrinks; unrebased they would leave the float range within a few hundred steps.
-    _config, _result, events = run(2_500, rules=("oracle", "contrarian"), alpha=0.9)
+    _config, _result, events = run(2_500, rules=("oracle", "contrarian"), alpha=0.9, **SPEC_LITERAL)
     valuations = [e for e in events if isinstance(e, Valuation)]
     oracle = np.array([v.share_price for v in valuations if v.agent_index == 0])
     contrarian = np.array([v.share_price for v in valuations if v.agent_index == 1])
@@ -202,7 +203,7 @@ def test_meta_investor_rolling_expiry_is_constant_and_remaining_bars_count_down(
     _config, _result, events = run(600, expiry_bars=37)
     expiries = {v.time_to_expiry for v in events if isinstance(v, Valuation)}
     assert expiries == {37.0}
-    _config, _result, events = run(600)
+    _config, _result, events = run(600, expiry_bars=0)
     countdown = [v.time_to_expiry for v in events if isinstance(v, Valuation)][::3]
     assert countdown[0] > countdown[-1] >= 0.0
     assert all(a - b == 1.0 for a, b in itertools.pairwise(countdown))
@@ -220,7 +221,7 @@ def test_meta_investor_without_known_end_needs_a_rolling_expiry() -> None:
         )
 
     with pytest.raises(ConfigError, match=r"expiry_bars > 0"):
-        build(MetaInvestorParams(n_agents=1))
+        build(MetaInvestorParams(n_agents=1, expiry_bars=0))
     assert build(MetaInvestorParams(n_agents=1, expiry_bars=48)).expiry_bars == 48
 
 
@@ -492,6 +493,7 @@ def test_meta_investor_counts_crr_fallbacks_per_agent_and_values_them_by_black_s
         crr_steps=4,
         risk_free_rate=0.05,
         alpha=1e-7,
+        **SPEC_LITERAL,
     )
     meta = captured[0]
     assert meta.steps == 299
@@ -513,6 +515,8 @@ def test_meta_investor_counts_crr_fallbacks_per_agent_and_values_them_by_black_s
             valuation.volatility,
             0.05,
         )
-    _config, _result, events = run(300, on_meta=captured.append, pricing="crr", crr_steps=64)
+    _config, _result, events = run(
+        300, on_meta=captured.append, pricing="crr", crr_steps=64, **SPEC_LITERAL
+    )
     assert (captured[1].crr_fallbacks == 0).all()
     assert {e.pricing for e in events if isinstance(e, Valuation)} == {"crr"}

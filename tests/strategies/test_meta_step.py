@@ -80,7 +80,7 @@ def _reference_run(params, games, expiries):
     ],
 )
 def test_meta_investor_step_three_agents_matches_composed_functions(overrides):
-    params = MetaInvestorParams(alpha=0.2, **overrides)
+    params = MetaInvestorParams.spec_literal(alpha=0.2, **overrides)
     rng = np.random.default_rng(5)
     games = [_random_values(3, rng) for _ in range(40)]
     expiries = [float(40 - t) for t in range(40)]
@@ -106,7 +106,7 @@ def test_meta_investor_step_three_agents_matches_composed_functions(overrides):
 
 
 def test_meta_investor_step_nan_pnl_raises_naming_step_and_keeps_state():
-    state = MetaInvestorState(MetaInvestorParams())
+    state = MetaInvestorState(MetaInvestorParams.spec_literal())
     rng = np.random.default_rng(0)
     for _ in range(4):
         state.step(_random_values(3, rng), 10.0)
@@ -134,7 +134,7 @@ def test_meta_investor_step_zero_time_to_expiry_values_options_at_intrinsic():
 def test_meta_investor_step_equal_shapley_values_give_zero_options_and_equal_weights():
     # Additive game with equal contributions: φ_i all equal, σ_φ = 0, prices never move,
     # so σ = 0, strike = price and every option is worth 0 -> equal target weights.
-    state = MetaInvestorState(MetaInvestorParams(allocator="option"))
+    state = MetaInvestorState(MetaInvestorParams.spec_literal(allocator="option"))
     v = np.array([bin(s).count("1") * 0.7 for s in range(8)])
     for _ in range(6):
         result = state.step(v, 20.0)
@@ -149,7 +149,7 @@ def test_meta_investor_step_equal_shapley_values_give_zero_options_and_equal_wei
 
 
 def test_meta_investor_step_single_agent_keeps_full_weight():
-    state = MetaInvestorState(MetaInvestorParams(n_agents=1))
+    state = MetaInvestorState(MetaInvestorParams.spec_literal(n_agents=1))
     for pnl in (1.5, -2.0, 0.25):
         result = state.step(np.array([0.0, pnl]), 5.0)
         np.testing.assert_array_equal(result.phi, [pnl])
@@ -250,7 +250,7 @@ def test_meta_investor_steps_over_backtest_credit_agents_with_strategy_pnl():
 
 
 def test_meta_investor_step_wrong_value_count_raises():
-    state = MetaInvestorState(MetaInvestorParams())
+    state = MetaInvestorState(MetaInvestorParams.spec_literal())
     with pytest.raises(ValueError, match="expected 8 coalition values"):
         state.step(np.zeros(4), 1.0)
     with pytest.raises(ValueError, match="need the array of all 8 coalition values"):
@@ -336,7 +336,9 @@ def _normalised_reference(params, games, expiries):
 def test_meta_investor_step_long_compound_run_rebases_exactly():
     # Compound form: the factors 1 + φ_i/φ̄ average 2, so every price roughly doubles
     # a step and would overflow after about 1,000 steps without the rebase.
-    params = MetaInvestorParams(share_price_form="compound", alpha=1.0, volatility_window=10)
+    params = MetaInvestorParams.spec_literal(
+        share_price_form="compound", alpha=1.0, volatility_window=10
+    )
     rng = np.random.default_rng(3)
     games = []
     for _ in range(3_000):
@@ -361,7 +363,7 @@ def test_meta_investor_step_long_compound_run_rebases_exactly():
 
 
 def test_meta_investor_step_persistent_loser_is_held_at_relative_floor():
-    params = MetaInvestorParams(n_agents=2, alpha=0.9)
+    params = MetaInvestorParams.spec_literal(n_agents=2, alpha=0.9)
     state = MetaInvestorState(params)
     v = np.array([0.0, 1.0, -1.0, 0.0])  # agent 0 earns, agent 1 loses, every step
     for t in range(3_000):
@@ -376,7 +378,9 @@ def test_meta_investor_step_crr_probability_outside_unit_interval_is_recorded_an
     # A tiny alpha moves the prices by ~1e-7 a step: σ√Δt ~ 1e-7 < rΔt = 0.125, so the
     # risk-neutral p exceeds 1 and the tree is undefined; the step values those agents
     # with Black-Scholes and lists them in crr_fallback_agents.
-    params = MetaInvestorParams(pricing="crr", crr_steps=4, risk_free_rate=0.05, alpha=1e-7)
+    params = MetaInvestorParams.spec_literal(
+        pricing="crr", crr_steps=4, risk_free_rate=0.05, alpha=1e-7
+    )
     state = MetaInvestorState(params)
     rng = np.random.default_rng(9)
     T = 10.0
