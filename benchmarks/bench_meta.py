@@ -100,6 +100,7 @@ def bench_step() -> None:
             100.0,
             0.0,
             1.0,
+            0.0,
             previous,
             previous_close,
             open_price,

@@ -17,6 +17,7 @@ one-line message and an exit code, never a traceback:
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from enum import Enum
@@ -294,12 +295,14 @@ def train(
             # NaN: no episode ended during this update (the CSV and the database keep NaN)
             ret = row["episode_return"]
             shown = "-" if ret != ret else f"{ret:.3f}"
+            score = row.get("validation_sharpe", math.nan)
             text = (
                 f"update {row['update']}/{total}  stage {row['stage']}  "
                 f"return {shown}  pi {row['policy_loss']:.4f}  "
                 f"v {row['value_loss']:.4f}  H {row['entropy']:.3f}  "
                 f"kl {row['approx_kl']:.4f}  clip {row['clip_fraction']:.3f}  "
                 f"ev {row['explained_variance']:.3f}"
+                + ("" if score != score else f"  validation Sharpe {score:.2f}")
             )
             if bar is not None:
                 bar.update(task, completed=row["update"], description=text)
@@ -347,6 +350,16 @@ def train(
         highlight=False,
     )
     window = outcome.data
+    if "validation" in window:
+        held = window["validation"]
+        best = dict(held["scores"]).get(held["selected_update"], math.nan)
+        console.print(
+            f"kept update {held['selected_update']} of {len(result.metrics)} (validation "
+            f"Sharpe {best:.2f} on {held['bars']:,} bars {_fmt_time(held['first_bar_ns'])} .. "
+            f"{_fmt_time(held['last_bar_ns'])} UTC"
+            + ("; stopped early)" if held["stopped_early"] else ")"),
+            highlight=False,
+        )
     cut = f" (before run.trade_start {config.run.trade_start})" if config.run.trade_start else ""
     console.print(
         f"trained on {window['bars']:,} {window['symbol']} bars from {window['first_bar']} to "
@@ -480,6 +493,7 @@ def _speed(s: dict[str, Any]) -> str:
 WINDOW_TITLES = {
     "before_training": "before training",
     "in_sample": "IN SAMPLE (trained on)",
+    "validation": "validation (chose it)",
     "out_of_sample": "out of sample",
 }
 

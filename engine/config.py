@@ -255,7 +255,8 @@ class ScriptedEnsembleConfig(
 ):
     """Scripted agents (``oracle``, ``contrarian``, ``random``, ``neutral``, ``trend``,
     ``mean_revert``; see :mod:`strategies.scripted`) weighted by the meta-investor;
-    ``lookback`` is the bars the ``trend`` and ``mean_revert`` rules read; ``meta`` holds
+    ``lookback`` is the bars the ``trend`` and ``mean_revert`` rules read;
+    ``no_trade_band`` and ``min_hold_bars`` as for ``mappo_ensemble``; ``meta`` holds
     :class:`strategies.meta.step.MetaInvestorParams` fields (``n_agents`` is set from
     ``agents``). ``oracle`` and ``contrarian`` read the next bar on purpose: they exist to
     show and test the meta-investor, not to trade."""
@@ -264,9 +265,12 @@ class ScriptedEnsembleConfig(
     max_position: float = 1_000.0
     confidence_threshold: float = 0.0
     lookback: int = 20
+    no_trade_band: float = 0.0
+    min_hold_bars: int = 0
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def check(self) -> None:
+        _check_execution(self)
         if self.lookback < 1:
             raise ConfigError(f"strategy.lookback must be >= 1, got {self.lookback}")
         known = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
@@ -296,7 +300,10 @@ class MappoEnsembleConfig(
     τ_adaptive = ``sampling_temperature`` (1 + ``uncertainty_bonus`` · H(π) / log 3); see
     :mod:`strategies.marl.agents`). A checkpoint trained on another bar length or time
     zone is refused unless ``allow_transfer`` (see :mod:`strategies.marl.provenance`).
-    ``meta`` holds
+    Execution: a target that differs from the position by less than ``no_trade_band``
+    (a share of ``max_position``) is not traded, and a position is held at least
+    ``min_hold_bars`` bars before it changes again (both 0: off); the meta-investor's
+    credit models the same rule. ``meta`` holds
     :class:`strategies.meta.step.MetaInvestorParams` fields."""
 
     checkpoint: str = ""
@@ -307,9 +314,12 @@ class MappoEnsembleConfig(
     uncertainty_bonus: float = 0.0
     vote: Literal["action", "probabilities"] = "action"
     allow_transfer: bool = False
+    no_trade_band: float = 0.0
+    min_hold_bars: int = 0
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def check(self) -> None:
+        _check_execution(self)
         if not self.checkpoint:
             raise ConfigError("strategy.checkpoint is required for kind = 'mappo_ensemble'")
         _positive("strategy.max_position", self.max_position)
@@ -321,6 +331,17 @@ class MappoEnsembleConfig(
             )
 
 
+def _check_execution(strategy: Any) -> None:
+    """The ensembles' execution keys: ``no_trade_band`` in [0, 1), ``min_hold_bars`` >= 0."""
+    if not 0.0 <= strategy.no_trade_band < 1.0:
+        raise ConfigError(
+            f"strategy.no_trade_band must be in [0, 1) (a share of max_position), "
+            f"got {strategy.no_trade_band}"
+        )
+    if strategy.min_hold_bars < 0:
+        raise ConfigError(f"strategy.min_hold_bars must be >= 0, got {strategy.min_hold_bars}")
+
+
 StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
 # Keys added after scenarios were stored, per section (strategies by kind): to_dict leaves
 # them out at their defaults, so the config hash of a scenario that does not use them stays.
@@ -330,8 +351,11 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
         "sampling_temperature": 1.0,
         "uncertainty_bonus": 0.0,
         "allow_transfer": False,
+        "no_trade_band": 0.0,
+        "min_hold_bars": 0,
     },
-    "scripted_ensemble": {"lookback": 20},
+    "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
+    "train": {"reward_turnover": 0.0, "validation_end": "", "validate_every": 5, "patience": 0},
 }
 
 
@@ -344,6 +368,11 @@ class TrainConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True
     advanced); training stays in the last stage once its episodes are used up.
     ``allocator``: ``"option"`` (the meta-investor's option weights), ``"equal"`` or
     ``"learned"`` (SPEC 5.8: raw weights trained on Σ w φ - λ wᵀΣw - L_bubble).
+    ``reward_turnover``: ε of the turnover term (:mod:`strategies.marl.rewards`).
+    ``validation_end``: a date or time; the bars after the training window up to it are
+    held out to choose the checkpoint, scored every ``validate_every`` updates, with early
+    stopping after ``patience`` scores without improvement (0: never); empty: no
+    validation, the last update is kept (:mod:`strategies.marl.validation`).
     """
 
     updates: int = 200
@@ -374,6 +403,10 @@ class TrainConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True
     reward_synergy: float = 0.1
     reward_risk: float = 0.5
     reward_exploration: float = 0.1
+    reward_turnover: float = 0.0
+    validation_end: str = ""
+    validate_every: int = 5
+    patience: int = 0
     drawdown_threshold: float = 0.05
     exploration_beta: float = 0.1
     stop_loss: float = 0.5
@@ -402,6 +435,12 @@ class TrainConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True
             raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
         if self.threads < 1:
             raise ConfigError(f"train.threads must be >= 1, got {self.threads}")
+        if self.validate_every < 1 or self.patience < 0:
+            raise ConfigError(
+                f"train.validate_every must be >= 1 and train.patience >= 0, got "
+                f"{self.validate_every} and {self.patience}"
+            )
+        _non_negative("train.reward_turnover", self.reward_turnover)
 
 
 class StorageConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -443,6 +482,8 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
         sections = [("data", out["data"])]
+        if isinstance(out.get("train"), dict):
+            sections.append(("train", out["train"]))
         strategy = out.get("strategy")
         if isinstance(strategy, dict):
             sections.append((str(strategy.get("kind")), strategy))

@@ -193,13 +193,20 @@ def describe_refusals(orders: dict[str, Any]) -> str:
 
 def training_windows(record: Any, first_ns: int, last_ns: int) -> dict[str, tuple[int, int]]:
     """The parts of a run's bars ``[first_ns, last_ns]`` relative to a checkpoint's training
-    bars: ``in_sample`` (inside its training window), ``out_of_sample`` (after it) and
+    bars: ``in_sample`` (inside its training window), ``validation`` (the held-out bars that
+    chose the checkpoint, when it has them), ``out_of_sample`` (after both) and
     ``before_training`` (before it: not learned from, but learned from what came after).
     Parts without a bar of the run are left out."""
+    seen = record.last_bar_ns if record.validation is None else record.validation[1]
     windows = {
         "before_training": (first_ns, record.first_bar_ns - 1),
         "in_sample": (max(first_ns, record.first_bar_ns), min(last_ns, record.last_bar_ns)),
-        "out_of_sample": (max(first_ns, record.last_bar_ns + 1), last_ns),
+        "validation": (
+            (max(first_ns, record.validation[0]), min(last_ns, record.validation[1]))
+            if record.validation is not None
+            else (1, 0)
+        ),
+        "out_of_sample": (max(first_ns, seen + 1), last_ns),
     }
     return {name: (lo, hi) for name, (lo, hi) in windows.items() if lo <= hi}
 
@@ -273,6 +280,9 @@ def _scripted_ensemble(
         horizon_bars=len(data) if data is not None else 0,
         # its own stream: Monte Carlo credit draws do not shift the agents' draws
         rng=np.random.default_rng([config.run.seed, 1]),
+        no_trade_band=strategy.no_trade_band,
+        min_hold_bars=strategy.min_hold_bars,
+        trade_start_ns=trade_start_ns(config),
     )
     agents = [
         ScriptedAgent(
@@ -551,6 +561,7 @@ async def _run(
             "first_bar_ns": record.first_bar_ns,
             "last_bar_ns": record.last_bar_ns,
             "bars": record.bars,
+            "validation": record.validation,
             "windows": window_summaries(
                 ts,
                 equity,

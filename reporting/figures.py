@@ -140,9 +140,14 @@ def price_figure(
 TRAINING_FILL = "rgba(255, 193, 7, 0.16)"
 
 
-def shade_training_window(fig: go.Figure, first_ns: int, last_ns: int) -> go.Figure:
-    """Shade the bars a checkpoint was trained on (in sample) on every panel of a time
-    chart, with a label on the first."""
+VALIDATION_FILL = "rgba(33, 150, 243, 0.10)"
+
+
+def shade_training_window(
+    fig: go.Figure, first_ns: int, last_ns: int, validation: tuple[int, int] | None = None
+) -> go.Figure:
+    """Shade the bars a checkpoint was trained on (in sample), and the validation bars that
+    chose it, on every panel of a time chart, with a label on the first."""
     grid = getattr(fig, "_grid_ref", None)
     where: dict[str, Any] = {"row": "all", "col": "all"} if grid is not None else {}
     fig.add_vrect(
@@ -153,6 +158,15 @@ def shade_training_window(fig: go.Figure, first_ns: int, last_ns: int) -> go.Fig
         layer="below",
         **where,
     )
+    if validation is not None:
+        fig.add_vrect(
+            x0=float(validation[0]) / 1e6,
+            x1=float(validation[1]) / 1e6,
+            fillcolor=VALIDATION_FILL,
+            line_width=0,
+            layer="below",
+            **where,
+        )
     fig.add_annotation(
         x=float(first_ns) / 1e6,
         y=1.0,

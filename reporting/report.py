@@ -100,6 +100,7 @@ def _time(ns: int | None) -> str:
 WINDOW_TITLES = {
     "before_training": "before training",
     "in_sample": "IN SAMPLE (trained on)",
+    "validation": "validation (chose it)",
     "out_of_sample": "out of sample",
 }
 
@@ -242,12 +243,16 @@ def run_sections(
     summary = info["summary"]
     symbol = str(info["symbol"])
     trained = (info.get("trained_first_ns"), info.get("trained_last_ns"))
+    held_out = (summary.get("training") or {}).get("validation")
 
     def shaded(figure: go.Figure) -> go.Figure:
-        """Every time chart shades the bars the checkpoint was trained on."""
+        """Every time chart shades the bars the checkpoint was trained on (and the
+        validation bars that chose it)."""
         if trained[0] is None or trained[1] is None:
             return figure
-        return figures.shade_training_window(figure, int(trained[0]), int(trained[1]))
+        return figures.shade_training_window(
+            figure, int(trained[0]), int(trained[1]), tuple(held_out) if held_out else None
+        )
 
     initial = float(
         summary.get("initial_equity") or info["config"].get("broker", {}).get("initial_cash", 1.0)

@@ -488,6 +488,7 @@ def meta_params_of(config: Any, allocator_raw: list[float] | None = None) -> Any
 
 def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None = None) -> Any:
     """FeatureEngine + three LearnedAgents + MetaInvestor + TargetExecution, not subscribed."""
+    from engine.warmup import trade_start_ns
     from indicators.engine import FeatureEngine
     from strategies.ensemble import Ensemble
     from strategies.execution import TargetExecution
@@ -517,6 +518,9 @@ def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None
         horizon_bars=len(data) if data is not None else 0,
         # its own stream: Monte Carlo credit draws do not shift the agents' draws
         rng=np.random.default_rng([config.run.seed, 1]),
+        no_trade_band=strategy.no_trade_band,
+        min_hold_bars=strategy.min_hold_bars,
+        trade_start_ns=trade_start_ns(config),
     )
     features = FeatureEngine(bus, clock, symbol, config.indicators)
     agents = [

@@ -7,7 +7,9 @@ closed) and vote; each vote is a one-hot vector of the agent's action (the
 same vote the learned agents publish on the bus by default). The ensemble (SPEC 3)
 combines the votes with the meta-investor's weights, the confidence gate holds
 the previous position when max P - H(P) is below the threshold, and the target
-``max_position (P_bull - P_bear)`` is rounded to the lot. The position earns the
+``max_position e (P_bull - P_bear)`` (e the meta-investor's exposure) is rounded to the
+lot; as on the bus, a change smaller than ``no_trade_band`` of the size, or of a position
+held fewer than ``min_hold_bars`` decisions, is not traded. The position earns the
 move over (close t, close t+1] with the SimulatedBroker's rules: a market order
 for the difference fills at the open of t+1 moved by ``slippage_bps``, commission
 max(minimum, notional bps / 1e4 + quantity per-unit) on each non-zero trade::
@@ -55,6 +57,7 @@ from strategies.marl.rewards import (
     risk_reward,
     synergy_reward,
     total_reward,
+    turnover_reward,
 )
 from strategies.meta.shapley import coalition_masks, shapley_size_weights
 from strategies.meta.step import MetaInvestorParams, MetaInvestorState, _update_nb
@@ -170,6 +173,8 @@ class VectorMarketEnv:
         hard_share: float = 0.5,
         rng: np.random.Generator | None = None,
         sequential: bool = False,
+        no_trade_band: float = 0.0,
+        min_hold_bars: int = 0,
     ) -> None:
         if n_envs < 1 or episode_length < 1:
             raise ValueError("n_envs and episode_length must be >= 1")
@@ -180,6 +185,8 @@ class VectorMarketEnv:
         self.max_position = float(max_position)
         self.lot_size = float(lot_size)
         self.threshold = float(confidence_threshold)
+        self.no_trade_band = float(no_trade_band)
+        self.min_hold_bars = int(min_hold_bars)
         self.initial_cash = float(initial_cash)
         self.reward_weights = reward_weights or RewardWeights()
         self.stop_loss = stop_loss
@@ -204,6 +211,7 @@ class VectorMarketEnv:
         self.start = np.zeros(n_envs, dtype=np.int64)
         self.step_in_episode = np.zeros(n_envs, dtype=np.int64)
         self.position = np.zeros(n_envs)
+        self.held = np.zeros(n_envs, dtype=np.int64)  # decisions since the position changed
         self.equity = np.zeros(n_envs)
         self.peak = np.zeros(n_envs)
         self.pnl_std = 0.0
@@ -276,6 +284,7 @@ class VectorMarketEnv:
         self.start[mask] = self._sample_starts(count)
         self.step_in_episode[mask] = 0
         self.position[mask] = 0.0
+        self.held[mask] = np.iinfo(np.int64).max // 2
         self.equity[mask] = self.initial_cash
         self.peak[mask] = self.initial_cash
         self._meta_state[mask] = self._meta_template[0]
@@ -310,7 +319,10 @@ class VectorMarketEnv:
         raw = size * (ensemble[:, :, 2] - ensemble[:, :, 0])
         lots = np.round(raw / self.lot_size) * self.lot_size
         previous = self.position[:, None]
-        targets = np.where(confidence >= self.threshold - 1e-12, lots, previous)
+        young = (self.held < self.min_hold_bars)[:, None]  # held at least min_hold_bars
+        inside_band = np.abs(lots - previous) < self.no_trade_band * size
+        trade = (confidence >= self.threshold - 1e-12) & ~inside_band & ~young
+        targets = np.where(trade, lots, previous)
         c = self.costs
         traded = targets - previous
         open_next = self.data.open[t + 1][:, None]
@@ -348,6 +360,9 @@ class VectorMarketEnv:
         targets, values = self.coalition_values(votes, weights, t)
         pnl = values[:, -1].copy()
         phi = values @ self._shapley  # (E, 3)
+        changed = targets[:, -1] != self.position
+        self.held = np.where(changed, 1, self.held + 1)
+        traded = targets[:, -1] - self.position
         self.position = targets[:, -1].copy()
         self.equity += pnl
         np.maximum(self.peak, self.equity, out=self.peak)
@@ -377,6 +392,7 @@ class VectorMarketEnv:
             synergy_reward(actions, probabilities),
             risk_reward(drawdown, rw.drawdown_threshold),
             exploration_reward(probabilities, rw.exploration_beta),
+            turnover_reward(weights, traded, self.max_position),
         )
         terminated = self.equity < (1.0 - self.stop_loss) * self.initial_cash
         truncated = (self.step_in_episode >= self.episode_length) & ~terminated

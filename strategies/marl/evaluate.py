@@ -243,11 +243,18 @@ def evaluate_scenario(
         )
     windows = training_windows(record, int(data.ts[first]), int(data.ts[-1]))
     if set(windows) != {"out_of_sample"} and not allow_in_sample:
+        chose = ""
+        seen = record.last_bar_ns
+        if record.validation is not None:
+            chose = (
+                f" or chose it on ({_day(record.validation[0])} .. {_day(record.validation[1])})"
+            )
+            seen = record.validation[1]
         raise ConfigError(
             f"the evaluation window {_day(int(data.ts[first]))} .. {_day(int(data.ts[-1]))} "
             f"overlaps the bars checkpoint {record.checkpoint.name} was trained on "
-            f"({_day(record.first_bar_ns)} .. {_day(record.last_bar_ns)}); evaluate from "
-            f"after {_day(record.last_bar_ns)} (--trade-start) or pass --allow-in-sample"
+            f"({_day(record.first_bar_ns)} .. {_day(record.last_bar_ns)}){chose}; evaluate "
+            f"from after {_day(seen)} (--trade-start) or pass --allow-in-sample"
         )
     ts_all, eq_all, pos_all, directions = _run(config, data)
     keep = ts_all >= start_ns

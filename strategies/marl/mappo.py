@@ -239,6 +239,8 @@ class UpdateMetrics:
     explained_variance: float
     weights: tuple[float, ...]
     seconds: float
+    #: Sharpe ratio on the validation window after this update (NaN: not evaluated)
+    validation_sharpe: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -256,6 +258,11 @@ class TrainResult:
     updates_per_second: float = 0.0
     agent_steps_per_second: float = 0.0
     episodes: int = 0
+    #: the update whose weights were kept (the best validation Sharpe; else the last)
+    selected_update: int = 0
+    #: (update, validation Sharpe) of every evaluation
+    validation_scores: list[tuple[int, float]] = field(default_factory=list)
+    stopped_early: bool = False
 
 
 def seed_everything(seed: int, threads: int) -> torch.Generator:
@@ -303,6 +310,9 @@ def train(
     on_update: Callable[[UpdateMetrics], None] | None = None,
     inspect: Callable[[UpdateMetrics, list[PolicyNet]], None] | None = None,
     stage_markets: Sequence[MarketData] | None = None,
+    validation: Callable[[list[PolicyNet]], float] | None = None,
+    no_trade_band: float = 0.0,
+    min_hold_bars: int = 0,
 ) -> TrainResult:
     """Train the three policies and the critic on ``market``; ``hp`` is a TrainConfig.
 
@@ -311,6 +321,10 @@ def train(
     ``stage_markets`` (one per curriculum stage, the same bars with the stage's noise:
     :func:`strategies.marl.training.prepare_stage_markets`) replace ``market`` from the
     update on which their stage begins; without them every stage trades ``market``.
+    ``validation``, when given, scores the policies (eval mode) every ``hp.validate_every``
+    updates and after the last; the best-scoring update's weights are kept, and training
+    stops after ``hp.patience`` evaluations without a better score (0: never); see
+    :mod:`strategies.marl.validation`.
     """
     if stage_markets is not None and len(stage_markets) != len(hp.stage_complexity):
         raise ValueError(
@@ -340,11 +354,14 @@ def train(
             hp.reward_exploration,
             hp.drawdown_threshold,
             hp.exploration_beta,
+            hp.reward_turnover,
         ),
         stop_loss=hp.stop_loss,
         complexity=hp.stage_complexity[0] if hp.curriculum else 1.0,
         hard_share=hp.hard_share,
         rng=rng,
+        no_trade_band=no_trade_band,
+        min_hold_bars=min_hold_bars,
     )
     policies = [PolicyNet(agent, dropout=hp.dropout) for agent in AGENTS]
     critic = CentralCritic(dropout=hp.dropout)
@@ -391,6 +408,8 @@ def train(
     critic.norm.update(torch.as_tensor(market.inputs[env.starts]))
 
     agent_steps = 0
+    best: tuple[float, int, list[dict[str, torch.Tensor]]] | None = None
+    stale = 0
     for update in range(1, total_updates + 1):
         tick = time.perf_counter()
         stage, complexity = (
@@ -578,6 +597,19 @@ def train(
         )
         finished_returns.clear()
         finished_pnl.clear()
+        stop = False
+        if validation is not None and (update % hp.validate_every == 0 or update == total_updates):
+            for p in policies:
+                p.eval()
+            score = float(validation(policies))
+            metrics.validation_sharpe = score
+            result.validation_scores.append((update, score))
+            if best is None or score > best[0]:
+                best = (score, update, _snapshot(policies, critic))
+                stale = 0
+            else:
+                stale += 1
+                stop = bool(hp.patience) and stale >= hp.patience
         result.metrics.append(metrics)
         if on_update is not None:
             on_update(metrics)
@@ -585,17 +617,39 @@ def train(
             for p in policies:
                 p.eval()
             inspect(metrics, policies)
+        if stop:
+            result.stopped_early = True
+            break
 
+    result.selected_update = len(result.metrics)
+    if best is not None:
+        _restore(policies, critic, best[2])
+        result.selected_update = best[1]
     for p in policies:
         p.eval()
     critic.eval()
     result.seconds = time.perf_counter() - started
-    result.updates_per_second = total_updates / result.seconds if result.seconds else 0.0
+    result.updates_per_second = len(result.metrics) / result.seconds if result.seconds else 0.0
     result.agent_steps_per_second = agent_steps / result.seconds if result.seconds else 0.0
     result.episodes = env.episodes_started
     if allocator is not None:
         result.allocator_raw = [float(x) for x in allocator.raw.detach()]
     return result
+
+
+def _snapshot(policies: list[PolicyNet], critic: CentralCritic) -> list[dict[str, torch.Tensor]]:
+    """Copies of the networks' state dicts (weights and normalisation statistics)."""
+    return [
+        {key: value.detach().clone() for key, value in module.state_dict().items()}
+        for module in (*policies, critic)
+    ]
+
+
+def _restore(
+    policies: list[PolicyNet], critic: CentralCritic, states: list[dict[str, torch.Tensor]]
+) -> None:
+    for module, state in zip((*policies, critic), states, strict=True):
+        module.load_state_dict(state)
 
 
 def market_from_bars(data: Any, features: np.ndarray, warm: np.ndarray) -> MarketData:

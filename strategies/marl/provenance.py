@@ -86,6 +86,8 @@ class TrainingRecord:
     last_bar_ns: int
     bars: int
     data_fingerprint: str
+    #: the validation window that chose the checkpoint (first, last bar end), if any
+    validation: tuple[int, int] | None = None
 
     def describe(self) -> str:
         """E.g. ``000338.SZ 30-minute bars 2007-04-30 02:00 .. 2016-12-30 07:00 UTC
@@ -136,8 +138,13 @@ def read_training_record(path: Path) -> TrainingRecord:
             last_bar_ns=int(data["last_bar_ns"]),
             bars=int(data["bars"]),
             data_fingerprint=str(data.get("fingerprint", "")),
+            validation=(
+                (int(data["validation"]["first_bar_ns"]), int(data["validation"]["last_bar_ns"]))
+                if isinstance(data.get("validation"), dict)
+                else None
+            ),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(f"{meta_path}: a field of 'data' is malformed: {exc}") from None
 
 

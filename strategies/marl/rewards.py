@@ -1,7 +1,7 @@
 """The reward terms of SPEC section 4, vectorised over environments and agents.
 
-R_i = α R_pnl,i + β R_synergy,i + γ R_risk + δ R_exploration,i, then the running
-normalisation of :class:`RewardNormaliser`. Arrays are (envs, agents).
+R_i = α R_pnl,i + β R_synergy,i + γ R_risk + δ R_exploration,i + ε R_turnover,i, then
+the running normalisation of :class:`RewardNormaliser`. Arrays are (envs, agents).
 
 * R_pnl,i = tanh(p_i / (2 σ_pnl)) with p_i = w_i φ_i, the agent's Shapley share
   of the step's P&L weighted by its ensemble weight, and σ_pnl a running standard
@@ -15,6 +15,11 @@ normalisation of :class:`RewardNormaliser`. Arrays are (envs, agents).
 * R_risk = -max(0, (drawdown - threshold) / threshold)², the drawdown of the
   episode's equity from its running peak, the same for every agent.
 * R_exploration,i = β_exp H(π_i(.|s)).
+* R_turnover,i = -w_i |d| / max_position: the step's traded quantity d as a share of the
+  largest position, charged to each agent by its ensemble weight (emarl's addition, weight
+  ε = ``reward_turnover``, 0 by default). The P&L term already pays the commission and
+  slippage of a trade, but through a tanh of a noisy P&L; this term makes churn cost
+  every time, so that the agents learn to change their votes only when it pays.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ __all__ = [
     "pnl_reward",
     "risk_reward",
     "synergy_reward",
+    "turnover_reward",
 ]
 
 from dataclasses import dataclass
@@ -43,6 +49,7 @@ class RewardWeights:
     exploration: float = 0.1
     drawdown_threshold: float = 0.05
     exploration_beta: float = 0.1
+    turnover: float = 0.0
 
 
 def pnl_reward(weighted_phi: np.ndarray, running_std: float) -> np.ndarray:
@@ -106,17 +113,27 @@ class RewardNormaliser:
         return {"mean": self.mean, "std": self.std}
 
 
+def turnover_reward(weights: np.ndarray, traded: np.ndarray, max_position: float) -> np.ndarray:
+    """-w_i |d| / max_position for ensemble weights (E, n) and traded quantities (E,)."""
+    return -weights * (np.abs(traded) / max_position)[:, None]
+
+
 def total_reward(
     weights: RewardWeights,
     pnl: np.ndarray,
     synergy: np.ndarray,
     risk: np.ndarray,
     exploration: np.ndarray,
+    turnover: np.ndarray | None = None,
 ) -> np.ndarray:
-    """α R_pnl + β R_synergy + γ R_risk (broadcast over agents) + δ R_exploration."""
-    return (
+    """α R_pnl + β R_synergy + γ R_risk (broadcast over agents) + δ R_exploration
+    (+ ε R_turnover)."""
+    total = (
         weights.pnl * pnl
         + weights.synergy * synergy
         + weights.risk * risk[:, None]
         + weights.exploration * exploration
     )
+    if turnover is not None and weights.turnover:
+        total = total + weights.turnover * turnover
+    return total

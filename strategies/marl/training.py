@@ -82,6 +82,55 @@ def prepare_stage_markets(config: ScenarioConfig, hp: TrainConfig) -> list[Marke
     return markets
 
 
+def prepare_validation(
+    config: ScenarioConfig, hp: TrainConfig, last_training_ns: int, trading_from: int | None
+) -> Any:
+    """The validation window of ``[train] validation_end`` (None without one): the bars
+    after the last training bar up to that date, with features computed on the whole
+    series (they are causal), all of them warm. It must end before ``run.trade_start``."""
+    if not hp.validation_end:
+        return None
+    import msgspec
+
+    from engine.data import bound_ns
+    from strategies.marl.validation import ValidationMarket
+
+    end_ns = bound_ns(hp.validation_end, config.data.timezone, "end")
+    if trading_from is not None and end_ns >= trading_from:
+        raise ConfigError(
+            f"train.validation_end={hp.validation_end!r} reaches run.trade_start: the "
+            "validation bars must come before the bars the run trades"
+        )
+    longer = msgspec.structs.replace(
+        config, data=msgspec.structs.replace(config.data, end=hp.validation_end)
+    )
+    data, _features, warm, market = prepare_market(longer)
+    first = int(np.searchsorted(data.ts, last_training_ns, side="right"))
+    if len(data) - first < 2:
+        raise ConfigError(
+            f"train.validation_end={hp.validation_end!r}: fewer than 2 bars after the training "
+            "window; set it later than the training bars' end"
+        )
+    if not warm[first:].all():
+        raise ConfigError(
+            "train.validation_end: some validation bars have no warm features "
+            f"({int((~warm[first:]).sum())} of {len(data) - first})"
+        )
+    # the warm training bars before the window warm the meta-investor up, from the same
+    # first bar as a backtest that trades from the window's start
+    cold = np.flatnonzero(~warm[:first])
+    lead = int(cold[-1]) + 1 if len(cold) else 0
+    rows = MarketData(market.inputs[lead:], market.open[lead:], market.close[lead:], warm[lead:])
+    years = (int(data.ts[-1]) - int(data.ts[first])) / (365.25 * 86_400e9)
+    return ValidationMarket(
+        rows,
+        (len(data) - first - 1) / years,
+        int(data.ts[first]),
+        int(data.ts[-1]),
+        warmup=first - lead,
+    )
+
+
 def train_scenario(
     config: ScenarioConfig,
     *,
@@ -97,11 +146,12 @@ def train_scenario(
     """
     import msgspec
 
-    from engine.warmup import training_config
+    from engine.warmup import trade_start_ns, training_config
     from strategies.marl.agents import meta_params_of
     from strategies.marl.checkpoint import feature_signature, save_checkpoint
     from strategies.marl.mappo import train
     from strategies.marl.provenance import checkpoint_path, training_data_record
+    from strategies.marl.validation import validation_figures
 
     strategy = config.strategy
     if not isinstance(strategy, MappoEnsembleConfig):
@@ -113,8 +163,10 @@ def train_scenario(
     if updates is not None and updates < 1:
         raise ConfigError(f"--updates must be >= 1, got {updates}")
     target = out if out is not None else checkpoint_path(config)
+    trading_from = trade_start_ns(config)
     config = training_config(config)
     data, _features, warm, market = prepare_market(config)
+    held_out = prepare_validation(config, hp, int(data.ts[-1]), trading_from)
     bars, warm_bars = len(data), int(warm.sum())
     stage_markets = prepare_stage_markets(config, hp)
     meta_params = meta_params_of(config)
@@ -126,17 +178,36 @@ def train_scenario(
             "broker.max_participation must be 0 for training: the training market does not "
             "model the volume cap (set it to 0 in the training scenario)"
         )
+    costs = CostRates(
+        broker.commission_bps,
+        broker.commission_per_unit,
+        broker.commission_minimum,
+        broker.slippage_bps,
+    )
+    validation = None
+    if held_out is not None:
+        window = held_out
+
+        def validation(policies: list[Any]) -> float:
+            return validation_figures(
+                policies,
+                window,
+                costs=costs,
+                max_position=strategy.max_position,
+                lot_size=config.instrument.lot_size,
+                confidence_threshold=strategy.confidence_threshold,
+                initial_cash=broker.initial_cash,
+                meta_params=meta_params,
+                no_trade_band=strategy.no_trade_band,
+                min_hold_bars=strategy.min_hold_bars,
+            )["sharpe"]
+
     try:
         result = train(
             market,
             hp,
             seed=config.run.seed,
-            costs=CostRates(
-                broker.commission_bps,
-                broker.commission_per_unit,
-                broker.commission_minimum,
-                broker.slippage_bps,
-            ),
+            costs=costs,
             max_position=strategy.max_position,
             lot_size=config.instrument.lot_size,
             confidence_threshold=strategy.confidence_threshold,
@@ -145,11 +216,24 @@ def train_scenario(
             updates=updates,
             on_update=on_update,
             stage_markets=stage_markets,
+            validation=validation,
+            no_trade_band=strategy.no_trade_band,
+            min_hold_bars=strategy.min_hold_bars,
         )
     except ValueError as exc:
         raise ConfigError(f"training: {exc}") from exc
     last = result.metrics[-1] if result.metrics else None
     trained_on = training_data_record(config, data, warm_bars)
+    if held_out is not None:
+        trained_on["validation"] = {
+            "first_bar_ns": held_out.first_bar_ns,
+            "last_bar_ns": held_out.last_bar_ns,
+            "bars": held_out.bars,
+            "end": hp.validation_end,
+            "selected_update": result.selected_update,
+            "stopped_early": result.stopped_early,
+            "scores": [[update, score] for update, score in result.validation_scores],
+        }
     extra = {
         "hyperparameters": msgspec.to_builtins(hp),
         "config_hash": config_hash(config),

@@ -15,7 +15,9 @@ The coalition values follow the broker's rules exactly. For coalition S,
 agents outside S vote neutral with unchanged weights; the ensemble P(S), its
 confidence max P - H(P) and target (``max_position`` x (P_bull - P_bear),
 rounded to the lot, or the previous position when the confidence is below the
-threshold) give the traded quantity d = target - previous, filled at the next
+threshold, when the change is inside the no-trade band or while the position is younger
+than the minimum holding time) give the traded quantity d = target - previous, filled
+at the next
 open o moved by the slippage, with the broker's commission c(d) (including its
 minimum). With the previous close p0 and the next close p1::
 
@@ -52,6 +54,12 @@ of the order working into later bars: the realised v(N) (``value_full``) then
 differs from the model's one-bar counterfactual (``value_model``) on those
 steps, the coalitions below N keep the model's values, and the Shapley values
 still add up to the realised P&L.
+
+Warm-up: before ``run.trade_start`` (``trade_start_ns``) no order goes out. The
+decisions then build a shadow position, and each step is credited with the P&L that
+shadow position would have made (v(N) the model's), so that credit, share prices, weights
+and exposure are warm when trading starts, as the indicators are. Those steps publish no
+record and count in no total: only traded steps are credited.
 
 Errors name the bar: a non-finite step P&L, a non-finite coalition value (a
 bar with a NaN price) or share price raise ``ValueError`` with the
@@ -104,12 +112,13 @@ def coalition_pnl(
     open_price: float,
     close_price: float,
     broker: BrokerConfig,
+    band: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Targets and P&L of every coalition (rows of ``masks``), under the broker's cost rules."""
     weighted = weights[:, None] * probabilities  # (n, 3)
     outside = 1.0 - masks @ weights  # weight voting neutral in each coalition
     ensemble = masks @ weighted + outside[:, None] * _NEUTRAL
-    targets = ensemble_targets(ensemble, max_position, threshold, lot_size, previous)
+    targets = ensemble_targets(ensemble, max_position, threshold, lot_size, previous, band)
     traded = targets - previous
     slip = broker.slippage_bps / 1e4
     fill = open_price * (1.0 + slip * np.sign(traded))
@@ -126,16 +135,24 @@ def coalition_pnl(
 
 
 def ensemble_targets(
-    ensemble: np.ndarray, max_position: float, threshold: float, lot_size: float, previous: float
+    ensemble: np.ndarray,
+    max_position: float,
+    threshold: float,
+    lot_size: float,
+    previous: float,
+    band: float = 0.0,
 ) -> np.ndarray:
-    """SPEC 3: target = max_position (P_bull - P_bear) when confident, else hold; in lots."""
+    """SPEC 3: target = max_position (P_bull - P_bear) when confident, else hold; in lots.
+    A target that differs from ``previous`` by less than ``band`` (units) holds too (the
+    no-trade band; 0: off)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(ensemble > 0.0, np.log(ensemble), 0.0)
     entropy = -(ensemble * logs).sum(axis=1)
     confidence = ensemble.max(axis=1) - entropy
     raw = max_position * (ensemble[:, 2] - ensemble[:, 0])
     lots = np.round(raw / lot_size) * lot_size
-    return np.where(confidence >= threshold - 1e-12, lots, previous)
+    trade = (confidence >= threshold - 1e-12) & ~(np.abs(lots - previous) < band)
+    return np.where(trade, lots, previous)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -161,16 +178,18 @@ def _entropy_nb(p0, p1, p2):
 
 
 @njit(cache=True)
-def _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous):
+def _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous, band):
     """:func:`ensemble_targets` for one ensemble vector."""
     confidence = max(e0, max(e1, e2)) - _entropy_nb(e0, e1, e2)
     if confidence >= threshold - 1e-12:
-        return np.round(max_position * (e2 - e0) / lot_size) * lot_size
+        lots = np.round(max_position * (e2 - e0) / lot_size) * lot_size
+        if not abs(lots - previous) < band:
+            return lots
     return previous
 
 
 @njit(cache=True)
-def _decision_nb(votes, weights, max_position, threshold, lot_size, previous, out):
+def _decision_nb(votes, weights, max_position, threshold, lot_size, previous, band, out):
     """The ensemble's decision: out = [target, confidence, P_bear, P_neutral, P_bull]."""
     e0 = 0.0
     e1 = 0.0
@@ -180,7 +199,7 @@ def _decision_nb(votes, weights, max_position, threshold, lot_size, previous, ou
         e0 += w * votes[i, 0]
         e1 += w * votes[i, 1]
         e2 += w * votes[i, 2]
-    out[0] = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous)
+    out[0] = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous, band)
     out[1] = max(e0, max(e1, e2)) - _entropy_nb(e0, e1, e2)
     out[2] = e0
     out[3] = e1
@@ -195,6 +214,7 @@ def _coalition_pnl_nb(
     max_position,
     threshold,
     lot_size,
+    band,
     previous,
     previous_close,
     open_price,
@@ -223,7 +243,7 @@ def _coalition_pnl_nb(
         e0 = m0 + outside * 0.0
         e1 = m1 + outside * 1.0
         e2 = m2 + outside * 0.0
-        target = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous)
+        target = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous, band)
         traded = target - previous
         fill = open_price * (1.0 + slippage * np.sign(traded))
         size = abs(traded)
@@ -238,9 +258,11 @@ def _coalition_pnl_nb(
 
 
 # The scalar arguments of _coalition_pnl_nb after the masks: max_position, threshold,
-# lot size, previous position, previous close, open, close, slippage, commission rate,
-# commission per unit, commission minimum.
-_PnlArguments = tuple[float, float, float, float, float, float, float, float, float, float, float]
+# lot size, no-trade band, previous position, previous close, open, close, slippage,
+# commission rate, commission per unit, commission minimum.
+_PnlArguments = tuple[
+    float, float, float, float, float, float, float, float, float, float, float, float
+]
 
 
 def _sampled_coalition_values(
@@ -293,6 +315,9 @@ class MetaInvestor:
         horizon_bars: int = 0,
         strategy_id: str = "meta",
         rng: np.random.Generator | None = None,
+        no_trade_band: float = 0.0,
+        min_hold_bars: int = 0,
+        trade_start_ns: int | None = None,
     ) -> None:
         if len(agent_ids) != params.n_agents:
             raise ValueError(
@@ -309,6 +334,19 @@ class MetaInvestor:
         self.max_position = max_position
         self.threshold = confidence_threshold
         self.lot_size = lot_size
+        if not (0.0 <= no_trade_band < 1.0) or min_hold_bars < 0:
+            raise ValueError(
+                f"no_trade_band must be in [0, 1) and min_hold_bars >= 0, got "
+                f"{no_trade_band!r} and {min_hold_bars!r}"
+            )
+        #: changes of the target smaller than this share of max_position are not traded
+        self.no_trade_band = no_trade_band
+        #: a position is held at least this many bars before it changes again
+        self.min_hold_bars = min_hold_bars
+        self._changed_at = -(10**9)  # the bar at which the position last changed
+        #: decisions before this time only warm up (run.trade_start): see _decide
+        self.trade_start_ns = trade_start_ns
+        self._shadow = 0.0  # the position the warm-up decisions would hold
         if params.expiry_bars == 0 and horizon_bars <= 0:
             raise ConfigError(
                 "the meta-investor's options need a time to expiry: the run's length is not "
@@ -340,7 +378,10 @@ class MetaInvestor:
         self._equity = math.nan
         self._position = 0.0
         self._last_close = math.nan
-        self._pending: tuple[np.ndarray, np.ndarray, float, float, float, int, float] | None = None
+        self._pending: (
+            tuple[np.ndarray, np.ndarray, float, float, float, int, tuple[float, float, float]]
+            | None
+        ) = None
 
         self._cumulative_phi = [0.0] * n
         self.steps = 0
@@ -367,6 +408,8 @@ class MetaInvestor:
 
     def on_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self._equity = snapshot.equity
+        if snapshot.position != self._position:
+            self._changed_at = self._bars
         self._position = snapshot.position
 
     def on_bar(self, bar: Bar) -> None:
@@ -404,9 +447,30 @@ class MetaInvestor:
         votes = self._votes.copy()
         out = self._decision
         size = self.max_position * self.state.exposure
-        _decision_nb(votes, weights, size, self.threshold, self.lot_size, self._position, out)
+        band = self.no_trade_band * size
+        # a position younger than min_hold_bars holds whatever the votes (every coalition too)
+        young = self._bars - self._changed_at < self.min_hold_bars
+        threshold = math.inf if young else self.threshold
+        # Before run.trade_start no order goes out (engine.warmup): the decisions build a
+        # shadow position, and the steps are credited with the P&L it would have made, so
+        # the credit, prices and weights are warm when trading starts.
+        warming = self.trade_start_ns is not None and ts < self.trade_start_ns
+        previous = self._shadow if warming else self._position
+        _decision_nb(votes, weights, size, threshold, self.lot_size, previous, band, out)
         target, confidence, bearish, neutral, bullish = out.tolist()
-        self._pending = (votes, weights, self._position, self._equity, self._last_close, ts, size)
+        if warming:
+            if target != self._shadow:  # as a fill at the next open would (on_portfolio_snapshot)
+                self._changed_at = self._bars
+            self._shadow = target
+        self._pending = (
+            votes,
+            weights,
+            previous,
+            math.nan if warming else self._equity,
+            self._last_close,
+            ts,
+            (size, threshold, band),
+        )
         bus = self._bus
         bus.publish(
             TargetPosition(
@@ -425,9 +489,11 @@ class MetaInvestor:
         self._seen = 0
 
     def _settle(self, bar: Bar) -> None:
-        votes, weights, previous, equity_before, previous_close, decision_ts, size = self._pending  # type: ignore[misc]
+        votes, weights, previous, equity_before, previous_close, decision_ts, rule = self._pending  # type: ignore[misc]
+        size, threshold, band = rule
         self._pending = None
-        actual = self._equity - equity_before
+        warming = equity_before != equity_before  # NaN: a warm-up decision (see _decide)
+        actual = 0.0 if warming else self._equity - equity_before
         if not math.isfinite(actual):
             if not math.isfinite(equity_before):
                 hint = (
@@ -442,8 +508,9 @@ class MetaInvestor:
             )
         pnl_args: _PnlArguments = (
             size,
-            self.threshold,
+            threshold,
             self.lot_size,
+            band,
             previous,
             previous_close,
             bar.open,
@@ -456,12 +523,16 @@ class MetaInvestor:
             values = self._pnl  # the step copies what it keeps
             _coalition_pnl_nb(votes, weights, masks, *pnl_args, values)
             model_full = float(values[-1])
+            if warming:
+                actual = model_full
             values[0] = 0.0
             values[-1] = actual
         else:
             full = np.empty(1)
             _coalition_pnl_nb(votes, weights, self._full_mask, *pnl_args, full)
             model_full = float(full[0])
+            if warming:
+                actual = model_full
             values = _sampled_coalition_values(votes, weights, pnl_args, actual)
         if self.expiry_bars:
             remaining = float(self.expiry_bars)
@@ -492,6 +563,8 @@ class MetaInvestor:
         ) = result.lists()
         if not all(map(math.isfinite, prices + option_values + weights_now)):
             self._raise_non_finite(result, bar)
+        if warming:  # the state is warm; nothing was traded, so nothing is credited or stored
+            return
         self._cumulative_phi = list(map(_add, self._cumulative_phi, phi))
         self.steps += 1
         self._effective_sum += 1.0 / sum(w * w for w in weights_now)

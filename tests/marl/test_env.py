@@ -142,9 +142,10 @@ class _ReplayAgent:
 
 
 @pytest.mark.parametrize(
-    ("allocator", "threshold", "lot"), [("equal", 0.0, 1.0), ("option", 0.2, 10.0)]
+    ("allocator", "threshold", "lot", "band", "hold"),
+    [("equal", 0.0, 1.0, 0.0, 0), ("option", 0.2, 10.0, 0.0, 0), ("option", 0.0, 10.0, 0.15, 3)],
 )
-def test_env_pnl_equals_backtest_pnl(allocator, threshold, lot):
+def test_env_pnl_equals_backtest_pnl(allocator, threshold, lot, band, hold):
     config = scenario_from_dict(
         {
             "run": {"seed": 3},
@@ -180,6 +181,8 @@ def test_env_pnl_equals_backtest_pnl(allocator, threshold, lot):
             confidence_threshold=threshold,
             lot_size=lot,
             horizon_bars=n,
+            no_trade_band=band,
+            min_hold_bars=hold,
         )
         agents = [_ReplayAgent(bus, clock, "SYN", i, actions[:, i], data.ts) for i in range(3)]
         return Ensemble(meta, agents, TargetExecution(bus, clock, "SYN"))
@@ -203,6 +206,8 @@ def test_env_pnl_equals_backtest_pnl(allocator, threshold, lot):
         initial_cash=broker.initial_cash,
         meta=params,
         sequential=True,
+        no_trade_band=band,
+        min_hold_bars=hold,
     )
     env.reset(starts=np.array([0]))
     pnl = np.zeros(n - 1)
@@ -215,6 +220,9 @@ def test_env_pnl_equals_backtest_pnl(allocator, threshold, lot):
     assert len(engine_equity) == n
     engine_pnl = np.diff(engine_equity)
     assert np.abs(positions).max() > 0  # it traded
+    if hold:  # no position changed twice within `hold` decisions
+        changes = np.flatnonzero(np.diff(positions) != 0)
+        assert len(changes) > 5 and np.diff(changes).min() >= hold
     np.testing.assert_allclose(pnl, engine_pnl, rtol=0, atol=1e-9)
     np.testing.assert_allclose(pnl.cumsum(), engine_equity[1:] - engine_equity[0], atol=1e-6)
 

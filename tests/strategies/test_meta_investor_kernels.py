@@ -44,6 +44,7 @@ def test_investor_kernels_random_votes_equal_numpy_reference_bit_for_bit(votes_k
         threshold = float(rng.choice([-0.5, 0.0, 0.3]))
         lot = float(rng.choice([1.0, 100.0]))
         previous = float(rng.choice([0.0, 500.0, -3_000.0]))
+        band = float(rng.choice([0.0, 0.0, 0.05, 0.3])) * max_position
         previous_close, open_price, close_price = rng.uniform(5.0, 20.0, 3)
 
         _, expected = coalition_pnl(
@@ -58,6 +59,7 @@ def test_investor_kernels_random_votes_equal_numpy_reference_bit_for_bit(votes_k
             open_price=open_price,
             close_price=close_price,
             broker=broker,
+            band=band,
         )
         got = np.empty(len(masks))
         _coalition_pnl_nb(
@@ -67,6 +69,7 @@ def test_investor_kernels_random_votes_equal_numpy_reference_bit_for_bit(votes_k
             max_position,
             threshold,
             lot,
+            band,
             previous,
             previous_close,
             open_price,
@@ -85,7 +88,7 @@ def test_investor_kernels_random_votes_equal_numpy_reference_bit_for_bit(votes_k
         # differ from it by one ulp (its AVX-512 version does, on 0.35% of inputs)
         t0, t1, t2 = (float(q) * math.log(q) if q > 0 else 0.0 for q in p)
         entropy = -((t0 + t1) + t2)
-        target = ensemble_targets(ensemble, max_position, threshold, lot, previous)[0]
+        target = ensemble_targets(ensemble, max_position, threshold, lot, previous, band)[0]
         decision = np.empty(5)
-        _decision_nb(votes, weights, max_position, threshold, lot, previous, decision)
+        _decision_nb(votes, weights, max_position, threshold, lot, previous, band, decision)
         assert _same_floats(decision, [target, p.max() - entropy, p[0], p[1], p[2]])
