@@ -199,6 +199,7 @@ def backtest(
     summary["orders"] = result.orders
     summary["training"] = result.training
     summary["panel"] = result.panel
+    summary["edge"] = result.edge
     if (report or report_file is not None) and result.run_id is not None:
         written = _write_report(db or config.storage.url, result.run_id, report_file)
         summary["report"] = str(written)
@@ -422,9 +423,16 @@ def evaluate(
         return
     units = figures["buy_and_hold_units"]
     names = {
-        "learned": "learned",
-        "buy_and_hold": f"buy-and-hold {units:,g} units",
+        "learned": "learned (meta-investor)",
+        "equal_weights": "equal weights",
+        "mlmi_alone": "MLMI alone",
+        "nwrqk_alone": "NWRQK alone",
+        "regime_alone": "Regime alone",
         "sma_10_30": f"SMA(10/30) {units:,g} units",
+        "buy_and_hold_account": (
+            f"buy-and-hold account ({figures['buy_and_hold_account_units']:,g} units)"
+        ),
+        "buy_and_hold": f"buy-and-hold {units:,g} units",
     }
     parts = {"whole window": figures, **(figures.get("windows") or {})}
     rows = [
@@ -445,6 +453,10 @@ def evaluate(
         "sharpe",
         "max_drawdown",
         "total_return",
+        "sharpe_low",
+        "sharpe_high",
+        "psr",
+        "psr_vs_buy_and_hold",
     ]
     _emit(
         rows,
@@ -454,6 +466,13 @@ def evaluate(
         f"to {_fmt_time(figures['last_bar_ns'])}",
     )
     trained = figures["checkpoint"]
+    _console().print(
+        "sharpe_low .. sharpe_high: the Sharpe ratio's 95% interval (stationary block "
+        "bootstrap); psr: P(true Sharpe > 0); psr_vs_buy_and_hold: P(Sharpe > buy-and-hold's "
+        "of the whole account) (probabilistic Sharpe ratio)",
+        highlight=False,
+        markup=False,
+    )
     _console().print(
         f"checkpoint {Path(trained['path']).name} was trained on bars "
         f"{_fmt_time(trained['trained_first_bar_ns'])} .. "
@@ -531,6 +550,31 @@ def _metric_rows(s: dict[str, Any], fills: int | None) -> list[tuple[str, str]]:
         ("turnover (x mean equity)", _num(s["turnover"])),
         ("fees", _num(s["fees"])),
         ("bars per year (annualisation)", _num(s["periods_per_year"], 0)),
+        *_edge_rows(s.get("edge")),
+    ]
+
+
+def _edge_rows(edge: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Is the edge real: bootstrap intervals and probabilistic Sharpe ratios."""
+    if not edge:
+        return []
+    level = f"{edge['confidence']:.0%}"
+    return [
+        (
+            f"Sharpe, {level} interval (block bootstrap)",
+            f"{_num(edge['sharpe_low'])} .. {_num(edge['sharpe_high'])}",
+        ),
+        (
+            f"total return, {level} interval",
+            f"{_pct(edge['total_return_low'])} .. {_pct(edge['total_return_high'])}",
+        ),
+        ("P(true Sharpe > 0) (PSR)", "n/a" if edge["psr"] != edge["psr"] else f"{edge['psr']:.1%}"),
+        (
+            "P(Sharpe > buy-and-hold's) (PSR)",
+            "n/a"
+            if edge["psr_benchmark"] != edge["psr_benchmark"]
+            else f"{edge['psr_benchmark']:.1%} (buy-and-hold {_num(edge['benchmark_sharpe'])})",
+        ),
     ]
 
 
@@ -955,7 +999,13 @@ def compare(
     Example: emarl compare 3 4 latest
     """
     from storage.db import connect
-    from storage.query import COMPARE_METRICS, TRAINING_WINDOWS, WINDOW_METRICS, compare_rows
+    from storage.query import (
+        COMPARE_METRICS,
+        EDGE_METRICS,
+        TRAINING_WINDOWS,
+        WINDOW_METRICS,
+        compare_rows,
+    )
 
     if len(runs) < 2:
         raise _bad_option("compare needs at least two runs, e.g. emarl compare 3 4")
@@ -964,7 +1014,7 @@ def compare(
     except EmarlError as exc:
         raise _fail(exc) from None
     metrics = [{"start_ns": "start", "end_ns": "end"}.get(key, key) for key in COMPARE_METRICS]
-    metrics += ["denied", "rejected", "refused_by_kind"]
+    metrics += [*EDGE_METRICS.values(), "denied", "rejected", "refused_by_kind"]
     if any(row["trained_last_ns"] is not None for row in rows):
         metrics.append("trained_until")
         metrics += [f"{w}.{k}" for w in TRAINING_WINDOWS for k in WINDOW_METRICS]
@@ -1583,6 +1633,9 @@ def sweep(
         "status",
         "total_return",
         "sharpe",
+        "sharpe_95_low",
+        "sharpe_95_high",
+        "psr",
         "max_drawdown",
         "trades",
         "fees",
@@ -1605,6 +1658,16 @@ def sweep(
         title=f"sweep {result.sweep_id}: {len(result.rows)} tasks on {result.workers} workers "
         f"in {result.wall_seconds:.1f} s, best {sort} first",
     )
+    deflated = result.deflated
+    if output is OutputFormat.table and deflated.get("best_task") is not None:
+        _console().print(
+            f"deflated Sharpe ratio of the best by {sort} (task {deflated['best_task']}): "
+            f"{deflated['dsr']:.1%} probability that its true Sharpe ratio beats "
+            f"{deflated['expected_max_sharpe']:.2f}, what the best of {deflated['trials']} "
+            "trials without skill would show (Bailey and López de Prado 2014)",
+            highlight=False,
+            markup=False,
+        )
     if result.failed:
         _console(stderr=True).print(
             f"{result.failed} of {len(result.rows)} tasks failed (stored with their error)"

@@ -34,7 +34,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Summary", "compute_summary", "round_trip_closes", "round_trips", "window_summaries"]
+__all__ = [
+    "Summary",
+    "bar_returns",
+    "compute_summary",
+    "edge_of",
+    "round_trip_closes",
+    "round_trips",
+    "window_summaries",
+]
 
 YEAR_NS = int(365.25 * 86_400 * 1e9)
 
@@ -145,9 +153,7 @@ def compute_summary(
             fees,
             nan,
         )
-    previous = np.concatenate([[initial_equity], equity[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = equity / previous - 1.0
+    returns = bar_returns(equity, initial_equity)
     span_years = (int(ts[-1]) - int(ts[0])) / YEAR_NS
     periods = (n - 1) / span_years if span_years > 0 else nan
     final = float(equity[-1])
@@ -196,6 +202,35 @@ def compute_summary(
     )
 
 
+def bar_returns(equity: np.ndarray, initial_equity: float) -> np.ndarray:
+    """r_t = equity_t / equity_{t-1} - 1 with equity_{-1} the initial equity (the
+    summary's returns)."""
+    previous = np.concatenate([[initial_equity], equity[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: np.ndarray = equity / previous - 1.0
+    return out
+
+
+def edge_of(
+    equity: np.ndarray,
+    initial_equity: float,
+    periods_per_year: float,
+    marks: np.ndarray | None,
+    seed: int,
+) -> dict[str, Any]:
+    """:func:`engine.significance.edge_figures` of an equity curve: bootstrap intervals of
+    Sharpe and total return, PSR against 0 and against buy-and-hold of the whole account
+    over the same bars (``marks``: the close before the curve's first bar, then the close
+    of each of its bars, so that the benchmark's returns line up with the curve's)."""
+    from engine.significance import edge_figures
+
+    benchmark = None if marks is None or len(marks) < 2 else np.diff(marks) / marks[:-1]
+    figures = edge_figures(
+        bar_returns(equity, initial_equity), periods_per_year, benchmark, seed=seed
+    )
+    return dict(figures)
+
+
 def window_summaries(
     ts: np.ndarray,
     equity: np.ndarray,
@@ -204,10 +239,14 @@ def window_summaries(
     fills: dict[str, np.ndarray],
     windows: dict[str, tuple[int, int]],
     gaps: Callable[[np.ndarray], int] | None = None,
+    marks: np.ndarray | None = None,
+    seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Statistics of the bars whose end lies in each window ``name -> (first_ns, last_ns)``
     (inclusive); windows without a bar are left out. ``fills`` carries ``ts`` besides the
     columns of :func:`compute_summary`; ``gaps(ts)`` counts a window's missing bars.
+    With ``marks`` (the close before the first bar, then every bar's close: one more than
+    ``ts``) each window also gets ``edge`` (:func:`edge_of`).
     """
     fill_ts = np.asarray(fills["ts"], dtype=np.int64)
     trips, closing = round_trip_closes(
@@ -234,4 +273,12 @@ def window_summaries(
             trips=trips[closed],
         )
         out[name] = summary.to_dict()
+        if marks is not None:
+            out[name]["edge"] = edge_of(
+                equity[lo:hi],
+                float(equity[lo - 1]) if lo > 0 else initial_equity,
+                summary.periods_per_year,
+                marks[lo : hi + 1],
+                seed,
+            )
     return out

@@ -36,7 +36,7 @@ from engine.events import (
     SubmitOrder,
     reason_kind,
 )
-from engine.metrics import Summary, compute_summary, window_summaries
+from engine.metrics import Summary, compute_summary, edge_of, window_summaries
 from engine.version import code_version
 from engine.warmup import WarmupGate, check_warmup, trade_start_ns
 
@@ -78,12 +78,17 @@ class BacktestResult:
     #: the meta-investor's panel over the run (effective number of agents, share price
     #: range, mean exposure); None without one
     panel: dict[str, Any] | None = None
+    #: is the edge real: bootstrap intervals, PSR against 0 and buy-and-hold
+    #: (:func:`engine.metrics.edge_of`)
+    edge: dict[str, Any] | None = None
 
     def stored_summary(self) -> dict[str, Any]:
         """The summary as a run row stores it: the figures, the order counts, the
         in/out-of-sample split and the agents' table."""
         stored = self.summary.to_dict()
         stored["orders"] = self.orders
+        if self.edge is not None:
+            stored["edge"] = self.edge
         if self.training is not None:
             stored["training"] = self.training
         if self.agents is not None:
@@ -549,6 +554,11 @@ async def _run(
     summary = compute_summary(
         ts, equity, position, config.broker.initial_cash, fills, collector.fees, data.report.gaps
     )
+    # the close before each bar (the first bar's open for the first), then the bars' closes
+    marks = np.concatenate([[data.open[0]], data.close])[first : n + 1]
+    edge = edge_of(
+        equity, config.broker.initial_cash, summary.periods_per_year, marks, config.run.seed
+    )
     orders = order_outcomes(
         collector.orders, collector.denied, collector.rejected, len(collector.fills)
     )
@@ -570,6 +580,8 @@ async def _run(
                 fills,
                 training_windows(record, int(ts[0]), int(ts[-1])),
                 gaps=lambda part: count_gaps(part, config.data.timezone),
+                marks=marks,
+                seed=config.run.seed,
             ),
         }
     agents = strategy.agent_summary() if hasattr(strategy, "agent_summary") else None
@@ -588,6 +600,7 @@ async def _run(
         training=training,
         provenance=origin,
         panel=panel,
+        edge=edge,
     )
     if engine is not None and run_id is not None:
         from storage.runs import COMPLETED, finish_run

@@ -39,7 +39,9 @@ import functools
 import hashlib
 import itertools
 import logging
+import math
 import operator
+import statistics
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
@@ -552,6 +554,8 @@ class SweepResult:
     workers: int
     db_url: str
     grid_keys: list[str] = field(default_factory=list)
+    #: the deflated Sharpe ratio of the best row given the tasks tried (deflated_best)
+    deflated: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -571,6 +575,46 @@ def sort_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return sorted(rows, key=key)
 
 
+def deflated_best(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The deflated Sharpe ratio (Bailey and López de Prado 2014) of the best completed
+    row by ``metric``, given the number of rows tried: PSR of its returns against the
+    Sharpe ratio the best of that many skill-less trials would show (from the variance of
+    the trials' per-bar Sharpe ratios); see :mod:`engine.significance`. Rows carry their
+    summary's ``sharpe``, ``periods_per_year`` and ``edge`` (skewness, kurtosis, returns
+    counted). NaN where fewer than two trials have a Sharpe ratio."""
+    from engine.significance import expected_max_sharpe, psr_from_moments
+
+    usable = [
+        row
+        for row in rows
+        if row["status"] == "completed"
+        and row.get("sharpe") is not None
+        and math.isfinite(row["sharpe"])
+        and (row.get("periods_per_year") or 0) > 0
+        and row.get("edge")
+    ]
+    out: dict[str, Any] = {"trials": len(rows), "dsr": math.nan, "best_task": None}
+    if len(usable) < 2:
+        return out
+    per_bar = [row["sharpe"] / math.sqrt(row["periods_per_year"]) for row in usable]
+    variance = statistics.variance(per_bar)
+    best = sort_rows(usable, metric)[0]
+    edge = best["edge"]
+    hurdle = expected_max_sharpe(len(rows), variance)
+    out.update(
+        best_task=best["task"],
+        expected_max_sharpe=hurdle * math.sqrt(best["periods_per_year"]),
+        dsr=psr_from_moments(
+            best["sharpe"] / math.sqrt(best["periods_per_year"]),
+            int(edge["observations"]),
+            edge["skewness"],
+            edge["kurtosis"],
+            hurdle,
+        ),
+    )
+    return out
+
+
 def _row(spec: TaskSpec, outcome: TaskOutcome) -> dict[str, Any]:
     row: dict[str, Any] = {
         "task": spec.task,
@@ -585,8 +629,14 @@ def _row(spec: TaskSpec, outcome: TaskOutcome) -> dict[str, Any]:
         "error": outcome.error,
         "checkpoint": (outcome.extra.get("training") or {}).get("checkpoint"),
     }
+    summary = outcome.summary or {}
     for metric in METRICS:
-        row[metric] = (outcome.summary or {}).get(metric)
+        row[metric] = summary.get(metric)
+    edge = summary.get("edge") or {}
+    row["sharpe_95_low"] = edge.get("sharpe_low")
+    row["sharpe_95_high"] = edge.get("sharpe_high")
+    row["psr"] = edge.get("psr")
+    row["edge"] = edge
     return row
 
 
@@ -768,12 +818,18 @@ def run_sweep(
     finally:
         wall = time.perf_counter() - started
         failed = sum(1 for row in rows if row["status"] != "completed")
+        deflated = deflated_best(rows, sort)
         finish_sweep(
             engine,
             sweep_id,
             status=status,
             wall_seconds=wall,
-            summary={"completed": len(rows) - failed, "failed": failed, "tasks": len(tasks)},
+            summary={
+                "completed": len(rows) - failed,
+                "failed": failed,
+                "tasks": len(tasks),
+                "deflated_sharpe": deflated,
+            },
         )
     return SweepResult(
         sweep_id=sweep_id,
@@ -782,6 +838,7 @@ def run_sweep(
         workers=n_workers,
         db_url=url,
         grid_keys=list(grid),
+        deflated=deflated,
     )
 
 

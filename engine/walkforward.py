@@ -59,6 +59,7 @@ from engine.sweep import (
     TaskSpec,
     build_tasks,
     check_metric,
+    deflated_best,
     is_postgres,
     run_task,
     sort_rows,
@@ -257,7 +258,8 @@ class GridSelection:
         rows = []
         for spec in build_tasks(config, self.grid):
             tried = with_overrides(config, spec.overrides, source=f"fold {window.fold}")
-            summary = run_backtest(tried, persist=False).summary.to_dict()
+            result = run_backtest(tried, persist=False)
+            summary = {**result.summary.to_dict(), "edge": result.edge}
             rows.append({"task": spec.task, "status": "completed", **spec.overrides, **summary})
         best = sort_rows(rows, self.metric)[0]
         value = best.get(self.metric)
@@ -267,7 +269,11 @@ class GridSelection:
         else:
             chosen = {key: best[key] for key in self.grid}
             described = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
-            note = f"best of {len(rows)} by {self.metric} ({value:.4g}): {described}"
+            deflated = deflated_best(rows, self.metric)["dsr"]
+            note = (
+                f"best of {len(rows)} by {self.metric} ({value:.4g}): {described}; deflated "
+                f"Sharpe ratio {deflated:.2f} given {len(rows)} trials"
+            )
         candidates = [
             {"overrides": {k: r[k] for k in self.grid}, self.metric: r.get(self.metric)}
             for r in rows

@@ -87,6 +87,7 @@ Fill = table("fills", *(column(name) for name in FILL_COLUMNS))
 
 __all__ = [
     "COMPARE_METRICS",
+    "EDGE_METRICS",
     "PNL_GROUPS",
     "TRADE_COLUMNS",
     "compare_rows",
@@ -535,7 +536,8 @@ COMPARE_METRICS = (
 
 def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, Any]]:
     """One dict per run, in the order given: id, name, status, symbol, the summary's
-    ``COMPARE_METRICS`` (None where the run stored no summary), the refused orders
+    ``COMPARE_METRICS`` (None where the run stored no summary), its edge figures
+    (``EDGE_METRICS``: bootstrap intervals, probabilistic Sharpe ratios), the refused orders
     (:func:`refusal_counts`) and, for a run that traded with a checkpoint, the
     ``WINDOW_METRICS`` of its in-sample and out-of-sample parts (``in_sample.sharpe``...)."""
     out = []
@@ -552,6 +554,9 @@ def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, An
         }
         for key in COMPARE_METRICS:
             entry[key] = summary.get(key)
+        edge = summary.get("edge") or {}
+        for key, name in EDGE_METRICS.items():
+            entry[name] = edge.get(key)
         entry.update(refusal_counts(summary))
         windows = (summary.get("training") or {}).get("windows") or {}
         entry["trained_last_ns"] = row["trained_last_ns"]
@@ -562,6 +567,16 @@ def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, An
     return out
 
 
+#: the edge figures of a stored summary (engine.significance), by their compare names
+EDGE_METRICS = {
+    "sharpe_low": "sharpe_95_low",
+    "sharpe_high": "sharpe_95_high",
+    "total_return_low": "total_return_95_low",
+    "total_return_high": "total_return_95_high",
+    "psr": "psr",
+    "psr_benchmark": "psr_vs_buy_and_hold",
+    "benchmark_sharpe": "buy_and_hold_sharpe",
+}
 #: the parts of a run relative to its checkpoint's training bars (engine.runner)
 TRAINING_WINDOWS = ("in_sample", "out_of_sample")
 WINDOW_METRICS = ("bars", "total_return", "sharpe", "max_drawdown", "trades")

@@ -6,11 +6,16 @@ whose confidence passed the gate), the share whose direction equals the sign of 
 forward return close[t+k] / close[t] - 1 (a zero return counts as a miss; decisions
 closer than k bars to the end are left out).
 
-All three strategies are measured on the same bars, from ``trade_start`` to ``end``:
+Every row is measured on the same bars, from ``trade_start`` to ``end`` (an ablation):
 
-* the scenario's learned ensemble (a backtest with the warm-up before ``trade_start``);
-* the SMA(10)/SMA(30) crossover with ``quantity = max_position``;
-* buy-and-hold of ``max_position`` shares from the first bar's close (no costs; the
+* ``learned``: the scenario's learned ensemble, weighted by the meta-investor (a backtest
+  with the warm-up before ``trade_start``);
+* ``equal_weights``: the same agents with fixed equal weights at full exposure;
+* ``<agent>_alone``: each agent alone (all the weight, full exposure);
+* ``sma_10_30``: the SMA(10)/SMA(30) crossover with ``quantity = max_position``;
+* ``buy_and_hold_account``: the whole account in the instrument from the first bar's
+  close, rounded down to the lot (``buy_and_hold_account_units``; no costs);
+* ``buy_and_hold``: ``max_position`` units from the first bar's close (no costs; the
   output states the size as ``buy_and_hold_units``).
 
 Sharpe = mean / std of the per-bar equity returns x √(bars per year), bars per year
@@ -190,12 +195,30 @@ def _figures(
     position: np.ndarray,
     direction: np.ndarray,
     close: np.ndarray,
+    seed: int,
 ) -> dict[str, float]:
+    """Equity statistics, strategic accuracy and the edge figures of one strategy: the
+    block-bootstrap 95% intervals of Sharpe and total return, PSR against 0 and against
+    buy-and-hold of the whole account over the same bars (engine.significance)."""
+    from engine.significance import edge_figures
+
     figures = equity_statistics(ts, equity, position)
     for k in (1, 8):
         accuracy, count = strategic_accuracy(direction, close, k)
         figures[f"strategic_accuracy_k{k}"] = accuracy
         figures[f"decisions_k{k}"] = count
+    if len(equity) > 2:
+        years = (int(ts[-1]) - int(ts[0])) / (365.25 * 86_400e9)
+        edge = edge_figures(
+            np.diff(equity) / equity[:-1],
+            (len(ts) - 1) / years if years > 0 else math.nan,
+            np.diff(close) / close[:-1],
+            seed=seed,
+        )
+        for key in ("sharpe_low", "sharpe_high", "total_return_low", "total_return_high"):
+            figures[key] = edge[key]
+        figures["psr"] = edge["psr"]
+        figures["psr_vs_buy_and_hold"] = edge["psr_benchmark"]
     return figures
 
 
@@ -220,6 +243,7 @@ def evaluate_scenario(
     from engine.errors import ConfigError
     from engine.runner import training_windows
     from engine.warmup import check_warmup, trade_start_ns
+    from strategies.marl.networks import AGENTS
     from strategies.marl.provenance import checkpoint_path, read_training_record
 
     if trade_start:
@@ -256,31 +280,62 @@ def evaluate_scenario(
             f"({_day(record.first_bar_ns)} .. {_day(record.last_bar_ns)}){chose}; evaluate "
             f"from after {_day(seen)} (--trade-start) or pass --allow-in-sample"
         )
-    ts_all, eq_all, pos_all, directions = _run(config, data)
-    keep = ts_all >= start_ns
     ts, close = data.ts[first:], data.close[first:]
-    direction = np.array([directions.get(int(t), 0.0) for t in ts])
     max_position = config.strategy.max_position
     cash = config.broker.initial_cash
+    lot = config.instrument.lot_size
+
+    def learned(meta: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ensemble with [strategy.meta] updated by ``meta`` (None: as configured)."""
+        run_config = config
+        if meta is not None:
+            strategy = msgspec.structs.replace(
+                config.strategy, meta={**config.strategy.meta, **meta}
+            )
+            run_config = msgspec.structs.replace(config, strategy=strategy)
+        ts_run, equity, position, directions = _run(run_config, data)
+        keep = ts_run >= start_ns
+        direction = np.array([directions.get(int(t), 0.0) for t in ts])
+        return equity[keep], position[keep], direction
+
     sma_config = msgspec.structs.replace(
         config, strategy=SmaCrossConfig(fast=10, slow=30, quantity=max_position)
     )
     ts_s, eq_s, pos_s, _ = _run(sma_config, data)
     keep_s = ts_s >= start_ns
+    units = math.floor(cash / close[0] / lot) * lot  # the whole account, in lots
     series = {
-        "learned": (eq_all[keep], pos_all[keep], direction),
+        "learned": learned(None),
+        "equal_weights": learned({"allocator": "equal", "exposure": "full"}),
+        **{
+            f"{agent}_alone": learned(
+                {
+                    "allocator": "softmax",
+                    "softmax_raw_weights": [0.0 if j == i else -1e4 for j in range(3)],
+                    "exposure": "full",
+                }
+            )
+            for i, agent in enumerate(AGENTS)
+        },
+        # the SMA decides on bar t's close what it holds from bar t+1's open
+        "sma_10_30": (eq_s[keep_s], pos_s[keep_s], np.append(np.sign(pos_s[keep_s])[1:], 0.0)),
+        "buy_and_hold_account": (
+            cash + units * (close - close[0]),
+            np.full(len(close), units),
+            np.ones(len(close)),
+        ),
         "buy_and_hold": (
             cash + max_position * (close - close[0]),
             np.full(len(close), max_position),
             np.ones(len(close)),
         ),
-        # the SMA decides on bar t's close what it holds from bar t+1's open
-        "sma_10_30": (eq_s[keep_s], pos_s[keep_s], np.append(np.sign(pos_s[keep_s])[1:], 0.0)),
     }
 
     def figures(lo: int, hi: int) -> dict[str, dict[str, float]]:
         return {
-            name: _figures(ts[lo:hi], eq[lo:hi], pos[lo:hi], way[lo:hi], close[lo:hi])
+            name: _figures(
+                ts[lo:hi], eq[lo:hi], pos[lo:hi], way[lo:hi], close[lo:hi], config.run.seed
+            )
             for name, (eq, pos, way) in series.items()
         }
 
@@ -289,6 +344,7 @@ def evaluate_scenario(
         "first_bar_ns": int(ts[0]),
         "last_bar_ns": int(ts[-1]),
         "buy_and_hold_units": max_position,
+        "buy_and_hold_account_units": units,
         "checkpoint": {
             "path": str(record.checkpoint),
             "fingerprint": record.fingerprint,

@@ -323,7 +323,8 @@ def train(
     update on which their stage begins; without them every stage trades ``market``.
     ``validation``, when given, scores the policies (eval mode) every ``hp.validate_every``
     updates and after the last; the best-scoring update's weights are kept, and training
-    stops after ``hp.patience`` evaluations without a better score (0: never); see
+    stops after ``hp.patience`` evaluations without a better score (0: never); a score that
+    is not finite (a policy that never traded) ranks as 0; see
     :mod:`strategies.marl.validation`.
     """
     if stage_markets is not None and len(stage_markets) != len(hp.stage_complexity):
@@ -604,8 +605,10 @@ def train(
             score = float(validation(policies))
             metrics.validation_sharpe = score
             result.validation_scores.append((update, score))
-            if best is None or score > best[0]:
-                best = (score, update, _snapshot(policies, critic))
+            # a policy that never trades has no Sharpe ratio (NaN): it ranks as 0, no edge
+            rank = score if math.isfinite(score) else 0.0
+            if best is None or rank > best[0]:
+                best = (rank, update, _snapshot(policies, critic))
                 stale = 0
             else:
                 stale += 1

@@ -402,3 +402,76 @@ def test_same_bars_config_and_seed_give_same_fingerprints_and_fills(trained: Pat
     a, b = (fills_frame(engine, i)[columns] for i in ids)
     assert len(a) > 0
     pd.testing.assert_frame_equal(a, b)
+
+
+# -- is the edge real --------------------------------------------------------------------
+
+
+def test_backtest_edge_figures_equal_the_significance_module_on_stored_rows(
+    trained: Path,
+) -> None:
+    from engine.significance import edge_figures
+
+    scenario = trained / "edge.toml"
+    scenario.write_text(scenario_text(trained))
+    summary = json.loads(_invoke("backtest", str(scenario), "-q", "--json").output)
+    edge = summary["edge"]
+    engine = create_engine(f"sqlite:///{trained / 'runs.db'}")
+    equity = snapshots_frame(engine, summary["run_id"]).equity.to_numpy()
+    config = load_scenario(scenario)
+    data = load_bars(config.data, "SYN", seed=config.run.seed)
+    returns = np.diff(np.concatenate([[config.broker.initial_cash], equity])) / np.concatenate(
+        [[config.broker.initial_cash], equity[:-1]]
+    )
+    marks = np.concatenate([[data.open[0]], data.close])
+    expected = edge_figures(
+        returns, summary["periods_per_year"], np.diff(marks) / marks[:-1], seed=3
+    )
+    for key in ("sharpe_low", "sharpe_high", "total_return_low", "psr", "psr_benchmark"):
+        assert edge[key] == pytest.approx(expected[key], rel=1e-12, nan_ok=True), key
+    assert edge["sharpe_low"] <= summary["sharpe"] <= edge["sharpe_high"]
+    for window in summary["training"]["windows"].values():
+        assert window["edge"]["observations"] == window["bars"]
+    table = _invoke("backtest", str(scenario), "-q", env={"COLUMNS": "220"}).output
+    assert "Sharpe, 95% interval (block bootstrap)" in table and "P(true Sharpe > 0)" in table
+    compared = json.loads(
+        _invoke(
+            "compare",
+            "latest",
+            "1",
+            "--db",
+            f"sqlite:///{trained / 'runs.db'}",
+            "--format",
+            "json",
+        ).output
+    )
+    assert compared[0]["psr"] == pytest.approx(edge["psr"])
+
+
+def test_evaluate_ablation_rows_cover_the_panel_and_both_buy_and_holds(trained: Path) -> None:
+    ts = _bar_times()
+    scenario = trained / "ablation.toml"
+    scenario.write_text(scenario_text(trained))
+    result = _invoke("evaluate", str(scenario), "--trade-start", _iso(ts[TRADE_BAR]), "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    rows = (
+        "learned",
+        "equal_weights",
+        "mlmi_alone",
+        "nwrqk_alone",
+        "regime_alone",
+        "sma_10_30",
+        "buy_and_hold_account",
+        "buy_and_hold",
+    )
+    assert all(name in figures for name in rows)
+    config = load_scenario(scenario)
+    close = load_bars(config.data, "SYN", seed=3).close[TRADE_BAR:]
+    units = figures["buy_and_hold_account_units"]
+    assert units == int(config.broker.initial_cash / close[0])  # lot size 1
+    cash = config.broker.initial_cash
+    expected = (cash + units * (close[-1] - close[0])) / cash - 1
+    assert figures["buy_and_hold_account"]["total_return"] == pytest.approx(expected)
+    for name in rows:
+        assert "psr" in figures[name] and "sharpe_low" in figures[name]

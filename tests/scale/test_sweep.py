@@ -240,3 +240,53 @@ def test_sweep_postgres_worker_dying_after_commit_stores_no_duplicate_run(
     assert runs == 2
     assert snapshots == 2 * BARS
     dask_client.wait_for_workers(2, timeout=60)
+
+
+def test_deflated_best_equals_the_deflated_sharpe_ratio_of_the_best_trial() -> None:
+    """The best of N trials is judged against the Sharpe ratio the best of N skill-less
+    trials would show (engine.significance, checked there against the published example)."""
+    import math
+
+    import numpy as np
+    from scipy.stats import kurtosis, norm, skew
+
+    from engine.sweep import deflated_best
+
+    rng = np.random.default_rng(9)
+    periods = 1_900.0
+    rows, returns = [], []
+    for task in range(6):
+        r = rng.normal(0.0002 * task, 0.01, 3_000)
+        returns.append(r)
+        sharpe = r.mean() / r.std(ddof=1)
+        rows.append(
+            {
+                "task": task,
+                "status": "completed",
+                "sharpe": sharpe * math.sqrt(periods),
+                "periods_per_year": periods,
+                "edge": {
+                    "observations": len(r),
+                    "skewness": float(skew(r)),
+                    "kurtosis": float(kurtosis(r, fisher=False)),
+                },
+            }
+        )
+    rows.append({"task": 6, "status": "failed", "sharpe": None})  # a trial all the same
+    out = deflated_best(rows, "sharpe")
+    per_bar = [row["sharpe"] / math.sqrt(periods) for row in rows[:6]]
+    best = int(np.argmax(per_bar))
+    assert out["best_task"] == best and out["trials"] == 7
+    gamma = 0.5772156649015329
+    hurdle = math.sqrt(np.var(per_bar, ddof=1)) * (
+        (1 - gamma) * norm.ppf(1 - 1 / 7) + gamma * norm.ppf(1 - 1 / (7 * math.e))
+    )
+    r = returns[best]
+    sr = per_bar[best]
+    g3, g4 = skew(r), kurtosis(r, fisher=False)
+    expected = norm.cdf(
+        (sr - hurdle) * math.sqrt(len(r) - 1) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)
+    )
+    assert out["dsr"] == pytest.approx(expected, rel=1e-9)
+    assert out["expected_max_sharpe"] == pytest.approx(hurdle * math.sqrt(periods))
+    assert math.isnan(deflated_best(rows[:1], "sharpe")["dsr"])  # one trial: nothing to deflate
