@@ -114,12 +114,10 @@ def test_list_runs_newest_first_with_summary(sqlite_url: str) -> None:
 
 def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url: str) -> None:
     """A database written before valuations stored their pricing keeps every row."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
     from engine.data import load_bars
-    from storage.db import dispose_all
+    from storage.db import dispose_all, downgrade
     from storage.models import ValuationRow
     from tests.strategies.test_meta_investor_bus import factory
 
@@ -132,11 +130,7 @@ def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url
             select(ValuationRow.seq, ValuationRow.option_value).order_by(ValuationRow.seq)
         ).all()
     assert len(before) > 300
-    alembic = Config()
-    alembic.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        alembic.attributes["connection"] = connection
-        command.downgrade(alembic, "0005")
+    downgrade(engine, "0005")
     with engine.connect() as connection:
         columns = connection.execute(text("SELECT * FROM valuations LIMIT 1")).keys()
     assert "pricing" not in columns
