@@ -51,6 +51,18 @@ DbOption = Annotated[
 ]
 
 
+IncompleteOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-incomplete",
+        help="'latest' may be a run that is not completed (running, interrupted, failed...).",
+    ),
+]
+RunOption = Annotated[
+    str, typer.Option("--run", help="Run id, run name (the newest of that name), or 'latest'.")
+]
+
+
 class OutputFormat(str, Enum):
     table = "table"
     csv = "csv"
@@ -103,6 +115,20 @@ def _fail(exc: EmarlError) -> typer.Exit:
         f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True
     )
     return typer.Exit(code)
+
+
+def _resolve(engine: Any, run: str, include_incomplete: bool) -> int:
+    """The run id ``run`` names; prints one warning line when its rows are partial."""
+    from storage.query import resolve_run
+    from storage.runs import incomplete_note
+
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    note = incomplete_note(engine, run_id)
+    if note is not None:
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
+    return run_id
 
 
 def _db_url(db: str | None) -> str:
@@ -471,18 +497,41 @@ def runs(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="Output format.")
     ] = OutputFormat.table,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Delete the interrupted runs (their process died) with all their rows; "
+            "an interrupted paper run deleted this way can no longer be resumed.",
+        ),
+    ] = False,
 ) -> None:
-    """List stored runs, newest first.
+    """List stored runs, newest first: bars planned and bars stored, status, figures.
 
-    Example: emarl runs --limit 5
+    A run whose process died shows as interrupted. Example: emarl runs --limit 5
     """
     from storage.db import connect
     from storage.query import list_runs
 
     try:
-        rows = list_runs(connect(_db_url(db), create=False), limit=limit)
+        engine = connect(_db_url(db), create=False)
+        if prune:
+            from storage.runs import prune_interrupted
+
+            deleted = prune_interrupted(engine)
+        else:
+            rows = list_runs(engine, limit=limit)
     except EmarlError as exc:
         raise _fail(exc) from None
+    if prune:
+        for run in deleted:
+            stored = run["bars_stored"] if run["bars_stored"] is not None else "?"
+            typer.echo(
+                f"deleted run {run['id']} ({run['name']}, {run['kind']}): interrupted at bar "
+                f"{stored} of {run['bars']}"
+            )
+        typer.echo(f"{len(deleted)} interrupted run(s) deleted")
+        return
     if not rows:
         _console(stderr=True).print("no runs stored yet (run 'emarl backtest SCENARIO')")
         raise typer.Exit(1)
@@ -495,6 +544,7 @@ def runs(
         "status",
         "symbol",
         "bars",
+        "bars_stored",
         "started",
         "wall_seconds",
         "total_return",
@@ -510,6 +560,7 @@ def runs(
         "status",
         "symbol",
         "bars",
+        "bars_stored",
         "started",
         "total_return",
         "sharpe",
@@ -520,7 +571,7 @@ def runs(
 
 @app.command()
 def trades(
-    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    run: RunOption = "latest",
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
     since: Annotated[
         str | None, typer.Option(help="From this time (ISO 8601; naive = UTC).")
@@ -543,6 +594,7 @@ def trades(
         typer.Option("--out", "-o", help="Write to this file instead of the terminal."),
     ] = None,
     db: DbOption = None,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """List a run's fills (its trade history), oldest first, or aggregate their P&L.
 
@@ -551,7 +603,7 @@ def trades(
     Example: emarl trades --by month --format parquet -o pnl.parquet
     """
     from storage.db import connect
-    from storage.query import TRADE_COLUMNS, resolve_run, trade_rows
+    from storage.query import TRADE_COLUMNS, trade_rows
 
     if output is ExportFormat.parquet and out is None:
         raise _bad_option("--format parquet writes a file: add --out FILE.parquet")
@@ -559,7 +611,7 @@ def trades(
         raise _bad_option("--out writes csv, json or parquet: add --format csv|json|parquet")
     try:
         engine = connect(_db_url(db), create=False)
-        run_id = resolve_run(engine, run)
+        run_id = _resolve(engine, run, include_incomplete)
         if by is not None:
             from storage.query import AGENT_PNL_COLUMNS, PNL_COLUMNS, pnl_rows
 
@@ -649,7 +701,7 @@ def _export(
 
 @app.command()
 def shapley(
-    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    run: RunOption = "latest",
     aggregate: Annotated[
         bool, typer.Option("--aggregate", help="One row per agent instead of per bar.")
     ] = False,
@@ -657,6 +709,7 @@ def shapley(
         OutputFormat, typer.Option("--format", help="Output format.")
     ] = OutputFormat.table,
     db: DbOption = None,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """Each agent's Shapley credit per bar (with share price, option value, weight, bubble).
 
@@ -666,7 +719,9 @@ def shapley(
     from storage.query import shapley_rows
 
     try:
-        rows = shapley_rows(connect(_db_url(db), create=False), run, aggregate=aggregate)
+        engine = connect(_db_url(db), create=False)
+        run_id = _resolve(engine, run, include_incomplete)
+        rows = shapley_rows(engine, run_id, aggregate=aggregate)
     except EmarlError as exc:
         raise _fail(exc) from None
     if not rows:
@@ -702,15 +757,16 @@ def shapley(
     _emit(rows, columns, output, title="Shapley credit (times UTC)")
 
 
-def _write_report(db_url: str, run: int | str, out: Path | None) -> Path:
+def _write_report(
+    db_url: str, run: int | str, out: Path | None, include_incomplete: bool = False
+) -> Path:
     """Build a run's HTML report and write it (default runs/report-<id>.html)."""
     from reporting.report import default_path, write_report
     from storage.db import connect
-    from storage.query import resolve_run
 
     try:
         engine = connect(db_url, create=False)
-        run_id = resolve_run(engine, run)
+        run_id = _resolve(engine, str(run), include_incomplete)
         target = out if out is not None else default_path(run_id)
         return write_report(engine, run_id, target)
     except EmarlError as exc:
@@ -761,7 +817,9 @@ def _write_walk_forward_report(db_url: str, sweep: str, out: Path | None) -> Pat
 
 @app.command()
 def report(
-    run: Annotated[str, typer.Argument(help="Run id, or 'latest'.")] = "latest",
+    run: Annotated[
+        str, typer.Argument(help="Run id, run name (the newest of that name), or 'latest'.")
+    ] = "latest",
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="HTML file to write (default: runs/report-<id>.html)."),
@@ -780,6 +838,7 @@ def report(
             help="RUN is a walk-forward id (emarl walkforward): its folds and stitched curve.",
         ),
     ] = False,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """Write a run's report: one self-contained HTML file with its charts and trade list.
 
@@ -792,7 +851,7 @@ def report(
     elif training:
         written = _write_training_report(_db_url(db), run, out)
     else:
-        written = _write_report(_db_url(db), run, out)
+        written = _write_report(_db_url(db), run, out, include_incomplete)
     size = written.stat().st_size
     typer.echo(f"wrote {written} ({size / 1e6:.1f} MB)")
 
@@ -805,6 +864,7 @@ def compare(
         typer.Option("--format", help="table: metrics by runs; csv and json: one row per run."),
     ] = OutputFormat.table,
     db: DbOption = None,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """Put runs' metrics side by side.
 
@@ -816,7 +876,9 @@ def compare(
     if len(runs) < 2:
         raise _bad_option("compare needs at least two runs, e.g. emarl compare 3 4")
     try:
-        rows = compare_rows(connect(_db_url(db), create=False), runs)
+        engine = connect(_db_url(db), create=False)
+        ids = [_resolve(engine, run, include_incomplete) for run in runs]
+        rows = compare_rows(engine, ids)
     except EmarlError as exc:
         raise _fail(exc) from None
     metrics = [{"start_ns": "start", "end_ns": "end"}.get(key, key) for key in COMPARE_METRICS]
@@ -1172,8 +1234,10 @@ def status(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table or json.")
     ] = OutputFormat.table,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
-    """A run's position, equity, last bar and its lag, open orders and agent weights.
+    """A run's position, equity, last bar and its lag, feed gaps and quarantined bars, open
+    orders and agent weights.
 
     Example: emarl status weichai-sma
     """
@@ -1181,7 +1245,9 @@ def status(
     from storage.paper import run_status
 
     try:
-        info = run_status(connect(_db_url(db), create=False), run)
+        info = run_status(
+            connect(_db_url(db), create=False), run, include_incomplete=include_incomplete
+        )
     except EmarlError as exc:
         raise _fail(exc) from None
     if output is OutputFormat.json:
@@ -1212,6 +1278,11 @@ def _print_status(info: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     snapshot = info["snapshot"]
     table.add_row("symbol", info["symbol"])
+    if info["kind"] != "paper":
+        stored = info.get("bars_stored")
+        table.add_row(
+            "bars stored", f"{'?' if stored is None else f'{stored:,}'} of {info['bars']:,}"
+        )
     if snapshot is not None:
         table.add_row("position", f"{snapshot['position']:,.6g} @ avg {snapshot['avg_price']:.6g}")
         table.add_row("cash", f"{snapshot['cash']:,.2f}")

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from engine.bus import ANY, Bus, MessageBus, topic
 from engine.clock import SimulatedClock
 from engine.config import ScenarioConfig, config_hash
-from engine.errors import BusError, ConfigError, HandlerError, ResumeError
+from engine.errors import BusError, ConfigError, HandlerError, ResumeError, StorageError
 from engine.events import Bar, Message, RunFinished, encode
 from engine.mqtt import (
     MqttBus,
@@ -55,7 +55,7 @@ from engine.mqtt import (
     connect_client,
     make_client,
 )
-from engine.runner import StrategyFactory, build_strategy, wire_pipeline
+from engine.runner import Pipeline, StrategyFactory, build_pipeline, build_strategy
 from engine.version import code_version
 from engine.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, END, HOLD, PROCESS, FeedGate, Verdict
 
@@ -129,6 +129,12 @@ def _strategy_factory(config: ScenarioConfig) -> StrategyFactory | None:
     return factory
 
 
+def build_paper_pipeline(config: ScenarioConfig, bus: MessageBus) -> tuple[Pipeline, PaperClock]:
+    """A paper run's pipeline on ``bus`` and its clock, built but not subscribed."""
+    clock = PaperClock()
+    return build_pipeline(config, bus, clock, None, _strategy_factory(config)), clock
+
+
 class PaperTrader:
     """The synchronous core of a paper run (see the module docstring)."""
 
@@ -141,18 +147,22 @@ class PaperTrader:
         bus: MessageBus,
         feed: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        built: tuple[Pipeline, PaperClock] | None = None,
     ) -> None:
+        """``built``: the pipeline and clock from :func:`build_paper_pipeline` on ``bus``
+        (built before the run row exists); built here when not given."""
         from storage.recorder import Recorder
 
         self.config = config
         self.engine = engine
         self.run_id = run_id
         self.bus = bus
-        self.clock = PaperClock()
+        pipeline, self.clock = built or build_paper_pipeline(config, bus)
         self.symbol = config.instrument.symbol
         self.recorder = Recorder(engine, run_id, bus, flush_every_bars=2**62)
         self.recorder.subscribe()
-        self.pipeline = wire_pipeline(config, bus, self.clock, None, _strategy_factory(config))
+        pipeline.subscribe()
+        self.pipeline = pipeline
         self._hash = hashlib.blake2b(digest_size=16)
         self.last_seq = 0
         bus.subscribe(ANY, self._observe)
@@ -589,9 +599,19 @@ class _Session:
         return "stopped"
 
     async def _watch(self) -> None:
+        """Log a stale feed, and refresh the run's heartbeat while it waits for bars."""
+        from storage.runs import HEARTBEAT_SECONDS, touch_run
+
         check = min(max(self.stale_ns / 1e9 / 4, 0.05), 5.0)
+        touched = time.monotonic()
         while True:
             await asyncio.sleep(check)
+            if time.monotonic() - touched > HEARTBEAT_SECONDS:
+                touched = time.monotonic()
+                try:
+                    touch_run(self.trader.engine, self.trader.run_id)
+                except StorageError as exc:  # the next bar's transaction reports it too
+                    log.warning("%s", exc)
             idle = time.time_ns() - self.trader.last_received_ns
             if idle > self.stale_ns and not self.stale:
                 self.stale = True
@@ -638,7 +658,7 @@ async def run_paper_async(
     """See :func:`run_paper`; ``stop`` ends the run between bars when set."""
     from storage.db import connect
     from storage.paper import set_run_status
-    from storage.runs import COMPLETED, FAILED, RUNNING
+    from storage.runs import COMPLETED, FAILED, RUNNING, STOPPED, process_identity
 
     options.check()
     started = time.perf_counter()
@@ -647,9 +667,11 @@ async def run_paper_async(
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, stop.set)
+    bus: MessageBus = MqttBus(options.run_name) if options.export else MessageBus()
+    # everything is built (a checkpoint loaded and checked) before a run row is stored
+    built = build_paper_pipeline(config, bus)
     engine = connect(db_url or config.storage.url)
     run_id, state, resumed = _open_run(engine, config, options, scenario_path)
-    bus: MessageBus = MqttBus(options.run_name) if options.export else MessageBus()
     trader = PaperTrader(
         config,
         engine,
@@ -657,6 +679,7 @@ async def run_paper_async(
         bus=bus,
         feed=options.feed,
         max_message_bytes=options.max_message_bytes,
+        built=built,
     )
     replayed = 0
     if resumed:
@@ -670,7 +693,7 @@ async def run_paper_async(
             time.perf_counter() - began,
             trader.gate.last_seq + 1,
         )
-    set_run_status(engine, run_id, RUNNING)
+    set_run_status(engine, run_id, RUNNING, **process_identity())
     session = _Session(trader, settings, state["client_id"], options, stop, on_ready)
     try:
         outcome = await session.run()
@@ -697,7 +720,7 @@ async def run_paper_async(
             summary_json=summary,
         )
     else:
-        set_run_status(engine, run_id, "stopped", bars=trader.bars, wall_seconds=wall)
+        set_run_status(engine, run_id, STOPPED, bars=trader.bars, wall_seconds=wall)
     log.info(
         "run %s (id %d): %s after %d new bars (%d dropped messages)",
         options.run_name,

@@ -40,7 +40,14 @@ if TYPE_CHECKING:
     from storage.recorder import Recorder
     from storage.writer import WriterProcess
 
-__all__ = ["BacktestResult", "Pipeline", "ResultsCollector", "run_backtest", "wire_pipeline"]
+__all__ = [
+    "BacktestResult",
+    "Pipeline",
+    "ResultsCollector",
+    "build_pipeline",
+    "run_backtest",
+    "wire_pipeline",
+]
 
 CHUNK = 4096
 
@@ -183,6 +190,38 @@ class Pipeline:
     broker: SimulatedBroker
     strategy: Any
 
+    def subscribe(self) -> None:
+        """Subscribe the broker, the portfolio and the strategy, in that order."""
+        self.broker.subscribe()
+        self.portfolio.subscribe()
+        self.strategy.subscribe()
+
+
+def build_pipeline(
+    config: ScenarioConfig,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    data: BarData | None = None,
+    strategy_factory: StrategyFactory | None = None,
+) -> Pipeline:
+    """Build the broker, the portfolio and the strategy (a checkpoint is loaded and
+    checked here), subscribing nothing: a run builds everything before it stores its
+    row, so bad input leaves no run behind."""
+    portfolio = Portfolio(bus, config.broker.initial_cash)
+    broker = SimulatedBroker(
+        bus,
+        portfolio,
+        config.broker,
+        symbols=(config.instrument.symbol,),
+        lot_size=config.instrument.lot_size,
+        timezone=config.data.timezone,
+    )
+    if strategy_factory is None:
+        strategy = build_strategy(config, bus, clock, data)
+    else:
+        strategy = strategy_factory(config, bus, clock)
+    return Pipeline(portfolio, broker, strategy)
+
 
 def wire_pipeline(
     config: ScenarioConfig,
@@ -196,23 +235,9 @@ def wire_pipeline(
     Backtests and paper runs both wire through here (after their recorder), so
     they dispatch every bar to the same handlers in the same order.
     """
-    portfolio = Portfolio(bus, config.broker.initial_cash)
-    broker = SimulatedBroker(
-        bus,
-        portfolio,
-        config.broker,
-        symbols=(config.instrument.symbol,),
-        lot_size=config.instrument.lot_size,
-        timezone=config.data.timezone,
-    )
-    broker.subscribe()
-    portfolio.subscribe()
-    if strategy_factory is None:
-        strategy = build_strategy(config, bus, clock, data)
-    else:
-        strategy = strategy_factory(config, bus, clock)
-    strategy.subscribe()
-    return Pipeline(portfolio, broker, strategy)
+    pipeline = build_pipeline(config, bus, clock, data, strategy_factory)
+    pipeline.subscribe()
+    return pipeline
 
 
 def run_backtest(
@@ -255,9 +280,11 @@ async def run_backtest_async(
     tap: Callable[[MessageBus], None] | None = None,
     writer_process: bool | None = None,
 ) -> BacktestResult:
-    """Load and validate the bars, store a run, replay every bar, store the summary.
+    """Load and validate the bars, build the pipeline, store a run, replay every bar,
+    store the summary.
 
-    Data errors surface before anything is stored. If a handler raises, the
+    Data errors, and any component that cannot be built (a missing or refused
+    checkpoint), surface before anything is stored. If a handler raises, the
     finished bars are written, the run is marked ``failed`` with the error,
     and :class:`HandlerError` propagates. ``tap(bus)`` is called before anything
     subscribes (a sweep task keeps the run's messages with it). With
@@ -288,6 +315,7 @@ async def run_backtest_async(
     clock = SimulatedClock()
     if tap is not None:
         tap(bus)
+    pipeline = build_pipeline(config, bus, clock, data, strategy_factory)
     engine = None
     recorder = None
     writer: WriterProcess | None = None
@@ -295,7 +323,7 @@ async def run_backtest_async(
     if persist:
         from storage.db import connect
         from storage.recorder import Recorder
-        from storage.runs import create_run
+        from storage.runs import FAILED, create_run, finish_run
 
         engine = connect(db_url or config.storage.url)
         run_id = create_run(
@@ -313,32 +341,45 @@ async def run_backtest_async(
             first_bar_ns=int(data.ts[0]),
             last_bar_ns=int(data.ts[-1]),
         )
-        if writer_process is None:
-            writer_process = len(data) >= WRITER_PROCESS_MIN_BARS and not _in_memory(engine)
-        if writer_process:
-            from storage.writer import WriterProcess
+        try:
+            if writer_process is None:
+                writer_process = len(data) >= WRITER_PROCESS_MIN_BARS and not _in_memory(engine)
+            if writer_process:
+                from storage.writer import WriterProcess
 
-            writer = WriterProcess(engine.url.render_as_string(hide_password=False))
-        recorder = Recorder(
-            engine,
-            run_id,
-            bus,
-            flush_every_bars=config.storage.flush_every_bars,
-            writer=writer,
-        )
-        recorder.subscribe()
+                writer = WriterProcess(engine.url.render_as_string(hide_password=False))
+            recorder = Recorder(
+                engine,
+                run_id,
+                bus,
+                flush_every_bars=config.storage.flush_every_bars,
+                writer=writer,
+            )
+            recorder.subscribe()
+        except BaseException as exc:
+            if writer is not None:
+                writer.stop()
+            finish_run(
+                engine,
+                run_id,
+                status=FAILED,
+                wall_seconds=time.perf_counter() - started,
+                error=str(exc) or type(exc).__name__,
+            )
+            raise
+    pipeline.subscribe()
     try:
         return await _run(
             config,
             data,
             bus,
             clock,
+            pipeline,
             engine,
             recorder,
             run_id,
             started,
             warmup_until,
-            strategy_factory,
             progress,
         )
     finally:
@@ -356,15 +397,15 @@ async def _run(
     data: BarData,
     bus: MessageBus,
     clock: SimulatedClock,
+    pipeline: Pipeline,
     engine: Engine | None,
     recorder: Recorder | None,
     run_id: int | None,
     started: float,
     warmup_until: int | None,
-    strategy_factory: StrategyFactory | None,
     progress: Callable[[int, int], None] | None,
 ) -> BacktestResult:
-    strategy = wire_pipeline(config, bus, clock, data, strategy_factory).strategy
+    strategy = pipeline.strategy
     collector = ResultsCollector(len(data))
     bus.subscribe(PortfolioSnapshot, collector.on_snapshot)
     bus.subscribe(OrderFilled, collector.fills.append)

@@ -358,10 +358,19 @@ def build_report(
         sections.append(Section("Learning curves", note="No training metrics were given."))
     title = f"{info['name']}: {info['symbol']}, run {info['id']}"
     period = ""
-    if info.get("first_bar_ns") is not None:
-        period = f"{_time(info['first_bar_ns'])} .. {_time(info['last_bar_ns'])} UTC, "
+    last_ns = info.get("last_bar_ns")
+    bars = f"{info['bars']:,} bars"
+    stored = info.get("bars_stored")
+    if info["status"] != "completed" and info["kind"] != "paper" and stored is not None:
+        # the rows end where the run stopped, not where it was to end
+        from storage.frames import last_stored_ns
+
+        last_ns = last_stored_ns(engine, int(info["id"]))
+        bars = f"{info['status']} at bar {stored:,} of {info['bars']:,}"
+    if info.get("first_bar_ns") is not None and last_ns is not None:
+        period = f"{_time(info['first_bar_ns'])} .. {_time(last_ns)} UTC, "
     subtitle = (
-        f"{info['kind']} · {info['status']} · {period}{info['bars']:,} bars · seed "
+        f"{info['kind']} · {info['status']} · {period}{bars} · seed "
         f"{info['seed']} · scenario {info['scenario'] or 'n/a'} · code {info['code_version']}"
     )
     return render_html(title, subtitle, sections)

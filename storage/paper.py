@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, desc, func, insert, select, update
 
-from engine.errors import RunNotFoundError, StorageError
+from engine.errors import StorageError
 from storage.db import storage_errors
 from storage.models import (
     Fill,
@@ -241,29 +241,32 @@ def last_snapshot(engine: Engine, run_id: int) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def _resolve_run(connection: Connection, run: str) -> Any:
-    columns = (Run.id, Run.name, Run.kind, Run.status, Run.symbol, Run.error, Run.started_ns)
-    if run == "latest":
-        query = select(*columns).order_by(desc(Run.id)).limit(1)
-    elif run.isdigit():
-        query = select(*columns).where(Run.id == int(run))
-    else:
-        query = select(*columns).where(Run.name == run).order_by(desc(Run.id)).limit(1)
-    row = connection.execute(query).first()
-    if row is None:
-        raise RunNotFoundError(f"no run {run!r} in the database (see 'emarl runs')")
-    return row
-
-
-def run_status(engine: Engine, run: str, *, now_ns: int | None = None) -> dict[str, Any]:
+def run_status(
+    engine: Engine, run: str, *, now_ns: int | None = None, include_incomplete: bool = False
+) -> dict[str, Any]:
     """Position, equity, last bar and its lag, open orders and agent weights of a run.
 
-    ``run`` is a run id, a run name (the newest run of that name) or ``latest``.
+    ``run`` is a run id, a run name (the newest run of that name) or ``latest`` (the
+    newest completed run, or of any status with ``include_incomplete``).
     """
+    from storage.query import resolve_run
+
     now = time.time_ns() if now_ns is None else now_ns
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    columns = (
+        Run.name,
+        Run.kind,
+        Run.status,
+        Run.symbol,
+        Run.error,
+        Run.bars,
+        Run.bars_stored,
+        Run.host,
+        Run.pid,
+        Run.heartbeat_ns,
+    )
     with storage_errors(f"reading the status of run {run!r}"), engine.connect() as connection:
-        row = _resolve_run(connection, run)
-        run_id = int(row.id)
+        row = connection.execute(select(*columns).where(Run.id == run_id)).one()
         out: dict[str, Any] = {
             "run_id": run_id,
             "name": row.name,
@@ -271,6 +274,11 @@ def run_status(engine: Engine, run: str, *, now_ns: int | None = None) -> dict[s
             "status": row.status,
             "symbol": row.symbol,
             "error": row.error,
+            "bars": row.bars,
+            "bars_stored": row.bars_stored,
+            "host": row.host,
+            "pid": row.pid,
+            "heartbeat_ns": row.heartbeat_ns,
         }
         snap = PortfolioSnapshotRow.__table__
         snapshot = (

@@ -78,7 +78,7 @@ def test_backtest_then_runs_and_trades(scenario: Path, tmp_path: Path) -> None:
         (["trades", "--since", "yesterday-ish"], 2, "error: --since: cannot read"),
         (["trades", "--since", "2200-01-01"], 1, "no trades match these filters"),
         (["trades", "--since", "2999-01-01"], 2, "error: --since: '2999-01-01' is outside"),
-        (["trades", "--run", "x1"], 2, "error: --run: 'x1' is not a run id"),
+        (["trades", "--run", "x1"], 3, "error: no run with id or name 'x1'"),
     ],
 )
 def test_trades_bad_queries_exit_with_one_line(
@@ -130,3 +130,20 @@ def test_query_commands_do_not_import_heavy_packages(scenario: Path, tmp_path: P
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_trades_and_status_take_a_run_name_the_newest_of_that_name(
+    scenario: Path, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    for _ in range(2):
+        assert invoke("backtest", str(scenario), "--quiet").exit_code == 0
+    by_name = invoke("trades", "--db", db, "--run", "cli", "--format", "json")
+    assert by_name.exit_code == 0, by_name.output
+    assert {row["run_id"] for row in json.loads(by_name.stdout)} == {2}
+    by_id = invoke("trades", "--db", db, "--run", "2", "--format", "json")
+    assert by_name.stdout == by_id.stdout
+    status = invoke("status", "cli", "--db", db, "--format", "json")
+    assert json.loads(status.stdout)["run_id"] == 2
+    unknown = invoke("trades", "--db", db, "--run", "other-name")
+    assert unknown.exit_code == 3 and "no run with id or name 'other-name'" in unknown.output

@@ -94,7 +94,7 @@ def test_trades_unknown_run_and_bad_dates_raise_clear_errors(sqlite_url: str) ->
     run_backtest(synthetic_scenario(500), db_url=sqlite_url)
     with pytest.raises(RunNotFoundError, match="no run with id 99"):
         trade_rows(engine, 99)
-    with pytest.raises(ConfigError, match="--run: 'abc' is not a run id"):
+    with pytest.raises(RunNotFoundError, match="no run with id or name 'abc'"):
         trade_rows(engine, "abc")
     with pytest.raises(ConfigError, match="--since: cannot read '2020-13-45'"):
         trade_rows(engine, "latest", since="2020-13-45")
@@ -144,3 +144,52 @@ def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url
         ).all()
     assert [(s, v) for s, v, _ in after] == [tuple(r) for r in before]
     assert {p for _, _, p in after} == {"black_scholes"}
+
+
+def test_upgrade_from_0007_keeps_rows_indexes_valuations_and_counts_stored_bars(
+    db_url: str,
+) -> None:
+    """A database written before migrations 0008-0010 keeps every row; valuations gain
+    their lookup index and runs their bars stored (their snapshots) and a heartbeat."""
+    from sqlalchemy import inspect, text
+
+    from engine.data import load_bars
+    from storage.db import dispose_all, downgrade
+    from storage.models import ShapleyValueRow, ValuationRow
+    from tests.strategies.test_meta_investor_bus import factory
+
+    config = synthetic_scenario(400)
+    data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+    run_backtest(config, data=data, db_url=db_url, strategy_factory=factory(data, []))
+    engine = connect(db_url)
+    tables = (ValuationRow, ShapleyValueRow, PortfolioSnapshotRow, Fill)
+    with engine.connect() as connection:
+        before = {
+            model.__tablename__: connection.execute(
+                select(model.__table__).order_by(model.seq)
+            ).all()
+            for model in tables
+        }
+    assert len(before["valuations"]) > 300
+    downgrade(engine, "0007")
+    indexes = {index["name"] for index in inspect(engine).get_indexes("valuations")}
+    assert "ix_valuations_run_ts_agent" not in indexes
+    assert "bars_stored" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+    dispose_all()
+    upgraded = connect(db_url)  # migrates to the head on connect
+    indexes = {index["name"] for index in inspect(upgraded).get_indexes("valuations")}
+    assert "ix_valuations_run_ts_agent" in indexes
+    with upgraded.connect() as connection:
+        for model in tables:
+            after = connection.execute(select(model.__table__).order_by(model.seq)).all()
+            assert after == before[model.__tablename__], model.__tablename__
+        run = connection.execute(select(Run)).mappings().one()
+        assert run["bars_stored"] == 400 and run["heartbeat_ns"] == run["started_ns"]
+        if upgraded.dialect.name == "sqlite":
+            # the listing's join looks valuations up through the index, not by scanning
+            from storage.query import _SHAPLEY_ROWS, _shapley_sql
+
+            query = _shapley_sql(upgraded, _SHAPLEY_ROWS)
+            plan = connection.execute(text(f"EXPLAIN QUERY PLAN {query.text}"), {"run_id": 1})
+            steps = [str(row[-1]) for row in plan]
+            assert any("USING INDEX ix_valuations_run_ts_agent" in step for step in steps), steps
