@@ -116,6 +116,12 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
     inconsistent high/low, and for a bar off the grid a merge into the grid
     bar that contains it). Duplicates can only be dropped; out-of-order rows
     can be dropped or sorted.
+
+    Limits that no real market reaches keep absurd numbers out of the accounting:
+    a price above ``max_price`` or a bar whose open, high, low or close lies more
+    than ``max_abs_log_return`` (natural log) from the previous bar's close, or
+    whose high and low lie further apart, is a bad price (``on_bad_price``); a
+    volume above ``max_volume`` is a bad volume (``on_bad_volume``).
     """
 
     source: Literal["file", "synthetic"] = "file"
@@ -139,12 +145,17 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
     on_duplicate: DropPolicy = "error"
     on_out_of_order: OrderPolicy = "error"
     on_off_grid: Policy = "error"
+    max_price: float = 1e15
+    max_volume: float = 1e18
+    max_abs_log_return: float = 10.0  # a factor of about 22,000 in one bar
     synthetic: SyntheticConfig = msgspec.field(default_factory=SyntheticConfig)
 
     def check(self) -> None:
         if self.source == "file" and not self.path:
             raise ConfigError("data.path is required when data.source = 'file'")
         _positive("data.bar_minutes", self.bar_minutes)
+        for name in ("max_price", "max_volume", "max_abs_log_return"):
+            _positive(f"data.{name}", getattr(self, name))
         if not 0 <= self.grid_offset_minutes < self.bar_minutes:
             raise ConfigError(
                 f"data.grid_offset_minutes must be in [0, bar_minutes={self.bar_minutes}), "
@@ -304,6 +315,8 @@ class MappoEnsembleConfig(
 
 StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
 _SAMPLING_DEFAULTS = {"sampling_temperature": 1.0, "uncertainty_bonus": 0.0}
+# data limits added later: scenarios that leave them at their defaults keep their hash
+_LIMIT_DEFAULTS = {"max_price": 1e15, "max_volume": 1e18, "max_abs_log_return": 10.0}
 
 
 class TrainConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -413,6 +426,11 @@ class ScenarioConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=T
         out.pop("base_dir", None)
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
+        data = out.get("data")
+        if isinstance(data, dict):
+            for key, default in _LIMIT_DEFAULTS.items():
+                if data.get(key) == default:
+                    del data[key]
         strategy = out.get("strategy")
         if isinstance(strategy, dict) and strategy.get("kind") == "mappo_ensemble":
             # so do learned-ensemble scenarios that leave the sampling keys at their defaults

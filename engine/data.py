@@ -28,6 +28,7 @@ import pandas as pd
 
 from engine.config import DataConfig
 from engine.errors import ConfigError, DataError
+from engine.limits import apply_limits
 
 __all__ = ["BarData", "DataReport", "count_gaps", "load_bars", "read_frame", "resample_bars"]
 
@@ -324,6 +325,9 @@ def _validate(
         ts = ts[keep2]
         cols = {name: cols[name][keep2] for name in FIELDS}
         v.rows = v.rows[keep2]
+    if len(ts) == 0:
+        raise DataError(f"{source}: no valid rows left after validation")
+    ts, cols = apply_limits(ts, cols, v, config)  # data.max_price and the like
     if len(ts) == 0:
         raise DataError(f"{source}: no valid rows left after validation")
 
