@@ -1066,6 +1066,25 @@ KeyOption = Annotated[Path | None, typer.Option("--key-file", help="TLS client k
 InsecureOption = Annotated[
     bool, typer.Option("--tls-insecure", help="Do not check the broker's certificate.")
 ]
+FeedKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--feed-key",
+        envvar="EMARL_FEED_KEY",
+        help="Shared key (16 bytes or more): the publisher signs every message (HMAC-SHA256), "
+        "the paper run drops unsigned or badly signed ones.",
+    ),
+]
+
+
+class GapChoice(str, Enum):
+    halt = "halt"
+    continue_ = "continue"
+
+
+class ImplausibleChoice(str, Enum):
+    drop = "drop"
+    halt = "halt"
 
 
 @app.command()
@@ -1093,6 +1112,30 @@ def paper(
     max_message_bytes: Annotated[
         int, typer.Option("--max-message-bytes", help="Drop larger MQTT messages.")
     ] = 65_536,
+    max_gap: Annotated[
+        int,
+        typer.Option(
+            "--max-gap",
+            help="Quarantine a bar whose sequence number skips more than this many bars.",
+        ),
+    ] = 1_000,
+    max_jump: Annotated[
+        float,
+        typer.Option(
+            "--max-jump",
+            help="Quarantine a bar with a price over (1 + this) times, or under 1 / (1 + this) "
+            "times, the last accepted close.",
+        ),
+    ] = 4.0,
+    on_gap: Annotated[
+        GapChoice,
+        typer.Option("--on-gap", help="Bars never received: halt the run, or trade on."),
+    ] = GapChoice.halt,
+    on_implausible: Annotated[
+        ImplausibleChoice,
+        typer.Option("--on-implausible", help="An implausible bar: drop it, or halt the run."),
+    ] = ImplausibleChoice.drop,
+    feed_key: FeedKeyOption = None,
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
     username: UserOption = None,
@@ -1112,6 +1155,7 @@ def paper(
     """
     from engine.config import load_scenario
     from engine.paper import PaperOptions, run_paper
+    from engine.wire import feed_key as feed_key_bytes
 
     _log_to_stderr(quiet)
     try:
@@ -1126,6 +1170,11 @@ def paper(
             max_bars=max_bars,
             max_message_bytes=max_message_bytes,
             new=new,
+            max_gap=max_gap,
+            max_jump=max_jump,
+            on_gap=on_gap.value,
+            on_implausible=on_implausible.value,
+            feed_key=feed_key_bytes(feed_key),
         )
         result = run_paper(
             config, settings, options, db_url=db or config.storage.url, scenario_path=str(scenario)
@@ -1134,8 +1183,11 @@ def paper(
         raise _fail(exc) from None
     typer.echo(
         f"paper run {result.run_id}: {result.outcome}; {result.bars:,} new bars "
-        f"({result.replayed:,} re-driven on start, {result.dropped:,} messages dropped)"
+        f"({result.replayed:,} re-driven on start, {result.dropped:,} messages dropped, "
+        f"{result.quarantined:,} bars quarantined)"
     )
+    if result.outcome == "halted":
+        raise _fail(HandlerError(f"paper run {result.run_id} halted: {result.halt_reason}"))
 
 
 class Speed(str, Enum):
@@ -1165,6 +1217,7 @@ def publish(
     end: Annotated[
         bool, typer.Option("--end/--no-end", help="Send an end-of-feed marker after the bars.")
     ] = True,
+    feed_key: FeedKeyOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
     username: UserOption = None,
     password: PasswordOption = None,
@@ -1184,6 +1237,7 @@ def publish(
     from engine.config import DataConfig, InstrumentConfig, load_scenario
     from engine.data import load_bars
     from engine.mqtt import check_name, first_bars, parse_speed, publish_bars
+    from engine.wire import feed_key as feed_key_bytes
 
     _log_to_stderr(quiet)
     try:
@@ -1217,7 +1271,10 @@ def publish(
             if bars < 1:
                 raise ConfigError(f"--bars must be at least 1, got {bars}")
             data = first_bars(data, bars)
-        report = asyncio.run(publish_bars(data, settings, feed=feed, speed=factor, end=end))
+        key = feed_key_bytes(feed_key)
+        report = asyncio.run(
+            publish_bars(data, settings, feed=feed, speed=factor, end=end, key=key)
+        )
     except EmarlError as exc:
         raise _fail(exc) from None
     typer.echo(
@@ -1308,6 +1365,23 @@ def _print_status(info: dict[str, Any]) -> None:
         table.add_row("dropped messages", f"{feed['dropped']:,}")
         if feed["last_drop"]:
             table.add_row("last dropped", feed["last_drop"])
+        table.add_row("quarantined bars", f"{feed['quarantined']:,}")
+        if feed["last_quarantine"]:
+            table.add_row("last quarantined", feed["last_quarantine"])
+        skipped = [gap for gap in feed["gaps"] if gap["action"] == "skipped"]
+        table.add_row(
+            "feed gaps",
+            f"{len(skipped):,} ({feed['missing_bars']:,} bars never received)"
+            + "".join(f"; seq {gap['first_seq']}..{gap['last_seq']}" for gap in skipped[:5])
+            + ("; ..." if len(skipped) > 5 else ""),
+        )
+        for gap in feed["gaps"]:
+            if gap["action"] == "halted":
+                table.add_row(
+                    "halted at a gap",
+                    f"{gap['bars']:,} bars never received (seq {gap['first_seq']}.."
+                    f"{gap['last_seq']})",
+                )
     elif snapshot is not None:
         table.add_row("last bar", f"{_fmt_time(snapshot['ts_event'])} UTC")
     if info["error"]:

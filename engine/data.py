@@ -101,6 +101,8 @@ def read_frame(path: Path, fmt: str = "auto") -> pd.DataFrame:
     """Read a CSV or Parquet file as strings-or-numbers, untouched."""
     if not path.exists():
         raise DataError(f"{path}: file does not exist")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file (give a CSV or Parquet file)")
     kind = fmt
     if kind == "auto":
         suffix = path.suffix.lower()

@@ -4,8 +4,10 @@ The core, :class:`PaperTrader`, is synchronous and deterministic. It wires
 the same handlers in the same order as a backtest
 (:func:`engine.runner.wire_pipeline` after the Recorder) and takes one feed
 message at a time: :class:`engine.wire.FeedGate` decides whether it is the
-next bar, and a bar is dispatched, then stored with everything it produced
-in one transaction (the Recorder's rows, the bar, the run's feed position).
+next bar, :class:`engine.feed_guard.FeedGuard` whether that bar is plausible
+(or quarantined, or a gap that halts the run), and a bar is dispatched, then
+stored with everything it produced in one transaction (the Recorder's rows,
+the bar, the run's feed position, the gap it closes).
 
 Resume. The run's clock is the wall clock sampled when a bar arrives and held
 while that bar is processed, so every message a bar leads to is a function of
@@ -24,6 +26,9 @@ killed at any point gets its unacknowledged bars again and drops those it had
 stored (duplicates by feed sequence number). Lost connections are retried
 with jittered exponential backoff. SIGTERM and SIGINT stop the run between
 bars. A stale feed (no bar for ``stale_after_bars`` bar lengths) is logged.
+A halt (a gap with ``on_gap = "halt"``, an implausible bar with
+``on_implausible = "halt"``) ends the run with status ``halted``, leaving the bar
+that caused it unacknowledged: started again, the run reads it first.
 """
 
 from __future__ import annotations
@@ -45,6 +50,18 @@ from engine.clock import SimulatedClock
 from engine.config import ScenarioConfig, config_hash
 from engine.errors import BusError, ConfigError, HandlerError, ResumeError, StorageError
 from engine.events import Bar, Message, RunFinished, encode
+from engine.feed_guard import (
+    ACCEPT,
+    DEFAULT_MAX_GAP,
+    DEFAULT_MAX_JUMP,
+    QUARANTINE,
+    FeedGuard,
+    FeedLimits,
+    Gap,
+    GapPolicy,
+    ImplausiblePolicy,
+    Judgement,
+)
 from engine.mqtt import (
     MqttBus,
     MqttSettings,
@@ -54,10 +71,20 @@ from engine.mqtt import (
     close_client,
     connect_client,
     make_client,
+    quiet_socket_races,
 )
 from engine.runner import Pipeline, StrategyFactory, build_pipeline, build_strategy
 from engine.version import code_version
-from engine.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, END, HOLD, PROCESS, FeedGate, Verdict
+from engine.wire import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DROP,
+    END,
+    HALT,
+    HOLD,
+    PROCESS,
+    FeedGate,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -88,6 +115,23 @@ class PaperOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     new: bool = False
     export: bool = True
+    max_gap: int = DEFAULT_MAX_GAP
+    max_jump: float = DEFAULT_MAX_JUMP
+    on_gap: GapPolicy = "halt"
+    on_implausible: ImplausiblePolicy = "drop"
+    #: shared key of a signed feed (engine.wire): unsigned or badly signed messages drop
+    feed_key: bytes | None = None
+
+    def limits(self, config: ScenarioConfig) -> FeedLimits:
+        return FeedLimits(
+            bar_ns=config.data.bar_minutes * NS_PER_MINUTE,
+            max_gap=self.max_gap,
+            max_jump=self.max_jump,
+            on_gap=self.on_gap,
+            on_implausible=self.on_implausible,
+            max_price=config.data.max_price,
+            max_volume=config.data.max_volume,
+        )
 
     def check(self) -> None:
         check_name("run", self.run_name)
@@ -102,17 +146,21 @@ class PaperOptions:
             raise ConfigError(
                 f"--max-message-bytes must be at least 256, got {self.max_message_bytes}"
             )
+        FeedLimits(bar_ns=1, max_gap=self.max_gap, max_jump=self.max_jump, on_gap=self.on_gap,
+                   on_implausible=self.on_implausible).check()  # fmt: skip
 
 
 @dataclass
 class PaperResult:
     run_id: int
-    outcome: str  # "end" (the feed ended), "stopped" (signal) or "max_bars"
+    outcome: str  # "end" (the feed ended), "stopped" (signal), "max_bars" or "halted"
     bars: int  # bars accepted by this process
     replayed: int  # stored bars re-driven on start
     dropped: int
     reconnects: int
     wall_seconds: float
+    quarantined: int = 0
+    halt_reason: str | None = None
 
 
 def _strategy_factory(config: ScenarioConfig) -> StrategyFactory | None:
@@ -148,9 +196,13 @@ class PaperTrader:
         feed: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         built: tuple[Pipeline, PaperClock] | None = None,
+        limits: FeedLimits | None = None,
+        key: bytes | None = None,
     ) -> None:
         """``built``: the pipeline and clock from :func:`build_paper_pipeline` on ``bus``
-        (built before the run row exists); built here when not given."""
+        (built before the run row exists); built here when not given. ``limits``: what
+        the feed guard accepts (default: :class:`FeedLimits` for the scenario's bars);
+        ``key``: the shared key of a signed feed."""
         from storage.recorder import Recorder
 
         self.config = config
@@ -166,9 +218,17 @@ class PaperTrader:
         self._hash = hashlib.blake2b(digest_size=16)
         self.last_seq = 0
         bus.subscribe(ANY, self._observe)
-        self.gate = FeedGate(feed, self.symbol, max_bytes=max_message_bytes)
+        if limits is None:
+            limits = PaperOptions(run_name="x").limits(config)
+        self.guard = FeedGuard(limits)
+        self.gate = FeedGate(
+            feed, self.symbol, max_bytes=max_message_bytes, key=key, max_gap=limits.max_gap
+        )
         self.bars = 0
         self.dropped = 0
+        self.quarantined = 0
+        self.halt_reason: str | None = None
+        self.halted_gap = False  # a gap row stored as halted, deleted once bars go on
         self.last_received_ns = time.time_ns()
         # What the last stored bars sent on MQTT, rebuilt on resume and sent again.
         self.replayed_outputs: deque[list[tuple[str, bytes]]] = deque(maxlen=RESEND_BARS)
@@ -245,6 +305,7 @@ class PaperTrader:
             count += 1
             last_feed_seq = stored.feed_seq
             last_ts = stored.ts_event
+            self.guard.accepted(bar)
         problems = []
         if count != state["bars"]:
             problems.append(f"{count} bars stored, the state says {state['bars']}")
@@ -280,6 +341,7 @@ class PaperTrader:
         self.bars = count
         self.gate.last_seq = last_feed_seq
         self.gate.last_ts = last_ts
+        self.halted_gap = bool(state.get("halted_gap"))
         return count
 
     # -- live -----------------------------------------------------------------
@@ -290,22 +352,43 @@ class PaperTrader:
         verdict = self.gate.check(topic_name, data, retained=retained)
         if verdict.action == PROCESS:
             assert verdict.bar is not None
-            if verdict.gap:
-                log.warning(
-                    "feed gap: %d bar(s) missing before seq %d (never received)",
-                    verdict.gap,
-                    verdict.seq,
-                )
-            self._process(verdict.seq, verdict.bar, received)
+            judgement = self.guard.judge(
+                verdict.seq, verdict.bar, self.gate.last_seq, self.gate.last_ts, received
+            )
+            if judgement.action != ACCEPT:
+                return self._set_aside(topic_name, verdict, judgement)
+            if judgement.gap is not None:
+                log.warning("feed gap: %s before seq %d; trading on", judgement.gap.describe(),
+                            verdict.seq)  # fmt: skip
+            self._process(verdict.seq, verdict.bar, received, judgement.gap)
+            self.guard.accepted(verdict.bar)
             self.last_received_ns = received
             ended = self.gate.accepted(verdict.seq, verdict.bar.ts_event)
             if ended is not None:
                 return ended
         elif verdict.action == DROP:
-            self.drop(f"{topic_name}: {verdict.reason}")
+            if verdict.quarantined:
+                self.quarantine(f"{topic_name}: {verdict.reason}")
+            else:
+                self.drop(f"{topic_name}: {verdict.reason}")
         elif verdict.action == HOLD:
             log.warning("%s: %s", topic_name, verdict.reason)
         return verdict
+
+    def _set_aside(self, topic_name: str, verdict: Verdict, judgement: Judgement) -> Verdict:
+        """Quarantine a bar, or halt the run at it (see :mod:`engine.feed_guard`)."""
+        from storage.paper import record_halt
+
+        if judgement.action == QUARANTINE:
+            self.quarantine(f"{topic_name}: {judgement.reason}")
+            return Verdict(DROP, judgement.reason, seq=verdict.seq, quarantined=True)
+        if judgement.gap is None:  # an implausible bar: counted as quarantined too
+            self.quarantine(f"{topic_name}: {judgement.reason}")
+        self.halt_reason = judgement.reason
+        log.error("halting: %s", judgement.reason)
+        record_halt(self.engine, self.run_id, judgement.gap)
+        self.halted_gap = self.halted_gap or judgement.gap is not None
+        return Verdict(HALT, judgement.reason, seq=verdict.seq)
 
     def drop(self, reason: str) -> None:
         from storage.paper import record_drop
@@ -314,7 +397,14 @@ class PaperTrader:
         log.warning("dropped message: %s", reason)
         record_drop(self.engine, self.run_id, reason)
 
-    def _process(self, feed_seq: int, bar: Bar, received_ns: int) -> None:
+    def quarantine(self, reason: str) -> None:
+        from storage.paper import record_quarantine
+
+        self.quarantined += 1
+        log.warning("quarantined bar: %s", reason)
+        record_quarantine(self.engine, self.run_id, reason)
+
+    def _process(self, feed_seq: int, bar: Bar, received_ns: int, gap: Gap | None) -> None:
         from storage.paper import StoredBar, bar_writer
 
         try:
@@ -336,10 +426,16 @@ class PaperTrader:
             digest=digest,
         )
         writer = bar_writer(
-            self.run_id, stored, previous_feed_seq=self.gate.last_seq, bars=self.bars + 1
+            self.run_id,
+            stored,
+            previous_feed_seq=self.gate.last_seq,
+            bars=self.bars + 1,
+            gap=gap,
+            clear_halted=self.halted_gap,
         )
         self.recorder.flush(also=writer)
         self.bars += 1
+        self.halted_gap = False
 
 
 # -- the asyncio shell ----------------------------------------------------------
@@ -564,6 +660,8 @@ class _Session:
             if verdict.action == HOLD:
                 held = message.mid
                 continue
+            if verdict.action == HALT:  # not acknowledged: a restart reads it first
+                return "halted"
             ack(client, message.mid)
             if verdict.action == PROCESS:
                 self.accepted += 1
@@ -658,9 +756,10 @@ async def run_paper_async(
     """See :func:`run_paper`; ``stop`` ends the run between bars when set."""
     from storage.db import connect
     from storage.paper import set_run_status
-    from storage.runs import COMPLETED, FAILED, RUNNING, STOPPED, process_identity
+    from storage.runs import COMPLETED, FAILED, HALTED, RUNNING, STOPPED, process_identity
 
     options.check()
+    quiet_socket_races()
     started = time.perf_counter()
     stop = stop or asyncio.Event()
     if handle_signals:
@@ -680,6 +779,8 @@ async def run_paper_async(
         feed=options.feed,
         max_message_bytes=options.max_message_bytes,
         built=built,
+        limits=options.limits(config),
+        key=options.feed_key,
     )
     replayed = 0
     if resumed:
@@ -719,15 +820,25 @@ async def run_paper_async(
             ended_ns=time.time_ns(),
             summary_json=summary,
         )
+    elif outcome == "halted":
+        set_run_status(
+            engine, run_id, HALTED, error=trader.halt_reason, bars=trader.bars, wall_seconds=wall
+        )
     else:
         set_run_status(engine, run_id, STOPPED, bars=trader.bars, wall_seconds=wall)
     log.info(
-        "run %s (id %d): %s after %d new bars (%d dropped messages)",
+        "run %s (id %d): %s after %d new bars (%d dropped messages, %d quarantined bars)",
         options.run_name,
         run_id,
-        {"end": "feed ended", "stopped": "stopped", "max_bars": "bar limit reached"}[outcome],
+        {
+            "end": "feed ended",
+            "stopped": "stopped",
+            "max_bars": "bar limit reached",
+            "halted": "halted",
+        }[outcome],
         session.accepted,
         trader.dropped,
+        trader.quarantined,
     )
     return PaperResult(
         run_id=run_id,
@@ -737,6 +848,8 @@ async def run_paper_async(
         dropped=trader.dropped,
         reconnects=session.reconnects,
         wall_seconds=wall,
+        quarantined=trader.quarantined,
+        halt_reason=trader.halt_reason,
     )
 
 

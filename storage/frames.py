@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "agent_actions_frame",
+    "feed_integrity",
     "fills_frame",
     "last_stored_ns",
     "run_info",
@@ -60,6 +61,27 @@ def last_stored_ns(engine: Engine, run_id: int) -> int | None:
     with storage_errors(f"reading run {run_id}"), engine.connect() as connection:
         value = connection.execute(query).scalar()
     return None if value is None else int(value)
+
+
+def feed_integrity(engine: Engine, run_id: int) -> dict[str, Any] | None:
+    """A paper run's feed gaps, quarantined bars and dropped messages (None: not paper)."""
+    from storage.models import PaperState
+    from storage.paper import feed_gaps
+
+    state = PaperState.__table__
+    with storage_errors(f"reading the feed of run {run_id}"), engine.connect() as connection:
+        row = (
+            connection.execute(
+                select(state.c.dropped, state.c.quarantined, state.c.last_quarantine).where(
+                    state.c.run_id == run_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        return {**row, "gaps": feed_gaps(connection, run_id)}
 
 
 def _frame(
