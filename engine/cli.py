@@ -140,9 +140,50 @@ def _db_url(db: str | None) -> str:
 def _fmt_time(ns: int | None) -> str:
     if ns is None:
         return ""
-    from datetime import UTC, datetime
+    import time
 
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns // 1_000_000_000))
+
+
+def _fmt_times(rows: list[dict[str, Any]], source: str, target: str) -> None:
+    """Set ``row[target]`` to ``row[source]`` (int ns UTC) as text, for many rows."""
+    seen: dict[int, str] = {}
+    for row in rows:
+        ns = row[source]
+        text = seen.get(ns)
+        if text is None:
+            text = seen[ns] = _fmt_time(ns)
+        row[target] = text
+
+
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        help="Only the last N rows (0: all). Default: the last 1,000 in a table, all in a file "
+        "format.",
+    ),
+]
+TABLE_ROWS = 1_000
+
+
+def _limit(limit: int | None, table: bool) -> int | None:
+    """The number of rows to show: None for all."""
+    if limit is None:
+        return TABLE_ROWS if table else None
+    if limit < 0:
+        raise _bad_option(f"--limit must be 0 (all) or more, got {limit}")
+    return limit or None
+
+
+def _shown(count: int, total: int, what: str) -> None:
+    """One line on stderr when only the last rows of a listing are shown."""
+    if count < total:
+        _console(stderr=True).print(
+            f"showing the last {count:,} of {total:,} {what} (--limit 0 shows all; "
+            "--format csv or json writes them all)",
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -595,6 +636,7 @@ def trades(
     ] = None,
     db: DbOption = None,
     include_incomplete: IncompleteOption = False,
+    limit: LimitOption = None,
 ) -> None:
     """List a run's fills (its trade history), oldest first, or aggregate their P&L.
 
@@ -644,13 +686,15 @@ def trades(
         title = f"P&L of run {run_id} by {by.value} (UTC)"
         _export(rows, columns, output, out, title)
         return
+    shown = _limit(limit, output is ExportFormat.table and out is None)
+    if shown is not None and len(rows) > shown:
+        _shown(shown, len(rows), "fills")
+        rows = rows[len(rows) - shown :]
     if output is not ExportFormat.parquet:
-        for row in rows:
-            row["time"] = _fmt_time(row["time"])
+        _fmt_times(rows, "time", "time")
     columns = list(TRADE_COLUMNS)
-    shown = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
     if output is ExportFormat.table:
-        columns = shown
+        columns = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
     _export(rows, columns, output, out, f"trades of run {run_id} (times UTC)", times=("time",))
 
 
@@ -710,18 +754,22 @@ def shapley(
     ] = OutputFormat.table,
     db: DbOption = None,
     include_incomplete: IncompleteOption = False,
+    limit: LimitOption = None,
 ) -> None:
     """Each agent's Shapley credit per bar (with share price, option value, weight, bubble).
 
     Example: emarl shapley --run latest --aggregate
     """
     from storage.db import connect
-    from storage.query import shapley_rows
+    from storage.query import shapley_count, shapley_rows
 
+    shown = None if aggregate else _limit(limit, output is OutputFormat.table)
     try:
         engine = connect(_db_url(db), create=False)
         run_id = _resolve(engine, run, include_incomplete)
-        rows = shapley_rows(engine, run_id, aggregate=aggregate)
+        rows = shapley_rows(engine, run_id, aggregate=aggregate, limit=shown)
+        if shown is not None and len(rows) == shown:
+            _shown(shown, shapley_count(engine, run_id), "rows")
     except EmarlError as exc:
         raise _fail(exc) from None
     if not rows:
@@ -740,8 +788,7 @@ def shapley(
             "bubble",
         ]
     else:
-        for row in rows:
-            row["time"] = _fmt_time(row["ts_event"])
+        _fmt_times(rows, "ts_event", "time")
         columns = [
             "time",
             "agent_id",
@@ -858,7 +905,9 @@ def report(
 
 @app.command()
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="Two or more run ids ('latest' allowed).")],
+    runs: Annotated[
+        list[str], typer.Argument(help="Two or more run ids or names ('latest' allowed).")
+    ],
     output: Annotated[
         OutputFormat,
         typer.Option("--format", help="table: metrics by runs; csv and json: one row per run."),
@@ -907,11 +956,9 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, 
     if output is OutputFormat.csv:
         import csv
 
-        writer = csv.DictWriter(
-            sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([row.get(c) for c in columns] for row in rows)
         return
     from rich import box
     from rich.table import Table

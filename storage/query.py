@@ -79,6 +79,7 @@ __all__ = [
     "pnl_rows",
     "resolve_run",
     "resolve_sweep",
+    "shapley_count",
     "shapley_rows",
     "sweep_info",
     "sweep_task_rows",
@@ -302,6 +303,14 @@ _SHAPLEY_ROWS = (
     "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
     "v.share_price, v.option_value, v.weight, v.bubble " + _SHAPLEY_FROM + " ORDER BY s.seq"
 )
+# the last rows only: the run's last Shapley values first (its primary key, backwards)
+_SHAPLEY_LAST = (
+    "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
+    "v.share_price, v.option_value, v.weight, v.bubble FROM (SELECT * FROM shapley_values "
+    "WHERE run_id = :run_id ORDER BY seq DESC LIMIT :limit) AS s JOIN valuations AS v{hint} "
+    "ON v.run_id = s.run_id AND v.ts_event = s.ts_event AND v.agent_index = s.agent_index "
+    "ORDER BY s.seq"
+)
 # per agent: steps, total credit and the last step, then that step's valuation
 _SHAPLEY_TOTALS = (
     "SELECT t.agent_index, l.agent_id, t.steps, t.shapley_pnl, w.share_price, "
@@ -328,18 +337,30 @@ def shapley_rows(
     *,
     aggregate: bool = False,
     include_incomplete: bool = False,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per bar and agent: Shapley credit with the agent's valuation after that step.
 
     With ``aggregate``, one row per agent, computed in SQL: steps, total and mean
     credit, and the share price, option value, weight and bubble of its last step.
+    ``limit``: only the last ``limit`` rows (still oldest first).
     """
     run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
     if aggregate:
         return _shapley_totals(engine, run_id)
-    query = _shapley_sql(engine, _SHAPLEY_ROWS)
+    query = _shapley_sql(engine, _SHAPLEY_ROWS if limit is None else _SHAPLEY_LAST)
     with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
-        return [dict(row) for row in c.execute(query, {"run_id": run_id}).mappings().all()]
+        result = c.execute(query, {"run_id": run_id, "limit": limit})
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result.all()]
+
+
+def shapley_count(engine: Engine, run_id: int) -> int:
+    """How many rows :func:`shapley_rows` gives for a run (its Shapley values that have
+    their valuation)."""
+    query = _shapley_sql(engine, "SELECT count(*) " + _SHAPLEY_FROM)
+    with storage_errors(f"counting the Shapley values of run {run_id}"), engine.connect() as c:
+        return int(c.execute(query, {"run_id": run_id}).scalar_one())
 
 
 def _shapley_totals(engine: Engine, run_id: int) -> list[dict[str, Any]]:

@@ -147,3 +147,17 @@ def test_trades_and_status_take_a_run_name_the_newest_of_that_name(
     assert json.loads(status.stdout)["run_id"] == 2
     unknown = invoke("trades", "--db", db, "--run", "other-name")
     assert unknown.exit_code == 3 and "no run with id or name 'other-name'" in unknown.output
+
+
+def test_trades_table_shows_the_last_rows_and_says_so(scenario: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert invoke("backtest", str(scenario), "--quiet").exit_code == 0
+    every = json.loads(invoke("trades", "--db", db, "--format", "json").stdout)
+    assert len(every) > 5
+    last = invoke("trades", "--db", db, "--limit", "3")
+    assert last.exit_code == 0
+    assert f"showing the last 3 of {len(every):,} fills" in last.stderr
+    assert every[-1]["time"] in last.stdout and every[0]["time"] not in last.stdout
+    whole = invoke("trades", "--db", db, "--limit", "0", "--format", "csv")
+    assert len(whole.stdout.splitlines()) == len(every) + 1 and whole.stderr == ""
+    assert invoke("trades", "--db", db, "--limit", "-1").exit_code == 2
