@@ -19,7 +19,8 @@ bar must reproduce its stored bus sequence numbers and the hash of the
 messages it led to, and the last stored snapshot must equal the rebuilt
 portfolio, or the run is not resumed (:class:`ResumeError`).
 
-Delivery. The MQTT shell (:func:`run_paper_async`) uses a persistent session
+Delivery. The MQTT shell (:func:`run_paper_async`, its connection in
+:mod:`engine.paper_session`) uses a persistent session
 with a client id stable for the run and acknowledges a bar only after its
 transaction committed and the messages it produced were sent: a process
 killed at any point gets its unacknowledged bars again and drops those it had
@@ -34,7 +35,6 @@ that caused it unacknowledged: started again, the run reads it first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
@@ -45,11 +45,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.bus import ANY, Bus, MessageBus, topic
+from engine.bus import ANY, Bus, MessageBus
 from engine.clock import SimulatedClock
 from engine.config import ScenarioConfig, config_hash
-from engine.errors import BusError, ConfigError, HandlerError, ResumeError, StorageError
-from engine.events import Bar, Message, RunFinished, encode
+from engine.errors import ConfigError, HandlerError, ResumeError
+from engine.events import Bar, Message, encode
 from engine.feed_guard import (
     ACCEPT,
     DEFAULT_MAX_GAP,
@@ -62,32 +62,13 @@ from engine.feed_guard import (
     ImplausiblePolicy,
     Judgement,
 )
-from engine.mqtt import (
-    MqttBus,
-    MqttSettings,
-    ack,
-    backoff_delays,
-    check_name,
-    close_client,
-    connect_client,
-    make_client,
-    quiet_socket_races,
-)
+from engine.mqtt import MqttBus, MqttSettings, check_name, quiet_socket_races
+from engine.paper_session import PaperSession
 from engine.runner import Pipeline, StrategyFactory, build_pipeline, build_strategy
 from engine.version import code_version
-from engine.wire import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    DROP,
-    END,
-    HALT,
-    HOLD,
-    PROCESS,
-    FeedGate,
-    Verdict,
-)
+from engine.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, HALT, HOLD, PROCESS, FeedGate, Verdict
 
 if TYPE_CHECKING:
-    import aiomqtt
     from sqlalchemy import Engine
 
 __all__ = ["PaperClock", "PaperOptions", "PaperResult", "PaperTrader", "run_paper"]
@@ -518,209 +499,6 @@ def _client_id(name: str, run_id: int) -> str:
     return f"emarl-paper-{name}-{run_id}"
 
 
-class _Session:
-    """One paper run's MQTT connection(s): receive, process, send, acknowledge."""
-
-    def __init__(
-        self,
-        trader: PaperTrader,
-        settings: MqttSettings,
-        client_id: str,
-        options: PaperOptions,
-        stop: asyncio.Event,
-        on_ready: Callable[[], None] | None,
-    ) -> None:
-        self.trader = trader
-        self.settings = settings
-        self.client_id = client_id
-        self.options = options
-        self.stop = stop
-        self.on_ready = on_ready
-        feed, symbol = options.feed, trader.symbol
-        self.topics = [(topic(feed, Bar, symbol), 1), (topic(feed, RunFinished, symbol), 1)]
-        outbox = getattr(trader.bus, "outbox", None)
-        self.outbox: list[tuple[str, bytes]] | None = outbox
-        # Messages to send again after a reconnect: those whose sending failed, and after
-        # a resume those of the last stored bars (receivers drop what they already have).
-        self.unsent: list[tuple[int, list[tuple[str, bytes]]]] = [
-            (0, [m for bar in trader.replayed_outputs for m in bar])
-        ]
-        if outbox:
-            outbox.clear()
-        self.sending: set[asyncio.Task[None]] = set()
-        self.sent_batches = 0
-        self.reconnects = 0
-        self.accepted = 0
-        self.stale = False
-        self.bar_ns = trader.config.data.bar_minutes * NS_PER_MINUTE
-        self.stale_ns = int(options.stale_after_bars * self.bar_ns)
-
-    async def run(self) -> str:
-        import aiomqtt
-
-        delays = backoff_delays()
-        connected_once = False
-        watchdog = asyncio.create_task(self._watch())
-        try:
-            while not self.stop.is_set():
-                client = make_client(
-                    self.settings, client_id=self.client_id, persistent=True, manual_ack=True
-                )
-                try:
-                    await connect_client(client, self.settings)
-                except BusError as exc:
-                    if not connected_once:
-                        raise
-                    self.reconnects += 1
-                    delay = next(delays)
-                    log.warning("%s; retrying in %.1f s", exc, delay)
-                    await self._sleep(delay)
-                    continue
-                connected_once = True
-                delays = backoff_delays()
-                try:
-                    await client.subscribe(self.topics)
-                    log.info(
-                        "run %s (id %d): listening on %s at %s as %s",
-                        self.options.run_name,
-                        self.trader.run_id,
-                        self.topics[0][0],
-                        self.settings.describe(),
-                        self.client_id,
-                    )
-                    if self.on_ready is not None:
-                        self.trader.last_received_ns = time.time_ns()
-                        self.on_ready()
-                        self.on_ready = None
-                    unsent, self.unsent = sorted(self.unsent, key=lambda item: item[0]), []
-                    for _, batch in unsent:
-                        await self._send(client, batch)
-                    outcome = await self._consume_until_stopped(client)
-                    await self._drain()
-                    await close_client(client)
-                    return outcome
-                except aiomqtt.MqttError as exc:
-                    self.reconnects += 1
-                    delay = next(delays)
-                    log.warning(
-                        "connection to %s lost (%s); reconnecting in %.1f s",
-                        self.settings.describe(),
-                        exc,
-                        delay,
-                    )
-                    await close_client(client)
-                    await self._sleep(delay)
-            return "stopped"
-        finally:
-            watchdog.cancel()
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
-
-    async def _send(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
-        results = await asyncio.gather(
-            *(client.publish(name, payload, qos=1) for name, payload in messages),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    def _post(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
-        """Send a bar's messages in the background (in order: paho queues them as called)."""
-        self.sent_batches += 1
-        number = self.sent_batches
-
-        async def send() -> None:
-            try:
-                await self._send(client, messages)
-            except Exception as exc:
-                log.debug("sending %d messages failed (%s); will resend", len(messages), exc)
-                self.unsent.append((number, messages))
-
-        task = asyncio.create_task(send())
-        self.sending.add(task)
-        task.add_done_callback(self.sending.discard)
-
-    async def _drain(self) -> None:
-        if self.sending:
-            await asyncio.wait(set(self.sending), timeout=10.0)
-
-    async def _consume(self, client: aiomqtt.Client) -> str:
-        trader = self.trader
-        held: int | None = None
-        async for message in client.messages:
-            payload = message.payload
-            data = payload if isinstance(payload, bytes) else str(payload).encode()
-            verdict = trader.on_message(str(message.topic), data, retained=message.retain)
-            if verdict.action in (PROCESS, END) and self.outbox:
-                self._post(client, list(self.outbox))
-                self.outbox.clear()
-            if verdict.action == HOLD:
-                held = message.mid
-                continue
-            if verdict.action == HALT:  # not acknowledged: a restart reads it first
-                return "halted"
-            ack(client, message.mid)
-            if verdict.action == PROCESS:
-                self.accepted += 1
-                if self.stale:
-                    log.info("feed is live again")
-                    self.stale = False
-            if verdict.action == END:
-                if held is not None:
-                    ack(client, held)
-                log.info("end of feed at seq %d", verdict.seq)
-                return "end"
-            if self.options.max_bars is not None and self.accepted >= self.options.max_bars:
-                return "max_bars"
-        return "stopped"
-
-    async def _consume_until_stopped(self, client: aiomqtt.Client) -> str:
-        """Consume until the feed ends or ``stop`` is set.
-
-        A stop cancels the consumer where it waits (for a message or a send), never
-        inside a bar: processing and storing a bar has no await in it.
-        """
-        consume = asyncio.create_task(self._consume(client))
-        stopper = asyncio.create_task(self.stop.wait())
-        try:
-            done, _ = await asyncio.wait({consume, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if consume in done:
-            return consume.result()
-        consume.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consume
-        return "stopped"
-
-    async def _watch(self) -> None:
-        """Log a stale feed, and refresh the run's heartbeat while it waits for bars."""
-        from storage.runs import HEARTBEAT_SECONDS, touch_run
-
-        check = min(max(self.stale_ns / 1e9 / 4, 0.05), 5.0)
-        touched = time.monotonic()
-        while True:
-            await asyncio.sleep(check)
-            if time.monotonic() - touched > HEARTBEAT_SECONDS:
-                touched = time.monotonic()
-                try:
-                    touch_run(self.trader.engine, self.trader.run_id)
-                except StorageError as exc:  # the next bar's transaction reports it too
-                    log.warning("%s", exc)
-            idle = time.time_ns() - self.trader.last_received_ns
-            if idle > self.stale_ns and not self.stale:
-                self.stale = True
-                log.warning(
-                    "stale feed: no bar for %.1f s (over %g bar lengths of %d min)",
-                    idle / 1e9,
-                    self.options.stale_after_bars,
-                    self.trader.config.data.bar_minutes,
-                )
-
-
 def run_paper(
     config: ScenarioConfig,
     settings: MqttSettings,
@@ -795,7 +573,7 @@ async def run_paper_async(
             trader.gate.last_seq + 1,
         )
     set_run_status(engine, run_id, RUNNING, **process_identity())
-    session = _Session(trader, settings, state["client_id"], options, stop, on_ready)
+    session = PaperSession(trader, settings, state["client_id"], options, stop, on_ready)
     try:
         outcome = await session.run()
     except BaseException as exc:

@@ -227,3 +227,31 @@ def test_running_rows_are_judged_by_process_and_heartbeat(db_url: str) -> None:
     # a tighter bound makes the other host's run stale too; a live process here is running
     later = now + 5 * 1_000_000_000
     assert mark_interrupted(engine, now_ns=later, stale_after=1.0) == {elsewhere_fresh}
+
+
+def test_a_slow_run_flushes_for_its_heartbeat_before_its_batch_is_full(sqlite_url: str) -> None:
+    """However large the flush interval, the heartbeat forces a flush (every 128 bars it
+    checks the time): bars_stored then counts the bars finished before the flush."""
+    from engine.bus import MessageBus
+    from engine.events import Bar, PortfolioSnapshot
+    from storage.recorder import Recorder
+
+    engine = connect(sqlite_url)
+    config = parse_scenario(SCENARIO.format(name="slow", bars=10, url=sqlite_url))
+    run_id = create_run(engine, name="slow", kind="backtest", scenario="", symbol="SYNTH",
+                        config=config.to_dict(), config_hash="x", seed=0, code_version="x",
+                        bars=300, bar_gaps=0, first_bar_ns=None, last_bar_ns=None)  # fmt: skip
+    bus = MessageBus()
+    recorder = Recorder(engine, run_id, bus, flush_every_bars=10**9, heartbeat_seconds=0.0)
+    recorder.subscribe()
+    for i in range(1, 301):
+        bus.publish(Bar(ts_event=i, ts_init=i, seq=bus.next_seq(), symbol="SYNTH", open=1.0,
+                        high=1.0, low=1.0, close=1.0, volume=1.0))  # fmt: skip
+        bus.publish(PortfolioSnapshot(ts_event=i, ts_init=i, seq=bus.next_seq(), symbol="SYNTH",
+                                      position=0.0, avg_price=0.0, mark_price=1.0, cash=1.0,
+                                      realised_pnl=0.0, unrealised_pnl=0.0, equity=1.0,
+                                      exposure=0.0, fees=0.0, turnover=0.0))  # fmt: skip
+    with engine.connect() as connection:
+        stored = connection.execute(select(Run.bars_stored).where(Run.id == run_id)).scalar_one()
+    # flushed as bars 128 and 255 arrived (each after 127 more): the 254 before are stored
+    assert stored == 254 == count(sqlite_url, "portfolio_snapshots", run_id)
