@@ -193,3 +193,42 @@ def test_upgrade_from_0007_keeps_rows_indexes_valuations_and_counts_stored_bars(
             plan = connection.execute(text(f"EXPLAIN QUERY PLAN {query.text}"), {"run_id": 1})
             steps = [str(row[-1]) for row in plan]
             assert any("USING INDEX ix_valuations_run_ts_agent" in step for step in steps), steps
+
+
+def test_shapley_listing_looks_each_valuation_up_by_bar_and_agent(sqlite_url: str) -> None:
+    """Every statement the listing (and its totals) runs finds a Shapley value's valuation
+    through an index on (run_id, ts_event, agent_index), never by scanning the run's
+    valuations (which made the listing quadratic in the run's length)."""
+    from sqlalchemy import event
+
+    from engine.data import load_bars
+    from storage.query import shapley_rows
+    from tests.strategies.test_meta_investor_bus import factory
+
+    config = synthetic_scenario(300)
+    data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+    run_backtest(config, data=data, db_url=sqlite_url, strategy_factory=factory(data, []))
+    engine = connect(sqlite_url)
+    statements: list[tuple[str, object]] = []
+
+    def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if "valuations" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        assert len(shapley_rows(engine, "latest")) > 800
+        assert len(shapley_rows(engine, "latest", aggregate=True)) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert statements
+    with engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            steps = [str(row[-1]) for row in plan]
+            # "SEARCH <table or alias> USING ..." or "SCAN <table or alias>"
+            lookups = [step for step in steps if step.split()[1] in ("v", "w", "valuations")]
+            assert lookups, steps
+            for step in lookups:
+                assert step.startswith("SEARCH"), steps
+                assert "(run_id=? AND ts_event=? AND agent_index=?)" in step, steps
