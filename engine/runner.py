@@ -323,7 +323,7 @@ async def run_backtest_async(
     if persist:
         from storage.db import connect
         from storage.recorder import Recorder
-        from storage.runs import FAILED, create_run, finish_run
+        from storage.runs import create_run
 
         engine = connect(db_url or config.storage.url)
         run_id = create_run(
@@ -341,32 +341,20 @@ async def run_backtest_async(
             first_bar_ns=int(data.ts[0]),
             last_bar_ns=int(data.ts[-1]),
         )
-        try:
-            if writer_process is None:
-                writer_process = len(data) >= WRITER_PROCESS_MIN_BARS and not _in_memory(engine)
-            if writer_process:
-                from storage.writer import WriterProcess
+        if writer_process is None:
+            writer_process = len(data) >= WRITER_PROCESS_MIN_BARS and not _in_memory(engine)
+        if writer_process:
+            from storage.writer import WriterProcess
 
-                writer = WriterProcess(engine.url.render_as_string(hide_password=False))
-            recorder = Recorder(
-                engine,
-                run_id,
-                bus,
-                flush_every_bars=config.storage.flush_every_bars,
-                writer=writer,
-            )
-            recorder.subscribe()
-        except BaseException as exc:
-            if writer is not None:
-                writer.stop()
-            finish_run(
-                engine,
-                run_id,
-                status=FAILED,
-                wall_seconds=time.perf_counter() - started,
-                error=str(exc) or type(exc).__name__,
-            )
-            raise
+            writer = WriterProcess(engine.url.render_as_string(hide_password=False))
+        recorder = Recorder(
+            engine,
+            run_id,
+            bus,
+            flush_every_bars=config.storage.flush_every_bars,
+            writer=writer,
+        )
+        recorder.subscribe()
     pipeline.subscribe()
     try:
         return await _run(
