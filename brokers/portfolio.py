@@ -10,12 +10,20 @@ the new side at ``p``. Commissions are not in realised P&L; they are in
 
 On every bar the symbol is marked at the close and a
 :class:`~engine.events.PortfolioSnapshot` is published, for which
-``cash + position * mark_price == equity``.
+``cash + position * mark_price == equity``. ``exposure`` is ``|position value| /
+equity``, infinite when equity is zero or negative. Every other figure of a
+snapshot is finite: a bar whose prices make one overflow (or become NaN) raises
+:class:`~engine.errors.DataError` naming the bar, before the snapshot exists, so
+no such number reaches the database.
 """
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+
 from engine.bus import Bus
+from engine.errors import DataError
 from engine.events import BUY, Bar, OrderFilled, PortfolioSnapshot
 
 __all__ = ["Portfolio", "Position"]
@@ -101,6 +109,11 @@ class Portfolio:
         quantity = position.quantity
         value = quantity * bar.close
         equity = self.cash + value if len(self.positions) == 1 else self.equity
+        # one test for all: a sum is finite only if every term is (NaN and inf spread)
+        if not math.isfinite(
+            equity + value + position.avg_price + position.realised_pnl + self.fees + self.turnover
+        ):
+            self._not_finite(bar, position, value, equity)
         bus = self._bus
         self._bus.publish(
             PortfolioSnapshot(
@@ -119,4 +132,24 @@ class Portfolio:
                 fees=self.fees,
                 turnover=self.turnover,
             )
+        )
+
+    def _not_finite(self, bar: Bar, position: Position, value: float, equity: float) -> None:
+        figures = {
+            "cash": self.cash,
+            "position value": value,
+            "equity": equity,
+            "average price": position.avg_price,
+            "realised P&L": position.realised_pnl,
+            "fees": self.fees,
+            "turnover": self.turnover,
+        }
+        broken = [
+            f"{name} {number!r}" for name, number in figures.items() if not math.isfinite(number)
+        ]
+        when = datetime.fromtimestamp(bar.ts_event / 1e9, UTC).isoformat()
+        raise DataError(
+            f"bar {when} ({bar.symbol}, open {bar.open!r}, close {bar.close!r}, position "
+            f"{position.quantity!r}): the accounting overflowed ({', '.join(broken) or 'a sum'} "
+            "not finite); check the bar's prices (data.max_price, data.max_abs_log_return)"
         )

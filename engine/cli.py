@@ -61,6 +61,18 @@ DbOption = Annotated[
 ]
 
 
+IncompleteOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-incomplete",
+        help="'latest' may be a run that is not completed (running, interrupted, failed...).",
+    ),
+]
+RunOption = Annotated[
+    str, typer.Option("--run", help="Run id, run name (the newest of that name), or 'latest'.")
+]
+
+
 class OutputFormat(str, Enum):
     table = "table"
     csv = "csv"
@@ -116,6 +128,20 @@ def _fail(exc: EmarlError) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _resolve(engine: Any, run: str, include_incomplete: bool) -> int:
+    """The run id ``run`` names; prints one warning line when its rows are partial."""
+    from storage.query import resolve_run
+    from storage.runs import incomplete_note
+
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    note = incomplete_note(engine, run_id)
+    if note is not None:
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
+    return run_id
+
+
 def _db_url(db: str | None) -> str:
     from storage.db import DEFAULT_URL
 
@@ -125,9 +151,50 @@ def _db_url(db: str | None) -> str:
 def _fmt_time(ns: int | None) -> str:
     if ns is None:
         return ""
-    from datetime import UTC, datetime
+    import time
 
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns // 1_000_000_000))
+
+
+def _fmt_times(rows: list[dict[str, Any]], source: str, target: str) -> None:
+    """Set ``row[target]`` to ``row[source]`` (int ns UTC) as text, for many rows."""
+    seen: dict[int, str] = {}
+    for row in rows:
+        ns = row[source]
+        text = seen.get(ns)
+        if text is None:
+            text = seen[ns] = _fmt_time(ns)
+        row[target] = text
+
+
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        help="Only the last N rows (0: all). Default: the last 1,000 in a table, all in a file "
+        "format.",
+    ),
+]
+TABLE_ROWS = 1_000
+
+
+def _limit(limit: int | None, table: bool) -> int | None:
+    """The number of rows to show: None for all."""
+    if limit is None:
+        return TABLE_ROWS if table else None
+    if limit < 0:
+        raise _bad_option(f"--limit must be 0 (all) or more, got {limit}")
+    return limit or None
+
+
+def _shown(count: int, total: int, what: str) -> None:
+    """One line on stderr when only the last rows of a listing are shown."""
+    if count < total:
+        _console(stderr=True).print(
+            f"showing the last {count:,} of {total:,} {what} (--limit 0 shows all; "
+            "--format csv or json writes them all)",
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -648,18 +715,41 @@ def runs(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="Output format.")
     ] = OutputFormat.table,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Delete the interrupted runs (their process died) with all their rows; "
+            "an interrupted paper run deleted this way can no longer be resumed.",
+        ),
+    ] = False,
 ) -> None:
-    """List stored runs, newest first.
+    """List stored runs, newest first: bars planned and bars stored, status, figures.
 
-    Example: emarl runs --limit 5
+    A run whose process died shows as interrupted. Example: emarl runs --limit 5
     """
     from storage.db import connect
     from storage.query import list_runs
 
     try:
-        rows = list_runs(connect(_db_url(db), create=False), limit=limit)
+        engine = connect(_db_url(db), create=False)
+        if prune:
+            from storage.runs import prune_interrupted
+
+            deleted = prune_interrupted(engine)
+        else:
+            rows = list_runs(engine, limit=limit)
     except EmarlError as exc:
         raise _fail(exc) from None
+    if prune:
+        for run in deleted:
+            stored = run["bars_stored"] if run["bars_stored"] is not None else "?"
+            typer.echo(
+                f"deleted run {run['id']} ({run['name']}, {run['kind']}): interrupted at bar "
+                f"{stored} of {run['bars']}"
+            )
+        typer.echo(f"{len(deleted)} interrupted run(s) deleted")
+        return
     if not rows:
         _console(stderr=True).print("no runs stored yet (run 'emarl backtest SCENARIO')")
         raise typer.Exit(1)
@@ -674,6 +764,7 @@ def runs(
         "status",
         "symbol",
         "bars",
+        "bars_stored",
         "started",
         "wall_seconds",
         "total_return",
@@ -697,6 +788,7 @@ def runs(
         "status",
         "symbol",
         "bars",
+        "bars_stored",
         "started",
         "total_return",
         "sharpe",
@@ -708,7 +800,7 @@ def runs(
 
 @app.command()
 def trades(
-    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    run: RunOption = "latest",
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
     since: Annotated[
         str | None, typer.Option(help="From this time (ISO 8601; naive = UTC).")
@@ -731,6 +823,8 @@ def trades(
         typer.Option("--out", "-o", help="Write to this file instead of the terminal."),
     ] = None,
     db: DbOption = None,
+    include_incomplete: IncompleteOption = False,
+    limit: LimitOption = None,
 ) -> None:
     """List a run's fills (its trade history), oldest first, or aggregate their P&L.
 
@@ -739,7 +833,7 @@ def trades(
     Example: emarl trades --by month --format parquet -o pnl.parquet
     """
     from storage.db import connect
-    from storage.query import TRADE_COLUMNS, resolve_run, trade_rows
+    from storage.query import TRADE_COLUMNS, trade_rows
 
     if output is ExportFormat.parquet and out is None:
         raise _bad_option("--format parquet writes a file: add --out FILE.parquet")
@@ -747,7 +841,7 @@ def trades(
         raise _bad_option("--out writes csv, json or parquet: add --format csv|json|parquet")
     try:
         engine = connect(_db_url(db), create=False)
-        run_id = resolve_run(engine, run)
+        run_id = _resolve(engine, run, include_incomplete)
         if by is not None:
             from storage.query import AGENT_PNL_COLUMNS, PNL_COLUMNS, pnl_rows
 
@@ -780,13 +874,15 @@ def trades(
         title = f"P&L of run {run_id} by {by.value} (UTC)"
         _export(rows, columns, output, out, title)
         return
+    shown = _limit(limit, output is ExportFormat.table and out is None)
+    if shown is not None and len(rows) > shown:
+        _shown(shown, len(rows), "fills")
+        rows = rows[len(rows) - shown :]
     if output is not ExportFormat.parquet:
-        for row in rows:
-            row["time"] = _fmt_time(row["time"])
+        _fmt_times(rows, "time", "time")
     columns = list(TRADE_COLUMNS)
-    shown = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
     if output is ExportFormat.table:
-        columns = shown
+        columns = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
     _export(rows, columns, output, out, f"trades of run {run_id} (times UTC)", times=("time",))
 
 
@@ -837,7 +933,7 @@ def _export(
 
 @app.command()
 def shapley(
-    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    run: RunOption = "latest",
     aggregate: Annotated[
         bool, typer.Option("--aggregate", help="One row per agent instead of per bar.")
     ] = False,
@@ -845,16 +941,23 @@ def shapley(
         OutputFormat, typer.Option("--format", help="Output format.")
     ] = OutputFormat.table,
     db: DbOption = None,
+    include_incomplete: IncompleteOption = False,
+    limit: LimitOption = None,
 ) -> None:
     """Each agent's Shapley credit per bar (with share price, option value, weight, bubble).
 
     Example: emarl shapley --run latest --aggregate
     """
     from storage.db import connect
-    from storage.query import shapley_rows
+    from storage.query import shapley_count, shapley_rows
 
+    shown = None if aggregate else _limit(limit, output is OutputFormat.table)
     try:
-        rows = shapley_rows(connect(_db_url(db), create=False), run, aggregate=aggregate)
+        engine = connect(_db_url(db), create=False)
+        run_id = _resolve(engine, run, include_incomplete)
+        rows = shapley_rows(engine, run_id, aggregate=aggregate, limit=shown)
+        if shown is not None and len(rows) == shown:
+            _shown(shown, shapley_count(engine, run_id), "rows")
     except EmarlError as exc:
         raise _fail(exc) from None
     if not rows:
@@ -873,8 +976,7 @@ def shapley(
             "bubble",
         ]
     else:
-        for row in rows:
-            row["time"] = _fmt_time(row["ts_event"])
+        _fmt_times(rows, "ts_event", "time")
         columns = [
             "time",
             "agent_id",
@@ -890,15 +992,16 @@ def shapley(
     _emit(rows, columns, output, title="Shapley credit (times UTC)")
 
 
-def _write_report(db_url: str, run: int | str, out: Path | None) -> Path:
+def _write_report(
+    db_url: str, run: int | str, out: Path | None, include_incomplete: bool = False
+) -> Path:
     """Build a run's HTML report and write it (default runs/report-<id>.html)."""
     from reporting.report import default_path, write_report
     from storage.db import connect
-    from storage.query import resolve_run
 
     try:
         engine = connect(db_url, create=False)
-        run_id = resolve_run(engine, run)
+        run_id = _resolve(engine, str(run), include_incomplete)
         target = out if out is not None else default_path(run_id)
         return write_report(engine, run_id, target)
     except EmarlError as exc:
@@ -949,7 +1052,9 @@ def _write_walk_forward_report(db_url: str, sweep: str, out: Path | None) -> Pat
 
 @app.command()
 def report(
-    run: Annotated[str, typer.Argument(help="Run id, or 'latest'.")] = "latest",
+    run: Annotated[
+        str, typer.Argument(help="Run id, run name (the newest of that name), or 'latest'.")
+    ] = "latest",
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="HTML file to write (default: runs/report-<id>.html)."),
@@ -968,6 +1073,7 @@ def report(
             help="RUN is a walk-forward id (emarl walkforward): its folds and stitched curve.",
         ),
     ] = False,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """Write a run's report: one self-contained HTML file with its charts and trade list.
 
@@ -980,19 +1086,22 @@ def report(
     elif training:
         written = _write_training_report(_db_url(db), run, out)
     else:
-        written = _write_report(_db_url(db), run, out)
+        written = _write_report(_db_url(db), run, out, include_incomplete)
     size = written.stat().st_size
     typer.echo(f"wrote {written} ({size / 1e6:.1f} MB)")
 
 
 @app.command()
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="Two or more run ids ('latest' allowed).")],
+    runs: Annotated[
+        list[str], typer.Argument(help="Two or more run ids or names ('latest' allowed).")
+    ],
     output: Annotated[
         OutputFormat,
         typer.Option("--format", help="table: metrics by runs; csv and json: one row per run."),
     ] = OutputFormat.table,
     db: DbOption = None,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
     """Put runs' metrics side by side.
 
@@ -1010,7 +1119,9 @@ def compare(
     if len(runs) < 2:
         raise _bad_option("compare needs at least two runs, e.g. emarl compare 3 4")
     try:
-        rows = compare_rows(connect(_db_url(db), create=False), runs)
+        engine = connect(_db_url(db), create=False)
+        ids = [_resolve(engine, run, include_incomplete) for run in runs]
+        rows = compare_rows(engine, ids)
     except EmarlError as exc:
         raise _fail(exc) from None
     metrics = [{"start_ns": "start", "end_ns": "end"}.get(key, key) for key in COMPARE_METRICS]
@@ -1044,11 +1155,9 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, 
     if output is OutputFormat.csv:
         import csv
 
-        writer = csv.DictWriter(
-            sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([row.get(c) for c in columns] for row in rows)
         return
     from rich import box
     from rich.table import Table
@@ -1223,6 +1332,25 @@ KeyOption = Annotated[Path | None, typer.Option("--key-file", help="TLS client k
 InsecureOption = Annotated[
     bool, typer.Option("--tls-insecure", help="Do not check the broker's certificate.")
 ]
+FeedKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--feed-key",
+        envvar="EMARL_FEED_KEY",
+        help="Shared key (16 bytes or more): the publisher signs every message (HMAC-SHA256), "
+        "the paper run drops unsigned or badly signed ones.",
+    ),
+]
+
+
+class GapChoice(str, Enum):
+    halt = "halt"
+    continue_ = "continue"
+
+
+class ImplausibleChoice(str, Enum):
+    drop = "drop"
+    halt = "halt"
 
 
 @app.command()
@@ -1250,6 +1378,30 @@ def paper(
     max_message_bytes: Annotated[
         int, typer.Option("--max-message-bytes", help="Drop larger MQTT messages.")
     ] = 65_536,
+    max_gap: Annotated[
+        int,
+        typer.Option(
+            "--max-gap",
+            help="Quarantine a bar whose sequence number skips more than this many bars.",
+        ),
+    ] = 1_000,
+    max_jump: Annotated[
+        float,
+        typer.Option(
+            "--max-jump",
+            help="Quarantine a bar with a price over (1 + this) times, or under 1 / (1 + this) "
+            "times, the last accepted close.",
+        ),
+    ] = 4.0,
+    on_gap: Annotated[
+        GapChoice,
+        typer.Option("--on-gap", help="Bars never received: halt the run, or trade on."),
+    ] = GapChoice.halt,
+    on_implausible: Annotated[
+        ImplausibleChoice,
+        typer.Option("--on-implausible", help="An implausible bar: drop it, or halt the run."),
+    ] = ImplausibleChoice.drop,
+    feed_key: FeedKeyOption = None,
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
     username: UserOption = None,
@@ -1269,6 +1421,7 @@ def paper(
     """
     from engine.config import load_scenario
     from engine.paper import PaperOptions, run_paper
+    from engine.wire import feed_key as feed_key_bytes
 
     _log_to_stderr(quiet)
     try:
@@ -1283,6 +1436,11 @@ def paper(
             max_bars=max_bars,
             max_message_bytes=max_message_bytes,
             new=new,
+            max_gap=max_gap,
+            max_jump=max_jump,
+            on_gap=on_gap.value,
+            on_implausible=on_implausible.value,
+            feed_key=feed_key_bytes(feed_key),
         )
         result = run_paper(
             config, settings, options, db_url=db or config.storage.url, scenario_path=str(scenario)
@@ -1291,8 +1449,11 @@ def paper(
         raise _fail(exc) from None
     typer.echo(
         f"paper run {result.run_id}: {result.outcome}; {result.bars:,} new bars "
-        f"({result.replayed:,} re-driven on start, {result.dropped:,} messages dropped)"
+        f"({result.replayed:,} re-driven on start, {result.dropped:,} messages dropped, "
+        f"{result.quarantined:,} bars quarantined)"
     )
+    if result.outcome == "halted":
+        raise _fail(HandlerError(f"paper run {result.run_id} halted: {result.halt_reason}"))
 
 
 class Speed(str, Enum):
@@ -1322,6 +1483,7 @@ def publish(
     end: Annotated[
         bool, typer.Option("--end/--no-end", help="Send an end-of-feed marker after the bars.")
     ] = True,
+    feed_key: FeedKeyOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
     username: UserOption = None,
     password: PasswordOption = None,
@@ -1341,6 +1503,7 @@ def publish(
     from engine.config import DataConfig, InstrumentConfig, load_scenario
     from engine.data import load_bars
     from engine.mqtt import check_name, first_bars, parse_speed, publish_bars
+    from engine.wire import feed_key as feed_key_bytes
 
     _log_to_stderr(quiet)
     try:
@@ -1374,7 +1537,10 @@ def publish(
             if bars < 1:
                 raise ConfigError(f"--bars must be at least 1, got {bars}")
             data = first_bars(data, bars)
-        report = asyncio.run(publish_bars(data, settings, feed=feed, speed=factor, end=end))
+        key = feed_key_bytes(feed_key)
+        report = asyncio.run(
+            publish_bars(data, settings, feed=feed, speed=factor, end=end, key=key)
+        )
     except EmarlError as exc:
         raise _fail(exc) from None
     typer.echo(
@@ -1391,8 +1557,10 @@ def status(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table or json.")
     ] = OutputFormat.table,
+    include_incomplete: IncompleteOption = False,
 ) -> None:
-    """A run's position, equity, last bar and its lag, open orders and agent weights.
+    """A run's position, equity, last bar and its lag, feed gaps and quarantined bars, open
+    orders and agent weights.
 
     Example: emarl status weichai-sma
     """
@@ -1400,7 +1568,9 @@ def status(
     from storage.paper import run_status
 
     try:
-        info = run_status(connect(_db_url(db), create=False), run)
+        info = run_status(
+            connect(_db_url(db), create=False), run, include_incomplete=include_incomplete
+        )
     except EmarlError as exc:
         raise _fail(exc) from None
     if output is OutputFormat.json:
@@ -1431,6 +1601,11 @@ def _print_status(info: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     snapshot = info["snapshot"]
     table.add_row("symbol", info["symbol"])
+    if info["kind"] != "paper":
+        stored = info.get("bars_stored")
+        table.add_row(
+            "bars stored", f"{'?' if stored is None else f'{stored:,}'} of {info['bars']:,}"
+        )
     if snapshot is not None:
         table.add_row("position", f"{snapshot['position']:,.6g} @ avg {snapshot['avg_price']:.6g}")
         table.add_row("cash", f"{snapshot['cash']:,.2f}")
@@ -1456,6 +1631,23 @@ def _print_status(info: dict[str, Any]) -> None:
         table.add_row("dropped messages", f"{feed['dropped']:,}")
         if feed["last_drop"]:
             table.add_row("last dropped", feed["last_drop"])
+        table.add_row("quarantined bars", f"{feed['quarantined']:,}")
+        if feed["last_quarantine"]:
+            table.add_row("last quarantined", feed["last_quarantine"])
+        skipped = [gap for gap in feed["gaps"] if gap["action"] == "skipped"]
+        table.add_row(
+            "feed gaps",
+            f"{len(skipped):,} ({feed['missing_bars']:,} bars never received)"
+            + "".join(f"; seq {gap['first_seq']}..{gap['last_seq']}" for gap in skipped[:5])
+            + ("; ..." if len(skipped) > 5 else ""),
+        )
+        for gap in feed["gaps"]:
+            if gap["action"] == "halted":
+                table.add_row(
+                    "halted at a gap",
+                    f"{gap['bars']:,} bars never received (seq {gap['first_seq']}.."
+                    f"{gap['last_seq']})",
+                )
     elif snapshot is not None:
         table.add_row("last bar", f"{_fmt_time(snapshot['ts_event'])} UTC")
     if info["error"]:

@@ -119,6 +119,12 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
     inconsistent high/low, and for a bar off the grid a merge into the grid
     bar that contains it). Duplicates can only be dropped; out-of-order rows
     can be dropped or sorted.
+
+    Limits that no real market reaches keep absurd numbers out of the accounting:
+    a price above ``max_price`` or a bar whose open, high, low or close lies more
+    than ``max_abs_log_return`` (natural log) from the previous bar's close, or
+    whose high and low lie further apart, is a bad price (``on_bad_price``); a
+    volume above ``max_volume`` is a bad volume (``on_bad_volume``).
     """
 
     source: Literal["file", "synthetic"] = "file"
@@ -143,6 +149,9 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
     on_duplicate: DropPolicy = "error"
     on_out_of_order: OrderPolicy = "error"
     on_off_grid: Policy = "error"
+    max_price: float = 1e15
+    max_volume: float = 1e18
+    max_abs_log_return: float = 10.0  # a factor of about 22,000 in one bar
     synthetic: SyntheticConfig = msgspec.field(default_factory=SyntheticConfig)
 
     def check(self) -> None:
@@ -156,6 +165,8 @@ class DataConfig(_Config, frozen=True, kw_only=True, forbid_unknown_fields=True)
                 f"data.source_bar_minutes must divide data.bar_minutes={self.bar_minutes} "
                 f"(0 = infer it from the data), got {self.source_bar_minutes}"
             )
+        for name in ("max_price", "max_volume", "max_abs_log_return"):
+            _positive(f"data.{name}", getattr(self, name))
         if not 0 <= self.grid_offset_minutes < self.bar_minutes:
             raise ConfigError(
                 f"data.grid_offset_minutes must be in [0, bar_minutes={self.bar_minutes}), "
@@ -346,7 +357,12 @@ StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
 # Keys added after scenarios were stored, per section (strategies by kind): to_dict leaves
 # them out at their defaults, so the config hash of a scenario that does not use them stays.
 _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"source_bar_minutes": 0},
+    "data": {
+        "source_bar_minutes": 0,
+        "max_price": 1e15,
+        "max_volume": 1e18,
+        "max_abs_log_return": 10.0,
+    },
     "mappo_ensemble": {
         "sampling_temperature": 1.0,
         "uncertainty_bonus": 0.0,

@@ -30,6 +30,7 @@ import pandas as pd
 
 from engine.config import DataConfig
 from engine.errors import ConfigError, DataError
+from engine.limits import apply_limits
 
 __all__ = [
     "BarData",
@@ -112,6 +113,8 @@ def read_frame(path: Path, fmt: str = "auto") -> pd.DataFrame:
     """Read a CSV or Parquet file as strings-or-numbers, untouched."""
     if not path.exists():
         raise DataError(f"{path}: file does not exist")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file (give a CSV or Parquet file)")
     kind = fmt
     if kind == "auto":
         suffix = path.suffix.lower()
@@ -334,6 +337,9 @@ def _validate(
         ts = ts[keep2]
         cols = {name: cols[name][keep2] for name in FIELDS}
         v.rows = v.rows[keep2]
+    if len(ts) == 0:
+        raise DataError(f"{source}: no valid rows left after validation")
+    ts, cols = apply_limits(ts, cols, v, config)  # data.max_price and the like
     if len(ts) == 0:
         raise DataError(f"{source}: no valid rows left after validation")
 

@@ -14,21 +14,27 @@
 * :func:`backoff_delays` gives the jittered exponential reconnection delays.
 
 Every aiomqtt or paho exception is translated into :class:`BusError` here or
-in :mod:`engine.paper`; handlers never see one.
+in :mod:`engine.paper`; handlers never see one. A lost connection is reported by
+emarl's own one-line warnings: paho's socket errors go to the debug log
+(:data:`PAHO_LOG`), and the error a client kept about its lost connection is read
+when the client is closed, so asyncio never prints it as "Future exception was
+never retrieved".
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import random
 import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from engine.bus import ANY, MessageBus, topic
@@ -52,6 +58,18 @@ __all__ = [
 ]
 
 log = logging.getLogger("emarl.mqtt")
+T = TypeVar("T")
+#: paho-mqtt's own messages, every one at DEBUG ("failed to receive on socket" and the
+#: like are the lost connections that emarl reports once, with what it does next)
+PAHO_LOG = "emarl.mqtt.paho"
+
+
+class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger that files every message at DEBUG."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)  # type: ignore[arg-type]
+
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -200,6 +218,7 @@ def make_client(
         timeout=10.0,
         # Small packets (acknowledgements, one bar) go out at once, not after a delayed ACK.
         socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+        logger=_DebugOnly(logging.getLogger(PAHO_LOG), {}),  # type: ignore[arg-type]
     )
     # Many QoS 1 publishes in flight are normal here; aiomqtt warns above 10.
     client.pending_calls_threshold = 1_000_000
@@ -284,12 +303,68 @@ async def connect_client(client: aiomqtt.Client, settings: MqttSettings) -> None
 
 
 async def close_client(client: aiomqtt.Client) -> None:
+    """Disconnect (if still connected) and read what the client kept about a lost
+    connection, so asyncio does not report it as never retrieved."""
     import aiomqtt
 
     try:
         await client.__aexit__(None, None, None)
     except (aiomqtt.MqttError, OSError, RuntimeError) as exc:
         log.debug("closing the MQTT connection: %s", exc)
+    disconnected = getattr(client, "_disconnected", None)
+    if (
+        isinstance(disconnected, asyncio.Future)
+        and disconnected.done()
+        and not disconnected.cancelled()
+        and disconnected.exception() is not None
+    ):
+        log.debug("the connection had ended with: %s", disconnected.exception())
+
+
+def quiet_socket_races() -> None:
+    """Keep the running loop from printing tracebacks for races of a closing socket.
+
+    When the broker goes away while paho is sending, aiomqtt may ask the loop to watch
+    a socket that paho closed meanwhile ("Exception in callback ... add_writer ...:
+    Bad file descriptor"); emarl reports the lost connection itself and reconnects.
+    Other errors reach the loop's handler unchanged. Installed only on a loop that has
+    no handler of its own.
+    """
+    loop = asyncio.get_running_loop()
+    if loop.get_exception_handler() is not None:
+        return
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        error = context.get("exception")
+        handle = repr(context.get("handle", ""))
+        if (
+            isinstance(error, OSError)
+            and error.errno == errno.EBADF
+            and ("add_writer" in handle or "add_reader" in handle)
+        ):
+            log.debug("the socket closed before the loop watched it: %s", error)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+async def until_disconnected(client: aiomqtt.Client, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``, or raise :class:`aiomqtt.MqttError` as soon as the client loses
+    its connection (aiomqtt leaves pending publishes waiting for their 10 s timeout)."""
+    import aiomqtt
+
+    task = asyncio.ensure_future(awaitable)
+    disconnected = getattr(client, "_disconnected", None)
+    if not isinstance(disconnected, asyncio.Future):
+        return await task
+    done, _ = await asyncio.wait({task, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await task
+    raise aiomqtt.MqttError("the broker closed the connection")
 
 
 def backoff_delays(
@@ -394,6 +469,7 @@ async def publish_bars(
     window: int = 200,
     on_published: Callable[[int, int], None] | None = None,
     stop: asyncio.Event | None = None,
+    key: bytes | None = None,
 ) -> PublishReport:
     """Publish ``data`` bar by bar to ``emarl/<feed>/bar/<symbol>`` (QoS 1, retained).
 
@@ -404,10 +480,12 @@ async def publish_bars(
     their timestamps divided by it. Lost connections are retried with
     jittered backoff, re-sending every bar the broker had not acknowledged.
     ``on_published(seq, monotonic_ns)`` is called as each bar is handed to the
-    client (benchmarks use it).
+    client (benchmarks use it). With ``key`` every envelope is signed
+    (HMAC-SHA256, see :mod:`engine.wire`).
     """
     import aiomqtt
 
+    quiet_socket_races()
     symbol = data.symbol
     bar_topic = topic(feed, Bar, symbol)
     end_topic = topic(feed, RunFinished, symbol)
@@ -434,7 +512,7 @@ async def publish_bars(
             close=columns[3][i],
             volume=columns[4][i],
         )
-        return pack(feed, i + 1, bar)
+        return pack(feed, i + 1, bar, key)
 
     started = time.perf_counter()
     start_wall = time.monotonic()
@@ -475,7 +553,9 @@ async def publish_bars(
                     sends.append(client.publish(bar_topic, payload(i), qos=1, retain=True))
                     if on_published is not None:
                         on_published(i + 1, time.monotonic_ns())
-                results = await asyncio.gather(*sends, return_exceptions=True)
+                results = await until_disconnected(
+                    client, asyncio.gather(*sends, return_exceptions=True)
+                )
                 for result in results:
                     if isinstance(result, BaseException):
                         raise result
@@ -484,7 +564,7 @@ async def publish_bars(
                 marker = RunFinished(
                     ts_event=ts[-1] if ts else 0, ts_init=time.time_ns(), seq=total + 1, bars=total
                 )
-                await client.publish(end_topic, pack(feed, total + 1, marker), qos=1)
+                await client.publish(end_topic, pack(feed, total + 1, marker, key), qos=1)
             await close_client(client)
             return PublishReport(total, time.perf_counter() - started, reconnects)
         except aiomqtt.MqttError as exc:

@@ -4,8 +4,10 @@ The core, :class:`PaperTrader`, is synchronous and deterministic. It wires
 the same handlers in the same order as a backtest
 (:func:`engine.runner.wire_pipeline` after the Recorder) and takes one feed
 message at a time: :class:`engine.wire.FeedGate` decides whether it is the
-next bar, and a bar is dispatched, then stored with everything it produced
-in one transaction (the Recorder's rows, the bar, the run's feed position).
+next bar, :class:`engine.feed_guard.FeedGuard` whether that bar is plausible
+(or quarantined, or a gap that halts the run), and a bar is dispatched, then
+stored with everything it produced in one transaction (the Recorder's rows,
+the bar, the run's feed position, the gap it closes).
 
 Resume. The run's clock is the wall clock sampled when a bar arrives and held
 while that bar is processed, so every message a bar leads to is a function of
@@ -17,19 +19,22 @@ bar must reproduce its stored bus sequence numbers and the hash of the
 messages it led to, and the last stored snapshot must equal the rebuilt
 portfolio, or the run is not resumed (:class:`ResumeError`).
 
-Delivery. The MQTT shell (:func:`run_paper_async`) uses a persistent session
+Delivery. The MQTT shell (:func:`run_paper_async`, its connection in
+:mod:`engine.paper_session`) uses a persistent session
 with a client id stable for the run and acknowledges a bar only after its
 transaction committed and the messages it produced were sent: a process
 killed at any point gets its unacknowledged bars again and drops those it had
 stored (duplicates by feed sequence number). Lost connections are retried
 with jittered exponential backoff. SIGTERM and SIGINT stop the run between
 bars. A stale feed (no bar for ``stale_after_bars`` bar lengths) is logged.
+A halt (a gap with ``on_gap = "halt"``, an implausible bar with
+``on_implausible = "halt"``) ends the run with status ``halted``, leaving the bar
+that caused it unacknowledged: started again, the run reads it first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
@@ -40,27 +45,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.bus import ANY, Bus, MessageBus, topic
+from engine.bus import ANY, Bus, MessageBus
 from engine.clock import SimulatedClock
 from engine.config import ScenarioConfig, config_hash
-from engine.errors import BusError, ConfigError, HandlerError, ResumeError
-from engine.events import Bar, Message, RunFinished, encode
-from engine.mqtt import (
-    MqttBus,
-    MqttSettings,
-    ack,
-    backoff_delays,
-    check_name,
-    close_client,
-    connect_client,
-    make_client,
+from engine.errors import ConfigError, HandlerError, ResumeError
+from engine.events import Bar, Message, encode
+from engine.feed_guard import (
+    ACCEPT,
+    DEFAULT_MAX_GAP,
+    DEFAULT_MAX_JUMP,
+    QUARANTINE,
+    FeedGuard,
+    FeedLimits,
+    Gap,
+    GapPolicy,
+    ImplausiblePolicy,
+    Judgement,
 )
-from engine.runner import StrategyFactory, build_strategy, wire_pipeline
+from engine.mqtt import MqttBus, MqttSettings, check_name, quiet_socket_races
+from engine.paper_session import PaperSession
+from engine.runner import Pipeline, StrategyFactory, build_pipeline, build_strategy
 from engine.version import code_version
-from engine.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, END, HOLD, PROCESS, FeedGate, Verdict
+from engine.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, HALT, HOLD, PROCESS, FeedGate, Verdict
 
 if TYPE_CHECKING:
-    import aiomqtt
     from sqlalchemy import Engine
 
 __all__ = ["PaperClock", "PaperOptions", "PaperResult", "PaperTrader", "run_paper"]
@@ -88,6 +96,23 @@ class PaperOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     new: bool = False
     export: bool = True
+    max_gap: int = DEFAULT_MAX_GAP
+    max_jump: float = DEFAULT_MAX_JUMP
+    on_gap: GapPolicy = "halt"
+    on_implausible: ImplausiblePolicy = "drop"
+    #: shared key of a signed feed (engine.wire): unsigned or badly signed messages drop
+    feed_key: bytes | None = None
+
+    def limits(self, config: ScenarioConfig) -> FeedLimits:
+        return FeedLimits(
+            bar_ns=config.data.bar_minutes * NS_PER_MINUTE,
+            max_gap=self.max_gap,
+            max_jump=self.max_jump,
+            on_gap=self.on_gap,
+            on_implausible=self.on_implausible,
+            max_price=config.data.max_price,
+            max_volume=config.data.max_volume,
+        )
 
     def check(self) -> None:
         check_name("run", self.run_name)
@@ -102,17 +127,21 @@ class PaperOptions:
             raise ConfigError(
                 f"--max-message-bytes must be at least 256, got {self.max_message_bytes}"
             )
+        FeedLimits(bar_ns=1, max_gap=self.max_gap, max_jump=self.max_jump, on_gap=self.on_gap,
+                   on_implausible=self.on_implausible).check()  # fmt: skip
 
 
 @dataclass
 class PaperResult:
     run_id: int
-    outcome: str  # "end" (the feed ended), "stopped" (signal) or "max_bars"
+    outcome: str  # "end" (the feed ended), "stopped" (signal), "max_bars" or "halted"
     bars: int  # bars accepted by this process
     replayed: int  # stored bars re-driven on start
     dropped: int
     reconnects: int
     wall_seconds: float
+    quarantined: int = 0
+    halt_reason: str | None = None
 
 
 def _strategy_factory(config: ScenarioConfig) -> StrategyFactory | None:
@@ -129,6 +158,12 @@ def _strategy_factory(config: ScenarioConfig) -> StrategyFactory | None:
     return factory
 
 
+def build_paper_pipeline(config: ScenarioConfig, bus: MessageBus) -> tuple[Pipeline, PaperClock]:
+    """A paper run's pipeline on ``bus`` and its clock, built but not subscribed."""
+    clock = PaperClock()
+    return build_pipeline(config, bus, clock, None, _strategy_factory(config)), clock
+
+
 class PaperTrader:
     """The synchronous core of a paper run (see the module docstring)."""
 
@@ -141,24 +176,40 @@ class PaperTrader:
         bus: MessageBus,
         feed: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        built: tuple[Pipeline, PaperClock] | None = None,
+        limits: FeedLimits | None = None,
+        key: bytes | None = None,
     ) -> None:
+        """``built``: the pipeline and clock from :func:`build_paper_pipeline` on ``bus``
+        (built before the run row exists); built here when not given. ``limits``: what
+        the feed guard accepts (default: :class:`FeedLimits` for the scenario's bars);
+        ``key``: the shared key of a signed feed."""
         from storage.recorder import Recorder
 
         self.config = config
         self.engine = engine
         self.run_id = run_id
         self.bus = bus
-        self.clock = PaperClock()
+        pipeline, self.clock = built or build_paper_pipeline(config, bus)
         self.symbol = config.instrument.symbol
         self.recorder = Recorder(engine, run_id, bus, flush_every_bars=2**62)
         self.recorder.subscribe()
-        self.pipeline = wire_pipeline(config, bus, self.clock, None, _strategy_factory(config))
+        pipeline.subscribe()
+        self.pipeline = pipeline
         self._hash = hashlib.blake2b(digest_size=16)
         self.last_seq = 0
         bus.subscribe(ANY, self._observe)
-        self.gate = FeedGate(feed, self.symbol, max_bytes=max_message_bytes)
+        if limits is None:
+            limits = PaperOptions(run_name="x").limits(config)
+        self.guard = FeedGuard(limits)
+        self.gate = FeedGate(
+            feed, self.symbol, max_bytes=max_message_bytes, key=key, max_gap=limits.max_gap
+        )
         self.bars = 0
         self.dropped = 0
+        self.quarantined = 0
+        self.halt_reason: str | None = None
+        self.halted_gap = False  # a gap row stored as halted, deleted once bars go on
         self.last_received_ns = time.time_ns()
         # What the last stored bars sent on MQTT, rebuilt on resume and sent again.
         self.replayed_outputs: deque[list[tuple[str, bytes]]] = deque(maxlen=RESEND_BARS)
@@ -235,6 +286,7 @@ class PaperTrader:
             count += 1
             last_feed_seq = stored.feed_seq
             last_ts = stored.ts_event
+            self.guard.accepted(bar)
         problems = []
         if count != state["bars"]:
             problems.append(f"{count} bars stored, the state says {state['bars']}")
@@ -270,6 +322,7 @@ class PaperTrader:
         self.bars = count
         self.gate.last_seq = last_feed_seq
         self.gate.last_ts = last_ts
+        self.halted_gap = bool(state.get("halted_gap"))
         return count
 
     # -- live -----------------------------------------------------------------
@@ -280,22 +333,43 @@ class PaperTrader:
         verdict = self.gate.check(topic_name, data, retained=retained)
         if verdict.action == PROCESS:
             assert verdict.bar is not None
-            if verdict.gap:
-                log.warning(
-                    "feed gap: %d bar(s) missing before seq %d (never received)",
-                    verdict.gap,
-                    verdict.seq,
-                )
-            self._process(verdict.seq, verdict.bar, received)
+            judgement = self.guard.judge(
+                verdict.seq, verdict.bar, self.gate.last_seq, self.gate.last_ts, received
+            )
+            if judgement.action != ACCEPT:
+                return self._set_aside(topic_name, verdict, judgement)
+            if judgement.gap is not None:
+                log.warning("feed gap: %s before seq %d; trading on", judgement.gap.describe(),
+                            verdict.seq)  # fmt: skip
+            self._process(verdict.seq, verdict.bar, received, judgement.gap)
+            self.guard.accepted(verdict.bar)
             self.last_received_ns = received
             ended = self.gate.accepted(verdict.seq, verdict.bar.ts_event)
             if ended is not None:
                 return ended
         elif verdict.action == DROP:
-            self.drop(f"{topic_name}: {verdict.reason}")
+            if verdict.quarantined:
+                self.quarantine(f"{topic_name}: {verdict.reason}")
+            else:
+                self.drop(f"{topic_name}: {verdict.reason}")
         elif verdict.action == HOLD:
             log.warning("%s: %s", topic_name, verdict.reason)
         return verdict
+
+    def _set_aside(self, topic_name: str, verdict: Verdict, judgement: Judgement) -> Verdict:
+        """Quarantine a bar, or halt the run at it (see :mod:`engine.feed_guard`)."""
+        from storage.paper import record_halt
+
+        if judgement.action == QUARANTINE:
+            self.quarantine(f"{topic_name}: {judgement.reason}")
+            return Verdict(DROP, judgement.reason, seq=verdict.seq, quarantined=True)
+        if judgement.gap is None:  # an implausible bar: counted as quarantined too
+            self.quarantine(f"{topic_name}: {judgement.reason}")
+        self.halt_reason = judgement.reason
+        log.error("halting: %s", judgement.reason)
+        record_halt(self.engine, self.run_id, judgement.gap)
+        self.halted_gap = self.halted_gap or judgement.gap is not None
+        return Verdict(HALT, judgement.reason, seq=verdict.seq)
 
     def drop(self, reason: str) -> None:
         from storage.paper import record_drop
@@ -304,7 +378,14 @@ class PaperTrader:
         log.warning("dropped message: %s", reason)
         record_drop(self.engine, self.run_id, reason)
 
-    def _process(self, feed_seq: int, bar: Bar, received_ns: int) -> None:
+    def quarantine(self, reason: str) -> None:
+        from storage.paper import record_quarantine
+
+        self.quarantined += 1
+        log.warning("quarantined bar: %s", reason)
+        record_quarantine(self.engine, self.run_id, reason)
+
+    def _process(self, feed_seq: int, bar: Bar, received_ns: int, gap: Gap | None) -> None:
         from storage.paper import StoredBar, bar_writer
 
         try:
@@ -326,10 +407,16 @@ class PaperTrader:
             digest=digest,
         )
         writer = bar_writer(
-            self.run_id, stored, previous_feed_seq=self.gate.last_seq, bars=self.bars + 1
+            self.run_id,
+            stored,
+            previous_feed_seq=self.gate.last_seq,
+            bars=self.bars + 1,
+            gap=gap,
+            clear_halted=self.halted_gap,
         )
         self.recorder.flush(also=writer)
         self.bars += 1
+        self.halted_gap = False
 
 
 # -- the asyncio shell ----------------------------------------------------------
@@ -412,197 +499,6 @@ def _client_id(name: str, run_id: int) -> str:
     return f"emarl-paper-{name}-{run_id}"
 
 
-class _Session:
-    """One paper run's MQTT connection(s): receive, process, send, acknowledge."""
-
-    def __init__(
-        self,
-        trader: PaperTrader,
-        settings: MqttSettings,
-        client_id: str,
-        options: PaperOptions,
-        stop: asyncio.Event,
-        on_ready: Callable[[], None] | None,
-    ) -> None:
-        self.trader = trader
-        self.settings = settings
-        self.client_id = client_id
-        self.options = options
-        self.stop = stop
-        self.on_ready = on_ready
-        feed, symbol = options.feed, trader.symbol
-        self.topics = [(topic(feed, Bar, symbol), 1), (topic(feed, RunFinished, symbol), 1)]
-        outbox = getattr(trader.bus, "outbox", None)
-        self.outbox: list[tuple[str, bytes]] | None = outbox
-        # Messages to send again after a reconnect: those whose sending failed, and after
-        # a resume those of the last stored bars (receivers drop what they already have).
-        self.unsent: list[tuple[int, list[tuple[str, bytes]]]] = [
-            (0, [m for bar in trader.replayed_outputs for m in bar])
-        ]
-        if outbox:
-            outbox.clear()
-        self.sending: set[asyncio.Task[None]] = set()
-        self.sent_batches = 0
-        self.reconnects = 0
-        self.accepted = 0
-        self.stale = False
-        self.bar_ns = trader.config.data.bar_minutes * NS_PER_MINUTE
-        self.stale_ns = int(options.stale_after_bars * self.bar_ns)
-
-    async def run(self) -> str:
-        import aiomqtt
-
-        delays = backoff_delays()
-        connected_once = False
-        watchdog = asyncio.create_task(self._watch())
-        try:
-            while not self.stop.is_set():
-                client = make_client(
-                    self.settings, client_id=self.client_id, persistent=True, manual_ack=True
-                )
-                try:
-                    await connect_client(client, self.settings)
-                except BusError as exc:
-                    if not connected_once:
-                        raise
-                    self.reconnects += 1
-                    delay = next(delays)
-                    log.warning("%s; retrying in %.1f s", exc, delay)
-                    await self._sleep(delay)
-                    continue
-                connected_once = True
-                delays = backoff_delays()
-                try:
-                    await client.subscribe(self.topics)
-                    log.info(
-                        "run %s (id %d): listening on %s at %s as %s",
-                        self.options.run_name,
-                        self.trader.run_id,
-                        self.topics[0][0],
-                        self.settings.describe(),
-                        self.client_id,
-                    )
-                    if self.on_ready is not None:
-                        self.trader.last_received_ns = time.time_ns()
-                        self.on_ready()
-                        self.on_ready = None
-                    unsent, self.unsent = sorted(self.unsent, key=lambda item: item[0]), []
-                    for _, batch in unsent:
-                        await self._send(client, batch)
-                    outcome = await self._consume_until_stopped(client)
-                    await self._drain()
-                    await close_client(client)
-                    return outcome
-                except aiomqtt.MqttError as exc:
-                    self.reconnects += 1
-                    delay = next(delays)
-                    log.warning(
-                        "connection to %s lost (%s); reconnecting in %.1f s",
-                        self.settings.describe(),
-                        exc,
-                        delay,
-                    )
-                    await close_client(client)
-                    await self._sleep(delay)
-            return "stopped"
-        finally:
-            watchdog.cancel()
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
-
-    async def _send(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
-        results = await asyncio.gather(
-            *(client.publish(name, payload, qos=1) for name, payload in messages),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    def _post(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
-        """Send a bar's messages in the background (in order: paho queues them as called)."""
-        self.sent_batches += 1
-        number = self.sent_batches
-
-        async def send() -> None:
-            try:
-                await self._send(client, messages)
-            except Exception as exc:
-                log.debug("sending %d messages failed (%s); will resend", len(messages), exc)
-                self.unsent.append((number, messages))
-
-        task = asyncio.create_task(send())
-        self.sending.add(task)
-        task.add_done_callback(self.sending.discard)
-
-    async def _drain(self) -> None:
-        if self.sending:
-            await asyncio.wait(set(self.sending), timeout=10.0)
-
-    async def _consume(self, client: aiomqtt.Client) -> str:
-        trader = self.trader
-        held: int | None = None
-        async for message in client.messages:
-            payload = message.payload
-            data = payload if isinstance(payload, bytes) else str(payload).encode()
-            verdict = trader.on_message(str(message.topic), data, retained=message.retain)
-            if verdict.action in (PROCESS, END) and self.outbox:
-                self._post(client, list(self.outbox))
-                self.outbox.clear()
-            if verdict.action == HOLD:
-                held = message.mid
-                continue
-            ack(client, message.mid)
-            if verdict.action == PROCESS:
-                self.accepted += 1
-                if self.stale:
-                    log.info("feed is live again")
-                    self.stale = False
-            if verdict.action == END:
-                if held is not None:
-                    ack(client, held)
-                log.info("end of feed at seq %d", verdict.seq)
-                return "end"
-            if self.options.max_bars is not None and self.accepted >= self.options.max_bars:
-                return "max_bars"
-        return "stopped"
-
-    async def _consume_until_stopped(self, client: aiomqtt.Client) -> str:
-        """Consume until the feed ends or ``stop`` is set.
-
-        A stop cancels the consumer where it waits (for a message or a send), never
-        inside a bar: processing and storing a bar has no await in it.
-        """
-        consume = asyncio.create_task(self._consume(client))
-        stopper = asyncio.create_task(self.stop.wait())
-        try:
-            done, _ = await asyncio.wait({consume, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if consume in done:
-            return consume.result()
-        consume.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consume
-        return "stopped"
-
-    async def _watch(self) -> None:
-        check = min(max(self.stale_ns / 1e9 / 4, 0.05), 5.0)
-        while True:
-            await asyncio.sleep(check)
-            idle = time.time_ns() - self.trader.last_received_ns
-            if idle > self.stale_ns and not self.stale:
-                self.stale = True
-                log.warning(
-                    "stale feed: no bar for %.1f s (over %g bar lengths of %d min)",
-                    idle / 1e9,
-                    self.options.stale_after_bars,
-                    self.trader.config.data.bar_minutes,
-                )
-
-
 def run_paper(
     config: ScenarioConfig,
     settings: MqttSettings,
@@ -638,18 +534,21 @@ async def run_paper_async(
     """See :func:`run_paper`; ``stop`` ends the run between bars when set."""
     from storage.db import connect
     from storage.paper import set_run_status
-    from storage.runs import COMPLETED, FAILED, RUNNING
+    from storage.runs import COMPLETED, FAILED, HALTED, RUNNING, STOPPED, process_identity
 
     options.check()
+    quiet_socket_races()
     started = time.perf_counter()
     stop = stop or asyncio.Event()
     if handle_signals:
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, stop.set)
+    bus: MessageBus = MqttBus(options.run_name) if options.export else MessageBus()
+    # everything is built (a checkpoint loaded and checked) before a run row is stored
+    built = build_paper_pipeline(config, bus)
     engine = connect(db_url or config.storage.url)
     run_id, state, resumed = _open_run(engine, config, options, scenario_path)
-    bus: MessageBus = MqttBus(options.run_name) if options.export else MessageBus()
     trader = PaperTrader(
         config,
         engine,
@@ -657,6 +556,9 @@ async def run_paper_async(
         bus=bus,
         feed=options.feed,
         max_message_bytes=options.max_message_bytes,
+        built=built,
+        limits=options.limits(config),
+        key=options.feed_key,
     )
     replayed = 0
     if resumed:
@@ -670,8 +572,8 @@ async def run_paper_async(
             time.perf_counter() - began,
             trader.gate.last_seq + 1,
         )
-    set_run_status(engine, run_id, RUNNING)
-    session = _Session(trader, settings, state["client_id"], options, stop, on_ready)
+    set_run_status(engine, run_id, RUNNING, **process_identity())
+    session = PaperSession(trader, settings, state["client_id"], options, stop, on_ready)
     try:
         outcome = await session.run()
     except BaseException as exc:
@@ -696,15 +598,25 @@ async def run_paper_async(
             ended_ns=time.time_ns(),
             summary_json=summary,
         )
+    elif outcome == "halted":
+        set_run_status(
+            engine, run_id, HALTED, error=trader.halt_reason, bars=trader.bars, wall_seconds=wall
+        )
     else:
-        set_run_status(engine, run_id, "stopped", bars=trader.bars, wall_seconds=wall)
+        set_run_status(engine, run_id, STOPPED, bars=trader.bars, wall_seconds=wall)
     log.info(
-        "run %s (id %d): %s after %d new bars (%d dropped messages)",
+        "run %s (id %d): %s after %d new bars (%d dropped messages, %d quarantined bars)",
         options.run_name,
         run_id,
-        {"end": "feed ended", "stopped": "stopped", "max_bars": "bar limit reached"}[outcome],
+        {
+            "end": "feed ended",
+            "stopped": "stopped",
+            "max_bars": "bar limit reached",
+            "halted": "halted",
+        }[outcome],
         session.accepted,
         trader.dropped,
+        trader.quarantined,
     )
     return PaperResult(
         run_id=run_id,
@@ -714,6 +626,8 @@ async def run_paper_async(
         dropped=trader.dropped,
         reconnects=session.reconnects,
         wall_seconds=wall,
+        quarantined=trader.quarantined,
+        halt_reason=trader.halt_reason,
     )
 
 

@@ -49,7 +49,14 @@ if TYPE_CHECKING:
     from storage.recorder import Recorder
     from storage.writer import WriterProcess
 
-__all__ = ["BacktestResult", "Pipeline", "ResultsCollector", "run_backtest", "wire_pipeline"]
+__all__ = [
+    "BacktestResult",
+    "Pipeline",
+    "ResultsCollector",
+    "build_pipeline",
+    "run_backtest",
+    "wire_pipeline",
+]
 
 CHUNK = 4096
 
@@ -304,6 +311,38 @@ class Pipeline:
     broker: SimulatedBroker
     strategy: Any
 
+    def subscribe(self) -> None:
+        """Subscribe the broker, the portfolio and the strategy, in that order."""
+        self.broker.subscribe()
+        self.portfolio.subscribe()
+        self.strategy.subscribe()
+
+
+def build_pipeline(
+    config: ScenarioConfig,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    data: BarData | None = None,
+    strategy_factory: StrategyFactory | None = None,
+) -> Pipeline:
+    """Build the broker, the portfolio and the strategy (a checkpoint is loaded and
+    checked here), subscribing nothing: a run builds everything before it stores its
+    row, so bad input leaves no run behind."""
+    portfolio = Portfolio(bus, config.broker.initial_cash)
+    broker = SimulatedBroker(
+        bus,
+        portfolio,
+        config.broker,
+        symbols=(config.instrument.symbol,),
+        lot_size=config.instrument.lot_size,
+        timezone=config.data.timezone,
+    )
+    if strategy_factory is None:
+        strategy = build_strategy(config, bus, clock, data)
+    else:
+        strategy = strategy_factory(config, bus, clock)
+    return Pipeline(portfolio, broker, strategy)
+
 
 def wire_pipeline(
     config: ScenarioConfig,
@@ -317,23 +356,9 @@ def wire_pipeline(
     Backtests and paper runs both wire through here (after their recorder), so
     they dispatch every bar to the same handlers in the same order.
     """
-    portfolio = Portfolio(bus, config.broker.initial_cash)
-    broker = SimulatedBroker(
-        bus,
-        portfolio,
-        config.broker,
-        symbols=(config.instrument.symbol,),
-        lot_size=config.instrument.lot_size,
-        timezone=config.data.timezone,
-    )
-    broker.subscribe()
-    portfolio.subscribe()
-    if strategy_factory is None:
-        strategy = build_strategy(config, bus, clock, data)
-    else:
-        strategy = strategy_factory(config, bus, clock)
-    strategy.subscribe()
-    return Pipeline(portfolio, broker, strategy)
+    pipeline = build_pipeline(config, bus, clock, data, strategy_factory)
+    pipeline.subscribe()
+    return pipeline
 
 
 def run_backtest(
@@ -376,9 +401,11 @@ async def run_backtest_async(
     tap: Callable[[MessageBus], None] | None = None,
     writer_process: bool | None = None,
 ) -> BacktestResult:
-    """Load and validate the bars, store a run, replay every bar, store the summary.
+    """Load and validate the bars, build the pipeline, store a run, replay every bar,
+    store the summary.
 
-    Data errors surface before anything is stored. If a handler raises, the
+    Data errors, and any component that cannot be built (a missing or refused
+    checkpoint), surface before anything is stored. If a handler raises, the
     finished bars are written, the run is marked ``failed`` with the error,
     and :class:`HandlerError` propagates. ``tap(bus)`` is called before anything
     subscribes (a sweep task keeps the run's messages with it). With
@@ -412,6 +439,7 @@ async def run_backtest_async(
     clock = SimulatedClock()
     if tap is not None:
         tap(bus)
+    pipeline = build_pipeline(config, bus, clock, data, strategy_factory)
     engine = None
     recorder = None
     writer: WriterProcess | None = None
@@ -452,18 +480,19 @@ async def run_backtest_async(
             writer=writer,
         )
         recorder.subscribe()
+    pipeline.subscribe()
     try:
         return await _run(
             config,
             data,
             bus,
             clock,
+            pipeline,
             engine,
             recorder,
             run_id,
             started,
             warmup_until,
-            strategy_factory,
             progress,
             record,
             origin,
@@ -505,17 +534,17 @@ async def _run(
     data: BarData,
     bus: MessageBus,
     clock: SimulatedClock,
+    pipeline: Pipeline,
     engine: Engine | None,
     recorder: Recorder | None,
     run_id: int | None,
     started: float,
     warmup_until: int | None,
-    strategy_factory: StrategyFactory | None,
     progress: Callable[[int, int], None] | None,
     record: Any,
     origin: dict[str, Any],
 ) -> BacktestResult:
-    strategy = wire_pipeline(config, bus, clock, data, strategy_factory).strategy
+    strategy = pipeline.strategy
     collector = ResultsCollector(len(data))
     collector.subscribe(bus)
 

@@ -8,15 +8,22 @@ An MQTT payload is the msgpack array ``[version, source, seq, payload]``:
   another source);
 * ``seq``: the sender's sequence number, increasing by one per message;
   receivers drop duplicates and out-of-order messages by it;
-* ``payload``: the event, encoded by :func:`engine.events.encode`.
+* ``payload``: the event, encoded by :func:`engine.events.encode`;
+* ``mac`` (optional fifth element): with a shared key, HMAC-SHA256 of the
+  msgpack encoding of the first four elements. A receiver that holds the key
+  drops a message without it, or whose MAC does not match.
 
 :class:`FeedGate` applies those rules to a bar feed, one message at a time,
 and says what to do with each: process it as the next bar, end the run, or
-drop it with a reason. It is plain synchronous code with no I/O.
+drop it with a reason. It is plain synchronous code with no I/O. Whether a
+well-formed bar is plausible (its sequence number, time and prices) is judged
+after it, by :mod:`engine.feed_guard`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from dataclasses import dataclass
 from typing import Final
@@ -30,6 +37,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Envelope",
     "FeedGate",
+    "SignedEnvelope",
     "Verdict",
     "pack",
     "unpack",
@@ -43,6 +51,8 @@ PROCESS: Final = "process"
 END: Final = "end"
 DROP: Final = "drop"
 HOLD: Final = "hold"
+HALT: Final = "halt"  # the feed guard stops the run at this message (not acknowledged)
+MIN_KEY_BYTES: Final = 16
 
 
 class Envelope(msgspec.Struct, frozen=True, array_like=True):
@@ -52,21 +62,62 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True):
     payload: bytes
 
 
+class SignedEnvelope(msgspec.Struct, frozen=True, array_like=True):
+    """An envelope read back: ``mac`` is empty when the sender did not sign it."""
+
+    version: int
+    source: str
+    seq: int
+    payload: bytes
+    mac: bytes = b""
+
+
 _envelope_encoder = msgspec.msgpack.Encoder()
-_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_envelope_decoder = msgspec.msgpack.Decoder(SignedEnvelope)
 
 
-def pack(source: str, seq: int, message: Message) -> bytes:
-    """The MQTT payload of ``message`` sent by ``source`` as its ``seq``-th message."""
-    return _envelope_encoder.encode(Envelope(SCHEMA_VERSION, source, seq, encode(message)))
+def _mac(key: bytes, unsigned: bytes) -> bytes:
+    return hmac.new(key, unsigned, hashlib.sha256).digest()
+
+
+def feed_key(text: str | None) -> bytes | None:
+    """The shared key of ``--feed-key`` as bytes (None: no signing), checked for length."""
+    if text is None or text == "":
+        return None
+    key = text.encode("utf-8")
+    if len(key) < MIN_KEY_BYTES:
+        from engine.errors import ConfigError
+
+        raise ConfigError(
+            f"--feed-key must be at least {MIN_KEY_BYTES} bytes long, got {len(key)} "
+            "(use a long random string, e.g. from 'openssl rand -hex 32')"
+        )
+    return key
+
+
+def pack(source: str, seq: int, message: Message, key: bytes | None = None) -> bytes:
+    """The MQTT payload of ``message`` sent by ``source`` as its ``seq``-th message,
+    signed with ``key`` when one is given."""
+    envelope = Envelope(SCHEMA_VERSION, source, seq, encode(message))
+    unsigned = _envelope_encoder.encode(envelope)
+    if key is None:
+        return unsigned
+    return _envelope_encoder.encode(
+        SignedEnvelope(SCHEMA_VERSION, source, seq, envelope.payload, _mac(key, unsigned))
+    )
 
 
 class WireError(ValueError):
     """A payload that cannot be read; the message says why."""
 
 
-def unpack(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> tuple[Envelope, Message]:
-    """The envelope and event in an MQTT payload; raises :class:`WireError` saying why not."""
+def unpack(
+    data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, key: bytes | None = None
+) -> tuple[SignedEnvelope, Message]:
+    """The envelope and event in an MQTT payload; raises :class:`WireError` saying why not.
+
+    With ``key`` the envelope must carry a matching MAC (checked before the payload
+    is decoded)."""
     if len(data) > max_bytes:
         raise WireError(f"oversized message: {len(data):,} bytes (limit {max_bytes:,})")
     try:
@@ -92,6 +143,14 @@ def unpack(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> tuple[Env
         raise WireError(
             f"unknown schema version {envelope.version} (this build reads {SCHEMA_VERSION})"
         )
+    if key is not None:
+        if not envelope.mac:
+            raise WireError(f"unsigned message (seq {envelope.seq}); this feed is signed")
+        unsigned = _envelope_encoder.encode(
+            Envelope(envelope.version, envelope.source, envelope.seq, envelope.payload)
+        )
+        if not hmac.compare_digest(envelope.mac, _mac(key, unsigned)):
+            raise WireError(f"bad signature (seq {envelope.seq}): not signed with the feed key")
     try:
         message = decode(envelope.payload)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
@@ -109,6 +168,8 @@ class Verdict:
     seq: int = 0
     bar: Bar | None = None
     gap: int = 0
+    #: a well-formed message set aside as implausible (engine.feed_guard), not malformed
+    quarantined: bool = False
 
 
 def _bar_problem(bar: Bar) -> str | None:
@@ -139,7 +200,8 @@ class FeedGate:
     published) is accepted only when it is exactly the next one: after a
     reconnect the broker may send it before the queued bars that precede it.
     An end marker whose sequence number is ahead of the bars waits until the
-    missing bars arrive.
+    missing bars arrive; one more than ``max_gap`` bars ahead is quarantined.
+    With ``key``, unsigned or badly signed messages are dropped.
     """
 
     def __init__(
@@ -150,8 +212,12 @@ class FeedGate:
         last_seq: int = 0,
         last_ts: int = 0,
         max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        key: bytes | None = None,
+        max_gap: int | None = None,
     ) -> None:
         self.source = source
+        self.key = key
+        self.max_gap = max_gap
         self.symbol = symbol
         self.last_seq = last_seq
         self.last_ts = last_ts
@@ -167,7 +233,7 @@ class FeedGate:
         if topic not in self.topics:
             return Verdict(DROP, f"unexpected topic {topic!r}")
         try:
-            envelope, message = unpack(data, self.max_bytes)
+            envelope, message = unpack(data, self.max_bytes, self.key)
         except WireError as exc:
             return Verdict(DROP, str(exc))
         seq = envelope.seq
@@ -230,6 +296,13 @@ class FeedGate:
     def _end(self, seq: int) -> Verdict:
         if seq <= self.last_seq:
             return Verdict(DROP, f"seq {seq}: end of feed before the last accepted bar")
+        if self.max_gap is not None and seq - self.last_seq - 1 > self.max_gap:
+            return Verdict(
+                DROP,
+                f"seq {seq}: end of feed {seq - self.last_seq - 1:,} bars ahead of the last "
+                f"accepted bar (seq {self.last_seq}; --max-gap {self.max_gap})",
+                quarantined=True,
+            )
         self.end_seq = seq
         if seq == self.last_seq + 1:
             return Verdict(END, seq=seq)

@@ -334,6 +334,8 @@ def run_sections(
                 ),
             )
         )
+    if info["kind"] == "paper":
+        sections.append(feed_section(engine, run_id))
     if len(fills):
         own = fills[fills["symbol"] == symbol] if symbol else fills
         trips, still_open = round_trips_frame(own)
@@ -341,6 +343,37 @@ def run_sections(
     else:
         sections.append(Section("Trades", note="The run made no trades."))
     return info, sections
+
+
+def feed_section(engine: Engine, run_id: int) -> Section:
+    """A paper run's feed: the bars never received and the bars quarantined."""
+    from storage.frames import feed_integrity
+
+    feed = feed_integrity(engine, run_id)
+    if feed is None:
+        return Section("Feed", note="The run stored no feed state.")
+    gaps = feed["gaps"]
+    rows = "".join(
+        f"<tr><td>{gap['first_seq']:,}..{gap['last_seq']:,}</td><td>{gap['bars']:,}</td>"
+        f"<td>{_time(gap['after_ts'])}</td><td>{_time(gap['before_ts'])}</td>"
+        f"<td>{html.escape(gap['action'])}</td></tr>"
+        for gap in gaps
+    )
+    missing = sum(gap["bars"] for gap in gaps if gap["action"] == "skipped")
+    summary = (
+        f"<p>{len(gaps):,} gap(s) in the feed, {missing:,} bar(s) never received and traded "
+        f"without; {feed['quarantined']:,} bar(s) quarantined as implausible; "
+        f"{feed['dropped']:,} message(s) dropped.</p>"
+    )
+    if feed["last_quarantine"]:
+        summary += f"<p>Last quarantined: {html.escape(feed['last_quarantine'])}</p>"
+    if not gaps:
+        return Section("Feed", body=summary)
+    table = (
+        "<table><tr><th>feed seq</th><th>bars</th><th>after the bar of (UTC)</th>"
+        f"<th>before the bar of (UTC)</th><th>the run</th></tr>{rows}</table>"
+    )
+    return Section("Feed", body=summary + table)
 
 
 def _figure_json(figure: go.Figure) -> str:
@@ -446,10 +479,19 @@ def build_report(
         sections.append(Section("Learning curves", note="No training metrics were given."))
     title = f"{info['name']}: {info['symbol']}, run {info['id']}"
     period = ""
-    if info.get("first_bar_ns") is not None:
-        period = f"{_time(info['first_bar_ns'])} .. {_time(info['last_bar_ns'])} UTC, "
+    last_ns = info.get("last_bar_ns")
+    bars = f"{info['bars']:,} bars"
+    stored = info.get("bars_stored")
+    if info["status"] != "completed" and info["kind"] != "paper" and stored is not None:
+        # the rows end where the run stopped, not where it was to end
+        from storage.frames import last_stored_ns
+
+        last_ns = last_stored_ns(engine, int(info["id"]))
+        bars = f"{info['status']} at bar {stored:,} of {info['bars']:,}"
+    if info.get("first_bar_ns") is not None and last_ns is not None:
+        period = f"{_time(info['first_bar_ns'])} .. {_time(last_ns)} UTC, "
     subtitle = (
-        f"{info['kind']} · {info['status']} · {period}{info['bars']:,} bars · seed "
+        f"{info['kind']} · {info['status']} · {period}{bars} · seed "
         f"{info['seed']} · scenario {info['scenario'] or 'n/a'} · code {info['code_version']}"
         f" · bars {_short(info.get('data_fingerprint'))}"
     )

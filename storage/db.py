@@ -1,4 +1,13 @@
-"""Opening databases and bringing their schema up to date with Alembic."""
+"""Opening databases and bringing their schema up to date with Alembic.
+
+Creating or migrating a schema holds a lock, so processes that open a new (or
+an old) database at the same moment take turns: the first migrates, the others
+wait, then find the schema current. On SQLite the lock is an exclusive
+transaction (``BEGIN EXCLUSIVE``) that also makes the migration atomic; on
+PostgreSQL a transaction-level advisory lock (``pg_advisory_xact_lock``) around
+the migration's transaction. Opening a database whose schema is current takes
+no lock and does not import Alembic.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +16,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from engine.errors import StorageError
 
-__all__ = ["DEFAULT_URL", "connect", "migrate", "storage_errors"]
+__all__ = ["DEFAULT_URL", "connect", "downgrade", "migrate", "storage_errors"]
 
 DEFAULT_URL = "sqlite:///runs/emarl.db"
 # The newest migration; a test checks it against the migrations folder. A database
 # already there is used without importing Alembic (which keeps commands quick).
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0010"
 MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key of schema changes: the bytes of "emarl" as a number
+_ADVISORY_LOCK_KEY = int.from_bytes(b"emarl", "big")
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -37,11 +48,29 @@ def storage_errors(what: str) -> Iterator[None]:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    _set_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _set_wal(cursor: Any) -> None:
+    """Switch the file to WAL. Another process switching a new file at the same moment
+    makes SQLite answer "database is locked" at once (the busy timeout does not apply to
+    this pragma), so it is tried again for up to the busy timeout."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def connect(url: str = DEFAULT_URL, *, create: bool = True) -> Engine:
@@ -85,8 +114,52 @@ def _current_revision(engine: Engine) -> str | None:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that holds the schema lock (module docstring).
+
+    Commits when the block ends, rolls back if it raises. On SQLite foreign keys are
+    off meanwhile (a migration that rebuilds a table drops it, and with them on the
+    drop would delete every row that refers to it) and checked before the commit.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            # outside a transaction (pysqlite begins none for a pragma), where it applies
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            # pysqlite begins transactions lazily and never before DDL: begin one here
+            connection.exec_driver_sql("BEGIN EXCLUSIVE")
+        elif engine.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+            )
+        try:
+            yield connection
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    raise StorageError(
+                        f"{engine.url.render_as_string()}: the schema change left rows of "
+                        f"{broken[0]} without their {broken[2]} row; nothing was changed"
+                    )
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            if sqlite:
+                connection.commit()  # a no-op after the rollback
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+        if not sqlite:
+            connection.commit()
+
+
 def migrate(engine: Engine) -> None:
-    """Run every Alembic migration the database lacks (a no-op when up to date)."""
+    """Run every Alembic migration the database lacks (a no-op when up to date).
+
+    Holds the schema lock while it reads the revision and migrates, so concurrent
+    first opens of one database all succeed.
+    """
     if _current_revision(engine) == HEAD_REVISION:
         return
     from alembic import command
@@ -94,22 +167,38 @@ def migrate(engine: Engine) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    with storage_errors(f"cannot open database {engine.url.render_as_string()}"):
-        with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+    with (
+        storage_errors(f"cannot open database {engine.url.render_as_string()}"),
+        _schema_lock(engine) as connection,
+    ):
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         script = ScriptDirectory.from_config(config)
+        current = MigrationContext.configure(connection).get_current_revision()
         if current == script.get_current_head():
             return
-        if current is None and inspect(engine).has_table("runs"):
+        if current is None and inspect(connection).has_table("runs"):
             raise StorageError(
                 f"{engine.url.render_as_string()}: has a 'runs' table but no migration "
                 "history; it was not made by emarl"
             )
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo migrations down to ``revision``, under the schema lock (tests of upgrades)."""
+    from alembic import command
+    from alembic.config import Config
+
+    with (
+        storage_errors(f"downgrading {engine.url.render_as_string()}"),
+        _schema_lock(engine) as connection,
+    ):
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
 
 
 def dispose_all() -> None:

@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, func, select
 
 from engine.errors import RunNotFoundError
 from storage.db import storage_errors
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "agent_actions_frame",
+    "feed_integrity",
     "fills_frame",
+    "last_stored_ns",
     "refused_orders_frame",
     "run_info",
     "shapley_frame",
@@ -53,6 +55,36 @@ def run_info(engine: Engine, run: int | str | None = "latest") -> dict[str, Any]
     info["config"] = json.loads(info.pop("config_json") or "{}")
     info["summary"] = json.loads(info.pop("summary_json") or "null") or {}
     return info
+
+
+def last_stored_ns(engine: Engine, run_id: int) -> int | None:
+    """The time of a run's last stored bar (its newest portfolio snapshot), if any."""
+    table = PortfolioSnapshotRow.__table__
+    query = select(func.max(table.c.ts_event)).where(table.c.run_id == run_id)
+    with storage_errors(f"reading run {run_id}"), engine.connect() as connection:
+        value = connection.execute(query).scalar()
+    return None if value is None else int(value)
+
+
+def feed_integrity(engine: Engine, run_id: int) -> dict[str, Any] | None:
+    """A paper run's feed gaps, quarantined bars and dropped messages (None: not paper)."""
+    from storage.models import PaperState
+    from storage.paper import feed_gaps
+
+    state = PaperState.__table__
+    with storage_errors(f"reading the feed of run {run_id}"), engine.connect() as connection:
+        row = (
+            connection.execute(
+                select(state.c.dropped, state.c.quarantined, state.c.last_quarantine).where(
+                    state.c.run_id == run_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        return {**row, "gaps": feed_gaps(connection, run_id)}
 
 
 def _frame(

@@ -18,6 +18,7 @@ NO_ROWID = {"sqlite_with_rowid": False}
 __all__ = [
     "AgentActionRow",
     "Base",
+    "FeedGap",
     "Fill",
     "Order",
     "OrderEvent",
@@ -86,6 +87,14 @@ class Run(Base):
     #: first and last bar end of the checkpoint's training window (NULL: no checkpoint)
     trained_first_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     trained_last_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: the process writing the run (storage.runs: a reader marks the run ``interrupted``
+    #: when that process is gone from this host or its heartbeat is old)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: refreshed in the transaction of every flush, and every few seconds while waiting
+    heartbeat_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: bars whose rows are committed (``bars``: the bars planned, or processed so far)
+    bars_stored: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Order(EventRow, Base):
@@ -203,7 +212,11 @@ class ValuationRow(EventRow, Base):
     bubble: Mapped[float] = mapped_column(Float)
     pricing: Mapped[str] = mapped_column(String(32), server_default="black_scholes")
 
-    __table_args__ = (NO_ROWID,)
+    # the Shapley listing joins each Shapley value to the valuation of its agent and bar
+    __table_args__ = (
+        Index("ix_valuations_run_ts_agent", "run_id", "ts_event", "agent_index"),
+        NO_ROWID,
+    )
 
 
 class PaperBar(Base):
@@ -251,6 +264,31 @@ class PaperState(Base):
     dropped: Mapped[int] = mapped_column(BigInteger, default=0)
     last_drop: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_ns: Mapped[int] = mapped_column(BigInteger)
+    #: well-formed bars set aside as implausible (engine.feed_guard), and the last reason
+    quarantined: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_quarantine: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FeedGap(Base):
+    """Feed sequence numbers ``first_seq..last_seq`` that a paper run never received.
+
+    ``action`` is ``skipped`` (the run went on without them, ``--on-gap continue``) or
+    ``halted`` (the run stopped at the bar after them; the row goes when the missing
+    bars arrive). ``after_ts`` / ``before_ts``: the bar times on either side.
+    """
+
+    __tablename__ = "feed_gaps"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    bars: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(20))
+    after_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    before_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    detected_ns: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (NO_ROWID,)
 
 
 class Sweep(Base):

@@ -2,8 +2,9 @@
 
 Every bar a paper run accepts is written with everything it produced in one
 transaction (see :meth:`storage.recorder.Recorder.flush`): the Recorder's
-rows, the bar itself (``paper_bars``) and the run's position in its feed
-(``paper_state``). The state update is conditional on the feed position the
+rows, the bar itself (``paper_bars``), the run's position in its feed
+(``paper_state``) and the gap before it, if any (``feed_gaps``, see
+:mod:`engine.feed_guard`). The state update is conditional on the feed position the
 process last read, so two processes that drive the same run cannot both
 commit a bar: the second gets a :class:`StorageError`.
 
@@ -18,11 +19,23 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, desc, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    desc,
+    func,
+    insert,
+    select,
+    update,
+)
 
-from engine.errors import RunNotFoundError, StorageError
+from engine.errors import StorageError
 from storage.db import storage_errors
 from storage.models import (
+    FeedGap,
     Fill,
     Order,
     OrderEvent,
@@ -38,10 +51,13 @@ __all__ = [
     "StoredBar",
     "bar_writer",
     "create_paper_state",
+    "feed_gaps",
     "find_paper_run",
     "last_snapshot",
     "load_state",
     "record_drop",
+    "record_halt",
+    "record_quarantine",
     "run_status",
     "set_run_status",
     "stored_bars",
@@ -50,6 +66,8 @@ __all__ = [
 
 PAPER = "paper"
 TERMINAL_EVENTS = ("denied", "rejected", "canceled", "expired")
+SKIPPED_GAP = "skipped"  # the run went on without the bars
+HALTED_GAP = "halted"  # the run stopped before them
 
 
 @dataclass(frozen=True)
@@ -110,13 +128,19 @@ def create_paper_state(
 
 
 def load_state(engine: Engine, run_id: int) -> dict[str, Any] | None:
+    """The run's paper state, with ``halted_gap``: whether a gap stopped it."""
     with storage_errors(f"run {run_id}: reading its paper state"), engine.connect() as connection:
         row = (
             connection.execute(select(PaperState.__table__).where(PaperState.run_id == run_id))
             .mappings()
             .first()
         )
-    return None if row is None else dict(row)
+        halted = connection.execute(
+            select(func.count())
+            .select_from(FeedGap)
+            .where(FeedGap.run_id == run_id, FeedGap.action == HALTED_GAP)
+        ).scalar_one()
+    return None if row is None else {**row, "halted_gap": bool(halted)}
 
 
 def set_run_status(
@@ -149,10 +173,33 @@ _ADVANCE = (
 )
 
 
+def _gap_row(run_id: int, gap: Any, action: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "first_seq": gap.first,
+        "last_seq": gap.last,
+        "bars": gap.bars,
+        "action": action,
+        "after_ts": gap.after_ts,
+        "before_ts": gap.before_ts,
+        "detected_ns": time.time_ns(),
+    }
+
+
 def bar_writer(
-    run_id: int, bar: StoredBar, *, previous_feed_seq: int, bars: int
+    run_id: int,
+    bar: StoredBar,
+    *,
+    previous_feed_seq: int,
+    bars: int,
+    gap: Any = None,
+    clear_halted: bool = False,
 ) -> Callable[[Connection], None]:
-    """Statements that store ``bar`` and advance the state, for the bar's transaction."""
+    """Statements that store ``bar`` and advance the state, for the bar's transaction.
+
+    ``gap`` (an :class:`engine.feed_guard.Gap`) is stored as skipped; ``clear_halted``
+    deletes the gap rows a halt stored before this bar (the run went on past them).
+    """
 
     def write(connection: Connection) -> None:
         connection.execute(_INSERT_BAR, {"run_id": run_id, **bar.__dict__})
@@ -174,8 +221,40 @@ def bar_writer(
                 f"run {run_id}: the stored feed position is no longer {previous_feed_seq}; "
                 "another process is driving this run"
             )
+        if clear_halted:
+            connection.execute(
+                delete(FeedGap).where(FeedGap.run_id == run_id, FeedGap.action == HALTED_GAP)
+            )
+        if gap is not None:
+            connection.execute(insert(FeedGap).values(**_gap_row(run_id, gap, SKIPPED_GAP)))
 
     return write
+
+
+def record_halt(engine: Engine, run_id: int, gap: Any) -> None:
+    """Store the gap that halts a run (replacing any earlier halted gap)."""
+    with storage_errors(f"run {run_id}: recording its halt"), engine.begin() as connection:
+        connection.execute(
+            delete(FeedGap).where(FeedGap.run_id == run_id, FeedGap.action == HALTED_GAP)
+        )
+        if gap is not None:
+            connection.execute(insert(FeedGap).values(**_gap_row(run_id, gap, HALTED_GAP)))
+
+
+def record_quarantine(engine: Engine, run_id: int, reason: str) -> None:
+    """Count a quarantined bar and keep its reason."""
+    with storage_errors(f"run {run_id}: recording a quarantined bar"), engine.begin() as c:
+        c.execute(
+            update(PaperState)
+            .where(PaperState.run_id == run_id)
+            .values(quarantined=PaperState.quarantined + 1, last_quarantine=reason[:2000])
+        )
+
+
+def feed_gaps(connection: Connection, run_id: int) -> list[dict[str, Any]]:
+    """The run's feed gaps in sequence order (first_seq, last_seq, bars, action, times)."""
+    query = select(FeedGap.__table__).where(FeedGap.run_id == run_id).order_by(FeedGap.first_seq)
+    return [dict(row) for row in connection.execute(query).mappings()]
 
 
 def record_drop(engine: Engine, run_id: int, reason: str) -> None:
@@ -241,29 +320,32 @@ def last_snapshot(engine: Engine, run_id: int) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def _resolve_run(connection: Connection, run: str) -> Any:
-    columns = (Run.id, Run.name, Run.kind, Run.status, Run.symbol, Run.error, Run.started_ns)
-    if run == "latest":
-        query = select(*columns).order_by(desc(Run.id)).limit(1)
-    elif run.isdigit():
-        query = select(*columns).where(Run.id == int(run))
-    else:
-        query = select(*columns).where(Run.name == run).order_by(desc(Run.id)).limit(1)
-    row = connection.execute(query).first()
-    if row is None:
-        raise RunNotFoundError(f"no run {run!r} in the database (see 'emarl runs')")
-    return row
-
-
-def run_status(engine: Engine, run: str, *, now_ns: int | None = None) -> dict[str, Any]:
+def run_status(
+    engine: Engine, run: str, *, now_ns: int | None = None, include_incomplete: bool = False
+) -> dict[str, Any]:
     """Position, equity, last bar and its lag, open orders and agent weights of a run.
 
-    ``run`` is a run id, a run name (the newest run of that name) or ``latest``.
+    ``run`` is a run id, a run name (the newest run of that name) or ``latest`` (the
+    newest completed run, or of any status with ``include_incomplete``).
     """
+    from storage.query import resolve_run
+
     now = time.time_ns() if now_ns is None else now_ns
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    columns = (
+        Run.name,
+        Run.kind,
+        Run.status,
+        Run.symbol,
+        Run.error,
+        Run.bars,
+        Run.bars_stored,
+        Run.host,
+        Run.pid,
+        Run.heartbeat_ns,
+    )
     with storage_errors(f"reading the status of run {run!r}"), engine.connect() as connection:
-        row = _resolve_run(connection, run)
-        run_id = int(row.id)
+        row = connection.execute(select(*columns).where(Run.id == run_id)).one()
         out: dict[str, Any] = {
             "run_id": run_id,
             "name": row.name,
@@ -271,6 +353,11 @@ def run_status(engine: Engine, run: str, *, now_ns: int | None = None) -> dict[s
             "status": row.status,
             "symbol": row.symbol,
             "error": row.error,
+            "bars": row.bars,
+            "bars_stored": row.bars_stored,
+            "host": row.host,
+            "pid": row.pid,
+            "heartbeat_ns": row.heartbeat_ns,
         }
         snap = PortfolioSnapshotRow.__table__
         snapshot = (
@@ -302,7 +389,14 @@ def run_status(engine: Engine, run: str, *, now_ns: int | None = None) -> dict[s
                 "stale_after_seconds": s.stale_after_ns / 1e9,
                 "dropped": s.dropped,
                 "last_drop": s.last_drop,
+                "quarantined": s.quarantined,
+                "last_quarantine": s.last_quarantine,
             }
+            gaps = feed_gaps(connection, run_id)
+            out["feed"]["gaps"] = gaps
+            out["feed"]["missing_bars"] = sum(
+                gap["bars"] for gap in gaps if gap["action"] == SKIPPED_GAP
+            )
         else:
             out["feed"] = None
         out["open_orders"] = _open_orders(connection, run_id)

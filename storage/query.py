@@ -26,6 +26,7 @@ RUN_COLUMNS = (
     "status",
     "symbol",
     "bars",
+    "bars_stored",
     "started_ns",
     "wall_seconds",
     "seed",
@@ -67,22 +68,8 @@ SHAPLEY_COLUMNS = (
     "method",
     "stderr",
 )
-VALUATION_COLUMNS = (
-    "run_id",
-    "ts_event",
-    "agent_index",
-    "share_price",
-    "volatility",
-    "strike",
-    "time_to_expiry",
-    "option_value",
-    "target_weight",
-    "weight",
-    "bubble",
-)
 Run = table("runs", *(column(name) for name in RUN_COLUMNS))
 Shapley = table("shapley_values", *(column(name) for name in SHAPLEY_COLUMNS))
-ValuationTable = table("valuations", *(column(name) for name in VALUATION_COLUMNS))
 Fill = table("fills", *(column(name) for name in FILL_COLUMNS))
 
 __all__ = [
@@ -99,6 +86,7 @@ __all__ = [
     "refusal_counts",
     "resolve_run",
     "resolve_sweep",
+    "shapley_count",
     "shapley_rows",
     "sweep_info",
     "sweep_task_rows",
@@ -145,26 +133,55 @@ def parse_time(text: str | None, name: str) -> int | None:
     return ns
 
 
-def resolve_run(engine: Engine, run: int | str | None) -> int:
-    """A run id from an id, ``"latest"`` or None (latest)."""
+def resolve_run(engine: Engine, run: int | str | None, *, include_incomplete: bool = False) -> int:
+    """A run id from an id, a run name (the newest run of that name), ``"latest"`` or None.
+
+    ``latest`` is the newest *completed* run, or with ``include_incomplete`` the newest
+    run of any status. A name made only of digits is read as an id. Running rows whose
+    process is gone are marked ``interrupted`` first (:func:`storage.runs.mark_interrupted`).
+    """
+    from storage.runs import COMPLETED, mark_interrupted
+
+    mark_interrupted(engine)
     with storage_errors("looking up the run"), engine.connect() as connection:
         if run is None or run == "latest":
-            latest = connection.execute(select(func.max(Run.c.id))).scalar()
-            if latest is None:
+            query = select(func.max(Run.c.id))
+            if not include_incomplete:
+                query = query.where(Run.c.status == COMPLETED)
+            latest = connection.execute(query).scalar()
+            if latest is not None:
+                return int(latest)
+            newest = connection.execute(
+                select(Run.c.id, Run.c.status).order_by(Run.c.id.desc()).limit(1)
+            ).first()
+            if newest is None:
                 raise RunNotFoundError("the database holds no runs yet")
-            return int(latest)
-        try:
+            raise RunNotFoundError(
+                f"no completed run in the database (the newest, run {newest.id}, is "
+                f"{newest.status}); name it by id, or pass --include-incomplete"
+            )
+        if isinstance(run, int) or str(run).strip().isdigit():
             run_id = int(run)
-        except (TypeError, ValueError):
-            raise ConfigError(f"--run: {run!r} is not a run id (a number, or 'latest')") from None
-        found = connection.execute(select(Run.c.id).where(Run.c.id == run_id)).scalar()
+            found = connection.execute(select(Run.c.id).where(Run.c.id == run_id)).scalar()
+            if found is None:
+                raise RunNotFoundError(f"no run with id {run_id} (see 'emarl runs')")
+            return run_id
+        name = str(run)
+        found = connection.execute(select(func.max(Run.c.id)).where(Run.c.name == name)).scalar()
         if found is None:
-            raise RunNotFoundError(f"no run with id {run_id} (see 'emarl runs')")
-        return run_id
+            raise RunNotFoundError(
+                f"no run with id or name {name!r} (see 'emarl runs'; 'latest' is the newest "
+                "completed run)"
+            )
+        return int(found)
 
 
 def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
-    """Runs, newest first, with their headline figures."""
+    """Runs, newest first, with their headline figures (``bars``: planned, or processed
+    by a paper run; ``bars_stored``: committed)."""
+    from storage.runs import mark_interrupted
+
+    interrupted = mark_interrupted(engine)
     query = select(Run).order_by(Run.c.id.desc())
     if limit:
         query = query.limit(limit)
@@ -178,9 +195,11 @@ def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
                 "id": row["id"],
                 "name": row["name"],
                 "kind": row["kind"],
-                "status": row["status"],
+                # (stored by mark_interrupted, unless the database is read-only)
+                "status": "interrupted" if row["id"] in interrupted else row["status"],
                 "symbol": row["symbol"],
                 "bars": row["bars"],
+                "bars_stored": row["bars_stored"],
                 "started_ns": row["started_ns"],
                 "wall_seconds": row["wall_seconds"],
                 "total_return": summary.get("total_return"),
@@ -225,15 +244,18 @@ def trade_rows(
     since: str | None = None,
     until: str | None = None,
     side: str | None = None,
+    include_incomplete: bool = False,
 ) -> list[dict[str, Any]]:
-    """Fills of a run matching the filters, oldest first, as plain dicts (no pandas needed)."""
+    """Fills of a run matching the filters, oldest first, as plain dicts (no pandas needed).
+
+    ``run``: an id, a name or ``latest`` (see :func:`resolve_run`)."""
     if side is not None and side not in ("buy", "sell"):
         raise ConfigError(f"--side must be 'buy' or 'sell', got {side!r}")
     start = parse_time(since, "--since")
     stop = parse_time(until, "--until")
     if start is not None and stop is not None and stop < start:
         raise ConfigError(f"--until ({until}) is before --since ({since})")
-    run_id = resolve_run(engine, run)
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
     query = select(Fill).where(Fill.c.run_id == run_id).order_by(Fill.c.seq)
     if symbol:
         query = query.where(Fill.c.symbol == symbol)
@@ -272,6 +294,7 @@ def trades(
     since: str | None = None,
     until: str | None = None,
     side: str | None = None,
+    include_incomplete: bool = False,
 ) -> pd.DataFrame:
     """A run's fills as a DataFrame (``time`` in UTC), filtered like ``emarl trades``.
 
@@ -283,63 +306,114 @@ def trades(
         from storage.db import connect
 
         engine = connect(engine, create=False)
-    rows = trade_rows(engine, run, symbol=symbol, since=since, until=until, side=side)
+    rows = trade_rows(
+        engine,
+        run,
+        symbol=symbol,
+        since=since,
+        until=until,
+        side=side,
+        include_incomplete=include_incomplete,
+    )
     frame = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
     frame["time"] = pd.to_datetime(frame["time"].astype("int64"), utc=True)
     return frame
 
 
+# Each Shapley value joined to its agent's valuation at the same bar, through the index
+# on valuations (run_id, ts_event, agent_index). Without statistics SQLite's planner
+# prefers the primary key (run_id, seq), which scans the run's valuations for every
+# Shapley value (quadratic), so the index is named there.
+_SHAPLEY_FROM = (
+    "FROM shapley_values AS s JOIN valuations AS v{hint} "
+    "ON v.run_id = s.run_id AND v.ts_event = s.ts_event AND v.agent_index = s.agent_index "
+    "WHERE s.run_id = :run_id"
+)
+_SHAPLEY_ROWS = (
+    "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
+    "v.share_price, v.option_value, v.weight, v.bubble " + _SHAPLEY_FROM + " ORDER BY s.seq"
+)
+# the last rows only: the run's last Shapley values first (its primary key, backwards)
+_SHAPLEY_LAST = (
+    "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
+    "v.share_price, v.option_value, v.weight, v.bubble FROM (SELECT * FROM shapley_values "
+    "WHERE run_id = :run_id ORDER BY seq DESC LIMIT :limit) AS s JOIN valuations AS v{hint} "
+    "ON v.run_id = s.run_id AND v.ts_event = s.ts_event AND v.agent_index = s.agent_index "
+    "ORDER BY s.seq"
+)
+# per agent: steps, total credit and the last step, then that step's valuation
+_SHAPLEY_TOTALS = (
+    "SELECT t.agent_index, l.agent_id, t.steps, t.shapley_pnl, w.share_price, "
+    "w.option_value, w.weight, w.bubble FROM (SELECT s.agent_index AS agent_index, "
+    "count(*) AS steps, sum(s.phi) AS shapley_pnl, max(s.seq) AS last_seq "
+    + _SHAPLEY_FROM
+    + " GROUP BY s.agent_index) AS t "
+    "JOIN shapley_values AS l ON l.run_id = :run_id AND l.seq = t.last_seq "
+    "JOIN valuations AS w{hint} ON w.run_id = l.run_id AND w.ts_event = l.ts_event "
+    "AND w.agent_index = l.agent_index ORDER BY t.agent_index"
+)
+
+
+def _shapley_sql(engine: Engine, sql: str) -> Any:
+    from sqlalchemy import text
+
+    hint = " INDEXED BY ix_valuations_run_ts_agent" if engine.dialect.name == "sqlite" else ""
+    return text(sql.replace("{hint}", hint))
+
+
 def shapley_rows(
-    engine: Engine, run: int | str | None = "latest", *, aggregate: bool = False
+    engine: Engine,
+    run: int | str | None = "latest",
+    *,
+    aggregate: bool = False,
+    include_incomplete: bool = False,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per bar and agent: Shapley credit with the agent's valuation after that step.
 
-    With ``aggregate``, one row per agent: steps, total and mean credit, and the
-    last share price, option value, weight and bubble.
+    With ``aggregate``, one row per agent, computed in SQL: steps, total and mean
+    credit, and the share price, option value, weight and bubble of its last step.
+    ``limit``: only the last ``limit`` rows (still oldest first).
     """
-    run_id = resolve_run(engine, run)
-    joined = Shapley.join(
-        ValuationTable,
-        (ValuationTable.c.run_id == Shapley.c.run_id)
-        & (ValuationTable.c.ts_event == Shapley.c.ts_event)
-        & (ValuationTable.c.agent_index == Shapley.c.agent_index),
-    )
-    query = (
-        select(
-            Shapley.c.ts_event,
-            Shapley.c.agent_id,
-            Shapley.c.agent_index,
-            Shapley.c.phi,
-            Shapley.c.value_full,
-            Shapley.c.method,
-            Shapley.c.stderr,
-            ValuationTable.c.share_price,
-            ValuationTable.c.option_value,
-            ValuationTable.c.weight,
-            ValuationTable.c.bubble,
-        )
-        .select_from(joined)
-        .where(Shapley.c.run_id == run_id)
-        .order_by(Shapley.c.seq)
-    )
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    if aggregate:
+        return _shapley_totals(engine, run_id)
+    query = _shapley_sql(engine, _SHAPLEY_ROWS if limit is None else _SHAPLEY_LAST)
     with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
-        rows = [dict(row) for row in c.execute(query).mappings().all()]
-    if not aggregate:
-        return rows
-    agents: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        entry = agents.setdefault(
-            row["agent_index"], {"agent_id": row["agent_id"], "steps": 0, "shapley_pnl": 0.0}
-        )
-        entry["steps"] += 1
-        entry["shapley_pnl"] += row["phi"]
-        for key in ("share_price", "option_value", "weight", "bubble"):
-            entry[key] = row[key]
+        result = c.execute(query, {"run_id": run_id, "limit": limit})
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result.all()]
+
+
+def shapley_count(engine: Engine, run_id: int) -> int:
+    """How many rows :func:`shapley_rows` gives for a run (its Shapley values that have
+    their valuation)."""
+    query = _shapley_sql(engine, "SELECT count(*) " + _SHAPLEY_FROM)
+    with storage_errors(f"counting the Shapley values of run {run_id}"), engine.connect() as c:
+        return int(c.execute(query, {"run_id": run_id}).scalar_one())
+
+
+def _shapley_totals(engine: Engine, run_id: int) -> list[dict[str, Any]]:
+    query = _shapley_sql(engine, _SHAPLEY_TOTALS)
+    with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
+        rows = [dict(row) for row in c.execute(query, {"run_id": run_id}).mappings().all()]
     out = []
-    for index in sorted(agents):
-        entry = agents[index]
-        entry["mean_phi"] = entry["shapley_pnl"] / entry["steps"]
-        out.append({"agent_index": index, **entry})
+    for row in rows:
+        steps = int(row["steps"])
+        total = float(row["shapley_pnl"])
+        out.append(
+            {
+                "agent_index": row["agent_index"],
+                "agent_id": row["agent_id"],
+                "steps": steps,
+                "shapley_pnl": total,
+                "share_price": row["share_price"],
+                "option_value": row["option_value"],
+                "weight": row["weight"],
+                "bubble": row["bubble"],
+                "mean_phi": total / steps,
+            }
+        )
     return out
 
 
@@ -406,6 +480,7 @@ def pnl_rows(
     since: str | None = None,
     until: str | None = None,
     side: str | None = None,
+    include_incomplete: bool = False,
 ) -> list[dict[str, Any]]:
     """A run's trade P&L aggregated ``by`` day, week, month, side or agent (plain dicts).
 
@@ -423,11 +498,19 @@ def pnl_rows(
     if by == "agent":
         if side is not None:
             raise ConfigError("--side does not apply to --by agent (Shapley credit has no side)")
-        return _agent_pnl_rows(engine, run, symbol=symbol, since=since, until=until)
-    everything = trade_rows(engine, run)
+        return _agent_pnl_rows(
+            engine,
+            run,
+            symbol=symbol,
+            since=since,
+            until=until,
+            include_incomplete=include_incomplete,
+        )
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    everything = trade_rows(engine, run_id)
     realised = _fill_realised_pnl(everything)
     # Validates the filters the same way as the plain listing.
-    kept = trade_rows(engine, run, symbol=symbol, since=since, until=until, side=side)
+    kept = trade_rows(engine, run_id, symbol=symbol, since=since, until=until, side=side)
     wanted = {row["seq"] for row in kept}
     groups: dict[str, dict[str, Any]] = {}
     for row, pnl in zip(everything, realised, strict=True):
@@ -455,17 +538,24 @@ def _agent_pnl_rows(
     symbol: str | None,
     since: str | None,
     until: str | None,
+    include_incomplete: bool = False,
 ) -> list[dict[str, Any]]:
     start = parse_time(since, "--since")
     stop = parse_time(until, "--until")
     if start is not None and stop is not None and stop < start:
         raise ConfigError(f"--until ({until}) is before --since ({since})")
-    run_id = resolve_run(engine, run)
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
     table = Shapley
     query = (
-        select(table.c.agent_index, table.c.agent_id, table.c.phi)
+        select(
+            table.c.agent_index,
+            func.max(table.c.agent_id).label("agent_id"),
+            func.count().label("steps"),
+            func.sum(table.c.phi).label("shapley_pnl"),
+        )
         .where(table.c.run_id == run_id)
-        .order_by(table.c.seq)
+        .group_by(table.c.agent_index)
+        .order_by(table.c.agent_index)
     )
     if symbol:
         query = query.where(table.c.symbol == symbol)
@@ -475,20 +565,20 @@ def _agent_pnl_rows(
         query = query.where(table.c.ts_event <= stop)
     with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
         rows = c.execute(query).all()
-    agents: dict[int, dict[str, Any]] = {}
-    for index, agent_id, phi in rows:
-        entry = agents.setdefault(
-            index, {"agent_index": index, "agent_id": agent_id, "steps": 0, "shapley_pnl": 0.0}
-        )
-        entry["steps"] += 1
-        entry["shapley_pnl"] += phi
-    total = sum(entry["shapley_pnl"] for entry in agents.values())
+    total = sum(float(row.shapley_pnl) for row in rows)
     out = []
-    for index in sorted(agents):
-        entry = agents[index]
-        entry["share"] = entry["shapley_pnl"] / total if total else float("nan")
-        entry["mean_phi"] = entry["shapley_pnl"] / entry["steps"]
-        out.append(entry)
+    for index, agent_id, steps, pnl_sum in rows:
+        credit = float(pnl_sum)
+        out.append(
+            {
+                "agent_index": index,
+                "agent_id": agent_id,
+                "steps": int(steps),
+                "shapley_pnl": credit,
+                "share": credit / total if total else float("nan"),
+                "mean_phi": credit / int(steps),
+            }
+        )
     return out
 
 
@@ -501,6 +591,7 @@ def pnl(
     since: str | None = None,
     until: str | None = None,
     side: str | None = None,
+    include_incomplete: bool = False,
 ) -> pd.DataFrame:
     """:func:`pnl_rows` as a DataFrame, one row per group (``engine`` may be a URL)."""
     import pandas as pd
@@ -509,7 +600,16 @@ def pnl(
         from storage.db import connect
 
         engine = connect(engine, create=False)
-    rows = pnl_rows(engine, run, by, symbol=symbol, since=since, until=until, side=side)
+    rows = pnl_rows(
+        engine,
+        run,
+        by,
+        symbol=symbol,
+        since=since,
+        until=until,
+        side=side,
+        include_incomplete=include_incomplete,
+    )
     columns = list(AGENT_PNL_COLUMNS) if by == "agent" else [by, *PNL_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
 
@@ -534,7 +634,9 @@ COMPARE_METRICS = (
 )
 
 
-def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, Any]]:
+def compare_rows(
+    engine: Engine, runs: Sequence[int | str], *, include_incomplete: bool = False
+) -> list[dict[str, Any]]:
     """One dict per run, in the order given: id, name, status, symbol, the summary's
     ``COMPARE_METRICS`` (None where the run stored no summary), its edge figures
     (``EDGE_METRICS``: bootstrap intervals, probabilistic Sharpe ratios), the refused orders
@@ -542,7 +644,7 @@ def compare_rows(engine: Engine, runs: Sequence[int | str]) -> list[dict[str, An
     ``WINDOW_METRICS`` of its in-sample and out-of-sample parts (``in_sample.sharpe``...)."""
     out = []
     for run in runs:
-        run_id = resolve_run(engine, run)
+        run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
         with storage_errors(f"reading run {run_id}"), engine.connect() as connection:
             row = connection.execute(select(Run).where(Run.c.id == run_id)).mappings().one()
         summary = json.loads(row["summary_json"]) if row["summary_json"] else {}

@@ -3,7 +3,10 @@
 It subscribes to the bus before any other handler, so it sees each bar
 before that bar's fills and snapshots: when a bar arrives, everything
 buffered belongs to finished bars. A flush happens on the arrival of a bar
-once ``flush_every_bars`` bars are buffered, and when the run ends. If a
+once ``flush_every_bars`` bars are buffered, or once
+:data:`~storage.runs.HEARTBEAT_SECONDS` have passed since the last flush, and
+when the run ends. Every flush's transaction also sets the run row's heartbeat
+and the count of bars stored (see :mod:`storage.runs`). If a
 handler raises, :meth:`Recorder.abort` drops the messages of the unfinished
 bar (their sequence numbers are above the bar's) and writes the rest, so the
 database never holds half a bar.
@@ -23,6 +26,7 @@ first storage error.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -56,6 +60,7 @@ from storage.models import (
     ShapleyValueRow,
     ValuationRow,
 )
+from storage.runs import HEARTBEAT_SECONDS, heartbeat_statement
 from storage.writer import WriterProcess
 
 __all__ = ["DEFAULT_TABLES", "WRITER_FLUSH_BARS", "Recorder", "TableSpec"]
@@ -141,6 +146,7 @@ class Recorder:
         flush_every_bars: int = 10_000,
         tables: dict[type[Message], TableSpec] | None = None,
         writer: WriterProcess | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self._engine = engine
         self._writer = writer
@@ -157,6 +163,10 @@ class Recorder:
         self._buffers: dict[type[Message], list[Any]] = {}
         self._bar_seq = 0
         self._bars_since_flush = 0
+        self._bars_seen = 0
+        self._heartbeat_sql = heartbeat_statement(engine, run_id)
+        self.heartbeat_seconds = heartbeat_seconds
+        self._last_flush = time.monotonic()
         self.rows_written = 0
         self.flushes = 0
         for message_type, spec in (DEFAULT_TABLES if tables is None else tables).items():
@@ -189,22 +199,32 @@ class Recorder:
     def on_bar(self, bar: Bar) -> None:
         # Everything buffered so far belongs to finished bars.
         self._bar_seq = bar.seq
+        self._bars_seen += 1
         self._bars_since_flush += 1
-        if self._bars_since_flush > self.flush_every_bars:
-            self.flush()
+        if self._bars_since_flush > self.flush_every_bars or (
+            not self._bars_since_flush & 127
+            and time.monotonic() - self._last_flush > self.heartbeat_seconds
+        ):
+            self.flush(bars=self._bars_seen - 1)
             self._bars_since_flush = 1
 
-    def flush(self, also: Callable[[Connection], None] | None = None) -> int:
+    def flush(
+        self, also: Callable[[Connection], None] | None = None, *, bars: int | None = None
+    ) -> int:
         """Write everything buffered in one transaction; return the rows written.
 
         Called by the recorder itself at bar boundaries; call it from outside
         only between bars. ``also(connection)``, when given, runs inside the same
         transaction after the rows (paper trading stores its bar and state with them).
+        ``bars`` is the count of finished bars the flush completes (default: every bar
+        seen); it goes to the run row with a fresh heartbeat.
         """
+        finished = self._bars_seen if bars is None else bars
+        self._last_flush = time.monotonic()
         if self._writer is not None:
             if also is not None:
                 raise ValueError("a recorder with a writer process cannot run `also`")
-            return self._submit()
+            return self._submit(finished)
         batch = []
         count = 0
         for message_type, buffer in self._buffers.items():
@@ -220,6 +240,7 @@ class Recorder:
         ):
             for sql, rows in batch:
                 connection.exec_driver_sql(sql, rows)
+            connection.exec_driver_sql(self._heartbeat_sql, (time.time_ns(), finished))
             if also is not None:
                 also(connection)
         for buffer in self._buffers.values():
@@ -228,7 +249,7 @@ class Recorder:
         self.flushes += 1
         return count
 
-    def _submit(self) -> int:
+    def _submit(self, finished: int) -> int:
         writer = self._writer
         assert writer is not None
         tables = []
@@ -243,6 +264,7 @@ class Recorder:
                 count += len(buffer)
         if not tables:
             return 0
+        tables.append((self._heartbeat_sql, False, [(time.time_ns(), finished)]))
         writer.submit(tables)
         for buffer in self._buffers.values():
             buffer.clear()
@@ -270,11 +292,14 @@ class Recorder:
         Types this recorder does not persist are skipped, as on the bus.
         """
         buffers = self._buffers
+        bars = 0
         for message in messages:
+            if type(message) is Bar:
+                bars += 1
             buffer = buffers.get(type(message))
             if buffer is not None:
                 buffer.append(message)
-        return self.flush()
+        return self.flush(bars=bars)
 
     def discard(self) -> None:
         """Drop everything buffered without writing it (a resumed run re-driving stored bars)."""
@@ -286,7 +311,7 @@ class Recorder:
         try:
             for buffer in self._buffers.values():
                 buffer[:] = [m for m in buffer if m.seq < self._bar_seq]
-            count = self.flush()
+            count = self.flush(bars=max(self._bars_seen - 1, 0))
             self.wait()
             return count
         finally:

@@ -27,7 +27,7 @@ from engine.events import Message
 from storage.db import storage_errors
 from storage.models import Run, Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
 from storage.recorder import Recorder
-from storage.runs import COMPLETED, RUNNING, create_run, finish_run
+from storage.runs import COMPLETED, RUNNING, create_run, finish_run, process_identity
 
 __all__ = [
     "create_sweep",
@@ -210,6 +210,8 @@ def _claim_run(
             config_json=json.dumps(values.pop("config"), sort_keys=True),
             status=RUNNING,
             started_ns=time.time_ns(),
+            bars_stored=0,
+            **process_identity(),
             **values,
         )
     )

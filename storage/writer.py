@@ -254,7 +254,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                     if structs:
                         rows = [row[1:] for row in rows]  # drop the message's tag
                     batch.append((sql, rows))
-                    count += len(rows)
+                    if sql.startswith("INSERT"):  # not the run row's heartbeat
+                        count += len(rows)
                 with storage_errors(f"writing {count} rows"), engine.begin() as connection:
                     for sql, rows in batch:
                         connection.exec_driver_sql(sql, rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'emarl.db'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema-isolated database on the local PostgreSQL (a new database per test)."""
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL, dropped afterwards (skips, or fails
+    under EMARL_REQUIRE_SERVICES=1, when PostgreSQL is unreachable)."""
     import sqlalchemy as sa
 
     from storage.db import dispose_all
@@ -53,6 +55,13 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema-isolated database on the local PostgreSQL (a new database per test)."""
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -78,7 +78,7 @@ def test_backtest_then_runs_and_trades(scenario: Path, tmp_path: Path) -> None:
         (["trades", "--since", "yesterday-ish"], 2, "error: --since: cannot read"),
         (["trades", "--since", "2200-01-01"], 1, "no trades match these filters"),
         (["trades", "--since", "2999-01-01"], 2, "error: --since: '2999-01-01' is outside"),
-        (["trades", "--run", "x1"], 2, "error: --run: 'x1' is not a run id"),
+        (["trades", "--run", "x1"], 3, "error: no run with id or name 'x1'"),
     ],
 )
 def test_trades_bad_queries_exit_with_one_line(
@@ -253,3 +253,34 @@ def test_walk_forward_table_fits_120_to_200_columns() -> None:
         assert all(len(line) <= width for line in shown.splitlines())
         assert "-12.35%" in shown and "2011-04-30" in shown
         assert all(f"fold {k}: {note}" in shown for k in range(3))
+
+
+def test_trades_and_status_take_a_run_name_the_newest_of_that_name(
+    scenario: Path, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    for _ in range(2):
+        assert invoke("backtest", str(scenario), "--quiet").exit_code == 0
+    by_name = invoke("trades", "--db", db, "--run", "cli", "--format", "json")
+    assert by_name.exit_code == 0, by_name.output
+    assert {row["run_id"] for row in json.loads(by_name.stdout)} == {2}
+    by_id = invoke("trades", "--db", db, "--run", "2", "--format", "json")
+    assert by_name.stdout == by_id.stdout
+    status = invoke("status", "cli", "--db", db, "--format", "json")
+    assert json.loads(status.stdout)["run_id"] == 2
+    unknown = invoke("trades", "--db", db, "--run", "other-name")
+    assert unknown.exit_code == 3 and "no run with id or name 'other-name'" in unknown.output
+
+
+def test_trades_table_shows_the_last_rows_and_says_so(scenario: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert invoke("backtest", str(scenario), "--quiet").exit_code == 0
+    every = json.loads(invoke("trades", "--db", db, "--format", "json").stdout)
+    assert len(every) > 5
+    last = invoke("trades", "--db", db, "--limit", "3")
+    assert last.exit_code == 0
+    assert f"showing the last 3 of {len(every):,} fills" in last.stderr
+    assert every[-1]["time"] in last.stdout and every[0]["time"] not in last.stdout
+    whole = invoke("trades", "--db", db, "--limit", "0", "--format", "csv")
+    assert len(whole.stdout.splitlines()) == len(every) + 1 and whole.stderr == ""
+    assert invoke("trades", "--db", db, "--limit", "-1").exit_code == 2

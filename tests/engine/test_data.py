@@ -169,3 +169,12 @@ def test_load_bars_synthetic_same_seed_same_bars() -> None:
     assert a.regime is not None and set(np.unique(a.regime)) <= {0, 1, 2, 3}
     assert np.all(a.high >= np.maximum(a.open, a.close))
     assert np.all(a.low <= np.minimum(a.open, a.close))
+
+
+@pytest.mark.parametrize("name", ["bars.parquet", "bars"])
+def test_load_bars_from_a_folder_says_it_is_a_folder(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+    with pytest.raises(DataError, match=rf"{name}: is a folder, not a data file") as info:
+        load_bars(DataConfig(path=str(folder)), "X", path=folder)
+    assert "header but no rows" not in str(info.value)

@@ -148,3 +148,32 @@ def test_speed_and_backoff() -> None:
     caps = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]
     assert all(cap / 2 <= value <= cap for value, cap in zip(values, caps, strict=True))
     assert len(set(values)) == len(values)  # jittered
+
+
+def test_signed_envelopes_need_the_key_and_unsigned_ones_are_refused_with_it() -> None:
+    key = b"0123456789abcdef0123456789abcdef"
+    signed = pack("feed", 7, bar(7), key)
+    envelope, message = unpack(signed, key=key)
+    assert message == bar(7) and len(envelope.mac) == 32
+    assert unpack(signed)[1] == bar(7)  # a receiver without the key reads it as before
+    with pytest.raises(WireError, match="unsigned message \\(seq 7\\)"):
+        unpack(pack("feed", 7, bar(7)), key=key)
+    with pytest.raises(WireError, match="bad signature \\(seq 7\\)"):
+        unpack(pack("feed", 7, bar(7), b"another key, also 32 bytes long!"), key=key)
+    # the MAC covers the sequence number: a signed bar cannot be renumbered
+    tampered = msgspec.msgpack.decode(signed)
+    tampered[2] = 8
+    with pytest.raises(WireError, match="bad signature"):
+        unpack(msgspec.msgpack.encode(tampered), key=key)
+    gate = FeedGate("feed", "SYM", key=key)
+    assert gate.check(BAR_TOPIC, signed).action == PROCESS
+    unsigned = gate.check(BAR_TOPIC, pack("feed", 7, bar(7)))
+    assert unsigned.action == DROP and "unsigned message" in unsigned.reason
+
+
+def test_feed_keys_shorter_than_16_bytes_are_refused() -> None:
+    from engine.wire import feed_key
+
+    assert feed_key(None) is None and feed_key("x" * 16) == b"x" * 16
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        feed_key("short")

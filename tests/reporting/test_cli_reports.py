@@ -38,7 +38,7 @@ def test_report_command_latest_goes_to_runs_folder(
     assert "report-sma" in page
 
 
-@pytest.mark.parametrize(("run", "code"), [("7", 3), ("seven", 2)])
+@pytest.mark.parametrize(("run", "code"), [("7", 3), ("seven", 3)])
 def test_report_command_bad_run_exit_code(report_db: str, run: str, code: int) -> None:
     result = invoke("report", run, "--db", report_db)
     assert result.exit_code == code
@@ -82,7 +82,7 @@ def test_compare_puts_runs_side_by_side(report_db: str) -> None:
 
 @pytest.mark.parametrize(
     ("args", "code"),
-    [(["1"], 2), (["1", "9"], 3), (["1", "x"], 2)],
+    [(["1"], 2), (["1", "9"], 3), (["1", "x"], 3)],
 )
 def test_compare_bad_runs(report_db: str, args: list[str], code: int) -> None:
     result = invoke("compare", *args, "--db", report_db)

@@ -94,7 +94,7 @@ def test_trades_unknown_run_and_bad_dates_raise_clear_errors(sqlite_url: str) ->
     run_backtest(synthetic_scenario(500), db_url=sqlite_url)
     with pytest.raises(RunNotFoundError, match="no run with id 99"):
         trade_rows(engine, 99)
-    with pytest.raises(ConfigError, match="--run: 'abc' is not a run id"):
+    with pytest.raises(RunNotFoundError, match="no run with id or name 'abc'"):
         trade_rows(engine, "abc")
     with pytest.raises(ConfigError, match="--since: cannot read '2020-13-45'"):
         trade_rows(engine, "latest", since="2020-13-45")
@@ -114,12 +114,10 @@ def test_list_runs_newest_first_with_summary(sqlite_url: str) -> None:
 
 def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url: str) -> None:
     """A database written before valuations stored their pricing keeps every row."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
     from engine.data import load_bars
-    from storage.db import dispose_all
+    from storage.db import dispose_all, downgrade
     from storage.models import ValuationRow
     from tests.strategies.test_meta_investor_bus import factory
 
@@ -132,11 +130,7 @@ def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url
             select(ValuationRow.seq, ValuationRow.option_value).order_by(ValuationRow.seq)
         ).all()
     assert len(before) > 300
-    alembic = Config()
-    alembic.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        alembic.attributes["connection"] = connection
-        command.downgrade(alembic, "0005")
+    downgrade(engine, "0005")
     with engine.connect() as connection:
         columns = connection.execute(text("SELECT * FROM valuations LIMIT 1")).keys()
     assert "pricing" not in columns
@@ -150,3 +144,91 @@ def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url
         ).all()
     assert [(s, v) for s, v, _ in after] == [tuple(r) for r in before]
     assert {p for _, _, p in after} == {"black_scholes"}
+
+
+def test_upgrade_from_0007_keeps_rows_indexes_valuations_and_counts_stored_bars(
+    db_url: str,
+) -> None:
+    """A database written before migrations 0008-0010 keeps every row; valuations gain
+    their lookup index and runs their bars stored (their snapshots) and a heartbeat."""
+    from sqlalchemy import inspect, text
+
+    from engine.data import load_bars
+    from storage.db import dispose_all, downgrade
+    from storage.models import ShapleyValueRow, ValuationRow
+    from tests.strategies.test_meta_investor_bus import factory
+
+    config = synthetic_scenario(400)
+    data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+    run_backtest(config, data=data, db_url=db_url, strategy_factory=factory(data, []))
+    engine = connect(db_url)
+    tables = (ValuationRow, ShapleyValueRow, PortfolioSnapshotRow, Fill)
+    with engine.connect() as connection:
+        before = {
+            model.__tablename__: connection.execute(
+                select(model.__table__).order_by(model.seq)
+            ).all()
+            for model in tables
+        }
+    assert len(before["valuations"]) > 300
+    downgrade(engine, "0007")
+    indexes = {index["name"] for index in inspect(engine).get_indexes("valuations")}
+    assert "ix_valuations_run_ts_agent" not in indexes
+    assert "bars_stored" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+    dispose_all()
+    upgraded = connect(db_url)  # migrates to the head on connect
+    indexes = {index["name"] for index in inspect(upgraded).get_indexes("valuations")}
+    assert "ix_valuations_run_ts_agent" in indexes
+    with upgraded.connect() as connection:
+        for model in tables:
+            after = connection.execute(select(model.__table__).order_by(model.seq)).all()
+            assert after == before[model.__tablename__], model.__tablename__
+        run = connection.execute(select(Run)).mappings().one()
+        assert run["bars_stored"] == 400 and run["heartbeat_ns"] == run["started_ns"]
+        if upgraded.dialect.name == "sqlite":
+            # the listing's join looks valuations up through the index, not by scanning
+            from storage.query import _SHAPLEY_ROWS, _shapley_sql
+
+            query = _shapley_sql(upgraded, _SHAPLEY_ROWS)
+            plan = connection.execute(text(f"EXPLAIN QUERY PLAN {query.text}"), {"run_id": 1})
+            steps = [str(row[-1]) for row in plan]
+            assert any("USING INDEX ix_valuations_run_ts_agent" in step for step in steps), steps
+
+
+def test_shapley_listing_looks_each_valuation_up_by_bar_and_agent(sqlite_url: str) -> None:
+    """Every statement the listing (and its totals) runs finds a Shapley value's valuation
+    through an index on (run_id, ts_event, agent_index), never by scanning the run's
+    valuations (which made the listing quadratic in the run's length)."""
+    from sqlalchemy import event
+
+    from engine.data import load_bars
+    from storage.query import shapley_rows
+    from tests.strategies.test_meta_investor_bus import factory
+
+    config = synthetic_scenario(300)
+    data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+    run_backtest(config, data=data, db_url=sqlite_url, strategy_factory=factory(data, []))
+    engine = connect(sqlite_url)
+    statements: list[tuple[str, object]] = []
+
+    def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if "valuations" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        assert len(shapley_rows(engine, "latest")) > 800
+        assert len(shapley_rows(engine, "latest", aggregate=True)) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert statements
+    with engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            steps = [str(row[-1]) for row in plan]
+            # "SEARCH <table or alias> USING ..." or "SCAN <table or alias>"
+            lookups = [step for step in steps if step.split()[1] in ("v", "w", "valuations")]
+            assert lookups, steps
+            for step in lookups:
+                assert step.startswith("SEARCH"), steps
+                assert "(run_id=? AND ts_event=? AND agent_index=?)" in step, steps

@@ -156,6 +156,15 @@ def test_shapley_query_per_bar_and_aggregated(sqlite_url: str) -> None:
     import json
 
     assert len(json.loads(out.output)) == 3
+    assert shapley_rows(engine, "latest", limit=7) == rows[-7:]
+    last = CliRunner().invoke(app, ["shapley", "--db", sqlite_url, "--limit", "7", "--format",
+                                    "json"])  # fmt: skip
+    assert [r["phi"] for r in json.loads(last.stdout)] == [r["phi"] for r in rows[-7:]]
+    assert f"showing the last 7 of {len(rows):,} rows" in last.stderr
+    table = CliRunner().invoke(app, ["shapley", "--db", sqlite_url])  # the last 1,000 rows
+    assert f"showing the last 1,000 of {len(rows):,} rows" in table.stderr
+    everything = CliRunner().invoke(app, ["shapley", "--db", sqlite_url, "--format", "csv"])
+    assert len(everything.stdout.splitlines()) == len(rows) + 1 and everything.stderr == ""
 
 
 def test_scripted_ensemble_scenario_runs_and_reports_agents() -> None:

@@ -1,0 +1,241 @@
+"""The asyncio shell of a paper run: its MQTT connection(s) around :class:`PaperTrader`.
+
+:class:`PaperSession` subscribes to the feed with a persistent session under a client
+id stable for the run, hands each message to the synchronous core
+(:meth:`engine.paper.PaperTrader.on_message`), sends what a bar produced in the
+background once the bar is committed, and acknowledges a message only after that: a
+process killed at any point gets its unacknowledged bars again. A held end marker is
+acknowledged with the end of the feed; a halt (see :mod:`engine.feed_guard`) is not
+acknowledged, so a restart reads that bar first. Lost connections are retried with
+jittered exponential backoff. A watchdog logs a stale feed and refreshes the run's
+heartbeat while it waits for bars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from engine.bus import topic
+from engine.errors import BusError, StorageError
+from engine.events import Bar, RunFinished
+from engine.mqtt import MqttSettings, ack, backoff_delays, close_client, connect_client, make_client
+from engine.wire import END, HALT, HOLD, PROCESS
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+    from engine.paper import PaperOptions, PaperTrader
+
+__all__ = ["PaperSession"]
+
+log = logging.getLogger("emarl.paper")
+
+NS_PER_MINUTE = 60_000_000_000
+
+
+class PaperSession:
+    """One paper run's MQTT connection(s): receive, process, send, acknowledge."""
+
+    def __init__(
+        self,
+        trader: PaperTrader,
+        settings: MqttSettings,
+        client_id: str,
+        options: PaperOptions,
+        stop: asyncio.Event,
+        on_ready: Callable[[], None] | None,
+    ) -> None:
+        self.trader = trader
+        self.settings = settings
+        self.client_id = client_id
+        self.options = options
+        self.stop = stop
+        self.on_ready = on_ready
+        feed, symbol = options.feed, trader.symbol
+        self.topics = [(topic(feed, Bar, symbol), 1), (topic(feed, RunFinished, symbol), 1)]
+        outbox = getattr(trader.bus, "outbox", None)
+        self.outbox: list[tuple[str, bytes]] | None = outbox
+        # Messages to send again after a reconnect: those whose sending failed, and after
+        # a resume those of the last stored bars (receivers drop what they already have).
+        self.unsent: list[tuple[int, list[tuple[str, bytes]]]] = [
+            (0, [m for bar in trader.replayed_outputs for m in bar])
+        ]
+        if outbox:
+            outbox.clear()
+        self.sending: set[asyncio.Task[None]] = set()
+        self.sent_batches = 0
+        self.reconnects = 0
+        self.accepted = 0
+        self.stale = False
+        self.bar_ns = trader.config.data.bar_minutes * NS_PER_MINUTE
+        self.stale_ns = int(options.stale_after_bars * self.bar_ns)
+
+    async def run(self) -> str:
+        import aiomqtt
+
+        delays = backoff_delays()
+        connected_once = False
+        watchdog = asyncio.create_task(self._watch())
+        try:
+            while not self.stop.is_set():
+                client = make_client(
+                    self.settings, client_id=self.client_id, persistent=True, manual_ack=True
+                )
+                try:
+                    await connect_client(client, self.settings)
+                except BusError as exc:
+                    if not connected_once:
+                        raise
+                    self.reconnects += 1
+                    delay = next(delays)
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    await self._sleep(delay)
+                    continue
+                connected_once = True
+                delays = backoff_delays()
+                try:
+                    await client.subscribe(self.topics)
+                    log.info(
+                        "run %s (id %d): listening on %s at %s as %s",
+                        self.options.run_name,
+                        self.trader.run_id,
+                        self.topics[0][0],
+                        self.settings.describe(),
+                        self.client_id,
+                    )
+                    if self.on_ready is not None:
+                        self.trader.last_received_ns = time.time_ns()
+                        self.on_ready()
+                        self.on_ready = None
+                    unsent, self.unsent = sorted(self.unsent, key=lambda item: item[0]), []
+                    for _, batch in unsent:
+                        await self._send(client, batch)
+                    outcome = await self._consume_until_stopped(client)
+                    await self._drain()
+                    await close_client(client)
+                    return outcome
+                except aiomqtt.MqttError as exc:
+                    self.reconnects += 1
+                    delay = next(delays)
+                    log.warning(
+                        "connection to %s lost (%s); reconnecting in %.1f s",
+                        self.settings.describe(),
+                        exc,
+                        delay,
+                    )
+                    await close_client(client)
+                    await self._sleep(delay)
+            return "stopped"
+        finally:
+            watchdog.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+    async def _send(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
+        results = await asyncio.gather(
+            *(client.publish(name, payload, qos=1) for name, payload in messages),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _post(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
+        """Send a bar's messages in the background (in order: paho queues them as called)."""
+        self.sent_batches += 1
+        number = self.sent_batches
+
+        async def send() -> None:
+            try:
+                await self._send(client, messages)
+            except Exception as exc:
+                log.debug("sending %d messages failed (%s); will resend", len(messages), exc)
+                self.unsent.append((number, messages))
+
+        task = asyncio.create_task(send())
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    async def _drain(self) -> None:
+        if self.sending:
+            await asyncio.wait(set(self.sending), timeout=10.0)
+
+    async def _consume(self, client: aiomqtt.Client) -> str:
+        trader = self.trader
+        held: int | None = None
+        async for message in client.messages:
+            payload = message.payload
+            data = payload if isinstance(payload, bytes) else str(payload).encode()
+            verdict = trader.on_message(str(message.topic), data, retained=message.retain)
+            if verdict.action in (PROCESS, END) and self.outbox:
+                self._post(client, list(self.outbox))
+                self.outbox.clear()
+            if verdict.action == HOLD:
+                held = message.mid
+                continue
+            if verdict.action == HALT:  # not acknowledged: a restart reads it first
+                return "halted"
+            ack(client, message.mid)
+            if verdict.action == PROCESS:
+                self.accepted += 1
+                if self.stale:
+                    log.info("feed is live again")
+                    self.stale = False
+            if verdict.action == END:
+                if held is not None:
+                    ack(client, held)
+                log.info("end of feed at seq %d", verdict.seq)
+                return "end"
+            if self.options.max_bars is not None and self.accepted >= self.options.max_bars:
+                return "max_bars"
+        return "stopped"
+
+    async def _consume_until_stopped(self, client: aiomqtt.Client) -> str:
+        """Consume until the feed ends or ``stop`` is set.
+
+        A stop cancels the consumer where it waits (for a message or a send), never
+        inside a bar: processing and storing a bar has no await in it.
+        """
+        consume = asyncio.create_task(self._consume(client))
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            done, _ = await asyncio.wait({consume, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if consume in done:
+            return consume.result()
+        consume.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consume
+        return "stopped"
+
+    async def _watch(self) -> None:
+        """Log a stale feed, and refresh the run's heartbeat while it waits for bars."""
+        from storage.runs import HEARTBEAT_SECONDS, touch_run
+
+        check = min(max(self.stale_ns / 1e9 / 4, 0.05), 5.0)
+        touched = time.monotonic()
+        while True:
+            await asyncio.sleep(check)
+            if time.monotonic() - touched > HEARTBEAT_SECONDS:
+                touched = time.monotonic()
+                try:
+                    touch_run(self.trader.engine, self.trader.run_id)
+                except StorageError as exc:  # the next bar's transaction reports it too
+                    log.warning("%s", exc)
+            idle = time.time_ns() - self.trader.last_received_ns
+            if idle > self.stale_ns and not self.stale:
+                self.stale = True
+                log.warning(
+                    "stale feed: no bar for %.1f s (over %g bar lengths of %d min)",
+                    idle / 1e9,
+                    self.options.stale_after_bars,
+                    self.trader.config.data.bar_minutes,
+                )

@@ -1,0 +1,86 @@
+"""A checkpoint that is missing, corrupt or malicious stops a run before it stores anything.
+
+The strategy and every component are built and checked before the run row exists:
+``emarl backtest`` and ``emarl paper`` exit 2 with one line and leave no run behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, inspect, select
+from typer.testing import CliRunner
+
+from engine.cli import app
+from storage.db import connect
+from storage.models import Run
+from tests.paper.broker import free_port
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+class Payload:
+    """Unpickling this would run ``print``; ``weights_only`` loading must refuse it."""
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[str]]:
+        return (print, ("payload ran",))
+
+
+def missing(folder: Path) -> Path:
+    return folder / "absent.pt"
+
+
+def corrupt(folder: Path) -> Path:
+    shutil.copy(CHECKPOINTS / "weichai_mappo.json", folder / "corrupt.json")
+    (folder / "corrupt.pt").write_bytes(b"not a torch file" * 64)
+    return folder / "corrupt.pt"
+
+
+def malicious(folder: Path) -> Path:
+    import torch
+
+    shutil.copy(CHECKPOINTS / "weichai_mappo.json", folder / "evil.json")
+    torch.save({"policies": Payload()}, folder / "evil.pt")
+    return folder / "evil.pt"
+
+
+def scenario(folder: Path, checkpoint: Path, db: str) -> Path:
+    path = folder / "learned.toml"
+    path.write_text(
+        '[run]\nname = "bad-checkpoint"\n[data]\nsource = "synthetic"\n[data.synthetic]\n'
+        f'bars = 400\n[strategy]\nkind = "mappo_ensemble"\ncheckpoint = "{checkpoint}"\n'
+        f'[strategy.meta]\nexpiry_bars = 48\n[storage]\nurl = "{db}"\n'
+    )
+    return path
+
+
+def stored_runs(db: str, path: Path) -> int:
+    if not path.exists():
+        return 0
+    engine = connect(db, create=False)
+    if not inspect(engine).has_table("runs"):
+        return 0
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(Run)).scalar_one())
+
+
+@pytest.mark.parametrize("make", [missing, corrupt, malicious])
+@pytest.mark.parametrize("verb", ["backtest", "paper"])
+def test_bad_checkpoint_exits_2_and_stores_no_run(
+    tmp_path: Path, make: Callable[[Path], Path], verb: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "runs.db"
+    db = f"sqlite:///{path}"
+    target = scenario(tmp_path, make(tmp_path), db)
+    # the paper run would read a closed loopback port: it never gets that far
+    extra = ["--bus", f"mqtt://127.0.0.1:{free_port()}"] if verb == "paper" else ["--quiet"]
+    result = CliRunner().invoke(app, [verb, str(target), *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert target.parent.name in lines[0] and ".pt" in lines[0], lines  # names the file
+    assert "payload ran" not in capfd.readouterr().out
+    assert stored_runs(db, path) == 0
