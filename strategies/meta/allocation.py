@@ -46,15 +46,17 @@ DEFAULT_BUBBLE_CAP = 100.0
 
 
 @njit(cache=True)
-def option_target_weights_nb(option_values, out, floor=0.0):
+def option_target_weights_nb(option_values, out, floor=0.0, negligible=0.0):
     """w* = f + (1 - n f) C / ΣC with f = ``floor`` (SPEC 5.6 when f = 0), equal weights
-    when ΣC = 0. A floor keeps every agent in the panel with a small stake, so that it
-    keeps earning a track record from which its weight can come back."""
+    when ΣC is 0 or at most ``negligible`` (option values that are rounding noise, such as
+    the 1e-15 intrinsic value of prices a hair above their strike, must not allocate the
+    panel). A floor keeps every agent in the panel with a small stake, so that it keeps
+    earning a track record from which its weight can come back."""
     n = option_values.shape[0]
     total = 0.0
     for i in range(n):
         total += option_values[i]
-    if total > 0.0:
+    if total > negligible:
         rest = 1.0 - n * floor
         for i in range(n):
             out[i] = floor + rest * (option_values[i] / total)

@@ -348,7 +348,11 @@ def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scrat
         for i in range(n):
             targets[i] = fixed_targets[i]
     else:
-        option_target_weights_nb(table[_OPTIONS], targets, fparams[_P_MIN_WEIGHT])
+        # option values below a billionth of the prices are rounding noise: equal weights
+        scale = 0.0
+        for i in range(n):
+            scale += prices[i]
+        option_target_weights_nb(table[_OPTIONS], targets, fparams[_P_MIN_WEIGHT], 1e-9 * scale)
     smooth_weights_nb(weights, targets, fparams[_P_ETA], weights)
     exposure = 0.0
     for i in range(n):
