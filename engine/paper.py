@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.bus import ANY, Bus, MessageBus
 from engine.clock import SimulatedClock
-from engine.config import ScenarioConfig, config_hash
+from engine.config import MappoEnsembleConfig, ScenarioConfig, config_hash
 from engine.errors import ConfigError, HandlerError, ResumeError
 from engine.events import Bar, Message, encode
 from engine.feed_guard import (
@@ -481,6 +481,7 @@ def _open_run(
         bar_gaps=0,
         first_bar_ns=None,
         last_bar_ns=None,
+        **_checkpoint_provenance(config),
     )
     create_paper_state(
         engine,
@@ -629,6 +630,21 @@ async def run_paper_async(
         quarantined=trader.quarantined,
         halt_reason=trader.halt_reason,
     )
+
+
+def _checkpoint_provenance(config: ScenarioConfig) -> dict[str, Any]:
+    """A learned paper run's checkpoint fingerprint and training window (its bars arrive
+    live, so their fingerprint is not known when the run row is written)."""
+    if not isinstance(config.strategy, MappoEnsembleConfig):
+        return {}
+    from strategies.marl.provenance import checkpoint_path, read_training_record
+
+    record = read_training_record(checkpoint_path(config))
+    return {
+        "checkpoint_fingerprint": record.fingerprint,
+        "trained_first_ns": record.first_bar_ns,
+        "trained_last_ns": record.last_bar_ns,
+    }
 
 
 def _summary(engine: Engine, run_id: int, config: ScenarioConfig) -> str | None:

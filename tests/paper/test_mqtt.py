@@ -124,6 +124,12 @@ def test_replay_into_paper_gives_the_backtest_fills(
     with connect(url).connect() as connection:
         status = connection.execute(text("SELECT status FROM runs WHERE id = :r"), {"r": run_id})
         assert status.scalar_one() == "completed"
+        # the paper run records the checkpoint it trades with, as the backtest does
+        marks = connection.execute(
+            text("SELECT kind, checkpoint_fingerprint, trained_last_ns FROM runs ORDER BY id")
+        ).all()
+    assert len({(fingerprint, last) for _kind, fingerprint, last in marks}) == 1
+    assert (marks[0][1] is not None) == (source == "demo.toml")
 
 
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
