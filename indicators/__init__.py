@@ -13,33 +13,6 @@ to the cache; when it differs the package's cache files are removed and rebuilt.
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
+from engine.numba_cache import drop_stale_numba_cache
 
-
-def _drop_stale_numba_cache() -> None:
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(here.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    stamp_value = digest.hexdigest()
-    cache = here / "__pycache__"
-    stamp = cache / "numba-sources.sha256"
-    try:
-        if stamp.exists() and stamp.read_text() == stamp_value:
-            return
-        if cache.is_dir():
-            for pattern in ("*.nbi", "*.nbc"):
-                for item in cache.glob(pattern):
-                    item.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        stamp.write_text(stamp_value)
-    except OSError:  # read-only install: numba falls back to its own cache rules
-        return
-
-
-_drop_stale_numba_cache()
+drop_stale_numba_cache(__file__)
