@@ -48,8 +48,10 @@ slippage_bps = 1.0
 kind = "mappo_ensemble"
 checkpoint = "{checkpoint}"
 max_position = 10000
-[strategy.meta]
-expiry_bars = 240
+# the Weichai checkpoint on the synthetic market: a transfer, for the rows it writes
+allow_transfer = true
+no_trade_band = 0.1
+min_hold_bars = 8
 [storage]
 url = "{url}"
 """

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from engine.config import load_scenario
 from engine.runner import run_backtest
 from storage.db import connect
+from tests import golden
 from tests.paper.broker import Mosquitto
 from tests.paper.conftest import SCENARIOS, demo_subset
 
@@ -121,6 +122,8 @@ def test_replay_into_paper_gives_the_backtest_fills(
     assert rows(url, FILLS, run_id) == fills
     assert rows(url, SNAPSHOTS, run_id) == snapshots
     assert f"feed ended after {bars} new bars" in log.read_text()
+    if source == "demo.toml" and bars == 1_500:  # the golden paper replay
+        golden.check("paper_replay_demo_1500", golden.ledger(url, run_id))
     with connect(url).connect() as connection:
         status = connection.execute(text("SELECT status FROM runs WHERE id = :r"), {"r": run_id})
         assert status.scalar_one() == "completed"
