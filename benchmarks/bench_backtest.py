@@ -23,10 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import SyntheticConfig, parse_scenario  # noqa: E402
-from engine.data import BarData  # noqa: E402
-from engine.runner import run_backtest  # noqa: E402
-from engine.synthetic import generate_market  # noqa: E402
+from engine.app.backtest import run_backtest  # noqa: E402
+from engine.app.scenario import parse_scenario  # noqa: E402
+from engine.feeds.bars import BarData  # noqa: E402
+from engine.feeds.config import SyntheticConfig  # noqa: E402
+from engine.feeds.synthetic import generate_market  # noqa: E402
 
 QUANTITY = 100
 

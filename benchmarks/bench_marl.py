@@ -28,12 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.bus import MessageBus  # noqa: E402
-from engine.clock import SimulatedClock  # noqa: E402
-from engine.config import load_scenario  # noqa: E402
-from engine.data import load_bars  # noqa: E402
-from engine.events import Bar, TargetPosition  # noqa: E402
-from engine.runner import run_backtest, wire_pipeline  # noqa: E402
+from engine.app.backtest import run_backtest, wire_pipeline  # noqa: E402
+from engine.app.scenario import load_scenario  # noqa: E402
+from engine.core.bus import MessageBus  # noqa: E402
+from engine.core.clock import SimulatedClock  # noqa: E402
+from engine.core.events import Bar, TargetPosition  # noqa: E402
+from engine.feeds.bars import load_bars  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "demo.toml"
 
@@ -120,7 +120,7 @@ def bench_policies() -> None:
 def bench_training(updates: int = 3) -> None:
     import msgspec
 
-    from engine.config import TrainConfig
+    from strategies.marl.config import TrainConfig
     from strategies.marl.env import CostRates, MarketData
     from strategies.marl.mappo import train
     from strategies.meta.step import MetaInvestorParams

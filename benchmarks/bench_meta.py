@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.bus import MessageBus
-from engine.clock import SimulatedClock
-from engine.config import BrokerConfig
-from engine.events import Bar
+from brokers.config import BrokerConfig
+from engine.core.bus import MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.events import Bar
 from strategies.meta import (
     MetaInvestorParams,
     MetaInvestorState,

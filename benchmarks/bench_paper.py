@@ -33,10 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import load_scenario, parse_scenario  # noqa: E402
-from engine.data import load_bars  # noqa: E402
-from engine.events import OrderFilled  # noqa: E402
-from engine.mqtt import (  # noqa: E402
+from engine.app.scenario import load_scenario, parse_scenario  # noqa: E402
+from engine.core.events import OrderFilled  # noqa: E402
+from engine.core.wire import unpack  # noqa: E402
+from engine.feeds.bars import load_bars  # noqa: E402
+from engine.feeds.mqtt import (  # noqa: E402
     MqttSettings,
     close_client,
     connect_client,
@@ -44,7 +45,6 @@ from engine.mqtt import (  # noqa: E402
     make_client,
     publish_bars,
 )
-from engine.wire import unpack  # noqa: E402
 from tests.paper.broker import Mosquitto  # noqa: E402
 
 POSTGRES_URL = os.environ.get("EMARL_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -53,7 +53,7 @@ POSTGRES_URL = os.environ.get("EMARL_POSTGRES_URL", "postgresql://postgres@127.0
 def start_paper(scenario: Path, url: str, name: str, db: str, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "paper", str(scenario), "--bus", url,
+        [sys.executable, "-m", "engine.app.cli", "paper", str(scenario), "--bus", url,
          "--run", name, "--db", db, "--feed", name],
         cwd=ROOT, stdout=out, stderr=out,
     )  # fmt: skip

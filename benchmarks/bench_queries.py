@@ -62,7 +62,7 @@ def emarl(*args: str) -> float:
     """Seconds one ``emarl`` command takes, its output piped away; raises if it fails."""
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "engine.app.cli", *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.acceptance import regime_acceptance
-from engine.config import load_scenario
+from engine.app.acceptance import regime_acceptance
+from engine.app.scenario import load_scenario
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "regimes_meta.toml"
 

@@ -35,8 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import parse_scenario  # noqa: E402
-from engine.runner import run_backtest  # noqa: E402
+from engine.app.backtest import run_backtest  # noqa: E402
+from engine.app.scenario import parse_scenario  # noqa: E402
 
 
 def sma_run(url: str, bars: int) -> int:
@@ -68,8 +68,8 @@ def dense_agent_run(url: str, bars: int, agents: int = 3, fill_every: int = 10) 
     """A run with every table at full density, rows generated with a seeded generator."""
     from sqlalchemy import insert
 
-    from engine.config import SyntheticConfig
-    from engine.synthetic import generate_market
+    from engine.feeds.config import SyntheticConfig
+    from engine.feeds.synthetic import generate_market
     from storage.db import connect
     from storage.models import (
         AgentActionRow,

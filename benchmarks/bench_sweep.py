@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import parse_scenario  # noqa: E402
-from engine.runner import run_backtest  # noqa: E402
-from engine.sweep import (  # noqa: E402
+from engine.app.backtest import run_backtest  # noqa: E402
+from engine.app.scenario import parse_scenario  # noqa: E402
+from engine.app.sweep import (  # noqa: E402
     build_tasks,
     dask_client,
     parse_grid,

@@ -9,11 +9,11 @@ the new side at ``p``. Commissions are not in realised P&L; they are in
 ``fees`` (and in cash, hence in equity).
 
 On every bar the symbol is marked at the close and a
-:class:`~engine.events.PortfolioSnapshot` is published, for which
+:class:`~engine.core.events.PortfolioSnapshot` is published, for which
 ``cash + position * mark_price == equity``. ``exposure`` is ``|position value| /
 equity``, infinite when equity is zero or negative. Every other figure of a
 snapshot is finite: a bar whose prices make one overflow (or become NaN) raises
-:class:`~engine.errors.DataError` naming the bar, before the snapshot exists, so
+:class:`~engine.core.errors.DataError` naming the bar, before the snapshot exists, so
 no such number reaches the database.
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from engine.bus import Bus
-from engine.errors import DataError
-from engine.events import BUY, Bar, OrderFilled, PortfolioSnapshot
+from engine.core.bus import Bus
+from engine.core.errors import DataError
+from engine.core.events import BUY, Bar, OrderFilled, PortfolioSnapshot
 
 __all__ = ["Portfolio", "Position"]
 

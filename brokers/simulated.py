@@ -45,10 +45,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from brokers.config import BrokerConfig
 from brokers.portfolio import Portfolio
-from engine.bus import Bus
-from engine.config import BrokerConfig
-from engine.events import (
+from engine.core.bus import Bus
+from engine.core.events import (
     BUY,
     DAY,
     LIMIT,

@@ -13,6 +13,6 @@ to the cache; when it differs the package's cache files are removed and rebuilt.
 
 from __future__ import annotations
 
-from engine.numba_cache import drop_stale_numba_cache
+from engine.core.numba_cache import drop_stale_numba_cache
 
 drop_stale_numba_cache(__file__)

@@ -1,7 +1,7 @@
-"""The feature engine on the bus: one :class:`~engine.events.Bar` in, one ``Features`` out.
+"""The feature engine on the bus: one :class:`~engine.core.events.Bar` in, one ``Features`` out.
 
 :class:`FeatureEngine` keeps a :class:`~indicators.streaming.FeatureState` per symbol
-and, for every bar, publishes :class:`~engine.events.Features` with the 13 values, the
+and, for every bar, publishes :class:`~engine.core.events.Features` with the 13 values, the
 three agents' slices (:func:`indicators.features.agent_inputs` encodings) and a
 ``warm`` flag (:func:`indicators.features.warm_mask` semantics: past the warm-up and
 every agent input finite). Subscribed before the agents, it runs first on each bar, so
@@ -14,9 +14,9 @@ import math
 from collections.abc import Callable
 from operator import itemgetter
 
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.events import Bar, Features
+from engine.core.bus import Bus
+from engine.core.clock import Clock
+from engine.core.events import Bar, Features
 from indicators.features import LVN_DISTANCE_CAP, MLMI_SLICE, NWRQK_SLICE, REGIME_SLICE
 from indicators.params import IndicatorParams
 from indicators.streaming import FeatureState

@@ -148,7 +148,7 @@ def metrics_table(summary: dict[str, Any]) -> str:
 
 def refusals_table(orders: dict[str, Any] | None, refused: pd.DataFrame) -> str:
     """Orders sent, and denied / rejected ones counted by kind of reason."""
-    from engine.events import reason_kind
+    from engine.core.events import reason_kind
 
     rows = []
     if orders is not None:

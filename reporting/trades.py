@@ -2,7 +2,7 @@
 
 A round trip runs from flat to flat; a fill that reverses the position closes
 one trip and opens the next, its commission split pro rata between them (the
-rule of :mod:`engine.metrics`). Prices are average-cost: the entry price is
+rule of :mod:`engine.app.metrics`). Prices are average-cost: the entry price is
 the average of the opening fills, the exit price the average of the closing
 ones, and a trip's ``pnl`` is net of its commissions.
 """

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from engine.errors import StorageError
+from engine.core.errors import StorageError
 
 __all__ = ["DEFAULT_URL", "connect", "downgrade", "migrate", "storage_errors"]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import Engine, Table, func, select
 
-from engine.errors import RunNotFoundError
+from engine.core.errors import RunNotFoundError
 from storage.db import storage_errors
 from storage.models import (
     AgentActionRow,

@@ -80,7 +80,7 @@ class Run(Base):
     first_bar_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_bar_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     summary_json: Mapped[str | None] = mapped_column(Text, nullable=True)
-    #: SHA-256 of the bars the run replayed (engine.data.bars_fingerprint)
+    #: SHA-256 of the bars the run replayed (engine.feeds.bars.bars_fingerprint)
     data_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: SHA-256 of the checkpoint's weights file, for a run that trades with one
     checkpoint_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -264,7 +264,7 @@ class PaperState(Base):
     dropped: Mapped[int] = mapped_column(BigInteger, default=0)
     last_drop: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_ns: Mapped[int] = mapped_column(BigInteger)
-    #: well-formed bars set aside as implausible (engine.feed_guard), and the last reason
+    #: well-formed bars set aside as implausible (engine.feeds.guard), and the last reason
     quarantined: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     last_quarantine: Mapped[str | None] = mapped_column(Text, nullable=True)
 

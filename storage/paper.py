@@ -4,7 +4,7 @@ Every bar a paper run accepts is written with everything it produced in one
 transaction (see :meth:`storage.recorder.Recorder.flush`): the Recorder's
 rows, the bar itself (``paper_bars``), the run's position in its feed
 (``paper_state``) and the gap before it, if any (``feed_gaps``, see
-:mod:`engine.feed_guard`). The state update is conditional on the feed position the
+:mod:`engine.feeds.guard`). The state update is conditional on the feed position the
 process last read, so two processes that drive the same run cannot both
 commit a bar: the second gets a :class:`StorageError`.
 
@@ -32,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 
-from engine.errors import StorageError
+from engine.core.errors import StorageError
 from storage.db import storage_errors
 from storage.models import (
     FeedGap,
@@ -197,7 +197,7 @@ def bar_writer(
 ) -> Callable[[Connection], None]:
     """Statements that store ``bar`` and advance the state, for the bar's transaction.
 
-    ``gap`` (an :class:`engine.feed_guard.Gap`) is stored as skipped; ``clear_halted``
+    ``gap`` (an :class:`engine.feeds.guard.Gap`) is stored as skipped; ``clear_halted``
     deletes the gap rows a halt stored before this bar (the run went on past them).
     """
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, column, func, select, table
 
-from engine.errors import ConfigError, RunNotFoundError
+from engine.core.errors import ConfigError, RunNotFoundError
 from storage.db import storage_errors
 
 if TYPE_CHECKING:
@@ -669,7 +669,7 @@ def compare_rows(
     return out
 
 
-#: the edge figures of a stored summary (engine.significance), by their compare names
+#: the edge figures of a stored summary (engine.app.significance), by their compare names
 EDGE_METRICS = {
     "sharpe_low": "sharpe_95_low",
     "sharpe_high": "sharpe_95_high",
@@ -679,7 +679,7 @@ EDGE_METRICS = {
     "psr_benchmark": "psr_vs_buy_and_hold",
     "benchmark_sharpe": "buy_and_hold_sharpe",
 }
-#: the parts of a run relative to its checkpoint's training bars (engine.runner)
+#: the parts of a run relative to its checkpoint's training bars (engine.app.backtest)
 TRAINING_WINDOWS = ("in_sample", "out_of_sample")
 WINDOW_METRICS = ("bars", "total_return", "sharpe", "max_drawdown", "trades")
 

@@ -33,8 +33,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Engine, Table
 
-from engine.bus import Bus
-from engine.events import (
+from engine.core.bus import Bus
+from engine.core.events import (
     AgentAction,
     Bar,
     Message,
@@ -274,7 +274,7 @@ class Recorder:
     def wait(self) -> None:
         """Return once every flush is committed (a no-op without a writer process).
 
-        Raises :class:`~engine.errors.StorageError` if the writer process failed.
+        Raises :class:`~engine.core.errors.StorageError` if the writer process failed.
         """
         if self._writer is not None:
             try:

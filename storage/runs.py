@@ -18,7 +18,7 @@ never marked.
 Statuses: ``running``, ``completed``, ``failed`` (a handler or the database
 raised; the error is stored), ``interrupted`` (see above), and for paper runs
 ``stopped`` (a signal or ``--max-bars``; resumable) and ``halted`` (the feed
-guard stopped it; resumable, see :mod:`engine.feed_guard`).
+guard stopped it; resumable, see :mod:`engine.feeds.guard`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, delete, insert, select, update
 
-from engine.errors import StorageError
+from engine.core.errors import StorageError
 from storage.db import storage_errors
 from storage.models import Run
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from engine.bus import MessageBus
-from engine.events import Message
+from engine.core.bus import MessageBus
+from engine.core.events import Message
 from storage.db import storage_errors
 from storage.models import Run, Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
 from storage.recorder import Recorder

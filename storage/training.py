@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.errors import ConfigError, RunNotFoundError, StorageError
+from engine.core.errors import ConfigError, RunNotFoundError, StorageError
 from storage.models import TrainingMetric, TrainingRun
 
 __all__ = [

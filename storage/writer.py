@@ -14,7 +14,7 @@ to a second process, so it runs on another core while the run goes on:
   writes nothing more (a later flush without the failed one would leave a hole) and
   answers every later flush with that error.
 * :meth:`WriterProcess.wait` blocks until every flush sent so far is answered and
-  raises :class:`~engine.errors.StorageError` naming the first failure. A recorder in
+  raises :class:`~engine.core.errors.StorageError` naming the first failure. A recorder in
   this mode waits before the run is marked completed or failed, so a run's status is
   only set once its rows are committed.
 
@@ -44,7 +44,7 @@ from typing import IO, Any
 
 import msgspec
 
-from engine.errors import StorageError
+from engine.core.errors import StorageError
 
 __all__ = ["MAX_IN_FLIGHT", "WriterProcess"]
 

@@ -7,9 +7,9 @@ the database: everything goes through the bus.
 
 from __future__ import annotations
 
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.events import (
+from engine.core.bus import Bus
+from engine.core.clock import Clock
+from engine.core.events import (
     BUY,
     GTC,
     MARKET,

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.events import Bar, TargetPosition
+from typing import Any
+
+from engine.core.bus import Bus
+from engine.core.clock import Clock
+from engine.core.errors import ConfigError
+from engine.core.events import Bar, TargetPosition
 from strategies.base import Strategy
 
-__all__ = ["TargetExecution"]
+__all__ = ["TargetExecution", "check_execution"]
+
+
+def check_execution(strategy: Any) -> None:
+    """The ensembles' execution keys: ``no_trade_band`` in [0, 1), ``min_hold_bars`` >= 0."""
+    if not 0.0 <= strategy.no_trade_band < 1.0:
+        raise ConfigError(
+            f"strategy.no_trade_band must be in [0, 1) (a share of max_position), "
+            f"got {strategy.no_trade_band}"
+        )
+    if strategy.min_hold_bars < 0:
+        raise ConfigError(f"strategy.min_hold_bars must be >= 0, got {strategy.min_hold_bars}")
 
 
 class TargetExecution(Strategy):

@@ -16,17 +16,69 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.data import BarData
-from engine.events import AgentAction, Bar
+from engine.core.bus import Bus
+from engine.core.clock import Clock
+from engine.core.configs import ConfigStruct, positive
+from engine.core.errors import ConfigError
+from engine.core.events import AgentAction, Bar
+from strategies.execution import check_execution
 
-__all__ = ["ScriptedAgent"]
+__all__ = ["PastAndFuture", "ScriptedAgent", "ScriptedEnsembleConfig"]
+
+
+class PastAndFuture(Protocol):
+    """The bars the ``oracle`` and ``contrarian`` rules read ahead in (a BarData)."""
+
+    ts: np.ndarray
+    open: np.ndarray
+    close: np.ndarray
+
 
 RULES = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
+
+
+class ScriptedEnsembleConfig(
+    ConfigStruct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="scripted_ensemble",
+    tag_field="kind",
+):
+    """Scripted agents (``oracle``, ``contrarian``, ``random``, ``neutral``, ``trend``,
+    ``mean_revert``; see :mod:`strategies.scripted`) weighted by the meta-investor;
+    ``lookback`` is the bars the ``trend`` and ``mean_revert`` rules read;
+    ``no_trade_band`` and ``min_hold_bars`` as for ``mappo_ensemble``; ``meta`` holds
+    :class:`strategies.meta.step.MetaInvestorParams` fields (``n_agents`` is set from
+    ``agents``). ``oracle`` and ``contrarian`` read the next bar on purpose: they exist to
+    show and test the meta-investor, not to trade."""
+
+    agents: tuple[str, ...] = ("oracle", "contrarian", "random")
+    max_position: float = 1_000.0
+    confidence_threshold: float = 0.0
+    lookback: int = 20
+    no_trade_band: float = 0.0
+    min_hold_bars: int = 0
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def check(self) -> None:
+        check_execution(self)
+        if self.lookback < 1:
+            raise ConfigError(f"strategy.lookback must be >= 1, got {self.lookback}")
+        known = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
+        for rule in self.agents:
+            if rule not in known:
+                raise ConfigError(
+                    f"strategy.agents: unknown rule {rule!r}; choose from {', '.join(known)}"
+                )
+        if not self.agents:
+            raise ConfigError("strategy.agents must name at least one agent")
+        positive("strategy.max_position", self.max_position)
 
 
 class ScriptedAgent:
@@ -39,7 +91,7 @@ class ScriptedAgent:
         agent_index: int,
         rule: str,
         *,
-        data: BarData | None = None,
+        data: PastAndFuture | None = None,
         rng: np.random.Generator | None = None,
         conviction: float = 0.9,
         lookback: int = 20,

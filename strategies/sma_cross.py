@@ -16,13 +16,41 @@ from __future__ import annotations
 
 import math
 
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.config import SmaCrossConfig
-from engine.events import Bar
+from engine.core.bus import Bus
+from engine.core.clock import Clock
+from engine.core.configs import ConfigStruct, positive
+from engine.core.errors import ConfigError
+from engine.core.events import Bar
 from strategies.base import Strategy
 
-__all__ = ["SmaCross"]
+__all__ = ["SmaCross", "SmaCrossConfig"]
+
+
+class SmaCrossConfig(
+    ConfigStruct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="sma_cross",
+    tag_field="kind",
+):
+    """Long when SMA(fast) > SMA(slow), short when below (flat when ``long_only``)."""
+
+    fast: int = 10
+    slow: int = 30
+    quantity: float = 100.0
+    long_only: bool = False
+
+    def check(self) -> None:
+        if self.fast < 1 or self.slow < 2:
+            raise ConfigError(
+                f"strategy.fast must be >= 1 and strategy.slow >= 2, got {self.fast}, {self.slow}"
+            )
+        if self.fast >= self.slow:
+            raise ConfigError(
+                f"strategy.fast ({self.fast}) must be smaller than strategy.slow ({self.slow})"
+            )
+        positive("strategy.quantity", self.quantity)
 
 
 class SmaCross(Strategy):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ScenarioConfig, parse_scenario
+from engine.app.scenario import ScenarioConfig, parse_scenario
 
 REQUIRE_SERVICES = os.environ.get("EMARL_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("EMARL_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -96,8 +96,8 @@ WEICHAI_PARQUET = Path(__file__).resolve().parent.parent / "data" / "weichai_30m
 def weichai_path() -> Path:
     """The demo data (written by `make test` / `make demo`); made here if missing."""
     if not WEICHAI_PARQUET.exists():
-        from engine.datasets import write_weichai_30m
-        from engine.errors import DataError
+        from engine.core.errors import DataError
+        from engine.feeds.datasets import write_weichai_30m
 
         try:
             write_weichai_30m(WEICHAI_PARQUET)

@@ -5,7 +5,7 @@ Each :class:`LearnedAgent` holds its policy exported once to float64 arrays
 in ``eval()`` mode: no autograd, no dropout, preallocated buffers; one numba call per
 decision runs the normalisation, the MLP, the agent's logit terms and the softmax) and, on every
 ``Features`` event whose ``warm`` flag is set, publishes one
-:class:`~engine.events.AgentAction`:
+:class:`~engine.core.events.AgentAction`:
 
 * ``action``: argmax of the policy (``deterministic``, the default) or a draw with the
   run's seeded generator from SPEC 3's temperature-scaled distribution
@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.events import AgentAction, Features
+from engine.core.bus import Bus
+from engine.core.clock import Clock
+from engine.core.events import AgentAction, Features
 from strategies.marl.networks import AGENTS, NWRQK_MAX_DISTANCE, PolicyNet
 from strategies.marl.provenance import checkpoint_path
 from strategies.meta.trading import entropy_nb
@@ -473,7 +473,7 @@ def meta_params_of(config: Any, allocator_raw: list[float] | None = None) -> Any
     become the "softmax" mode unless the scenario names an allocator itself."""
     import msgspec
 
-    from engine.errors import ConfigError
+    from engine.core.errors import ConfigError
     from strategies.meta.step import MetaInvestorParams
 
     fields = {**config.strategy.meta, "n_agents": len(AGENTS)}
@@ -488,7 +488,7 @@ def meta_params_of(config: Any, allocator_raw: list[float] | None = None) -> Any
 
 def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None = None) -> Any:
     """FeatureEngine + three LearnedAgents + MetaInvestor + TargetExecution, not subscribed."""
-    from engine.warmup import trade_start_ns
+    from engine.app.warmup import trade_start_ns
     from indicators.engine import FeatureEngine
     from strategies.ensemble import Ensemble
     from strategies.execution import TargetExecution

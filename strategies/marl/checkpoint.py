@@ -8,7 +8,7 @@ plain numbers, the hyperparameters, the scenario's config hash, the code version
 the learned allocator's raw weights (if any), the training figures and the bars it was
 trained on (``data``: see :mod:`strategies.marl.provenance`).
 
-:func:`load_checkpoint` refuses, with :class:`engine.errors.ConfigError`, a
+:func:`load_checkpoint` refuses, with :class:`engine.core.errors.ConfigError`, a
 checkpoint whose feature names, agent slices or indicator parameters differ from
 those the scenario will compute.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 from strategies.marl.networks import AGENTS, CentralCritic, PolicyNet
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint"]
@@ -72,7 +72,7 @@ def save_checkpoint(
     extra: dict[str, Any],
 ) -> tuple[Path, Path]:
     """Write ``PATH.pt`` and ``PATH.json``; returns both paths."""
-    from engine.version import code_version
+    from engine.core.version import code_version
 
     weights_path, meta_path = _paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)

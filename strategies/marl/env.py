@@ -71,7 +71,7 @@ _NEUTRAL = np.array([0.0, 1.0, 0.0])
 
 @dataclass(frozen=True)
 class CostRates:
-    """The SimulatedBroker's cost rules (``engine.config.BrokerConfig`` fields)."""
+    """The SimulatedBroker's cost rules (``engine.app.scenario.BrokerConfig`` fields)."""
 
     commission_bps: float = 0.0
     commission_per_unit: float = 0.0

@@ -163,8 +163,8 @@ def _iso(ns: int) -> str:
 
 
 def _run(config: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, float]]:
-    from engine.events import PortfolioSnapshot, TargetPosition
-    from engine.runner import run_backtest
+    from engine.app.backtest import run_backtest
+    from engine.core.events import PortfolioSnapshot, TargetPosition
 
     ts: list[int] = []
     equity: list[float] = []
@@ -199,8 +199,8 @@ def _figures(
 ) -> dict[str, float]:
     """Equity statistics, strategic accuracy and the edge figures of one strategy: the
     block-bootstrap 95% intervals of Sharpe and total return, PSR against 0 and against
-    buy-and-hold of the whole account over the same bars (engine.significance)."""
-    from engine.significance import edge_figures
+    buy-and-hold of the whole account over the same bars (engine.app.significance)."""
+    from engine.app.significance import edge_figures
 
     figures = equity_statistics(ts, equity, position)
     for k in (1, 8):
@@ -234,17 +234,17 @@ def evaluate_scenario(
     A window that overlaps the bars the checkpoint was trained on is refused
     (:class:`ConfigError` naming both windows) unless ``allow_in_sample``; then every
     figure is also given for each part of the window (``windows``: ``in_sample``,
-    ``out_of_sample``, ``before_training``; see :func:`engine.runner.training_windows`).
+    ``out_of_sample``, ``before_training``; see :func:`engine.app.backtest.training_windows`).
     """
     import msgspec
 
-    from engine.config import SmaCrossConfig
-    from engine.data import load_bars
-    from engine.errors import ConfigError
-    from engine.runner import training_windows
-    from engine.warmup import check_warmup, trade_start_ns
+    from engine.app.backtest import training_windows
+    from engine.app.warmup import check_warmup, trade_start_ns
+    from engine.core.errors import ConfigError
+    from engine.feeds.bars import load_bars
     from strategies.marl.networks import AGENTS
     from strategies.marl.provenance import checkpoint_path, read_training_record
+    from strategies.sma_cross import SmaCrossConfig
 
     if trade_start:
         run = msgspec.structs.replace(config.run, trade_start=trade_start)

@@ -2,7 +2,7 @@
 
 Reads top to bottom: the maths helpers (GAE, losses, value normaliser), the
 curriculum, the learned allocator, then :func:`train`, whose hyperparameters are
-the scenario's ``[train]`` section (:class:`engine.config.TrainConfig`) and whose
+the scenario's ``[train]`` section (:class:`engine.app.scenario.TrainConfig`) and whose
 networks come from :mod:`strategies.marl.networks` (shared with inference).
 
 One update:
@@ -319,7 +319,7 @@ def train(
     ``inspect``, when given, sees the policies (in eval mode) after every update, e.g. to
     measure them on held-out bars; it must not train them or draw from torch's RNG.
     ``stage_markets`` (one per curriculum stage, the same bars with the stage's noise:
-    :func:`strategies.marl.training.prepare_stage_markets`) replace ``market`` from the
+    :func:`engine.app.train.prepare_stage_markets`) replace ``market`` from the
     update on which their stage begins; without them every stage trades ``market``.
     ``validation``, when given, scores the policies (eval mode) every ``hp.validate_every``
     updates and after the last; the best-scoring update's weights are kept, and training

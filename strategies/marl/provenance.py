@@ -3,7 +3,7 @@
 ``emarl train`` writes the training bars into the checkpoint's ``.json`` under ``data``
 (:func:`training_data_record`): the symbol, the bar length and time zone, the first and
 last bar (their end times, ISO and int ns UTC), the number of bars (and of warm bars) and
-a SHA-256 fingerprint of their OHLCV arrays (:func:`engine.data.bars_fingerprint`).
+a SHA-256 fingerprint of their OHLCV arrays (:func:`engine.feeds.bars.bars_fingerprint`).
 
 Reading that record needs no torch. Every run that trades with a checkpoint reads it
 (:func:`read_training_record`) to store its provenance (the fingerprint of the weights
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 __all__ = [
     "TrainingRecord",
@@ -55,7 +55,7 @@ def file_fingerprint(path: Path) -> str:
 
 def training_data_record(config: Any, data: Any, warm_bars: int) -> dict[str, Any]:
     """The ``data`` section of a checkpoint's ``.json``: the bars it was trained on."""
-    from engine.data import bars_fingerprint
+    from engine.feeds.bars import bars_fingerprint
 
     return {
         "symbol": config.instrument.symbol,

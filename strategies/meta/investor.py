@@ -79,11 +79,11 @@ from operator import add as _add
 import numpy as np
 from numba import njit
 
-from engine.bus import Bus
-from engine.clock import Clock
-from engine.config import BrokerConfig
-from engine.errors import ConfigError
-from engine.events import (
+from brokers.config import BrokerConfig
+from engine.core.bus import Bus
+from engine.core.clock import Clock
+from engine.core.errors import ConfigError
+from engine.core.events import (
     AgentAction,
     Bar,
     PortfolioSnapshot,
@@ -451,7 +451,7 @@ class MetaInvestor:
         # a position younger than min_hold_bars holds whatever the votes (every coalition too)
         young = self._bars - self._changed_at < self.min_hold_bars
         threshold = math.inf if young else self.threshold
-        # Before run.trade_start no order goes out (engine.warmup): the decisions build a
+        # Before run.trade_start no order goes out (engine.app.warmup): the decisions build a
         # shadow position, and the steps are credited with the P&L it would have made, so
         # the credit, prices and weights are warm when trading starts.
         warming = self.trade_start_ns is not None and ts < self.trade_start_ns

@@ -19,11 +19,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from brokers.config import BrokerConfig
 from brokers.portfolio import Portfolio
 from brokers.simulated import SimulatedBroker
-from engine.bus import MessageBus
-from engine.config import BrokerConfig
-from engine.events import (
+from engine.core.bus import MessageBus
+from engine.core.events import (
     BUY,
     DAY,
     GTC,

@@ -19,12 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from brokers.config import BrokerConfig
 from brokers.portfolio import Portfolio
 from brokers.simulated import SimulatedBroker
-from engine.bus import MessageBus
-from engine.clock import SimulatedClock
-from engine.config import BrokerConfig
-from engine.events import (
+from engine.core.bus import MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.events import (
     BUY,
     DAY,
     GTC,

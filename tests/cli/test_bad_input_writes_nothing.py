@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.app.cli import app
 from storage.db import connect
 from storage.models import Run
 from tests.paper.broker import free_port

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.app.cli import app
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[2]
@@ -119,7 +119,7 @@ def test_help_lists_every_verb() -> None:
 def test_query_commands_do_not_import_heavy_packages(scenario: Path, tmp_path: Path) -> None:
     invoke("backtest", str(scenario), "--quiet")
     code = (
-        "import sys; from engine.cli import app\n"
+        "import sys; from engine.app.cli import app\n"
         f"sys.argv = ['emarl', 'trades', '--db', 'sqlite:///{tmp_path / 'cli.db'}', "
         "'--format', 'csv']\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
@@ -178,7 +178,7 @@ def test_help_keeps_every_scenario_section_name() -> None:
     ],
 )
 def test_tables_print_numbers_for_a_person(value: float, shown: str) -> None:
-    from engine.cli import human_number
+    from engine.app.cli import human_number
 
     assert human_number(value) == shown
 
@@ -220,7 +220,7 @@ def test_read_commands_take_the_database_from_emarl_db(
 def test_walk_forward_table_fits_120_to_200_columns() -> None:
     from rich.console import Console
 
-    from engine.cli import walk_forward_table
+    from engine.app.cli import walk_forward_table
 
     note = (
         "trained 20 updates on 7,744 bars to 2011-04-29T07:00:00+00:00: "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.bus import MessageBus, topic
-from engine.errors import BusError, HandlerError
-from engine.events import Bar, OrderFilled, SubmitOrder, decode, encode
+from engine.core.bus import MessageBus, topic
+from engine.core.errors import BusError, HandlerError
+from engine.core.events import Bar, OrderFilled, SubmitOrder, decode, encode
 
 
 def bar(bus: MessageBus, symbol: str = "A", close: float = 1.0) -> Bar:

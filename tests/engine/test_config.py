@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ScenarioConfig, config_hash, load_scenario, parse_scenario
-from engine.errors import ConfigError
+from engine.app.scenario import ScenarioConfig, config_hash, load_scenario, parse_scenario
+from engine.core.errors import ConfigError
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
 

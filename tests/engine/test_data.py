@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import DataConfig
-from engine.data import count_gaps, load_bars, resample_bars
-from engine.errors import DataError
+from engine.core.errors import DataError
+from engine.feeds.bars import count_gaps, load_bars, resample_bars
+from engine.feeds.config import DataConfig
 from tests.conftest import FIXTURES
 
 DATA = FIXTURES / "data"

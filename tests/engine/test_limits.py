@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.config import DataConfig
-from engine.data import load_bars
-from engine.errors import DataError
+from engine.app.cli import app
+from engine.core.errors import DataError
+from engine.feeds.bars import load_bars
+from engine.feeds.config import DataConfig
 from storage.db import connect
 from storage.models import PortfolioSnapshotRow, Run
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.metrics import YEAR_NS, compute_summary, round_trips
+from engine.app.metrics import YEAR_NS, compute_summary, round_trips
 
 empyrical = pytest.importorskip("empyrical")
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-INIT = "from engine.numba_cache import drop_stale_numba_cache\ndrop_stale_numba_cache(__file__)\n"
+INIT = (
+    "from engine.core.numba_cache import drop_stale_numba_cache\ndrop_stale_numba_cache(__file__)\n"
+)
 INNER = "from numba import njit\n\n@njit(cache=True)\ndef inner():\n    return {value}\n"
 OUTER = (
     "from numba import njit\nfrom kernels.inner import inner\n\n"

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import DataConfig
-from engine.data import load_bars
-from engine.errors import DataError
+from engine.core.errors import DataError
+from engine.feeds.bars import load_bars
+from engine.feeds.config import DataConfig
 
 MARKETS = {
     # zone, sessions (local start, local end), first days to draw from

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import integrate, signal, stats
 
-from engine.metrics import compute_summary
-from engine.significance import (
+from engine.app.metrics import compute_summary
+from engine.app.significance import (
     EULER_MASCHERONI,
     MIN_BOOTSTRAP_RETURNS,
     automatic_block_length,
@@ -426,7 +426,7 @@ def test_stationary_bootstrap_intervals_default_block_length_is_automatic() -> N
 def test_stationary_bootstrap_intervals_point_estimates_match_summary_formulas() -> None:
     returns = skewed_returns(17, 300)
     result = stationary_bootstrap_intervals(returns, 1_936.0, replications=100)
-    # Bit for bit the formula of engine.metrics.compute_summary.
+    # Bit for bit the formula of engine.app.metrics.compute_summary.
     expected_sharpe = float(np.mean(returns)) / float(np.std(returns, ddof=1))
     assert result["sharpe"] == expected_sharpe * math.sqrt(1_936.0)
     assert result["total_return"] == pytest.approx(np.prod(1 + returns) - 1)

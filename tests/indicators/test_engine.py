@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from engine.bus import MessageBus
-from engine.cli import app
-from engine.clock import SimulatedClock
-from engine.config import parse_scenario
-from engine.errors import ConfigError
-from engine.events import Bar, Features, decode, encode
+from engine.app.cli import app
+from engine.app.scenario import parse_scenario
+from engine.core.bus import MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.errors import ConfigError
+from engine.core.events import Bar, Features, decode, encode
 from indicators.engine import FeatureEngine
 from indicators.features import (
     FEATURE_NAMES,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from engine.config import load_scenario, parse_scenario
-from engine.errors import DataError, HandlerError
-from engine.events import Bar, OrderFilled, PortfolioSnapshot, SubmitOrder
-from engine.runner import build_strategy, run_backtest
+from engine.app.backtest import build_strategy, run_backtest
+from engine.app.scenario import load_scenario, parse_scenario
+from engine.core.errors import DataError, HandlerError
+from engine.core.events import Bar, OrderFilled, PortfolioSnapshot, SubmitOrder
 from storage.db import connect
 from storage.models import Fill, PortfolioSnapshotRow, Run
 from tests.conftest import FIXTURES, synthetic_scenario

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_scenario
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.scenario import load_scenario
 from tests import golden
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

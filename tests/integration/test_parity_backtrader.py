@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import parse_scenario
-from engine.data import BarData, load_bars
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.scenario import parse_scenario
+from engine.feeds.bars import BarData, load_bars
 
 bt = pytest.importorskip("backtrader")
 
@@ -90,10 +90,10 @@ quantity = {QUANTITY}
 """
     )
     fills: list[tuple] = []
-    from engine.events import OrderFilled
+    from engine.core.events import OrderFilled
 
     def factory(cfg, bus, clock):
-        from engine.runner import build_strategy
+        from engine.app.backtest import build_strategy
 
         bus.subscribe(
             OrderFilled,

@@ -1,4 +1,4 @@
-"""The meta-investor's acceptance test on the synthetic regime market (engine.acceptance):
+"""The meta-investor's acceptance test on the synthetic regime market (engine.app.acceptance):
 scenarios/regimes_meta.toml on the held-out seeds 100..109 (the defaults were chosen on
 seeds 0..5)."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.acceptance import regime_acceptance, regime_lags
-from engine.config import load_scenario
+from engine.app.acceptance import regime_acceptance, regime_lags
+from engine.app.scenario import load_scenario
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.config import load_scenario
-from engine.data import load_bars
-from engine.metrics import compute_summary
+from engine.app.cli import app
+from engine.app.metrics import compute_summary
+from engine.app.scenario import load_scenario
+from engine.feeds.bars import load_bars
 from storage.frames import fills_frame, snapshots_frame
 
 # 700 synthetic 30-minute bars; the checkpoint learns on the bars before bar TRADE_BAR.
@@ -88,7 +88,7 @@ def _bar_times(bars: int = BARS) -> np.ndarray:
 
 
 def load_scenario_text(body: str) -> Any:
-    from engine.config import parse_scenario
+    from engine.app.scenario import parse_scenario
 
     return parse_scenario(body)
 
@@ -135,8 +135,8 @@ def test_train_stops_before_trade_start_and_records_its_bars(trained: Path) -> N
 
 
 def test_sweeps_walk_forward_and_train_cut_training_bars_by_one_rule() -> None:
-    from engine.sweep import training_window
-    from engine.warmup import trade_start_ns, training_config
+    from engine.app.sweep import training_window
+    from engine.app.warmup import trade_start_ns, training_config
 
     ts = _bar_times()
     body = scenario_text(Path("."), run=f'trade_start = "{_iso(ts[TRADE_BAR])}"')
@@ -388,7 +388,7 @@ def test_same_bars_config_and_seed_give_same_fingerprints_and_fills(trained: Pat
         row["id"]: row for row in json.loads(_invoke("runs", "--db", db, "--format", "json").output)
     }
     first, second = (runs[i] for i in ids)
-    from engine.data import bars_fingerprint
+    from engine.feeds.bars import bars_fingerprint
 
     config = load_scenario(scenario)
     data = load_bars(config.data, "SYN", seed=config.run.seed)
@@ -410,7 +410,7 @@ def test_same_bars_config_and_seed_give_same_fingerprints_and_fills(trained: Pat
 def test_backtest_edge_figures_equal_the_significance_module_on_stored_rows(
     trained: Path,
 ) -> None:
-    from engine.significance import edge_figures
+    from engine.app.significance import edge_figures
 
     scenario = trained / "edge.toml"
     scenario.write_text(scenario_text(trained))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.bus import MessageBus
-from engine.clock import SimulatedClock
-from engine.config import BrokerConfig, scenario_from_dict
-from engine.data import load_bars
-from engine.events import AgentAction, Bar, PortfolioSnapshot
-from engine.runner import run_backtest
+from brokers.config import BrokerConfig
+from engine.app.backtest import run_backtest
+from engine.app.scenario import scenario_from_dict
+from engine.core.bus import MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.events import AgentAction, Bar, PortfolioSnapshot
+from engine.feeds.bars import load_bars
 from strategies.ensemble import Ensemble
 from strategies.execution import TargetExecution
 from strategies.marl.env import CostRates, MarketData, VectorMarketEnv, shapley_matrix

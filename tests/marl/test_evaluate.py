@@ -57,9 +57,9 @@ def test_evaluate_command_scenario_and_stored_run_agree_with_the_ledger(tmp_path
     from sqlalchemy import create_engine
     from typer.testing import CliRunner
 
-    from engine.cli import app
-    from engine.config import load_scenario
-    from engine.data import load_bars
+    from engine.app.cli import app
+    from engine.app.scenario import load_scenario
+    from engine.feeds.bars import load_bars
     from storage.frames import snapshots_frame
     from tests.marl.test_training import SCENARIO
 
@@ -116,7 +116,7 @@ def test_evaluate_command_scenario_and_stored_run_agree_with_the_ledger(tmp_path
 def test_evaluate_command_bad_targets_exit_with_a_message(tmp_path):
     from typer.testing import CliRunner
 
-    from engine.cli import app
+    from engine.app.cli import app
 
     runner = CliRunner()
     missing = runner.invoke(app, ["evaluate", str(tmp_path / "nope.toml")])

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.bus import ANY, MessageBus
-from engine.clock import SimulatedClock
-from engine.config import load_scenario
-from engine.events import Features
+from engine.app.scenario import load_scenario
+from engine.core.bus import ANY, MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.events import Features
 from strategies.marl.agents import AgentPanel, LearnedAgent, NumpyPolicy, checkpoint_path
 from strategies.marl.checkpoint import feature_signature, load_checkpoint
 

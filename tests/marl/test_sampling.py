@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from engine.bus import MessageBus
-from engine.clock import SimulatedClock
-from engine.config import parse_scenario
-from engine.errors import ConfigError
-from engine.events import AgentAction
+from engine.app.scenario import parse_scenario
+from engine.core.bus import MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.errors import ConfigError
+from engine.core.events import AgentAction
 from strategies.marl.agents import LearnedAgent, NumpyPolicy
 from tests.marl.test_training import _features, _train
 

@@ -11,14 +11,15 @@ import torch
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from engine.bus import MessageBus
-from engine.clock import SimulatedClock
-from engine.config import MappoEnsembleConfig, TrainConfig, load_scenario
-from engine.errors import ConfigError
-from engine.events import AgentAction, Features
+from engine.app.scenario import load_scenario
+from engine.core.bus import MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.errors import ConfigError
+from engine.core.events import AgentAction, Features
 from indicators.params import IndicatorParams
 from strategies.marl.agents import LearnedAgent, NumpyPolicy
 from strategies.marl.checkpoint import feature_signature, load_checkpoint, save_checkpoint
+from strategies.marl.config import MappoEnsembleConfig, TrainConfig
 from strategies.marl.env import CostRates, MarketData
 from strategies.marl.mappo import train
 from strategies.meta.step import MetaInvestorParams
@@ -185,7 +186,7 @@ url = "sqlite:///{db}"
 
 
 def test_train_command_then_backtest_with_the_checkpoint(tmp_path: Path):
-    from engine.cli import app
+    from engine.app.cli import app
 
     db = tmp_path / "runs.db"
     scenario = tmp_path / "tiny.toml"
@@ -222,7 +223,7 @@ def test_train_command_then_backtest_with_the_checkpoint(tmp_path: Path):
 
 
 def test_backtest_refuses_a_checkpoint_with_other_features(tmp_path: Path):
-    from engine.cli import app
+    from engine.app.cli import app
 
     db = tmp_path / "runs.db"
     scenario = tmp_path / "tiny.toml"
@@ -274,7 +275,7 @@ def test_stage_markets_take_over_when_their_stage_begins():
 
 
 def test_synthetic_training_scenario_scales_the_noise_per_stage(tmp_path: Path):
-    from strategies.marl.training import prepare_market, prepare_stage_markets
+    from engine.app.train import prepare_market, prepare_stage_markets
 
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(SCENARIO.format(db=tmp_path / "runs.db", extra=""))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.app.cli import app
 
 SCENARIO = """
 [run]

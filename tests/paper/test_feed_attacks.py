@@ -23,11 +23,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from engine.config import load_scenario
-from engine.data import load_bars
-from engine.events import Bar, RunFinished
-from engine.mqtt import MqttSettings, close_client, connect_client, make_client
-from engine.wire import pack
+from engine.app.scenario import load_scenario
+from engine.core.events import Bar, RunFinished
+from engine.core.wire import pack
+from engine.feeds.bars import load_bars
+from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
 from storage.db import connect
 from tests.paper.broker import Mosquitto
 from tests.paper.conftest import DEMO
@@ -273,7 +273,7 @@ def test_a_lost_stretch_halts_the_run_and_continue_trades_on_the_bars_received(
 def emarl_json(*args: str) -> dict:
     from typer.testing import CliRunner
 
-    from engine.cli import app
+    from engine.app.cli import app
 
     result = CliRunner().invoke(app, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output

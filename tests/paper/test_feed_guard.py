@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError
-from engine.events import Bar
-from engine.feed_guard import (
+from engine.app.paper import PaperOptions, PaperTrader, _open_run
+from engine.core.errors import ConfigError
+from engine.core.events import Bar
+from engine.core.wire import DROP, PROCESS, pack
+from engine.feeds.guard import (
     ACCEPT,
     HALT,
     MAX_QUARANTINED_IN_A_ROW,
@@ -18,9 +20,7 @@ from engine.feed_guard import (
     FeedGuard,
     FeedLimits,
 )
-from engine.mqtt import MqttBus
-from engine.paper import PaperOptions, PaperTrader, _open_run
-from engine.wire import DROP, PROCESS, pack
+from engine.feeds.mqtt import MqttBus
 from storage.db import connect
 from storage.paper import load_state
 from tests.paper.test_resume import FEED, messages, sma_scenario
@@ -107,7 +107,7 @@ def test_a_resumed_run_measures_jumps_from_its_stored_close_and_keeps_its_positi
     sqlite_url: str,
 ) -> None:
     config = sma_scenario(120)
-    from engine.data import load_bars
+    from engine.feeds.bars import load_bars
 
     data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
     items = messages(data)

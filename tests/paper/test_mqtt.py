@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from engine.config import load_scenario
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.scenario import load_scenario
 from storage.db import connect
 from tests import golden
 from tests.paper.broker import Mosquitto
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def emarl(*args: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", *args], cwd=ROOT, stdout=out, stderr=out
+            [sys.executable, "-m", "engine.app.cli", *args], cwd=ROOT, stdout=out, stderr=out
         )
 
 
@@ -272,10 +272,10 @@ def test_bad_input_on_the_wire_is_dropped_with_a_reason(
 ) -> None:
     import msgspec
 
-    from engine.events import Bar, PortfolioSnapshot, RunFinished
-    from engine.mqtt import MqttSettings, close_client, connect_client, make_client
-    from engine.paper import PaperOptions, run_paper_async
-    from engine.wire import Envelope, pack
+    from engine.app.paper import PaperOptions, run_paper_async
+    from engine.core.events import Bar, PortfolioSnapshot, RunFinished
+    from engine.core.wire import Envelope, pack
+    from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
     from tests.conftest import synthetic_scenario
 
     tag = f"bad{os.getpid()}{random.randrange(1 << 20)}"
@@ -348,10 +348,10 @@ def test_bad_input_on_the_wire_is_dropped_with_a_reason(
 def test_a_silent_feed_is_logged_as_stale_and_then_live(
     system_broker: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from engine.events import Bar, RunFinished
-    from engine.mqtt import MqttSettings, close_client, connect_client, make_client
-    from engine.paper import PaperOptions, run_paper_async
-    from engine.wire import pack
+    from engine.app.paper import PaperOptions, run_paper_async
+    from engine.core.events import Bar, RunFinished
+    from engine.core.wire import pack
+    from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
     from tests.conftest import synthetic_scenario
 
     tag = f"stale{os.getpid()}{random.randrange(1 << 20)}"

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.config import load_scenario
-from engine.data import load_bars
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.cli import app
+from engine.app.scenario import load_scenario
+from engine.feeds.bars import load_bars
 from storage.db import connect
 from tests.paper.broker import Mosquitto
 from tests.paper.conftest import demo_subset

@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text, update
 
-from engine.config import ScenarioConfig
-from engine.data import BarData, load_bars
-from engine.errors import ConfigError, ResumeError
-from engine.events import Bar, RunFinished
-from engine.mqtt import MqttBus
-from engine.paper import PaperOptions, PaperTrader, _open_run
-from engine.wire import END, PROCESS, pack
+from engine.app.paper import PaperOptions, PaperTrader, _open_run
+from engine.app.scenario import ScenarioConfig
+from engine.core.errors import ConfigError, ResumeError
+from engine.core.events import Bar, RunFinished
+from engine.core.wire import END, PROCESS, pack
+from engine.feeds.bars import BarData, load_bars
+from engine.feeds.mqtt import MqttBus
 from storage.db import connect
 from storage.models import PaperBar, PortfolioSnapshotRow
 from tests.conftest import synthetic_scenario
@@ -181,7 +181,7 @@ def test_resume_refuses_another_scenario_and_a_completed_run(sqlite_url: str) ->
 
 
 def test_two_processes_cannot_both_advance_a_run(sqlite_url: str) -> None:
-    from engine.errors import StorageError
+    from engine.core.errors import StorageError
 
     config = sma_scenario(40)
     data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
@@ -201,7 +201,7 @@ def test_status_reports_position_lag_open_orders_and_agent_weights(sqlite_url: s
 
     from typer.testing import CliRunner
 
-    from engine.cli import app
+    from engine.app.cli import app
     from storage.paper import run_status
 
     config = meta_scenario(120)

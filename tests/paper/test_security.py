@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.errors import BusError, ConfigError
-from engine.mqtt import MqttSettings, close_client, connect_client, make_client
+from engine.core.errors import BusError, ConfigError
+from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
 from tests.conftest import service_unavailable
 from tests.paper.broker import OPENSSL, Certificates, Mosquitto, make_certificates
 from tests.paper.conftest import demo_subset
@@ -81,7 +81,7 @@ def refused(*commands: tuple[str, ...]) -> list[str]:
     """Run the ``emarl`` commands at once, each expected to fail; their error lines."""
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", *args],
+            [sys.executable, "-m", "engine.app.cli", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

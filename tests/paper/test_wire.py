@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.errors import ConfigError
-from engine.events import Bar, PortfolioSnapshot, RunFinished
-from engine.mqtt import MqttSettings, backoff_delays, parse_speed
-from engine.wire import DROP, END, HOLD, PROCESS, Envelope, FeedGate, WireError, pack, unpack
+from engine.core.errors import ConfigError
+from engine.core.events import Bar, PortfolioSnapshot, RunFinished
+from engine.core.wire import DROP, END, HOLD, PROCESS, Envelope, FeedGate, WireError, pack, unpack
+from engine.feeds.mqtt import MqttSettings, backoff_delays, parse_speed
 
 BAR_TOPIC = "emarl/feed/bar/SYM"
 END_TOPIC = "emarl/feed/run_finished/SYM"
@@ -172,7 +172,7 @@ def test_signed_envelopes_need_the_key_and_unsigned_ones_are_refused_with_it() -
 
 
 def test_feed_keys_shorter_than_16_bytes_are_refused() -> None:
-    from engine.wire import feed_key
+    from engine.core.wire import feed_key
 
     assert feed_key(None) is None and feed_key("x" * 16) == b"x" * 16
     with pytest.raises(ConfigError, match="at least 16 bytes"):

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.config import parse_scenario
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.scenario import parse_scenario
 
 AGENT_BARS = 1_500
 SMA_BARS = 3_000

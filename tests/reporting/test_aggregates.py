@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.errors import ConfigError, RunNotFoundError
+from engine.core.errors import ConfigError, RunNotFoundError
 from storage.db import connect
 from storage.frames import fills_frame, shapley_frame, snapshots_frame
 from storage.query import pnl, pnl_rows

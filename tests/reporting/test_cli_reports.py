@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.app.cli import app
 from storage.query import pnl, trades
 from tests.reporting.conftest import SMA_SCENARIO, figures_of
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.metrics import round_trips
+from engine.app.metrics import round_trips
 from reporting import build_report, learning_curves_figure, training_report
 from reporting.report import MAX_TRADE_ROWS
 from reporting.trades import fill_kinds, round_trips_frame
@@ -163,7 +163,7 @@ def test_round_trips_split_a_reversal_into_two_trips() -> None:
 
 
 def test_report_unknown_run_raises_run_not_found(report_db: str) -> None:
-    from engine.errors import RunNotFoundError
+    from engine.core.errors import RunNotFoundError
 
     with pytest.raises(RunNotFoundError, match="no run with id 42"):
         build_report(connect(report_db, create=False), 42)
@@ -227,8 +227,8 @@ def test_learning_curves_bad_frame_says_what_is_missing(columns: list[str], mess
 
 @pytest.mark.service
 def test_report_and_aggregates_on_postgresql(postgres_url: str) -> None:
-    from engine.config import parse_scenario
-    from engine.runner import run_backtest
+    from engine.app.backtest import run_backtest
+    from engine.app.scenario import parse_scenario
     from storage.query import pnl
     from tests.reporting.conftest import AGENT_SCENARIO
 

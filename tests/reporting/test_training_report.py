@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.app.cli import app
 from storage.db import connect
 from storage.training import add_training_metric, create_training_run, training_metrics
 from tests.reporting.conftest import decode, figures_of

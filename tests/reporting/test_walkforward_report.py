@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.walkforward import Period, run_walk_forward
+from engine.app.cli import app
+from engine.app.walkforward import Period, run_walk_forward
 from reporting.report import walk_forward_report
 from storage.db import connect
 from storage.query import walk_forward_equity, walk_forward_rows

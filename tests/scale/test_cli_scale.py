@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.app.cli import app
 from storage.db import connect
 from storage.query import list_sweeps, walk_forward_equity
 

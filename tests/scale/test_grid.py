@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.errors import ConfigError
-from engine.sweep import (
+from engine.app.cli import app
+from engine.app.sweep import (
     build_tasks,
     check_metric,
     parse_grid,
@@ -18,6 +17,7 @@ from engine.sweep import (
     sort_rows,
     with_overrides,
 )
+from engine.core.errors import ConfigError
 from tests.conftest import synthetic_scenario
 
 SMA = "fast = 5\nslow = 20\nquantity = 10"

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from engine.config import ScenarioConfig
-from engine.errors import ConfigError
-from engine.runner import run_backtest
-from engine.sweep import parse_grid, run_sweep, with_overrides
-from engine.walkforward import NothingToTrain, Period, run_walk_forward
+from engine.app.backtest import run_backtest
+from engine.app.scenario import ScenarioConfig
+from engine.app.sweep import parse_grid, run_sweep, with_overrides
+from engine.app.walkforward import NothingToTrain, Period, run_walk_forward
+from engine.core.errors import ConfigError
 from storage.db import connect
 from storage.models import Run
 from storage.query import sweep_task_rows, walk_forward_rows
@@ -125,7 +125,7 @@ def test_walk_forward_of_a_learned_scenario_never_tests_a_foreign_checkpoint_sil
 def test_walk_forward_custom_train_step_that_keeps_the_checkpoint_fails_its_folds(
     dask_client: Any, sqlite_url: str
 ) -> None:
-    from engine.walkforward import TrainResult
+    from engine.app.walkforward import TrainResult
 
     def lazy(config: ScenarioConfig, window: Any) -> TrainResult:
         return TrainResult(note="did nothing")
@@ -180,7 +180,7 @@ def test_sweep_grid_over_train_turns_training_on_and_needs_trade_start() -> None
 
 
 def test_cli_walkforward_of_a_learned_scenario_options(tmp_path: Path) -> None:
-    from engine.cli import app
+    from engine.app.cli import app
 
     scenario = tmp_path / "learned.toml"
     scenario.write_text(

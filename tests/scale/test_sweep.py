@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine.events import OrderFilled
-from engine.runner import run_backtest
-from engine.sweep import (
+from engine.app.backtest import run_backtest
+from engine.app.sweep import (
     TaskOutcome,
     TaskSpec,
     fills_hash,
@@ -22,6 +21,7 @@ from engine.sweep import (
     run_task,
     with_overrides,
 )
+from engine.core.events import OrderFilled
 from storage.db import connect
 from storage.models import PortfolioSnapshotRow, Run, Sweep
 from storage.query import sweep_task_rows, trade_rows
@@ -167,7 +167,7 @@ def test_store_task_run_stores_a_task_once_and_replaces_an_unfinished_attempt(
     db_url: str,
 ) -> None:
     """A retried task (its worker died after writing) finds its run instead of adding one."""
-    from engine.events import PortfolioSnapshot
+    from engine.core.events import PortfolioSnapshot
     from storage.runs import create_run
     from storage.sweeps import store_task_run
 
@@ -244,13 +244,13 @@ def test_sweep_postgres_worker_dying_after_commit_stores_no_duplicate_run(
 
 def test_deflated_best_equals_the_deflated_sharpe_ratio_of_the_best_trial() -> None:
     """The best of N trials is judged against the Sharpe ratio the best of N skill-less
-    trials would show (engine.significance, checked there against the published example)."""
+    trials would show (engine.app.significance, checked there against the published example)."""
     import math
 
     import numpy as np
     from scipy.stats import kurtosis, norm, skew
 
-    from engine.sweep import deflated_best
+    from engine.app.sweep import deflated_best
 
     rng = np.random.default_rng(9)
     periods = 1_900.0

@@ -10,13 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import ScenarioConfig
-from engine.data import load_bars
-from engine.errors import ConfigError
-from engine.events import OrderFilled
-from engine.runner import run_backtest
-from engine.sweep import parse_grid, with_overrides
-from engine.walkforward import (
+from engine.app.backtest import run_backtest
+from engine.app.scenario import ScenarioConfig
+from engine.app.sweep import parse_grid, with_overrides
+from engine.app.walkforward import (
     Period,
     TrainResult,
     TrainWindow,
@@ -27,6 +24,9 @@ from engine.walkforward import (
     stitch,
     train_window_overrides,
 )
+from engine.core.errors import ConfigError
+from engine.core.events import OrderFilled
+from engine.feeds.bars import load_bars
 from storage.db import connect
 from storage.query import trade_rows, walk_forward_equity, walk_forward_rows
 from tests.conftest import synthetic_scenario

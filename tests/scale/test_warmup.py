@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from engine.config import parse_scenario
-from engine.errors import ConfigError
-from engine.events import OrderFilled, SubmitOrder
-from engine.runner import run_backtest
-from engine.sweep import with_overrides
+from engine.app.backtest import run_backtest
+from engine.app.scenario import parse_scenario
+from engine.app.sweep import with_overrides
+from engine.core.errors import ConfigError
+from engine.core.events import OrderFilled, SubmitOrder
 from storage.db import connect
 from storage.models import Order, OrderEvent, PortfolioSnapshotRow
 from tests.conftest import synthetic_scenario

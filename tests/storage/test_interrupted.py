@@ -21,9 +21,9 @@ from pathlib import Path
 from sqlalchemy import func, select, text, update
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.config import parse_scenario
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.cli import app
+from engine.app.scenario import parse_scenario
 from storage.db import connect
 from storage.models import Run
 
@@ -86,7 +86,7 @@ def count(url: str, table: str, run_id: int) -> int:
 def kill_backtest_at(scenario: Path, url: str, after: int, stored: int) -> int:
     """Start ``emarl backtest``, SIGKILL it once its run row has ``stored`` bars."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "backtest", str(scenario), "--quiet"],
+        [sys.executable, "-m", "engine.app.cli", "backtest", str(scenario), "--quiet"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -228,8 +228,8 @@ def test_running_rows_are_judged_by_process_and_heartbeat(db_url: str) -> None:
 def test_a_slow_run_flushes_for_its_heartbeat_before_its_batch_is_full(sqlite_url: str) -> None:
     """However large the flush interval, the heartbeat forces a flush (every 128 bars it
     checks the time): bars_stored then counts the bars finished before the flush."""
-    from engine.bus import MessageBus
-    from engine.events import Bar, PortfolioSnapshot
+    from engine.core.bus import MessageBus
+    from engine.core.events import Bar, PortfolioSnapshot
     from storage.recorder import Recorder
     from storage.runs import create_run
 

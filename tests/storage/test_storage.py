@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from engine.errors import ConfigError, RunNotFoundError, StorageError
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.core.errors import ConfigError, RunNotFoundError, StorageError
 from storage.db import HEAD_REVISION, MIGRATIONS, connect
 from storage.models import Base, Fill, PortfolioSnapshotRow, Run
 from storage.query import FILL_COLUMNS, RUN_COLUMNS, list_runs, trade_rows, trades
@@ -116,7 +116,7 @@ def test_upgrade_from_0005_keeps_stored_valuations_and_adds_their_pricing(db_url
     """A database written before valuations stored their pricing keeps every row."""
     from sqlalchemy import text
 
-    from engine.data import load_bars
+    from engine.feeds.bars import load_bars
     from storage.db import dispose_all, downgrade
     from storage.models import ValuationRow
     from tests.strategies.test_meta_investor_bus import factory
@@ -153,7 +153,7 @@ def test_upgrade_from_0007_keeps_rows_indexes_valuations_and_counts_stored_bars(
     their lookup index and runs their bars stored (their snapshots) and a heartbeat."""
     from sqlalchemy import inspect, text
 
-    from engine.data import load_bars
+    from engine.feeds.bars import load_bars
     from storage.db import dispose_all, downgrade
     from storage.models import ShapleyValueRow, ValuationRow
     from tests.strategies.test_meta_investor_bus import factory
@@ -201,7 +201,7 @@ def test_shapley_listing_looks_each_valuation_up_by_bar_and_agent(sqlite_url: st
     valuations (which made the listing quadratic in the run's length)."""
     from sqlalchemy import event
 
-    from engine.data import load_bars
+    from engine.feeds.bars import load_bars
     from storage.query import shapley_rows
     from tests.strategies.test_meta_investor_bus import factory
 

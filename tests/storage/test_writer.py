@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from engine.config import load_scenario
-from engine.data import load_bars
-from engine.errors import HandlerError, StorageError
-from engine.events import Bar
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.scenario import load_scenario
+from engine.core.errors import HandlerError, StorageError
+from engine.core.events import Bar
+from engine.feeds.bars import load_bars
 from storage.db import connect
 from storage.recorder import WRITER_FLUSH_BARS, Recorder
 from storage.runs import create_run
@@ -111,7 +111,7 @@ def test_handler_error_with_writer_process_keeps_finished_bars_and_marks_failed(
 def _recorder(url: str):
     """A stored run and a recorder on a writer process started after the database exists
     (as run_backtest does: the child opens the database without creating it)."""
-    from engine.bus import MessageBus
+    from engine.core.bus import MessageBus
 
     engine = connect(url)
     run_id = create_run(
@@ -145,7 +145,7 @@ def _stored_seqs(engine, run_id: int) -> list[int]:
 
 
 def _snapshot(seq: int):
-    from engine.events import PortfolioSnapshot
+    from engine.core.events import PortfolioSnapshot
 
     return PortfolioSnapshot(
         ts_event=seq,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from engine.data import load_bars
-from engine.events import PortfolioSnapshot, ShapleyRecord, TargetPosition, Valuation
-from engine.runner import run_backtest
+from engine.app.backtest import run_backtest
+from engine.core.events import PortfolioSnapshot, ShapleyRecord, TargetPosition, Valuation
+from engine.feeds.bars import load_bars
 from storage.db import connect
 from storage.models import ShapleyValueRow, ValuationRow
 from strategies.ensemble import Ensemble
@@ -147,7 +147,7 @@ def test_shapley_query_per_bar_and_aggregated(sqlite_url: str) -> None:
         assert total["weight"] == pytest.approx(agent["weight"])
     from typer.testing import CliRunner
 
-    from engine.cli import app
+    from engine.app.cli import app
 
     out = CliRunner().invoke(
         app, ["shapley", "--db", sqlite_url, "--aggregate", "--format", "json"]
@@ -168,7 +168,7 @@ def test_shapley_query_per_bar_and_aggregated(sqlite_url: str) -> None:
 
 
 def test_scripted_ensemble_scenario_runs_and_reports_agents() -> None:
-    from engine.config import parse_scenario
+    from engine.app.scenario import parse_scenario
 
     config = parse_scenario(
         '[data]\nsource = "synthetic"\n[data.synthetic]\nbars = 1500\n'
@@ -181,8 +181,8 @@ def test_scripted_ensemble_scenario_runs_and_reports_agents() -> None:
 
 
 def test_scripted_ensemble_bad_meta_key_names_section() -> None:
-    from engine.config import parse_scenario
-    from engine.errors import ConfigError
+    from engine.app.scenario import parse_scenario
+    from engine.core.errors import ConfigError
 
     config = parse_scenario(
         '[data]\nsource = "synthetic"\n[strategy]\nkind = "scripted_ensemble"\n'
@@ -219,10 +219,10 @@ def test_meta_investor_rolling_expiry_is_constant_and_remaining_bars_count_down(
 
 
 def test_meta_investor_without_known_end_needs_a_rolling_expiry() -> None:
-    from engine.bus import MessageBus
-    from engine.clock import SimulatedClock
-    from engine.config import BrokerConfig
-    from engine.errors import ConfigError
+    from brokers.config import BrokerConfig
+    from engine.core.bus import MessageBus
+    from engine.core.clock import SimulatedClock
+    from engine.core.errors import ConfigError
 
     def build(params: MetaInvestorParams) -> MetaInvestor:
         return MetaInvestor(
@@ -335,9 +335,9 @@ def test_meta_investor_forced_monte_carlo_estimates_lie_within_standard_errors_o
 
 
 def _bus_meta(exact_max_agents: int = 12):
-    from engine.bus import MessageBus
-    from engine.clock import SimulatedClock
-    from engine.config import BrokerConfig
+    from brokers.config import BrokerConfig
+    from engine.core.bus import MessageBus
+    from engine.core.clock import SimulatedClock
 
     bus = MessageBus()
     clock = SimulatedClock()
@@ -358,7 +358,7 @@ def _bus_meta(exact_max_agents: int = 12):
 
 
 def _publish_bar(bus, ts: int, *, open_price: float = 100.0, equity: float = 1e6) -> None:
-    from engine.events import Bar
+    from engine.core.events import Bar
 
     bus.publish(
         PortfolioSnapshot(
@@ -394,7 +394,7 @@ def _publish_bar(bus, ts: int, *, open_price: float = 100.0, equity: float = 1e6
 
 
 def _publish_votes(bus, ts: int) -> None:
-    from engine.events import AgentAction
+    from engine.core.events import AgentAction
 
     for index, agent_id in enumerate(["a", "b"]):
         bus.publish(
@@ -416,7 +416,7 @@ def _publish_votes(bus, ts: int) -> None:
 
 @pytest.mark.parametrize("equity", [float("nan"), float("inf")])
 def test_meta_investor_non_finite_step_pnl_raises_naming_the_bar(equity: float) -> None:
-    from engine.errors import HandlerError
+    from engine.core.errors import HandlerError
 
     bus, meta = _bus_meta()
     _publish_bar(bus, 1_000)
@@ -439,7 +439,7 @@ def test_meta_investor_non_finite_step_pnl_raises_naming_the_bar(equity: float) 
 def test_meta_investor_nan_coalition_value_raises_naming_the_bar(
     exact_max_agents: int, detail: str
 ) -> None:
-    from engine.errors import HandlerError
+    from engine.core.errors import HandlerError
 
     bus, meta = _bus_meta(exact_max_agents)
     _publish_bar(bus, 1_000)

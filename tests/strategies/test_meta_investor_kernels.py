@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.config import BrokerConfig
+from brokers.config import BrokerConfig
 from strategies.meta.investor import (
     _coalition_pnl_nb,
     _decision_nb,

@@ -2,7 +2,7 @@
 
 A grid names scenario fields by their dotted path (``broker.commission_bps=0,1,2``,
 ``strategy.fast=5,10``); every combination, times ``seeds`` seeds, is one task.
-Every combination is built into a :class:`~engine.config.ScenarioConfig` before
+Every combination is built into a :class:`~engine.app.scenario.ScenarioConfig` before
 anything is submitted, so an unknown path or a bad value is a ``ConfigError``
 (with a "did you mean") before anything runs.
 
@@ -52,9 +52,10 @@ from typing import Any
 
 import msgspec
 
-from engine.config import MappoEnsembleConfig, ScenarioConfig, config_hash, scenario_from_dict
-from engine.errors import ConfigError, StorageError
-from engine.metrics import Summary
+from engine.app.metrics import Summary
+from engine.app.scenario import ScenarioConfig, config_hash, scenario_from_dict
+from engine.core.errors import ConfigError, StorageError
+from strategies.marl.config import MappoEnsembleConfig
 
 __all__ = [
     "METRICS",
@@ -255,7 +256,7 @@ def check_metric(metric: str) -> str:
 
 def training_window(config: ScenarioConfig, *, source: str = "--train") -> ScenarioConfig:
     """``config`` cut to the bars before ``run.trade_start``: what a sweep task trains on."""
-    from engine.warmup import trade_start_ns, training_config
+    from engine.app.warmup import trade_start_ns, training_config
 
     if not isinstance(config.strategy, MappoEnsembleConfig):
         raise ConfigError(
@@ -280,7 +281,7 @@ def train_checkpoint(
     The training market does not model ``broker.max_participation``, so a scenario
     that caps fills by volume trains without the cap (its backtests keep it).
     """
-    from strategies.marl.training import train_scenario
+    from engine.app.train import train_scenario
 
     if config.broker.max_participation > 0.0:
         config = with_overrides(config, {"broker.max_participation": 0.0}, source="training")
@@ -360,9 +361,9 @@ def run_task(
 ) -> TaskOutcome:
     """Run one task's backtest. Errors of the run itself come back as a ``failed``
     outcome; a database error is raised so that Dask retries the task."""
-    from engine.events import OrderFilled, PortfolioSnapshot
-    from engine.runner import run_backtest
-    from engine.version import code_version
+    from engine.app.backtest import run_backtest
+    from engine.core.events import OrderFilled, PortfolioSnapshot
+    from engine.core.version import code_version
 
     started = time.perf_counter()
     worker = _worker_name()
@@ -579,10 +580,10 @@ def deflated_best(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """The deflated Sharpe ratio (Bailey and López de Prado 2014) of the best completed
     row by ``metric``, given the number of rows tried: PSR of its returns against the
     Sharpe ratio the best of that many skill-less trials would show (from the variance of
-    the trials' per-bar Sharpe ratios); see :mod:`engine.significance`. Rows carry their
+    the trials' per-bar Sharpe ratios); see :mod:`engine.app.significance`. Rows carry their
     summary's ``sharpe``, ``periods_per_year`` and ``edge`` (skewness, kurtosis, returns
     counted). NaN where fewer than two trials have a Sharpe ratio."""
-    from engine.significance import expected_max_sharpe, psr_from_moments
+    from engine.app.significance import expected_max_sharpe, psr_from_moments
 
     usable = [
         row
@@ -695,7 +696,7 @@ def run_sweep(
     key is in ``[train]``. Task ``k`` writes ``checkpoint_dir/task-k.pt`` (default
     ``runs/sweep-<id>/``; on several machines, a folder they all see).
     """
-    from engine.version import code_version
+    from engine.core.version import code_version
     from storage.db import connect
     from storage.sweeps import create_sweep, finish_sweep, record_task
 

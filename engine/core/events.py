@@ -3,7 +3,7 @@
 Every message carries ``ts_event`` (when the thing happened) and ``ts_init``
 (when emarl created the message), both int nanoseconds since the Unix epoch in
 UTC, and ``seq``, a number that increases by one with every message of a run
-(handed out by :meth:`engine.bus.MessageBus.next_seq`).
+(handed out by :meth:`engine.core.bus.MessageBus.next_seq`).
 
 Commands are imperative (:class:`SubmitOrder`, :class:`CancelOrder`); events
 are past tense (:class:`OrderAccepted`, :class:`OrderFilled`, ...). Messages are

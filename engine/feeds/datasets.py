@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 __all__ = [
     "WEICHAI_SYMBOL",
@@ -68,8 +68,8 @@ def weichai_5m() -> pd.DataFrame:
 
 def write_weichai_30m(out: Path) -> int:
     """Resample the 5-minute bars to 30 minutes with emarl's loader; write Parquet; return bars."""
-    from engine.config import DataConfig
-    from engine.data import load_bars
+    from engine.feeds.bars import load_bars
+    from engine.feeds.config import DataConfig
 
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder) / "weichai_5m.parquet"

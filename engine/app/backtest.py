@@ -21,12 +21,13 @@ import numpy as np
 
 from brokers.portfolio import Portfolio
 from brokers.simulated import SimulatedBroker
-from engine.bus import Bus, MessageBus
-from engine.clock import SimulatedClock
-from engine.config import ScenarioConfig, config_hash
-from engine.data import BarData, bars_fingerprint, count_gaps, load_bars
-from engine.errors import ConfigError
-from engine.events import (
+from engine.app.metrics import Summary, compute_summary, edge_of, window_summaries
+from engine.app.scenario import ScenarioConfig, config_hash
+from engine.app.warmup import WarmupGate, check_warmup, trade_start_ns
+from engine.core.bus import Bus, MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.errors import ConfigError
+from engine.core.events import (
     Bar,
     OrderDenied,
     OrderFilled,
@@ -36,9 +37,8 @@ from engine.events import (
     SubmitOrder,
     reason_kind,
 )
-from engine.metrics import Summary, compute_summary, edge_of, window_summaries
-from engine.version import code_version
-from engine.warmup import WarmupGate, check_warmup, trade_start_ns
+from engine.core.version import code_version
+from engine.feeds.bars import BarData, bars_fingerprint, count_gaps, load_bars
 
 # runs at least this long write through a writer process by default (see run_backtest_async)
 WRITER_PROCESS_MIN_BARS = 20_000
@@ -86,7 +86,7 @@ class BacktestResult:
     #: range, mean exposure); None without one
     panel: dict[str, Any] | None = None
     #: is the edge real: bootstrap intervals, PSR against 0 and buy-and-hold
-    #: (:func:`engine.metrics.edge_of`)
+    #: (:func:`engine.app.metrics.edge_of`)
     edge: dict[str, Any] | None = None
 
     def stored_summary(self) -> dict[str, Any]:
@@ -242,7 +242,8 @@ def build_strategy(
     data: BarData | None = None,
 ) -> Any:
     """The strategy a scenario names (not yet subscribed)."""
-    from engine.config import MappoEnsembleConfig, ScriptedEnsembleConfig
+    from strategies.marl.config import MappoEnsembleConfig
+    from strategies.scripted import ScriptedEnsembleConfig
 
     if isinstance(config.strategy, ScriptedEnsembleConfig):
         return _scripted_ensemble(config, config.strategy, bus, clock, data)
@@ -409,7 +410,7 @@ async def run_backtest_async(
     finished bars are written, the run is marked ``failed`` with the error,
     and :class:`HandlerError` propagates. ``tap(bus)`` is called before anything
     subscribes (a sweep task keeps the run's messages with it). With
-    ``run.trade_start`` the bars before it only warm up (see :mod:`engine.warmup`)
+    ``run.trade_start`` the bars before it only warm up (see :mod:`engine.app.warmup`)
     and the summary starts there.
 
     With persistence the rows can be written by a :class:`~storage.writer.WriterProcess`
@@ -515,7 +516,7 @@ def provenance(data: BarData, record: Any) -> dict[str, Any]:
 
 def _training_record(config: ScenarioConfig) -> Any:
     """The checkpoint's training record of a learned scenario (None for other strategies)."""
-    from engine.config import MappoEnsembleConfig
+    from strategies.marl.config import MappoEnsembleConfig
 
     if not isinstance(config.strategy, MappoEnsembleConfig):
         return None

@@ -52,9 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import MappoEnsembleConfig, ScenarioConfig, config_hash
-from engine.errors import ConfigError
-from engine.sweep import (
+from engine.app.scenario import ScenarioConfig, config_hash
+from engine.app.sweep import (
     TaskOutcome,
     TaskSpec,
     build_tasks,
@@ -67,6 +66,8 @@ from engine.sweep import (
     train_checkpoint,
     with_overrides,
 )
+from engine.core.errors import ConfigError
+from strategies.marl.config import MappoEnsembleConfig
 
 __all__ = [
     "Fold",
@@ -253,7 +254,7 @@ class GridSelection:
     metric: str = "sharpe"
 
     def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
-        from engine.runner import run_backtest
+        from engine.app.backtest import run_backtest
 
         rows = []
         for spec in build_tasks(config, self.grid):
@@ -355,7 +356,7 @@ def run_fold(
     keep_messages: bool = True,
 ) -> tuple[TrainResult | None, TaskOutcome]:
     """One fold on a worker: the train step on the train window, then the test run."""
-    from engine.config import scenario_from_dict
+    from engine.app.scenario import scenario_from_dict
 
     fold = spec.fold
     window = TrainWindow(fold.index, fold.train_start_ns, fold.train_end_ns, fold.train_bars)
@@ -440,7 +441,7 @@ class WalkForwardResult:
 def _overall(
     ts: np.ndarray, equity: np.ndarray, initial: float, folds: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    from engine.metrics import compute_summary
+    from engine.app.metrics import compute_summary
 
     out: dict[str, Any] = {
         "folds": len(folds),
@@ -504,9 +505,9 @@ def run_walk_forward(
     """
     import pandas as pd
 
-    from engine.data import load_bars
-    from engine.sweep import _distributed, _lost, _maybe_client
-    from engine.version import code_version
+    from engine.app.sweep import _distributed, _lost, _maybe_client
+    from engine.core.version import code_version
+    from engine.feeds.bars import load_bars
     from storage.db import connect
     from storage.sweeps import create_sweep, finish_sweep, record_fold, store_equity
 

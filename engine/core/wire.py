@@ -8,7 +8,7 @@ An MQTT payload is the msgpack array ``[version, source, seq, payload]``:
   another source);
 * ``seq``: the sender's sequence number, increasing by one per message;
   receivers drop duplicates and out-of-order messages by it;
-* ``payload``: the event, encoded by :func:`engine.events.encode`;
+* ``payload``: the event, encoded by :func:`engine.core.events.encode`;
 * ``mac`` (optional fifth element): with a shared key, HMAC-SHA256 of the
   msgpack encoding of the first four elements. A receiver that holds the key
   drops a message without it, or whose MAC does not match.
@@ -17,7 +17,7 @@ An MQTT payload is the msgpack array ``[version, source, seq, payload]``:
 and says what to do with each: process it as the next bar, end the run, or
 drop it with a reason. It is plain synchronous code with no I/O. Whether a
 well-formed bar is plausible (its sequence number, time and prices) is judged
-after it, by :mod:`engine.feed_guard`.
+after it, by :mod:`engine.feeds.guard`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Final
 
 import msgspec
 
-from engine.events import Bar, Message, RunFinished, decode, encode, event_name
+from engine.core.events import Bar, Message, RunFinished, decode, encode, event_name
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -86,7 +86,7 @@ def feed_key(text: str | None) -> bytes | None:
         return None
     key = text.encode("utf-8")
     if len(key) < MIN_KEY_BYTES:
-        from engine.errors import ConfigError
+        from engine.core.errors import ConfigError
 
         raise ConfigError(
             f"--feed-key must be at least {MIN_KEY_BYTES} bytes long, got {len(key)} "
@@ -168,7 +168,7 @@ class Verdict:
     seq: int = 0
     bar: Bar | None = None
     gap: int = 0
-    #: a well-formed message set aside as implausible (engine.feed_guard), not malformed
+    #: a well-formed message set aside as implausible (engine.feeds.guard), not malformed
     quarantined: bool = False
 
 

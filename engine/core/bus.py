@@ -5,7 +5,7 @@ optionally, one symbol. :meth:`MessageBus.publish` calls the matching handlers
 at once, in the order they subscribed, before it returns: a handler that
 publishes in turn has its message delivered (depth first) before the next
 handler of the outer message runs. There is no task switch per message; the
-asyncio shell (:mod:`engine.runner`) only moves messages in and out.
+asyncio shell (:mod:`engine.app.backtest`) only moves messages in and out.
 
 Topics are ``emarl/<run>/<event>/<symbol>`` (see :func:`topic`); the MQTT
 bus implements the same interface over a broker.
@@ -17,8 +17,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from engine.errors import BusError, HandlerError
-from engine.events import Message, event_name
+from engine.core.errors import BusError, HandlerError
+from engine.core.events import Message, event_name
 
 __all__ = ["ANY", "Bus", "Handler", "MessageBus", "topic"]
 

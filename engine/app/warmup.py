@@ -12,10 +12,10 @@ ready, without the strategy knowing anything about warm-ups.
 
 from __future__ import annotations
 
-from engine.bus import ANY, Bus, Handler
-from engine.clock import Clock
-from engine.config import ScenarioConfig
-from engine.events import Message, OrderDenied, SubmitOrder
+from engine.app.scenario import ScenarioConfig
+from engine.core.bus import ANY, Bus, Handler
+from engine.core.clock import Clock
+from engine.core.events import Message, OrderDenied, SubmitOrder
 
 __all__ = ["WarmupGate", "check_warmup", "decision_warmup", "trade_start_ns", "training_config"]
 
@@ -26,7 +26,7 @@ def trade_start_ns(config: ScenarioConfig) -> int | None:
         return None
     import pandas as pd
 
-    from engine.errors import ConfigError
+    from engine.core.errors import ConfigError
 
     try:
         stamp = pd.Timestamp(config.run.trade_start)
@@ -41,7 +41,8 @@ def trade_start_ns(config: ScenarioConfig) -> int | None:
 
 def decision_warmup(config: ScenarioConfig) -> tuple[int, str]:
     """How many bars the scenario's strategy reads before its first decision, and why."""
-    from engine.config import MappoEnsembleConfig, SmaCrossConfig
+    from strategies.marl.config import MappoEnsembleConfig
+    from strategies.sma_cross import SmaCrossConfig
 
     strategy = config.strategy
     if isinstance(strategy, MappoEnsembleConfig):
@@ -54,7 +55,7 @@ def decision_warmup(config: ScenarioConfig) -> tuple[int, str]:
 def check_warmup(config: ScenarioConfig, bars: int) -> None:
     """Refuse data too short for one decision to be made and filled (a decision on a bar
     fills at the next bar's open)."""
-    from engine.errors import DataError
+    from engine.core.errors import DataError
 
     warmup, why = decision_warmup(config)
     if bars < warmup + 2:
@@ -78,7 +79,7 @@ def training_config(config: ScenarioConfig) -> ScenarioConfig:
     import msgspec
     import pandas as pd
 
-    from engine.data import bound_ns
+    from engine.feeds.bars import bound_ns
 
     start = trade_start_ns(config)
     if start is None:
@@ -95,7 +96,8 @@ def training_config(config: ScenarioConfig) -> ScenarioConfig:
 
 
 class WarmupGate:
-    """A :class:`~engine.bus.Bus` for the strategy that holds its orders back until ``start_ns``."""
+    """A :class:`~engine.core.bus.Bus` for the strategy that holds its orders back until
+    ``start_ns``."""
 
     def __init__(self, bus: Bus, clock: Clock, start_ns: int) -> None:
         self._bus = bus

@@ -6,7 +6,7 @@ nanoseconds UTC, the convention of every emarl event. Validation names the
 file, the row (1-based, counting the header line of a CSV as row 1, so the
 number matches what an editor shows; for Parquet, the 1-based row index) and
 the problem. Repairable problems follow the policies of
-:class:`engine.config.DataConfig`; the default is to stop with an error.
+:class:`engine.app.scenario.DataConfig`; the default is to stop with an error.
 
 Gaps (missing bars) are allowed. They are counted as follows: the session
 template is the set of bar end times of day (in the data's time zone) seen on
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.config import DataConfig
-from engine.errors import ConfigError, DataError
-from engine.limits import apply_limits
+from engine.core.errors import ConfigError, DataError
+from engine.feeds.config import DataConfig
+from engine.feeds.limits import apply_limits
 
 __all__ = [
     "BarData",
@@ -518,11 +518,11 @@ def load_bars(
     """Load, validate, resample and window the bars a scenario asks for.
 
     ``complexity`` (the training curriculum's, in (0, 1]) scales the synthetic market's
-    noise (:func:`engine.synthetic.generate_market`); real bars cannot be rescaled, so
+    noise (:func:`engine.feeds.synthetic.generate_market`); real bars cannot be rescaled, so
     anything but 1 is an error for a file source.
     """
     if config.source == "synthetic":
-        from engine.synthetic import generate_market
+        from engine.feeds.synthetic import generate_market
 
         data = generate_market(
             config.synthetic,

@@ -2,7 +2,7 @@
 
 A number can be finite and still wreck the accounting: one bar at 1e308 overflows
 every product it enters. :func:`apply_limits` runs after the other checks of
-:mod:`engine.data` (on sorted, unique bars) and treats as a bad price any bar with
+:mod:`engine.feeds.bars` (on sorted, unique bars) and treats as a bad price any bar with
 a price above ``data.max_price``, a high/low ratio or an open, high, low or close
 further than ``data.max_abs_log_return`` (natural log) from the previous bar's
 close; and as a bad volume a volume above ``data.max_volume``. The data policies
@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.config import DataConfig
+from engine.feeds.config import DataConfig
 
 __all__ = ["apply_limits"]
 

@@ -1,6 +1,6 @@
 """Feed integrity for paper runs: implausible bars are quarantined, gaps stop the run.
 
-:class:`engine.wire.FeedGate` drops what is malformed, duplicated or out of order.
+:class:`engine.core.wire.FeedGate` drops what is malformed, duplicated or out of order.
 What passes it is a well-formed bar that may still be false: forged, corrupt, or
 one of a stretch the broker lost. :class:`FeedGuard` judges each such bar against
 the last accepted one (feed sequence number ``L``, bar time ``T``, close ``C``)
@@ -31,7 +31,7 @@ before anything trades on it:
   trades on and stores the gap as ``skipped``: ``emarl status`` and the report
   show every gap with its sequence range.
 
-The guard is plain synchronous code with no I/O; :class:`engine.paper.PaperTrader`
+The guard is plain synchronous code with no I/O; :class:`engine.app.paper.PaperTrader`
 stores what it decides.
 """
 
@@ -41,8 +41,8 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from engine.errors import ConfigError
-from engine.events import Bar
+from engine.core.errors import ConfigError
+from engine.core.events import Bar
 
 __all__ = [
     "ACCEPT",

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import MappoEnsembleConfig, ScenarioConfig, TrainConfig, config_hash
-from engine.errors import ConfigError
+from engine.app.scenario import ScenarioConfig, config_hash
+from engine.core.errors import ConfigError
+from strategies.marl.config import MappoEnsembleConfig, TrainConfig
 from strategies.marl.env import CostRates, MarketData
 
 __all__ = ["TrainingOutcome", "prepare_market", "train_scenario"]
@@ -37,7 +38,7 @@ class TrainingOutcome:
 
 def prepare_market(config: ScenarioConfig) -> tuple[Any, np.ndarray, np.ndarray, MarketData]:
     """(bars, features, warm mask, MarketData) for the scenario's data window."""
-    from engine.data import load_bars
+    from engine.feeds.bars import load_bars
     from indicators.features import build_features, warm_mask
     from strategies.marl.mappo import market_from_bars
 
@@ -58,7 +59,7 @@ def prepare_stage_markets(config: ScenarioConfig, hp: TrainConfig) -> list[Marke
     scales the costs and the share of hard episodes only."""
     if config.data.source != "synthetic" or not hp.curriculum:
         return None
-    from engine.data import load_bars
+    from engine.feeds.bars import load_bars
     from indicators.features import build_features, warm_mask
     from strategies.marl.mappo import market_from_bars
 
@@ -92,7 +93,7 @@ def prepare_validation(
         return None
     import msgspec
 
-    from engine.data import bound_ns
+    from engine.feeds.bars import bound_ns
     from strategies.marl.validation import ValidationMarket
 
     end_ns = bound_ns(hp.validation_end, config.data.timezone, "end")
@@ -140,13 +141,13 @@ def train_scenario(
 ) -> TrainingOutcome:
     """Train on the scenario and write the checkpoint (``out`` or ``strategy.checkpoint``).
 
-    The bars are those of :func:`engine.warmup.training_config`: inside ``data.start`` /
+    The bars are those of :func:`engine.app.warmup.training_config`: inside ``data.start`` /
     ``data.end`` and before ``run.trade_start`` when it is set. The checkpoint's ``.json``
     records them (:func:`strategies.marl.provenance.training_data_record`).
     """
     import msgspec
 
-    from engine.warmup import trade_start_ns, training_config
+    from engine.app.warmup import trade_start_ns, training_config
     from strategies.marl.agents import meta_params_of
     from strategies.marl.checkpoint import feature_signature, save_checkpoint
     from strategies.marl.mappo import train

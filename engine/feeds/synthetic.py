@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.config import SyntheticConfig
-from engine.data import NS_PER_MINUTE, BarData, DataReport
+from engine.feeds.bars import NS_PER_MINUTE, BarData, DataReport
+from engine.feeds.config import SyntheticConfig
 
 __all__ = ["REGIME_NAMES", "generate_market"]
 

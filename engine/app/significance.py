@@ -3,7 +3,7 @@
 Every function takes the per-bar simple returns of an equity curve,
 ``r_t = equity_t / equity_{t-1} - 1`` (a 1-D float array of ``n`` values), and, where a
 figure is annualised, ``P = periods_per_year``: bars per year as the run summary computes
-it (number of returns divided by the years spanned, see :mod:`engine.metrics`).
+it (number of returns divided by the years spanned, see :mod:`engine.app.metrics`).
 
 Moments of the returns (``n`` of them)
 --------------------------------------

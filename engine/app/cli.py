@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.errors import (
+from engine.core.errors import (
     ConfigError,
     DataError,
     EmarlError,
@@ -223,8 +223,8 @@ def backtest(
     """
     import msgspec
 
-    from engine.config import load_scenario
-    from engine.runner import run_backtest
+    from engine.app.backtest import run_backtest
+    from engine.app.scenario import load_scenario
 
     try:
         config = load_scenario(scenario)
@@ -314,17 +314,17 @@ def train(
     import csv
     import time
 
-    from engine.config import config_hash, load_scenario
-    from engine.version import code_version
+    from engine.app.scenario import config_hash, load_scenario
+    from engine.core.version import code_version
 
     try:
         config = load_scenario(scenario)
     except EmarlError as exc:
         raise _fail(exc) from None
+    from engine.app.train import train_scenario
     from storage.db import connect
     from storage.training import add_training_metric, create_training_run, finish_training_run
     from strategies.marl.provenance import checkpoint_path
-    from strategies.marl.training import train_scenario
 
     started = time.perf_counter()
     try:
@@ -552,7 +552,7 @@ def evaluate(
 
 def _evaluation_config(target: str, db: str | None) -> Any:
     """The scenario of ``emarl evaluate``: a file, or the stored config of a run."""
-    from engine.config import load_scenario, scenario_from_dict
+    from engine.app.scenario import load_scenario, scenario_from_dict
 
     if target.endswith(".toml") or Path(target).is_file():
         return load_scenario(target)
@@ -650,7 +650,7 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
     its bars (in sample: inside the checkpoint's training window; out of sample: after)."""
     from rich.table import Table
 
-    from engine.runner import describe_refusals
+    from engine.app.backtest import describe_refusals
 
     training = s.get("training") or {}
     windows: dict[str, dict[str, Any]] = training.get("windows") or {}
@@ -1225,8 +1225,9 @@ def features(
     """
     import msgspec
 
-    from engine.config import DataConfig, load_scenario
-    from engine.data import load_bars
+    from engine.app.scenario import load_scenario
+    from engine.feeds.bars import load_bars
+    from engine.feeds.config import DataConfig
     from indicators.features import FEATURE_NAMES, feature_frame
     from indicators.params import IndicatorParams
 
@@ -1296,7 +1297,7 @@ def _mqtt_settings(
     key_file: Path | None,
     tls_insecure: bool,
 ) -> Any:
-    from engine.mqtt import MqttSettings
+    from engine.feeds.mqtt import MqttSettings
 
     return MqttSettings.from_url(
         url,
@@ -1419,9 +1420,9 @@ def paper(
 
     Example: emarl paper scenarios/weichai_sma.toml --bus mqtt://127.0.0.1:1883
     """
-    from engine.config import load_scenario
-    from engine.paper import PaperOptions, run_paper
-    from engine.wire import feed_key as feed_key_bytes
+    from engine.app.paper import PaperOptions, run_paper
+    from engine.app.scenario import load_scenario
+    from engine.core.wire import feed_key as feed_key_bytes
 
     _log_to_stderr(quiet)
     try:
@@ -1500,10 +1501,11 @@ def publish(
 
     import msgspec
 
-    from engine.config import DataConfig, InstrumentConfig, load_scenario
-    from engine.data import load_bars
-    from engine.mqtt import check_name, first_bars, parse_speed, publish_bars
-    from engine.wire import feed_key as feed_key_bytes
+    from engine.app.scenario import InstrumentConfig, load_scenario
+    from engine.core.wire import feed_key as feed_key_bytes
+    from engine.feeds.bars import load_bars
+    from engine.feeds.config import DataConfig
+    from engine.feeds.mqtt import check_name, first_bars, parse_speed, publish_bars
 
     _log_to_stderr(quiet)
     try:
@@ -1789,8 +1791,8 @@ def sweep(
     Example: emarl sweep scenarios/weichai_sma.toml --grid strategy.fast=5,10
     --grid strategy.slow=30,60
     """
-    from engine.config import load_scenario
-    from engine.sweep import check_metric, parse_grid, run_sweep
+    from engine.app.scenario import load_scenario
+    from engine.app.sweep import check_metric, parse_grid, run_sweep
 
     try:
         config = load_scenario(scenario)
@@ -1915,9 +1917,9 @@ def walkforward(
 
     Example: emarl walkforward scenarios/weichai_sma.toml --train 24M --optimize strategy.fast=5,10
     """
-    from engine.config import load_scenario
-    from engine.sweep import check_metric, parse_grid
-    from engine.walkforward import parse_period, run_walk_forward
+    from engine.app.scenario import load_scenario
+    from engine.app.sweep import check_metric, parse_grid
+    from engine.app.walkforward import parse_period, run_walk_forward
 
     try:
         config = load_scenario(scenario)
@@ -2077,7 +2079,7 @@ def data_weichai(
 
     Example: emarl data weichai -o data/weichai_30m.parquet
     """
-    from engine.datasets import write_weichai_30m
+    from engine.feeds.datasets import write_weichai_30m
 
     try:
         count = write_weichai_30m(out)
@@ -2098,8 +2100,8 @@ def data_synthetic(
 
     Example: emarl data synthetic --bars 200000 --seed 1 -o data/synthetic.parquet
     """
-    from engine.config import SyntheticConfig
-    from engine.synthetic import generate_market
+    from engine.feeds.config import SyntheticConfig
+    from engine.feeds.synthetic import generate_market
 
     try:
         config = SyntheticConfig(bars=bars)

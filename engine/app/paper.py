@@ -2,9 +2,9 @@
 
 The core, :class:`PaperTrader`, is synchronous and deterministic. It wires
 the same handlers in the same order as a backtest
-(:func:`engine.runner.wire_pipeline` after the Recorder) and takes one feed
-message at a time: :class:`engine.wire.FeedGate` decides whether it is the
-next bar, :class:`engine.feed_guard.FeedGuard` whether that bar is plausible
+(:func:`engine.app.backtest.wire_pipeline` after the Recorder) and takes one feed
+message at a time: :class:`engine.core.wire.FeedGate` decides whether it is the
+next bar, :class:`engine.feeds.guard.FeedGuard` whether that bar is plausible
 (or quarantined, or a gap that halts the run), and a bar is dispatched, then
 stored with everything it produced in one transaction (the Recorder's rows,
 the bar, the run's feed position, the gap it closes).
@@ -20,7 +20,7 @@ messages it led to, and the last stored snapshot must equal the rebuilt
 portfolio, or the run is not resumed (:class:`ResumeError`).
 
 Delivery. The MQTT shell (:func:`run_paper_async`, its connection in
-:mod:`engine.paper_session`) uses a persistent session
+:mod:`engine.app.paper_session`) uses a persistent session
 with a client id stable for the run and acknowledges a bar only after its
 transaction committed and the messages it produced were sent: a process
 killed at any point gets its unacknowledged bars again and drops those it had
@@ -45,12 +45,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.bus import ANY, Bus, MessageBus
-from engine.clock import SimulatedClock
-from engine.config import MappoEnsembleConfig, ScenarioConfig, config_hash
-from engine.errors import ConfigError, HandlerError, ResumeError
-from engine.events import Bar, Message, encode
-from engine.feed_guard import (
+from engine.app.backtest import Pipeline, StrategyFactory, build_pipeline, build_strategy
+from engine.app.paper_session import PaperSession
+from engine.app.scenario import ScenarioConfig, config_hash
+from engine.core.bus import ANY, Bus, MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.errors import ConfigError, HandlerError, ResumeError
+from engine.core.events import Bar, Message, encode
+from engine.core.version import code_version
+from engine.core.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, HALT, HOLD, PROCESS, FeedGate, Verdict
+from engine.feeds.guard import (
     ACCEPT,
     DEFAULT_MAX_GAP,
     DEFAULT_MAX_JUMP,
@@ -62,11 +66,8 @@ from engine.feed_guard import (
     ImplausiblePolicy,
     Judgement,
 )
-from engine.mqtt import MqttBus, MqttSettings, check_name, quiet_socket_races
-from engine.paper_session import PaperSession
-from engine.runner import Pipeline, StrategyFactory, build_pipeline, build_strategy
-from engine.version import code_version
-from engine.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, HALT, HOLD, PROCESS, FeedGate, Verdict
+from engine.feeds.mqtt import MqttBus, MqttSettings, check_name, quiet_socket_races
+from strategies.marl.config import MappoEnsembleConfig
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -100,7 +101,7 @@ class PaperOptions:
     max_jump: float = DEFAULT_MAX_JUMP
     on_gap: GapPolicy = "halt"
     on_implausible: ImplausiblePolicy = "drop"
-    #: shared key of a signed feed (engine.wire): unsigned or badly signed messages drop
+    #: shared key of a signed feed (engine.core.wire): unsigned or badly signed messages drop
     feed_key: bytes | None = None
 
     def limits(self, config: ScenarioConfig) -> FeedLimits:
@@ -146,7 +147,7 @@ class PaperResult:
 
 def _strategy_factory(config: ScenarioConfig) -> StrategyFactory | None:
     """With ``run.trade_start``, the strategy sends no order before it (wall-clock time)."""
-    from engine.warmup import WarmupGate, trade_start_ns
+    from engine.app.warmup import WarmupGate, trade_start_ns
 
     start = trade_start_ns(config)
     if start is None:
@@ -357,7 +358,7 @@ class PaperTrader:
         return verdict
 
     def _set_aside(self, topic_name: str, verdict: Verdict, judgement: Judgement) -> Verdict:
-        """Quarantine a bar, or halt the run at it (see :mod:`engine.feed_guard`)."""
+        """Quarantine a bar, or halt the run at it (see :mod:`engine.feeds.guard`)."""
         from storage.paper import record_halt
 
         if judgement.action == QUARANTINE:
@@ -652,7 +653,7 @@ def _summary(engine: Engine, run_id: int, config: ScenarioConfig) -> str | None:
 
     import numpy as np
 
-    from engine.metrics import compute_summary
+    from engine.app.metrics import compute_summary
     from storage.paper import summary_inputs
 
     inputs = summary_inputs(engine, run_id)

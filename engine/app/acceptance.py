@@ -3,7 +3,7 @@
 The scenario (``scenarios/regimes_meta.toml``) trades three scripted agents that read
 past bars only (:mod:`strategies.scripted`): a trend follower, a mean-reverter and a noise
 agent, on the seeded regime market whose true regime is known for every bar
-(:mod:`engine.synthetic`). For each seed, :func:`regime_acceptance` runs
+(:mod:`engine.feeds.synthetic`). For each seed, :func:`regime_acceptance` runs
 
 * the meta-investor as the scenario configures it,
 * the same panel with SPEC 5's literal meta-investor
@@ -36,17 +36,18 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from engine.config import ScenarioConfig, ScriptedEnsembleConfig
-from engine.data import load_bars
-from engine.errors import ConfigError
-from engine.events import Valuation
+from engine.app.scenario import ScenarioConfig
+from engine.core.errors import ConfigError
+from engine.core.events import Valuation
+from engine.feeds.bars import load_bars
+from strategies.scripted import ScriptedEnsembleConfig
 
 __all__ = ["SeedFigures", "regime_acceptance", "regime_lags"]
 
 #: spells starting before this bar are left out of the lag (the agents' lookback and the
 #: first credit are still forming)
 SETTLE_BARS = 300
-#: the agent that suits each regime code of engine.synthetic (None: none)
+#: the agent that suits each regime code of engine.feeds.synthetic (None: none)
 SUITS = {0: "trend", 1: "trend", 2: "mean_revert", 3: None}
 
 
@@ -79,7 +80,7 @@ def _with(config: ScenarioConfig, seed: int, agents: Sequence[str], meta: dict[s
 
 def _run(config: ScenarioConfig, data: Any) -> tuple[float, np.ndarray, Any]:
     """(Sharpe, weights per bar (bars, n) forward-filled, result) of a backtest."""
-    from engine.runner import run_backtest
+    from engine.app.backtest import run_backtest
 
     assert isinstance(config.strategy, ScriptedEnsembleConfig)  # checked by the caller
     n = len(config.strategy.agents)

@@ -218,11 +218,11 @@ def edge_of(
     marks: np.ndarray | None,
     seed: int,
 ) -> dict[str, Any]:
-    """:func:`engine.significance.edge_figures` of an equity curve: bootstrap intervals of
+    """:func:`engine.app.significance.edge_figures` of an equity curve: bootstrap intervals of
     Sharpe and total return, PSR against 0 and against buy-and-hold of the whole account
     over the same bars (``marks``: the close before the curve's first bar, then the close
     of each of its bars, so that the benchmark's returns line up with the curve's)."""
-    from engine.significance import edge_figures
+    from engine.app.significance import edge_figures
 
     benchmark = None if marks is None or len(marks) < 2 else np.diff(marks) / marks[:-1]
     figures = edge_figures(

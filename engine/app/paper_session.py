@@ -2,10 +2,10 @@
 
 :class:`PaperSession` subscribes to the feed with a persistent session under a client
 id stable for the run, hands each message to the synchronous core
-(:meth:`engine.paper.PaperTrader.on_message`), sends what a bar produced in the
+(:meth:`engine.app.paper.PaperTrader.on_message`), sends what a bar produced in the
 background once the bar is committed, and acknowledges a message only after that: a
 process killed at any point gets its unacknowledged bars again. A held end marker is
-acknowledged with the end of the feed; a halt (see :mod:`engine.feed_guard`) is not
+acknowledged with the end of the feed; a halt (see :mod:`engine.feeds.guard`) is not
 acknowledged, so a restart reads that bar first. Lost connections are retried with
 jittered exponential backoff. A watchdog logs a stale feed and refreshes the run's
 heartbeat while it waits for bars.
@@ -20,16 +20,23 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.bus import topic
-from engine.errors import BusError, StorageError
-from engine.events import Bar, RunFinished
-from engine.mqtt import MqttSettings, ack, backoff_delays, close_client, connect_client, make_client
-from engine.wire import END, HALT, HOLD, PROCESS
+from engine.core.bus import topic
+from engine.core.errors import BusError, StorageError
+from engine.core.events import Bar, RunFinished
+from engine.core.wire import END, HALT, HOLD, PROCESS
+from engine.feeds.mqtt import (
+    MqttSettings,
+    ack,
+    backoff_delays,
+    close_client,
+    connect_client,
+    make_client,
+)
 
 if TYPE_CHECKING:
     import aiomqtt
 
-    from engine.paper import PaperOptions, PaperTrader
+    from engine.app.paper import PaperOptions, PaperTrader
 
 __all__ = ["PaperSession"]
 

@@ -5,7 +5,7 @@
   skipping host name checks). Clients use QoS 1 and, for a paper run, a
   persistent session (``clean_session=False``) under a client id that is
   stable for the run, so the broker queues bars while the run is down.
-* :class:`MqttBus` is the in-process :class:`~engine.bus.MessageBus` (same
+* :class:`MqttBus` is the in-process :class:`~engine.core.bus.MessageBus` (same
   synchronous dispatch, so the same handlers run unchanged) that also mirrors
   what it publishes onto ``emarl/<run>/<event>/<symbol>``: the messages wait
   in :attr:`MqttBus.outbox` until the asyncio shell sends them, after the bar
@@ -14,7 +14,7 @@
 * :func:`backoff_delays` gives the jittered exponential reconnection delays.
 
 Every aiomqtt or paho exception is translated into :class:`BusError` here or
-in :mod:`engine.paper`; handlers never see one. A lost connection is reported by
+in :mod:`engine.app.paper`; handlers never see one. A lost connection is reported by
 emarl's own one-line warnings: paho's socket errors go to the debug log
 (:data:`PAHO_LOG`), and the error a client kept about its lost connection is read
 when the client is closed, so asyncio never prints it as "Future exception was
@@ -37,15 +37,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from engine.bus import ANY, MessageBus, topic
-from engine.errors import BusError, ConfigError
-from engine.events import Bar, Message, RunFinished
-from engine.wire import pack
+from engine.core.bus import ANY, MessageBus, topic
+from engine.core.errors import BusError, ConfigError
+from engine.core.events import Bar, Message, RunFinished
+from engine.core.wire import pack
 
 if TYPE_CHECKING:
     import aiomqtt
 
-    from engine.data import BarData
+    from engine.feeds.bars import BarData
 
 __all__ = [
     "DEFAULT_URL",
@@ -382,10 +382,10 @@ class MqttBus(MessageBus):
     """The in-process bus whose published messages are also sent to MQTT.
 
     Dispatch is the in-process bus's: synchronous, in subscription order. Each
-    published message of an exported type is packed (:func:`engine.wire.pack`)
+    published message of an exported type is packed (:func:`engine.core.wire.pack`)
     into :attr:`outbox` as ``(topic, payload)``; the asyncio shell sends the
     outbox with QoS 1 and clears it. ``export`` limits the types sent
-    (default: every type except :class:`~engine.events.Bar`, which the feed
+    (default: every type except :class:`~engine.core.events.Bar`, which the feed
     already carries).
     """
 
@@ -474,14 +474,14 @@ async def publish_bars(
     """Publish ``data`` bar by bar to ``emarl/<feed>/bar/<symbol>`` (QoS 1, retained).
 
     Bars carry feed sequence numbers 1..n; with ``end`` a
-    :class:`~engine.events.RunFinished` marker follows as number n+1 on
+    :class:`~engine.core.events.RunFinished` marker follows as number n+1 on
     ``emarl/<feed>/run_finished/<symbol>``. ``speed`` None sends as fast as the
     broker acknowledges (``window`` messages in flight); a factor paces bars by
     their timestamps divided by it. Lost connections are retried with
     jittered backoff, re-sending every bar the broker had not acknowledged.
     ``on_published(seq, monotonic_ns)`` is called as each bar is handed to the
     client (benchmarks use it). With ``key`` every envelope is signed
-    (HMAC-SHA256, see :mod:`engine.wire`).
+    (HMAC-SHA256, see :mod:`engine.core.wire`).
     """
     import aiomqtt
 

@@ -1,0 +1,282 @@
+"""Scenario files: one TOML file decoded once, at the edge, into a frozen config.
+
+Each component receives its own section (``DataConfig``, ``BrokerConfig``...)
+through its constructor; nothing below the CLI reads files, environment
+variables or globals. Unknown keys are errors with a "did you mean" hint, and
+type errors name the section and key::
+
+    [run]        name, seed
+    [data]       where the bars come from and how to validate them
+    [instrument] symbol, lot size
+    [broker]     cash, costs, fill rules, margin
+    [strategy]   kind = "sma_cross" | ... and the strategy's parameters
+    [indicators] the 13 features' parameters (indicators.params.IndicatorParams)
+    [storage]    database URL and flush interval
+
+Relative data paths are resolved against the scenario file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+import types
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import msgspec
+
+from brokers.config import BrokerConfig
+from engine.core.configs import ConfigStruct, positive
+from engine.core.errors import ConfigError
+from engine.feeds.config import DataConfig, SyntheticConfig
+from indicators.params import IndicatorParams
+from storage.config import StorageConfig
+from strategies.marl.config import MappoEnsembleConfig, TrainConfig
+from strategies.scripted import ScriptedEnsembleConfig
+from strategies.sma_cross import SmaCrossConfig
+
+__all__ = [
+    "BrokerConfig",
+    "DataConfig",
+    "InstrumentConfig",
+    "MappoEnsembleConfig",
+    "RunConfig",
+    "ScenarioConfig",
+    "ScriptedEnsembleConfig",
+    "SmaCrossConfig",
+    "StorageConfig",
+    "StrategyConfig",
+    "SyntheticConfig",
+    "TrainConfig",
+    "config_hash",
+    "load_scenario",
+    "parse_scenario",
+    "scenario_from_dict",
+]
+
+
+class RunConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``trade_start`` (a date or time, naive = ``data.timezone``; empty = the first bar)
+    starts trading: bars before it only warm up indicators and strategy state (no order
+    goes out), and the summary covers the bars from it on."""
+
+    name: str = "backtest"
+    seed: int = 0
+    trade_start: str = ""
+
+    def check(self) -> None:
+        if self.trade_start:
+            from datetime import datetime
+
+            try:
+                datetime.fromisoformat(self.trade_start.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(
+                    f"run.trade_start: cannot read {self.trade_start!r} as a date or time "
+                    "(use e.g. 2020-01-31 or 2020-01-31T09:30:00+08:00)"
+                ) from None
+
+
+class InstrumentConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    symbol: str = "SYNTH"
+    lot_size: float = 1.0
+
+    def check(self) -> None:
+        if not self.symbol or "/" in self.symbol or "+" in self.symbol or "#" in self.symbol:
+            raise ConfigError(
+                f"instrument.symbol must be non-empty without '/', '+', '#', got {self.symbol!r}"
+            )
+        positive("instrument.lot_size", self.lot_size)
+
+
+StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
+# Keys added after scenarios were stored, per section (strategies by kind): to_dict leaves
+# them out at their defaults, so the config hash of a scenario that does not use them stays.
+_LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {
+        "source_bar_minutes": 0,
+        "max_price": 1e15,
+        "max_volume": 1e18,
+        "max_abs_log_return": 10.0,
+    },
+    "mappo_ensemble": {
+        "sampling_temperature": 1.0,
+        "uncertainty_bonus": 0.0,
+        "allow_transfer": False,
+        "no_trade_band": 0.0,
+        "min_hold_bars": 0,
+    },
+    "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
+    "train": {"reward_turnover": 0.0, "validation_end": "", "validate_every": 5, "patience": 0},
+}
+
+
+class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A whole scenario. ``base_dir`` is the folder relative paths are read from."""
+
+    run: RunConfig = msgspec.field(default_factory=RunConfig)
+    data: DataConfig = msgspec.field(default_factory=DataConfig)
+    instrument: InstrumentConfig = msgspec.field(default_factory=InstrumentConfig)
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=SmaCrossConfig)
+    indicators: IndicatorParams = msgspec.field(default_factory=IndicatorParams)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    train: TrainConfig | None = None
+    base_dir: str = "."
+
+    def check(self) -> None:
+        for section in (self.run, self.data, self.instrument, self.broker, self.strategy):
+            section.check()
+        self.storage.check()
+        if self.train is not None:
+            self.train.check()
+
+    def data_path(self) -> Path:
+        path = Path(self.data.path)
+        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective config as plain data (``base_dir`` left out)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        out.pop("base_dir", None)
+        if out.get("train") is None:  # scenarios without [train] keep their hash
+            out.pop("train", None)
+        sections = [("data", out["data"])]
+        if isinstance(out.get("train"), dict):
+            sections.append(("train", out["train"]))
+        strategy = out.get("strategy")
+        if isinstance(strategy, dict):
+            sections.append((str(strategy.get("kind")), strategy))
+        for name, section in sections:
+            for key, default in _LATER_DEFAULTS.get(name, {}).items():
+                if key in section and section[key] == default:
+                    del section[key]
+        return out
+
+
+def config_hash(config: ScenarioConfig) -> str:
+    """SHA-256 of the effective config's canonical JSON (first 16 hex digits)."""
+    payload = msgspec.json.encode(config.to_dict(), order="sorted")
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _struct_types(annotation: Any) -> list[type[msgspec.Struct]]:
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return [
+            a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, ConfigStruct)
+        ]
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return [annotation]
+    return []
+
+
+def _check_keys(data: dict[str, Any], struct: type[msgspec.Struct], where: str) -> None:
+    import typing
+
+    hints = typing.get_type_hints(struct)
+    info = msgspec.structs.fields(struct)
+    names = [f.encode_name for f in info]
+    config = struct.__struct_config__
+    tag_field = config.tag_field if config.tag else None
+    allowed = set(names) | ({tag_field} if tag_field else set())
+    allowed.discard("base_dir")
+    for key, value in data.items():
+        if key not in allowed:
+            section = f"[{where}]" if where else "the top level"
+            close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; known keys: {', '.join(sorted(allowed))}"
+            )
+            raise ConfigError(f"unknown key {key!r} in {section}{hint}")
+        candidates = _struct_types(hints.get(key))
+        if candidates and isinstance(value, dict):
+            target = candidates[0]
+            kinds = {c.__struct_config__.tag: c for c in candidates if c.__struct_config__.tag}
+            if kinds:
+                kind = value.get("kind", next(iter(kinds)))
+                if kind not in kinds:
+                    raise ConfigError(
+                        f"[{where + '.' if where else ''}{key}] kind = {kind!r} is not known; "
+                        f"choose one of {', '.join(map(repr, kinds))}"
+                    )
+                target = kinds[kind]
+            _check_keys(value, target, f"{where}.{key}" if where else key)
+
+
+_PATH = re.compile(r"at `\$\.?(.*)`")
+
+
+def parse_scenario(text: str, *, source: str = "<scenario>", base_dir: str = ".") -> ScenarioConfig:
+    """Decode scenario TOML text; every problem raises ``ConfigError`` naming ``source``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return scenario_from_dict(raw, source=source, base_dir=base_dir)
+
+
+def scenario_from_dict(
+    raw: dict[str, Any], *, source: str = "<scenario>", base_dir: str = "."
+) -> ScenarioConfig:
+    """Validate scenario data (the TOML tables as dicts, changed in place) into a config.
+
+    Every problem raises ``ConfigError`` naming ``source``; parameter sweeps build
+    each combination through here from ``ScenarioConfig.to_dict()`` plus overrides.
+    """
+    try:
+        _check_keys(raw, ScenarioConfig, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    strategy = raw.get("strategy")
+    if isinstance(strategy, dict) and "kind" not in strategy:
+        strategy["kind"] = "sma_cross"
+    # The hour features use the market's clock unless [indicators] names another zone.
+    indicators = raw.setdefault("indicators", {})
+    data = raw.get("data", {})
+    if isinstance(indicators, dict) and "timezone" not in indicators and isinstance(data, dict):
+        zone = data.get("timezone", DataConfig().timezone)
+        if _known_zone(zone):  # an unknown one is reported as data.timezone below
+            indicators["timezone"] = zone
+    raw["base_dir"] = base_dir
+    try:
+        config = msgspec.convert(raw, ScenarioConfig)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH.search(message)
+        where = f" (key {match.group(1)})" if match and match.group(1) else ""
+        raise ConfigError(f"{source}: {_PATH.sub('', message).rstrip(' -')}{where}") from None
+    try:
+        config.check()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def _known_zone(name: object) -> bool:
+    import zoneinfo
+
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def load_scenario(path: str | Path) -> ScenarioConfig:
+    """Read and validate a scenario file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file {str(file)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read scenario file {str(file)!r}: {exc}") from exc
+    return parse_scenario(text, source=str(file), base_dir=str(file.resolve().parent))
