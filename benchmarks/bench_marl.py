@@ -28,11 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.app.backtest import run_backtest, wire_pipeline  # noqa: E402
+from engine.app.backtest import run_backtest  # noqa: E402
+from engine.app.kernel import build_kernel  # noqa: E402
 from engine.app.scenario import load_scenario  # noqa: E402
 from engine.core.bus import MessageBus  # noqa: E402
 from engine.core.clock import SimulatedClock  # noqa: E402
-from engine.core.events import Bar, TargetPosition  # noqa: E402
+from engine.core.events import TargetPosition  # noqa: E402
 from engine.feeds.bars import load_bars  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "demo.toml"
@@ -48,26 +49,24 @@ def bench_decision_latency(bars: int = 4000) -> None:
     data = data.slice(0, min(bars, len(data)))
     bus = MessageBus()
     clock = SimulatedClock()
-    wire_pipeline(config, bus, clock, data)
+    kernel = build_kernel(config, bus, clock, bars=data)
+    kernel.start()
     decided: list[int] = []
     bus.subscribe(TargetPosition, lambda t: decided.append(1), config.instrument.symbol)
     timings = []
-    for i in range(len(data)):
-        bar = Bar(
-            ts_event=int(data.ts[i]),
-            ts_init=int(data.ts[i]),
-            seq=bus.next_seq(),
-            symbol=data.symbol,
-            open=float(data.open[i]),
-            high=float(data.high[i]),
-            low=float(data.low[i]),
-            close=float(data.close[i]),
-            volume=float(data.volume[i]),
-        )
-        clock.set(int(data.ts[i]))
+    columns = zip(
+        data.ts.tolist(),
+        data.open.tolist(),
+        data.high.tolist(),
+        data.low.tolist(),
+        data.close.tolist(),
+        data.volume.tolist(),
+        strict=True,
+    )
+    for bar in columns:
         before = len(decided)
         start = time.perf_counter()
-        bus.publish(bar)
+        kernel.drive(*bar)
         elapsed = time.perf_counter() - start
         if len(decided) > before:
             timings.append(elapsed)

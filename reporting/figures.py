@@ -370,9 +370,10 @@ def valuations_figure(valuations: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) 
 
 
 def bubbles_figure(
-    valuations: pd.DataFrame, threshold: float, buckets: int = DEFAULT_BUCKETS
+    valuations: pd.DataFrame, threshold: float | None, buckets: int = DEFAULT_BUCKETS
 ) -> go.Figure:
-    """Bubble coefficients per agent (log scale) with the penalty threshold θ."""
+    """Bubble coefficients per agent (log scale) with the penalty threshold θ (None: the
+    run did not record it, as in runs stored before it was; no line is drawn)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -386,12 +387,13 @@ def bubbles_figure(
                 line={"color": PALETTE[index % len(PALETTE)]},
             )
         )
-    fig.add_hline(
-        y=threshold,
-        line={"dash": "dash", "color": "#444"},
-        annotation_text=f"threshold θ = {threshold:g}",
-        annotation_position="top left",
-    )
+    if threshold is not None:
+        fig.add_hline(
+            y=threshold,
+            line={"dash": "dash", "color": "#444"},
+            annotation_text=f"threshold θ = {threshold:g}",
+            annotation_position="top left",
+        )
     return _layout(
         fig,
         "Bubble coefficients (weight / target weight)",

@@ -215,13 +215,14 @@ def trades_table(trips: pd.DataFrame, open_position: float, limit: int = MAX_TRA
     )
 
 
-def _bubble_threshold(config: dict[str, Any]) -> float:
-    meta = config.get("strategy", {}).get("meta", {}) or {}
-    if "bubble_threshold" in meta:
-        return float(meta["bubble_threshold"])
-    from strategies.meta.step import MetaInvestorParams
-
-    return float(MetaInvestorParams().bubble_threshold)
+def _bubble_threshold(info: dict[str, Any]) -> float | None:
+    """The θ the run's meta-investor used: its panel summary's (a finished run), else its
+    scenario's explicit ``[strategy.meta] bubble_threshold``; None when neither says."""
+    panel = (info.get("summary") or {}).get("panel") or {}
+    if "bubble_threshold" in panel:
+        return float(panel["bubble_threshold"])
+    meta = (info.get("config") or {}).get("strategy", {}).get("meta", {}) or {}
+    return float(meta["bubble_threshold"]) if "bubble_threshold" in meta else None
 
 
 def run_sections(
@@ -318,9 +319,7 @@ def run_sections(
         sections.append(
             Section(
                 "Bubbles",
-                figure=shaded(
-                    figures.bubbles_figure(valuations, _bubble_threshold(info["config"]), buckets)
-                ),
+                figure=shaded(figures.bubbles_figure(valuations, _bubble_threshold(info), buckets)),
             )
         )
     if not (len(actions) or len(shapley) or len(valuations)):

@@ -142,8 +142,10 @@ def finish_run(
     wall_seconds: float,
     summary: dict[str, Any] | None = None,
     error: str | None = None,
+    **columns: Any,
 ) -> None:
-    """Mark a run ``completed`` (every bar stored) or ``failed`` with its summary or error."""
+    """Mark a run ``completed`` (every bar stored) or ``failed`` with its summary or error
+    (and any other column given, as a paper run's ``bars``)."""
     now = time.time_ns()
     values: dict[str, Any] = {
         "status": status,
@@ -152,9 +154,10 @@ def finish_run(
         "wall_seconds": wall_seconds,
         "summary_json": None if summary is None else json.dumps(summary, sort_keys=True),
         "error": error,
+        **columns,
     }
     if status == COMPLETED:
-        values["bars_stored"] = Run.bars
+        values["bars_stored"] = columns.get("bars", Run.bars)
     with storage_errors(f"finishing run {run_id}"), engine.begin() as connection:
         connection.execute(update(Run).where(Run.id == run_id).values(**values))
 

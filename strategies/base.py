@@ -3,9 +3,16 @@
 A strategy sees bars and its own order events, keeps its own view of its
 position (from its fills), and sends commands. It never calls the broker or
 the database: everything goes through the bus.
+
+:class:`Component` is what the kernel (:mod:`engine.app.kernel`) builds and subscribes:
+the broker, the portfolio and every part of a strategy (an SMA crossover; an ensemble's
+meta-investor, feature engine, agents and executor) are components, each built on the
+bus it talks to and subscribed once, in the kernel's order.
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 from engine.core.bus import Bus
 from engine.core.clock import Clock
@@ -24,7 +31,15 @@ from engine.core.events import (
     SubmitOrder,
 )
 
-__all__ = ["Strategy"]
+__all__ = ["Component", "Strategy"]
+
+
+@runtime_checkable
+class Component(Protocol):
+    """A part of a run on the bus: built with the bus, subscribed by the kernel."""
+
+    def subscribe(self) -> None:
+        """Register this component's handlers on its bus (called once, in order)."""
 
 
 class Strategy:

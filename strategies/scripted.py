@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -27,6 +27,7 @@ from engine.core.configs import ConfigStruct, positive
 from engine.core.errors import ConfigError
 from engine.core.events import AgentAction, Bar
 from strategies.execution import check_execution
+from strategies.meta.params import MetaInvestorParams, check_panel
 
 __all__ = ["PastAndFuture", "ScriptedAgent", "ScriptedEnsembleConfig"]
 
@@ -53,10 +54,11 @@ class ScriptedEnsembleConfig(
     """Scripted agents (``oracle``, ``contrarian``, ``random``, ``neutral``, ``trend``,
     ``mean_revert``; see :mod:`strategies.scripted`) weighted by the meta-investor;
     ``lookback`` is the bars the ``trend`` and ``mean_revert`` rules read;
-    ``no_trade_band`` and ``min_hold_bars`` as for ``mappo_ensemble``; ``meta`` holds
-    :class:`strategies.meta.step.MetaInvestorParams` fields (``n_agents`` is set from
-    ``agents``). ``oracle`` and ``contrarian`` read the next bar on purpose: they exist to
-    show and test the meta-investor, not to trade."""
+    ``no_trade_band`` and ``min_hold_bars`` as for ``mappo_ensemble``; ``meta`` is the
+    meta-investor's :class:`~strategies.meta.params.MetaInvestorParams` (``n_agents``: one
+    per rule of ``agents``, set when the scenario is read). ``oracle`` and ``contrarian``
+    read the next bar on purpose: they exist to show and test the meta-investor, not to
+    trade."""
 
     agents: tuple[str, ...] = ("oracle", "contrarian", "random")
     max_position: float = 1_000.0
@@ -64,10 +66,11 @@ class ScriptedEnsembleConfig(
     lookback: int = 20
     no_trade_band: float = 0.0
     min_hold_bars: int = 0
-    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    meta: MetaInvestorParams = msgspec.field(default_factory=MetaInvestorParams)
 
     def check(self) -> None:
         check_execution(self)
+        check_panel(self.meta, len(self.agents), "one per rule of strategy.agents")
         if self.lookback < 1:
             raise ConfigError(f"strategy.lookback must be >= 1, got {self.lookback}")
         known = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")

@@ -40,6 +40,7 @@ from engine.app.scenario import ScenarioConfig
 from engine.core.errors import ConfigError
 from engine.core.events import Valuation
 from engine.feeds.bars import load_bars
+from strategies.meta.params import MetaInvestorParams
 from strategies.scripted import ScriptedEnsembleConfig
 
 __all__ = ["SeedFigures", "regime_acceptance", "regime_lags"]
@@ -73,7 +74,8 @@ class SeedFigures:
 
 
 def _with(config: ScenarioConfig, seed: int, agents: Sequence[str], meta: dict[str, Any]) -> Any:
-    strategy = msgspec.structs.replace(config.strategy, agents=tuple(agents), meta=meta)
+    params = MetaInvestorParams(**{**meta, "n_agents": len(agents)})
+    strategy = msgspec.structs.replace(config.strategy, agents=tuple(agents), meta=params)
     run = msgspec.structs.replace(config.run, seed=seed)
     return msgspec.structs.replace(config, strategy=strategy, run=run)
 
@@ -141,7 +143,7 @@ def regime_acceptance(config: ScenarioConfig, seeds: Sequence[int]) -> list[Seed
             "market (e.g. scenarios/regimes_meta.toml)"
         )
     agents = list(strategy.agents)
-    meta = dict(strategy.meta)
+    meta = msgspec.structs.asdict(strategy.meta)
     literal = {**meta, "share_price_form": "simple", "strike": "moving_average"}
     literal.update(expiry_bars=0, weight_floor=0.0, exposure="full")
     full = {"exposure": "full"}

@@ -321,10 +321,10 @@ def train(
         config = load_scenario(scenario)
     except EmarlError as exc:
         raise _fail(exc) from None
+    from engine.app.provenance import checkpoint_path
     from engine.app.train import train_scenario
     from storage.db import connect
     from storage.training import add_training_metric, create_training_run, finish_training_run
-    from strategies.marl.provenance import checkpoint_path
 
     started = time.perf_counter()
     try:
@@ -476,7 +476,7 @@ def evaluate(
 
     Example: emarl evaluate scenarios/demo.toml --trade-start 2018-01-01 --end 2020-06-30
     """
-    from strategies.marl.evaluate import evaluate_scenario
+    from engine.app.evaluate import evaluate_scenario
 
     try:
         config = _evaluation_config(target, db)
@@ -650,7 +650,7 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
     its bars (in sample: inside the checkpoint's training window; out of sample: after)."""
     from rich.table import Table
 
-    from engine.app.backtest import describe_refusals
+    from engine.app.outcome import describe_refusals
 
     training = s.get("training") or {}
     windows: dict[str, dict[str, Any]] = training.get("windows") or {}

@@ -1,8 +1,8 @@
 """Paper trading: live bars from MQTT through the backtest's pipeline, crash-safe.
 
-The core, :class:`PaperTrader`, is synchronous and deterministic. It wires
-the same handlers in the same order as a backtest
-(:func:`engine.app.backtest.wire_pipeline` after the Recorder) and takes one feed
+The core, :class:`PaperTrader`, is synchronous and deterministic. It is a shell
+over the backtest's kernel (:func:`engine.app.kernel.build_kernel`: the same
+components in the same order, the run session's recorder first) and takes one feed
 message at a time: :class:`engine.core.wire.FeedGate` decides whether it is the
 next bar, :class:`engine.feeds.guard.FeedGuard` whether that bar is plausible
 (or quarantined, or a gap that halts the run), and a bar is dispatched, then
@@ -12,7 +12,7 @@ the bar, the run's feed position, the gap it closes).
 Resume. The run's clock is the wall clock sampled when a bar arrives and held
 while that bar is processed, so every message a bar leads to is a function of
 the bars so far and their arrival times, which are stored. Starting the same
-run again re-drives the stored bars through a fresh pipeline with writes
+run again re-drives the stored bars through a fresh kernel with writes
 suppressed, which rebuilds every piece of state (positions, open orders,
 cash, indicators, agents, meta-investor) without serialising any of it; each
 bar must reproduce its stored bus sequence numbers and the hash of the
@@ -43,17 +43,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.app.backtest import Pipeline, StrategyFactory, build_pipeline, build_strategy
+from sqlalchemy import Engine
+
+from engine.app.kernel import Kernel, build_kernel
+from engine.app.outcome import ResultsCollector, summarize
 from engine.app.paper_session import PaperSession
+from engine.app.provenance import TrainingRecord
 from engine.app.scenario import ScenarioConfig, config_hash
-from engine.core.bus import ANY, Bus, MessageBus
+from engine.app.session import RunSession
+from engine.app.warmup import trade_start_ns
+from engine.core.bus import ANY, MessageBus
 from engine.core.clock import SimulatedClock
 from engine.core.errors import ConfigError, HandlerError, ResumeError
 from engine.core.events import Bar, Message, encode
-from engine.core.version import code_version
 from engine.core.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, HALT, HOLD, PROCESS, FeedGate, Verdict
+from engine.feeds.bars import count_gaps
 from engine.feeds.guard import (
     ACCEPT,
     DEFAULT_MAX_GAP,
@@ -67,16 +73,37 @@ from engine.feeds.guard import (
     Judgement,
 )
 from engine.feeds.mqtt import MqttBus, MqttSettings, check_name, quiet_socket_races
-from strategies.marl.config import MappoEnsembleConfig
+from storage.db import connect
+from storage.paper import (
+    StoredBar,
+    bar_writer,
+    create_paper_state,
+    find_paper_run,
+    last_snapshot,
+    load_state,
+    record_drop,
+    record_halt,
+    record_quarantine,
+    stored_bars,
+)
+from storage.runs import COMPLETED, HALTED, RUNNING, STOPPED, process_identity
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-__all__ = ["PaperClock", "PaperOptions", "PaperResult", "PaperTrader", "run_paper"]
+__all__ = [
+    "PaperClock",
+    "PaperOptions",
+    "PaperResult",
+    "PaperTrader",
+    "build_paper_kernel",
+    "open_paper_run",
+    "run_paper",
+]
 
 log = logging.getLogger("emarl.paper")
 
 NS_PER_MINUTE = 60_000_000_000
+# A paper run stores each bar in one transaction of its own (PaperTrader._process), so
+# its recorder never flushes by count.
+BY_BAR = 2**62
 # After a resume, the messages of this many of the last stored bars are sent again:
 # more than a broker lets a client hold unacknowledged (Mosquitto: 20 by default).
 RESEND_BARS = 100
@@ -145,24 +172,9 @@ class PaperResult:
     halt_reason: str | None = None
 
 
-def _strategy_factory(config: ScenarioConfig) -> StrategyFactory | None:
-    """With ``run.trade_start``, the strategy sends no order before it (wall-clock time)."""
-    from engine.app.warmup import WarmupGate, trade_start_ns
-
-    start = trade_start_ns(config)
-    if start is None:
-        return None
-
-    def factory(config: ScenarioConfig, bus: Bus, clock: SimulatedClock) -> Any:
-        return build_strategy(config, WarmupGate(bus, clock, start), clock)
-
-    return factory
-
-
-def build_paper_pipeline(config: ScenarioConfig, bus: MessageBus) -> tuple[Pipeline, PaperClock]:
-    """A paper run's pipeline on ``bus`` and its clock, built but not subscribed."""
-    clock = PaperClock()
-    return build_pipeline(config, bus, clock, None, _strategy_factory(config)), clock
+def build_paper_kernel(config: ScenarioConfig, bus: MessageBus) -> Kernel:
+    """A paper run's kernel on ``bus``, on a :class:`PaperClock`: built, not started."""
+    return build_kernel(config, bus, PaperClock())
 
 
 class PaperTrader:
@@ -171,32 +183,29 @@ class PaperTrader:
     def __init__(
         self,
         config: ScenarioConfig,
-        engine: Engine,
-        run_id: int,
+        session: RunSession,
         *,
-        bus: MessageBus,
         feed: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        built: tuple[Pipeline, PaperClock] | None = None,
+        kernel: Kernel | None = None,
         limits: FeedLimits | None = None,
         key: bytes | None = None,
     ) -> None:
-        """``built``: the pipeline and clock from :func:`build_paper_pipeline` on ``bus``
-        (built before the run row exists); built here when not given. ``limits``: what
-        the feed guard accepts (default: :class:`FeedLimits` for the scenario's bars);
-        ``key``: the shared key of a signed feed."""
-        from storage.recorder import Recorder
-
+        """``session``: the run's row and recorder (:func:`open_paper_run`), on the bus
+        the kernel talks to; ``kernel``: from :func:`build_paper_kernel` on that bus (built
+        before the run row exists), built here when not given. ``limits``: what the feed
+        guard accepts (default: :class:`FeedLimits` for the scenario's bars); ``key``: the
+        shared key of a signed feed."""
         self.config = config
-        self.engine = engine
-        self.run_id = run_id
-        self.bus = bus
-        pipeline, self.clock = built or build_paper_pipeline(config, bus)
+        self.session = session
+        self.engine = session.engine
+        self.run_id = session.run_id
+        bus = self.bus = session.bus
+        self.kernel = kernel or build_paper_kernel(config, bus)
         self.symbol = config.instrument.symbol
-        self.recorder = Recorder(engine, run_id, bus, flush_every_bars=2**62)
-        self.recorder.subscribe()
-        pipeline.subscribe()
-        self.pipeline = pipeline
+        self.recorder = session.recorder
+        self.collector = ResultsCollector(bus)
+        self.kernel.start(self.recorder, observers=[self.collector])
         self._hash = hashlib.blake2b(digest_size=16)
         self.last_seq = 0
         bus.subscribe(ANY, self._observe)
@@ -220,25 +229,27 @@ class PaperTrader:
         if message.seq > self.last_seq:
             self.last_seq = message.seq
 
-    def _drive(self, bar: Bar, received_ns: int) -> tuple[int, str]:
+    def _drive(self, bar: Bar | StoredBar, received_ns: int) -> tuple[int, str]:
         """Dispatch one bar at its arrival time; its bus seq and the hash of what it led to."""
-        self.clock.time_ns = received_ns
         self._hash = hashlib.blake2b(digest_size=16)
-        seq = self.bus.next_seq()
-        self.bus.publish(
-            Bar(
-                ts_event=bar.ts_event,
-                ts_init=received_ns,
-                seq=seq,
-                symbol=self.symbol,
-                open=bar.open,
-                high=bar.high,
-                low=bar.low,
-                close=bar.close,
-                volume=bar.volume,
-            )
+        seq = self.kernel.drive(
+            bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume, received_ns
         )
         return seq, self._hash.hexdigest()
+
+    def summary(self) -> dict[str, Any] | None:
+        """The run's summary over the bars so far, as a backtest's (None before two)."""
+        collector = self.collector
+        if collector.count < 2:
+            return None
+        outcome = summarize(
+            self.config,
+            collector,
+            self.kernel,
+            trade_from_ns=trade_start_ns(self.config),
+            gaps=count_gaps(collector.ts[: collector.count], self.config.data.timezone),
+        )
+        return outcome.stored()
 
     # -- resume ---------------------------------------------------------------
 
@@ -248,8 +259,6 @@ class PaperTrader:
         Returns the number of bars re-driven. Raises :class:`ResumeError` when a
         bar does not reproduce what was stored with it.
         """
-        from storage.paper import last_snapshot, stored_bars
-
         count = 0
         last_feed_seq = 0
         last_ts = 0
@@ -258,19 +267,8 @@ class PaperTrader:
             if outbox:
                 self.replayed_outputs.append(list(outbox))
                 outbox.clear()
-            bar = Bar(
-                ts_event=stored.ts_event,
-                ts_init=stored.received_ns,
-                seq=0,
-                symbol=self.symbol,
-                open=stored.open,
-                high=stored.high,
-                low=stored.low,
-                close=stored.close,
-                volume=stored.volume,
-            )
             try:
-                seq, digest = self._drive(bar, stored.received_ns)
+                seq, digest = self._drive(stored, stored.received_ns)
             except HandlerError as exc:
                 raise ResumeError(
                     f"run {self.run_id}: re-driving stored bar {stored.feed_seq} failed: {exc}"
@@ -287,7 +285,7 @@ class PaperTrader:
             count += 1
             last_feed_seq = stored.feed_seq
             last_ts = stored.ts_event
-            self.guard.accepted(bar)
+            self.guard.accepted(stored.close)
         problems = []
         if count != state["bars"]:
             problems.append(f"{count} bars stored, the state says {state['bars']}")
@@ -298,7 +296,7 @@ class PaperTrader:
         if self.last_seq != state["last_seq"]:
             problems.append(f"bus seq rebuilt to {self.last_seq}, stored {state['last_seq']}")
         snapshot = last_snapshot(self.engine, self.run_id)
-        portfolio = self.pipeline.portfolio
+        portfolio = self.kernel.portfolio
         if count and snapshot is None:
             problems.append("no portfolio snapshot stored")
         elif snapshot is not None:
@@ -343,7 +341,7 @@ class PaperTrader:
                 log.warning("feed gap: %s before seq %d; trading on", judgement.gap.describe(),
                             verdict.seq)  # fmt: skip
             self._process(verdict.seq, verdict.bar, received, judgement.gap)
-            self.guard.accepted(verdict.bar)
+            self.guard.accepted(verdict.bar.close)
             self.last_received_ns = received
             ended = self.gate.accepted(verdict.seq, verdict.bar.ts_event)
             if ended is not None:
@@ -359,8 +357,6 @@ class PaperTrader:
 
     def _set_aside(self, topic_name: str, verdict: Verdict, judgement: Judgement) -> Verdict:
         """Quarantine a bar, or halt the run at it (see :mod:`engine.feeds.guard`)."""
-        from storage.paper import record_halt
-
         if judgement.action == QUARANTINE:
             self.quarantine(f"{topic_name}: {judgement.reason}")
             return Verdict(DROP, judgement.reason, seq=verdict.seq, quarantined=True)
@@ -373,22 +369,16 @@ class PaperTrader:
         return Verdict(HALT, judgement.reason, seq=verdict.seq)
 
     def drop(self, reason: str) -> None:
-        from storage.paper import record_drop
-
         self.dropped += 1
         log.warning("dropped message: %s", reason)
         record_drop(self.engine, self.run_id, reason)
 
     def quarantine(self, reason: str) -> None:
-        from storage.paper import record_quarantine
-
         self.quarantined += 1
         log.warning("quarantined bar: %s", reason)
         record_quarantine(self.engine, self.run_id, reason)
 
     def _process(self, feed_seq: int, bar: Bar, received_ns: int, gap: Gap | None) -> None:
-        from storage.paper import StoredBar, bar_writer
-
         try:
             seq, digest = self._drive(bar, received_ns)
         except HandlerError:
@@ -423,16 +413,17 @@ class PaperTrader:
 # -- the asyncio shell ----------------------------------------------------------
 
 
-def _open_run(
+def open_paper_run(
     engine: Engine,
     config: ScenarioConfig,
     options: PaperOptions,
     scenario_path: str,
-) -> tuple[int, dict[str, Any], bool]:
-    """The run to drive: the stored one of this name (resumed) or a new one."""
-    from storage.paper import create_paper_state, find_paper_run, load_state
-    from storage.runs import COMPLETED, create_run
-
+    bus: MessageBus,
+    record: TrainingRecord | None = None,
+) -> tuple[RunSession, dict[str, Any], bool]:
+    """The run to drive, as a session on ``bus``: the stored one of this name (to be
+    resumed) or a new one (with the checkpoint's ``record`` as its provenance; its bars
+    arrive live, so their fingerprint is not known when the row is written)."""
     name = options.run_name
     digest = config_hash(config)
     bar_ns = config.data.bar_minutes * NS_PER_MINUTE
@@ -467,23 +458,18 @@ def _open_run(
                 f"paper run {name!r} (id {existing.run_id}) reads feed {state['feed']!r}, "
                 f"not {options.feed!r}; pass --feed {state['feed']} or --new"
             )
-        return existing.run_id, state, True
-    run_id = create_run(
+        return RunSession(engine, existing.run_id, bus, flush_every_bars=BY_BAR), state, True
+    session = RunSession.create(
         engine,
-        name=name,
+        config,
+        bus,
         kind="paper",
-        scenario=scenario_path,
-        symbol=config.instrument.symbol,
-        config=config.to_dict(),
-        config_hash=digest,
-        seed=config.run.seed,
-        code_version=code_version(),
-        bars=0,
-        bar_gaps=0,
-        first_bar_ns=None,
-        last_bar_ns=None,
-        **_checkpoint_provenance(config),
+        scenario_path=scenario_path,
+        name=name,
+        record=record,
+        flush_every_bars=BY_BAR,
     )
+    run_id = session.run_id
     create_paper_state(
         engine,
         run_id,
@@ -494,7 +480,7 @@ def _open_run(
     )
     state = load_state(engine, run_id)
     assert state is not None
-    return run_id, state, False
+    return session, state, False
 
 
 def _client_id(name: str, run_id: int) -> str:
@@ -534,10 +520,6 @@ async def run_paper_async(
     on_ready: Callable[[], None] | None = None,
 ) -> PaperResult:
     """See :func:`run_paper`; ``stop`` ends the run between bars when set."""
-    from storage.db import connect
-    from storage.paper import set_run_status
-    from storage.runs import COMPLETED, FAILED, HALTED, RUNNING, STOPPED, process_identity
-
     options.check()
     quiet_socket_races()
     started = time.perf_counter()
@@ -548,17 +530,19 @@ async def run_paper_async(
             loop.add_signal_handler(number, stop.set)
     bus: MessageBus = MqttBus(options.run_name) if options.export else MessageBus()
     # everything is built (a checkpoint loaded and checked) before a run row is stored
-    built = build_paper_pipeline(config, bus)
+    kernel = build_paper_kernel(config, bus)
     engine = connect(db_url or config.storage.url)
-    run_id, state, resumed = _open_run(engine, config, options, scenario_path)
+    run, state, resumed = open_paper_run(
+        engine, config, options, scenario_path, bus, kernel.training_record
+    )
+    run.started = started
+    run_id = run.run_id
     trader = PaperTrader(
         config,
-        engine,
-        run_id,
-        bus=bus,
+        run,
         feed=options.feed,
         max_message_bytes=options.max_message_bytes,
-        built=built,
+        kernel=kernel,
         limits=options.limits(config),
         key=options.feed_key,
     )
@@ -574,38 +558,20 @@ async def run_paper_async(
             time.perf_counter() - began,
             trader.gate.last_seq + 1,
         )
-    set_run_status(engine, run_id, RUNNING, **process_identity())
+    run.set_status(RUNNING, **process_identity())
     session = PaperSession(trader, settings, state["client_id"], options, stop, on_ready)
     try:
         outcome = await session.run()
     except BaseException as exc:
-        set_run_status(
-            engine,
-            run_id,
-            FAILED,
-            error=str(exc) or type(exc).__name__,
-            bars=trader.bars,
-            wall_seconds=time.perf_counter() - started,
-        )
+        run.fail(exc, bars=trader.bars)
         raise
-    wall = time.perf_counter() - started
+    wall = run.wall_seconds
     if outcome == "end":
-        summary = _summary(engine, run_id, config)
-        set_run_status(
-            engine,
-            run_id,
-            COMPLETED,
-            bars=trader.bars,
-            wall_seconds=wall,
-            ended_ns=time.time_ns(),
-            summary_json=summary,
-        )
+        run.complete(trader.summary(), wall, bars=trader.bars)
     elif outcome == "halted":
-        set_run_status(
-            engine, run_id, HALTED, error=trader.halt_reason, bars=trader.bars, wall_seconds=wall
-        )
+        run.set_status(HALTED, error=trader.halt_reason, bars=trader.bars, wall_seconds=wall)
     else:
-        set_run_status(engine, run_id, STOPPED, bars=trader.bars, wall_seconds=wall)
+        run.set_status(STOPPED, bars=trader.bars, wall_seconds=wall)
     log.info(
         "run %s (id %d): %s after %d new bars (%d dropped messages, %d quarantined bars)",
         options.run_name,
@@ -631,50 +597,3 @@ async def run_paper_async(
         quarantined=trader.quarantined,
         halt_reason=trader.halt_reason,
     )
-
-
-def _checkpoint_provenance(config: ScenarioConfig) -> dict[str, Any]:
-    """A learned paper run's checkpoint fingerprint and training window (its bars arrive
-    live, so their fingerprint is not known when the run row is written)."""
-    if not isinstance(config.strategy, MappoEnsembleConfig):
-        return {}
-    from strategies.marl.provenance import checkpoint_path, read_training_record
-
-    record = read_training_record(checkpoint_path(config))
-    return {
-        "checkpoint_fingerprint": record.fingerprint,
-        "trained_first_ns": record.first_bar_ns,
-        "trained_last_ns": record.last_bar_ns,
-    }
-
-
-def _summary(engine: Engine, run_id: int, config: ScenarioConfig) -> str | None:
-    import json
-
-    import numpy as np
-
-    from engine.app.metrics import compute_summary
-    from storage.paper import summary_inputs
-
-    inputs = summary_inputs(engine, run_id)
-    snapshots = inputs["snapshots"]
-    if len(snapshots) < 2:
-        return None
-    ts, equity, position, fees = (np.array(column) for column in zip(*snapshots, strict=True))
-    fills = inputs["fills"]
-    columns: list[tuple[Any, ...]] = list(zip(*fills, strict=True)) if fills else [()] * 4
-    summary = compute_summary(
-        ts.astype(np.int64),
-        equity.astype(float),
-        position.astype(float),
-        config.broker.initial_cash,
-        {
-            "side": np.array(columns[0], dtype=object),
-            "quantity": np.array(columns[1], dtype=float),
-            "price": np.array(columns[2], dtype=float),
-            "commission": np.array(columns[3], dtype=float),
-        },
-        float(fees[-1]),
-        0,
-    )
-    return json.dumps(summary.to_dict(), sort_keys=True, default=str)

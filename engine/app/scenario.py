@@ -34,7 +34,8 @@ from engine.core.errors import ConfigError
 from engine.feeds.config import DataConfig, SyntheticConfig
 from indicators.params import IndicatorParams
 from storage.config import StorageConfig
-from strategies.marl.config import MappoEnsembleConfig, TrainConfig
+from strategies.marl.config import AGENTS, MappoEnsembleConfig, TrainConfig
+from strategies.meta.params import MetaInvestorParams
 from strategies.scripted import ScriptedEnsembleConfig
 from strategies.sma_cross import SmaCrossConfig
 
@@ -150,6 +151,14 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
         strategy = out.get("strategy")
         if isinstance(strategy, dict):
             sections.append((str(strategy.get("kind")), strategy))
+            if isinstance(strategy.get("meta"), dict):
+                # the meta-investor's keys a scenario set (n_agents follows the panel)
+                defaults = msgspec.to_builtins(MetaInvestorParams())
+                strategy["meta"] = {
+                    key: value
+                    for key, value in strategy["meta"].items()
+                    if key != "n_agents" and value != defaults[key]
+                }
         for name, section in sections:
             for key, default in _LATER_DEFAULTS.get(name, {}).items():
                 if key in section and section[key] == default:
@@ -236,6 +245,8 @@ def scenario_from_dict(
     strategy = raw.get("strategy")
     if isinstance(strategy, dict) and "kind" not in strategy:
         strategy["kind"] = "sma_cross"
+    if isinstance(strategy, dict):
+        _panel_size(strategy, source)
     # The hour features use the market's clock unless [indicators] names another zone.
     indicators = raw.setdefault("indicators", {})
     data = raw.get("data", {})
@@ -256,6 +267,30 @@ def scenario_from_dict(
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return config
+
+
+def _panel_size(strategy: dict[str, Any], source: str) -> None:
+    """An ensemble's ``[strategy.meta] n_agents`` is its panel's size: one agent per
+    scripted rule, three learned agents."""
+    kind = strategy.get("kind")
+    if kind == "scripted_ensemble":
+        agents = strategy.get("agents", ScriptedEnsembleConfig().agents)
+        if not isinstance(agents, list | tuple):
+            return  # the type error is reported when the section is decoded
+        size = len(agents)
+    elif kind == "mappo_ensemble":
+        size = len(AGENTS)
+    else:
+        return
+    meta = strategy.setdefault("meta", {})
+    if not isinstance(meta, dict):
+        return
+    given = meta.setdefault("n_agents", size)
+    if given != size:
+        raise ConfigError(
+            f"{source}: [strategy.meta] n_agents = {given!r}, but the panel has {size} agents; "
+            "leave n_agents out, it follows the strategy's agents"
+        )
 
 
 def _known_zone(name: object) -> bool:

@@ -143,15 +143,14 @@ def train_scenario(
 
     The bars are those of :func:`engine.app.warmup.training_config`: inside ``data.start`` /
     ``data.end`` and before ``run.trade_start`` when it is set. The checkpoint's ``.json``
-    records them (:func:`strategies.marl.provenance.training_data_record`).
+    records them (:func:`engine.app.provenance.training_data_record`).
     """
     import msgspec
 
+    from engine.app.provenance import checkpoint_path, training_data_record
     from engine.app.warmup import trade_start_ns, training_config
-    from strategies.marl.agents import meta_params_of
     from strategies.marl.checkpoint import feature_signature, save_checkpoint
     from strategies.marl.mappo import train
-    from strategies.marl.provenance import checkpoint_path, training_data_record
     from strategies.marl.validation import validation_figures
 
     strategy = config.strategy
@@ -170,9 +169,9 @@ def train_scenario(
     held_out = prepare_validation(config, hp, int(data.ts[-1]), trading_from)
     bars, warm_bars = len(data), int(warm.sum())
     stage_markets = prepare_stage_markets(config, hp)
-    meta_params = meta_params_of(config)
+    meta_params = strategy.meta
     if hp.allocator == "equal":
-        meta_params = msgspec.structs.replace(meta_params, allocator="equal")
+        meta_params = meta_params.with_fields(allocator="equal")
     broker = config.broker
     if broker.max_participation > 0.0:
         raise ConfigError(

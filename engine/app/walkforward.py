@@ -311,7 +311,7 @@ class KeepCheckpoint:
     note says which bars it was trained on."""
 
     def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
-        from strategies.marl.provenance import checkpoint_path, read_training_record
+        from engine.app.provenance import checkpoint_path, read_training_record
 
         path = checkpoint_path(config)
         trained_on = read_training_record(path).describe()

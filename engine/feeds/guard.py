@@ -158,9 +158,9 @@ class FeedGuard:
             )
         return Judgement(ACCEPT, gap=gap)
 
-    def accepted(self, bar: Bar) -> None:
-        """Record an accepted bar (its close is the next reference price)."""
-        self.last_close = bar.close
+    def accepted(self, close: float) -> None:
+        """Record an accepted bar's close (the next reference price)."""
+        self.last_close = close
         self.in_a_row = 0
 
     def _implausible(

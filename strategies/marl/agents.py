@@ -22,8 +22,9 @@ decision runs the normalisation, the MLP, the agent's logit terms and the softma
 On a bar whose features are not warm the agents publish nothing, so the
 meta-investor makes no decision and nothing trades on that bar.
 
-:func:`build_learned_ensemble` wires the feature engine, the three agents, the
-meta-investor (SPEC 3 gate and sizing, SPEC 5 weights) and the executor.
+:func:`engine.app.kernel.build_kernel` wires the feature engine, the three agents (as
+one :class:`AgentPanel`), the meta-investor (SPEC 3 gate and sizing, SPEC 5 weights) and
+the executor.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any
 
 import numpy as np
 from numba import njit
@@ -40,13 +40,12 @@ from numba import njit
 from engine.core.bus import Bus
 from engine.core.clock import Clock
 from engine.core.events import AgentAction, Features
-from strategies.marl.networks import AGENTS, NWRQK_MAX_DISTANCE, PolicyNet
-from strategies.marl.provenance import checkpoint_path
+from strategies.marl.networks import NWRQK_MAX_DISTANCE, PolicyNet
 from strategies.meta.trading import entropy_nb
 
 log = logging.getLogger("emarl.agents")
 
-__all__ = ["AgentPanel", "LearnedAgent", "NumpyPolicy", "build_learned_ensemble"]
+__all__ = ["AgentPanel", "LearnedAgent", "NumpyPolicy"]
 
 _SLICE_FIELD = {"mlmi": "mlmi", "nwrqk": "nwrqk", "regime": "regime"}
 
@@ -466,79 +465,3 @@ class AgentPanel:
                     f"Features.{field} at {features.ts_event} has {got} values; "
                     f"the agent's policy takes {size}"
                 )
-
-
-def meta_params_of(config: Any, allocator_raw: list[float] | None = None) -> Any:
-    """MetaInvestorParams from ``[strategy.meta]``; a learned allocator's raw weights
-    become the "softmax" mode unless the scenario names an allocator itself."""
-    import msgspec
-
-    from engine.core.errors import ConfigError
-    from strategies.meta.step import MetaInvestorParams
-
-    fields = {**config.strategy.meta, "n_agents": len(AGENTS)}
-    if allocator_raw is not None and "allocator" not in config.strategy.meta:
-        fields["allocator"] = "softmax"
-        fields["softmax_raw_weights"] = tuple(allocator_raw)
-    try:
-        return msgspec.convert(fields, MetaInvestorParams)
-    except (msgspec.ValidationError, ValueError) as exc:
-        raise ConfigError(f"[strategy.meta]: {exc}") from None
-
-
-def build_learned_ensemble(config: Any, bus: Bus, clock: Clock, data: Any | None = None) -> Any:
-    """FeatureEngine + three LearnedAgents + MetaInvestor + TargetExecution, not subscribed."""
-    from engine.app.warmup import trade_start_ns
-    from indicators.engine import FeatureEngine
-    from strategies.ensemble import Ensemble
-    from strategies.execution import TargetExecution
-    from strategies.marl.checkpoint import feature_signature, load_checkpoint
-    from strategies.marl.provenance import check_transfer, read_training_record
-    from strategies.meta.investor import MetaInvestor
-
-    strategy = config.strategy
-    path = checkpoint_path(config)
-    transfer = check_transfer(read_training_record(path), config)
-    if transfer is not None:
-        log.warning("warning: %s", transfer)
-    checkpoint = load_checkpoint(path, feature_signature(config.indicators))
-    params = meta_params_of(config, checkpoint.meta.get("allocator_raw"))
-    symbol = config.instrument.symbol
-    rng = np.random.default_rng(config.run.seed)
-    meta = MetaInvestor(
-        bus,
-        clock,
-        symbol,
-        list(AGENTS),
-        params,
-        config.broker,
-        max_position=strategy.max_position,
-        confidence_threshold=strategy.confidence_threshold,
-        lot_size=config.instrument.lot_size,
-        horizon_bars=len(data) if data is not None else 0,
-        # its own stream: Monte Carlo credit draws do not shift the agents' draws
-        rng=np.random.default_rng([config.run.seed, 1]),
-        no_trade_band=strategy.no_trade_band,
-        min_hold_bars=strategy.min_hold_bars,
-        trade_start_ns=trade_start_ns(config),
-    )
-    features = FeatureEngine(bus, clock, symbol, config.indicators)
-    agents = [
-        LearnedAgent(
-            bus,
-            clock,
-            symbol,
-            i,
-            NumpyPolicy(policy),
-            deterministic=strategy.deterministic,
-            vote=strategy.vote,
-            rng=rng,
-            sampling_temperature=strategy.sampling_temperature,
-            uncertainty_bonus=strategy.uncertainty_bonus,
-        )
-        for i, policy in enumerate(checkpoint.policies)
-    ]
-    # Ensemble subscribes the meta-investor first (it settles the previous step on each
-    # bar), then the feature engine, the agents (as one panel), and the executor.
-    panel = AgentPanel(agents)
-    return Ensemble(meta, [features, panel], TargetExecution(bus, clock, symbol))

@@ -6,7 +6,7 @@ them) and is read with ``torch.load(..., weights_only=True)``. ``PATH.json`` hol
 the format, the feature names and agent slices, the normalisation statistics in
 plain numbers, the hyperparameters, the scenario's config hash, the code version,
 the learned allocator's raw weights (if any), the training figures and the bars it was
-trained on (``data``: see :mod:`strategies.marl.provenance`).
+trained on (``data``: see :mod:`engine.app.provenance`).
 
 :func:`load_checkpoint` refuses, with :class:`engine.core.errors.ConfigError`, a
 checkpoint whose feature names, agent slices or indicator parameters differ from
@@ -26,7 +26,7 @@ from strategies.marl.networks import AGENTS, CentralCritic, PolicyNet
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
-# 2: the .json records the training bars (strategies.marl.provenance); 1 did not
+# 2: the .json records the training bars (engine.app.provenance); 1 did not
 CHECKPOINT_FORMAT = "emarl.mappo/2"
 
 

@@ -4,15 +4,19 @@ which imports torch, so that reading a scenario stays quick."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from engine.core.configs import ConfigStruct, non_negative, positive
 from engine.core.errors import ConfigError
 from strategies.execution import check_execution
+from strategies.meta.params import MetaInvestorParams, check_panel
 
-__all__ = ["MappoEnsembleConfig", "TrainConfig"]
+__all__ = ["AGENTS", "MappoEnsembleConfig", "TrainConfig"]
+
+#: the learned agents, in the order of a checkpoint's policies and of the ensemble's panel
+AGENTS = ("mlmi", "nwrqk", "regime")
 
 
 class MappoEnsembleConfig(
@@ -30,12 +34,14 @@ class MappoEnsembleConfig(
     (else samples with the run's seed from SPEC 3's temperature-scaled distribution,
     τ_adaptive = ``sampling_temperature`` (1 + ``uncertainty_bonus`` · H(π) / log 3); see
     :mod:`strategies.marl.agents`). A checkpoint trained on another bar length or time
-    zone is refused unless ``allow_transfer`` (see :mod:`strategies.marl.provenance`).
+    zone is refused unless ``allow_transfer`` (see :mod:`engine.app.provenance`).
     Execution: a target that differs from the position by less than ``no_trade_band``
     (a share of ``max_position``) is not traded, and a position is held at least
     ``min_hold_bars`` bars before it changes again (both 0: off); the meta-investor's
-    credit models the same rule. ``meta`` holds
-    :class:`strategies.meta.step.MetaInvestorParams` fields."""
+    credit models the same rule. ``meta`` is the meta-investor's
+    :class:`~strategies.meta.params.MetaInvestorParams` (``n_agents`` is 3, one per
+    agent); its ``allocator`` left unset takes a checkpoint's learned allocator when it
+    has one."""
 
     checkpoint: str = ""
     max_position: float = 10_000.0
@@ -47,10 +53,11 @@ class MappoEnsembleConfig(
     allow_transfer: bool = False
     no_trade_band: float = 0.0
     min_hold_bars: int = 0
-    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    meta: MetaInvestorParams = msgspec.field(default_factory=MetaInvestorParams)
 
     def check(self) -> None:
         check_execution(self)
+        check_panel(self.meta, len(AGENTS), "the three learned agents")
         if not self.checkpoint:
             raise ConfigError("strategy.checkpoint is required for kind = 'mappo_ensemble'")
         positive("strategy.max_position", self.max_position)

@@ -44,6 +44,8 @@ import math
 import torch
 from torch import nn
 
+from strategies.marl.config import AGENTS
+
 __all__ = [
     "AGENTS",
     "AGENT_INPUT_SIZES",
@@ -53,7 +55,6 @@ __all__ = [
     "critic_input",
 ]
 
-AGENTS = ("mlmi", "nwrqk", "regime")
 AGENT_INPUT_SIZES = {"mlmi": 4, "nwrqk": 4, "regime": 3}
 N_ACTIONS = 3
 NWRQK_MAX_DISTANCE = 5.0

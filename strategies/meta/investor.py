@@ -638,7 +638,8 @@ class MetaInvestor:
     def panel_summary(self) -> dict[str, float | int]:
         """Over the settled steps: the time-average effective number of agents 1 / Σ w²
         (n for equal weights, 1 when one agent holds all), the lowest and highest share
-        price (unscaled) and the mean exposure (share of ``max_position``)."""
+        price (unscaled) and the mean exposure (share of ``max_position``); and the bubble
+        threshold θ the panel was penalised at (the report draws it)."""
         steps = self.steps
         return {
             "steps": steps,
@@ -646,6 +647,7 @@ class MetaInvestor:
             "share_price_min": self._price_low if steps else math.nan,
             "share_price_max": self._price_high if steps else math.nan,
             "exposure_mean": self._exposure_sum / steps if steps else math.nan,
+            "bubble_threshold": self.state.params.bubble_threshold,
         }
 
     def agent_summary(self) -> list[dict[str, float | str]]:

@@ -17,9 +17,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from strategies.meta.shapley import MAX_EXACT_AGENTS
+from engine.core.errors import ConfigError
 
-__all__ = ["SPEC_LITERAL", "MetaInvestorParams"]
+__all__ = ["MAX_EXACT_AGENTS", "SPEC_LITERAL", "MetaInvestorParams", "check_panel"]
+
+#: the most agents exact Shapley values are computed for (2^16 coalitions)
+MAX_EXACT_AGENTS = 16
 
 #: the fields that turn the defaults into SPEC 5's literal meta-investor
 SPEC_LITERAL: dict[str, Any] = {
@@ -78,7 +81,9 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 
     Allocation (SPEC 5.6, 5.7):
 
-    * ``allocator`` ["option"]: "option", "equal" or "softmax".
+    * ``allocator`` [unset]: "option", "equal" or "softmax"; unset is "option", or for a
+      learned ensemble whose checkpoint learned an allocator, "softmax" over its raw
+      weights (:attr:`allocation`).
     * ``softmax_raw_weights`` [()]: raw weights of "softmax" mode, empty (all
       zero) or one finite number per agent.
     * ``weight_floor`` [0.06]: the share of an equal weight every agent keeps in "option"
@@ -122,7 +127,7 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     pricing: Literal["black_scholes", "crr"] = "black_scholes"
     crr_steps: int = 200
     expiry_bars: int = 96
-    allocator: Literal["option", "equal", "softmax"] = "option"
+    allocator: Literal["option", "equal", "softmax"] | None = None
     softmax_raw_weights: tuple[float, ...] = ()
     weight_floor: float = 0.06
     smoothing: float = 0.1
@@ -141,6 +146,15 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     def spec_literal(cls, **fields: Any) -> MetaInvestorParams:
         """SPEC 5's literal meta-investor (``SPEC_LITERAL``), with ``fields`` on top."""
         return cls(**{**SPEC_LITERAL, **fields})
+
+    @property
+    def allocation(self) -> str:
+        """The allocator in use ("option" when ``allocator`` is unset)."""
+        return self.allocator or "option"
+
+    def with_fields(self, **fields: Any) -> MetaInvestorParams:
+        """A copy with ``fields`` replaced (and checked)."""
+        return msgspec.structs.replace(self, **fields)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field outside its valid range."""
@@ -188,7 +202,8 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         choice("pricing", ("black_scholes", "crr"))
         integer("crr_steps", 1, 100_000)
         integer("expiry_bars", 0)
-        choice("allocator", ("option", "equal", "softmax"))
+        if self.allocator is not None:
+            choice("allocator", ("option", "equal", "softmax"))
         raw = self.softmax_raw_weights
         if not isinstance(raw, tuple) or (raw and len(raw) != self.n_agents):
             fail("softmax_raw_weights", f"empty or a tuple of {self.n_agents} numbers")
@@ -206,3 +221,12 @@ class MetaInvestorParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         count = self.monte_carlo_permutations
         if count != 0 and (count < 4 or count % 2):
             fail("monte_carlo_permutations", "0 (default) or an even integer >= 4")
+
+
+def check_panel(params: MetaInvestorParams, agents: int, what: str) -> None:
+    """A strategy's ``[strategy.meta]`` is for its ``agents`` agents (``what`` says which)."""
+    if params.n_agents != agents:
+        raise ConfigError(
+            f"strategy.meta.n_agents is {params.n_agents}, but the panel has {agents} agents "
+            f"({what}); leave n_agents out, the scenario sets it"
+        )

@@ -31,6 +31,8 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
+from strategies.meta.params import MAX_EXACT_AGENTS
+
 __all__ = [
     "MAX_EXACT_AGENTS",
     "coalition_masks",
@@ -40,9 +42,6 @@ __all__ = [
     "shapley_monte_carlo_details",
     "shapley_size_weights",
 ]
-
-MAX_EXACT_AGENTS = 16
-"""Largest n accepted by :func:`shapley_exact` (2^16 coalitions)."""
 
 # Monte Carlo evaluates the characteristic function on at most this many
 # coalition masks (rows) per callable call, to bound memory for large n.

@@ -472,7 +472,7 @@ class MetaInvestorState:
         fparams[_P_THETA] = params.bubble_threshold
         fparams[_P_BETA] = params.bubble_penalty_weight
         fparams[_P_CAP] = params.bubble_cap
-        fparams[_P_FIXED_TARGETS] = 0.0 if params.allocator == "option" else 1.0
+        fparams[_P_FIXED_TARGETS] = 0.0 if params.allocation == "option" else 1.0
         self._fparams = fparams
 
         # scratch = [volatility window, strike window, CRR tree values ..., n ones]
@@ -482,7 +482,7 @@ class MetaInvestorState:
         self._scratch[1] = sw
         self._scratch[-n:] = 1.0
 
-        if params.allocator == "softmax":
+        if params.allocation == "softmax":
             raw = np.array(params.softmax_raw_weights or (0.0,) * n, dtype=np.float64)
             fixed = softmax_weights(raw)
         else:
@@ -490,7 +490,7 @@ class MetaInvestorState:
         self._state = np.zeros(3 * n + (vw + sw) * n + 3)
         self._state[-1] = 1.0  # the exposure of the first decision
         self._state[0:n] = params.initial_share_price
-        self._state[n : 2 * n] = fixed if params.allocator != "option" else 1.0 / n
+        self._state[n : 2 * n] = fixed if params.allocation != "option" else 1.0 / n
         self._state[2 * n : 3 * n] = fixed
         self._counters = np.zeros(_N_COUNTERS, dtype=np.int64)
         # S_i(0) is the first price of the strike's moving average.

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from engine.app.backtest import build_strategy, run_backtest
+from engine.app.backtest import run_backtest
+from engine.app.kernel import build_strategy
 from engine.app.scenario import load_scenario, parse_scenario
 from engine.core.errors import DataError, HandlerError
 from engine.core.events import Bar, OrderFilled, PortfolioSnapshot, SubmitOrder
@@ -118,7 +119,7 @@ def test_backtest_handler_raises_run_failed_with_whole_batches(sqlite_url: str) 
     config = synthetic_scenario(3_000, storage="flush_every_bars = 1000")
 
     def factory(cfg, bus, clock):
-        strategy = build_strategy(cfg, bus, clock)
+        (strategy,) = build_strategy(cfg, bus, clock)
         original = strategy.on_bar
         count = {"n": 0}
 

@@ -93,7 +93,7 @@ quantity = {QUANTITY}
     from engine.core.events import OrderFilled
 
     def factory(cfg, bus, clock):
-        from engine.app.backtest import build_strategy
+        from engine.app.kernel import build_strategy
 
         bus.subscribe(
             OrderFilled,

@@ -12,7 +12,6 @@ from engine.core.bus import MessageBus
 from engine.core.clock import SimulatedClock
 from engine.core.events import AgentAction, Bar, PortfolioSnapshot
 from engine.feeds.bars import load_bars
-from strategies.ensemble import Ensemble
 from strategies.execution import TargetExecution
 from strategies.marl.env import CostRates, MarketData, VectorMarketEnv, shapley_matrix
 from strategies.meta.investor import MetaInvestor
@@ -186,7 +185,7 @@ def test_env_pnl_equals_backtest_pnl(allocator, threshold, lot, band, hold):
             min_hold_bars=hold,
         )
         agents = [_ReplayAgent(bus, clock, "SYN", i, actions[:, i], data.ts) for i in range(3)]
-        return Ensemble(meta, agents, TargetExecution(bus, clock, "SYN"))
+        return [meta, *agents, TargetExecution(bus, clock, "SYN")]
 
     snapshots: list[float] = []
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.app.paper import PaperOptions, PaperTrader, _open_run
+from engine.app.paper import PaperOptions, PaperTrader, open_paper_run
 from engine.core.errors import ConfigError
 from engine.core.events import Bar
 from engine.core.wire import DROP, PROCESS, pack
@@ -36,7 +36,7 @@ def bar(seq: int, close: float = 10.0, ts: int | None = None) -> Bar:
 
 def guard(**limits: object) -> FeedGuard:
     judge = FeedGuard(FeedLimits(bar_ns=BAR_NS, **limits))  # type: ignore[arg-type]
-    judge.accepted(bar(10))
+    judge.accepted(bar(10).close)
     return judge
 
 
@@ -96,8 +96,8 @@ def test_bad_limits_are_config_errors(limits: dict[str, object], message: str) -
 def trader(config, url: str, name: str) -> PaperTrader:  # type: ignore[no-untyped-def]
     engine = connect(url)
     options = PaperOptions(run_name=name, feed=FEED)
-    run_id, state, resumed = _open_run(engine, config, options, "")
-    core = PaperTrader(config, engine, run_id, bus=MqttBus(name), feed=FEED)
+    session, state, resumed = open_paper_run(engine, config, options, "", MqttBus(name))
+    core = PaperTrader(config, session, feed=FEED)
     if resumed:
         core.resume(state)
     return core

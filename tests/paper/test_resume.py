@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text, update
 
-from engine.app.paper import PaperOptions, PaperTrader, _open_run
+from engine.app.paper import PaperOptions, PaperTrader, open_paper_run
 from engine.app.scenario import ScenarioConfig
 from engine.core.errors import ConfigError, ResumeError
 from engine.core.events import Bar, RunFinished
@@ -65,8 +65,9 @@ def messages(data: BarData) -> list[tuple[str, bytes]]:
 
 def start(config: ScenarioConfig, url: str, name: str) -> PaperTrader:
     engine = connect(url)
-    run_id, state, resumed = _open_run(engine, config, PaperOptions(run_name=name, feed=FEED), "")
-    trader = PaperTrader(config, engine, run_id, bus=MqttBus(name), feed=FEED)
+    options = PaperOptions(run_name=name, feed=FEED)
+    session, state, resumed = open_paper_run(engine, config, options, "", MqttBus(name))
+    trader = PaperTrader(config, session, feed=FEED)
     if resumed:
         trader.resume(state)
     return trader
@@ -210,14 +211,14 @@ def test_status_reports_position_lag_open_orders_and_agent_weights(sqlite_url: s
     feed(trader, messages(data)[:100])
     engine = connect(sqlite_url)
     info = run_status(engine, "watched")
-    portfolio = trader.pipeline.portfolio
+    portfolio = trader.kernel.portfolio
     assert info["kind"] == "paper" and info["status"] == "running"
     assert info["snapshot"]["cash"] == portfolio.cash
     assert info["snapshot"]["position"] == portfolio.position(config.instrument.symbol).quantity
     assert info["feed"]["bars"] == 100 and info["feed"]["last_bar_ns"] == int(data.ts[99])
     assert [a["agent_id"] for a in info["agents"]] == ["random-0", "neutral-1", "random-2"]
     assert abs(sum(a["weight"] for a in info["agents"]) - 1.0) < 1e-9
-    working = {o.command.order_id for o in trader.pipeline.broker.working_orders}
+    working = {o.command.order_id for o in trader.kernel.broker.working_orders}
     assert {o["order_id"] for o in info["open_orders"]} == working
     received = info["feed"]["last_received_ns"]
     stale_after = info["feed"]["stale_after_seconds"] * 1e9

@@ -14,7 +14,6 @@ from engine.core.events import PortfolioSnapshot, ShapleyRecord, TargetPosition,
 from engine.feeds.bars import load_bars
 from storage.db import connect
 from storage.models import ShapleyValueRow, ValuationRow
-from strategies.ensemble import Ensemble
 from strategies.execution import TargetExecution
 from strategies.meta.investor import MetaInvestor
 from strategies.meta.params import SPEC_LITERAL
@@ -54,7 +53,7 @@ def factory(
         ]
         if on_meta is not None:
             on_meta(meta)
-        return Ensemble(meta, agents, TargetExecution(bus, clock, symbol))
+        return [meta, *agents, TargetExecution(bus, clock, symbol)]
 
     return build
 
@@ -181,15 +180,20 @@ def test_scripted_ensemble_scenario_runs_and_reports_agents() -> None:
 
 
 def test_scripted_ensemble_bad_meta_key_names_section() -> None:
+    """[strategy.meta] is decoded with the scenario: a misspelt key, a value out of range
+    and an n_agents that is not the panel's are refused before anything runs."""
     from engine.app.scenario import parse_scenario
     from engine.core.errors import ConfigError
 
-    config = parse_scenario(
-        '[data]\nsource = "synthetic"\n[strategy]\nkind = "scripted_ensemble"\n'
-        "[strategy.meta]\nsmoothin = 0.3\n"
-    )
-    with pytest.raises(ConfigError, match=r"\[strategy.meta\]: .*smoothin"):
-        run_backtest(config, persist=False)
+    head = '[data]\nsource = "synthetic"\n[strategy]\nkind = "scripted_ensemble"\n'
+    with pytest.raises(ConfigError, match=r"'smoothin' in \[strategy.meta\]; did you mean"):
+        parse_scenario(head + "[strategy.meta]\nsmoothin = 0.3\n")
+    with pytest.raises(ConfigError, match=r"smoothing must be in \[0, 1\].*strategy.meta"):
+        parse_scenario(head + "[strategy.meta]\nsmoothing = 3.0\n")
+    with pytest.raises(ConfigError, match=r"n_agents = 2, but the panel has 3 agents"):
+        parse_scenario(head + "[strategy.meta]\nn_agents = 2\n")
+    two = parse_scenario(head + 'agents = ["trend", "random"]\n')
+    assert two.strategy.meta.n_agents == 2  # type: ignore[union-attr]
 
 
 def test_meta_investor_long_run_with_strong_alpha_stays_in_float_range() -> None:

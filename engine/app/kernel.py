@@ -1,0 +1,279 @@
+"""The kernel: the one place that builds a run's components, in one visible, ordered list.
+
+Every backtest, paper run, sweep task and walk-forward fold is built here, and nothing of
+the pipeline is built anywhere else. :func:`build_kernel` builds every component (a
+checkpoint is loaded and checked here) and subscribes nothing, so that a run can be
+refused before it stores anything; :meth:`Kernel.start` then subscribes them in the
+order of the list, which is the order in which each bar reaches them:
+
+====  =================  ==========================================================
+ 1    recorder           (a stored run: :class:`~engine.app.session.RunSession`)
+                         marks the bar boundary and records every event
+ 2    broker             fills what was ordered on the previous close at this open
+ 3    portfolio          marks to this close and publishes the snapshot
+ 4    the strategy's     SMA: the crossover. An ensemble: the meta-investor first (it
+      components         settles the previous step with the snapshot's P&L), then the
+                         feature engine (learned agents), the agents (the learned
+                         panel decides as one), and the executor, which trades the
+                         meta-investor's target
+ 5    observers          what the shell collects (the backtest's results, a tap)
+====  =================  ==========================================================
+
+With ``run.trade_start`` the strategy's components talk to the bus through a
+:class:`~engine.app.warmup.WarmupGate`: they see every bar, but no order goes out before
+the start, in a backtest and in a paper run alike.
+
+:meth:`Kernel.drive` feeds one bar: the clock is set (to the bar's end, or, in a paper
+run, to its arrival) and the bar is published; dispatch is plain calls in list order.
+Backtests (:mod:`engine.app.backtest`), paper runs (:mod:`engine.app.paper`), sweep
+tasks and walk-forward folds (which run backtests) are shells over this module and a
+:class:`~engine.app.session.RunSession`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from brokers.portfolio import Portfolio
+from brokers.simulated import SimulatedBroker
+from engine.app.provenance import (
+    TrainingRecord,
+    check_transfer,
+    checkpoint_path,
+    read_training_record,
+)
+from engine.app.scenario import ScenarioConfig
+from engine.app.warmup import WarmupGate, trade_start_ns
+from engine.core.bus import Bus, MessageBus
+from engine.core.clock import SimulatedClock
+from engine.core.events import Bar
+from strategies.base import Component
+from strategies.execution import TargetExecution
+from strategies.marl.config import AGENTS, MappoEnsembleConfig
+from strategies.meta.investor import MetaInvestor
+from strategies.meta.params import MetaInvestorParams
+from strategies.scripted import ScriptedAgent, ScriptedEnsembleConfig
+from strategies.sma_cross import SmaCross
+
+__all__ = ["Kernel", "StrategyFactory", "build_kernel", "build_strategy"]
+
+log = logging.getLogger("emarl.kernel")
+
+#: A custom strategy: ``(config, bus, clock) -> component(s)``, subscribed in order in
+#: the strategy's place (step 4 of the module docstring).
+StrategyFactory = Callable[[ScenarioConfig, Bus, SimulatedClock], "Component | Sequence[Component]"]
+
+
+@dataclass
+class Kernel:
+    """A run's components, built and in their subscription order (module docstring)."""
+
+    config: ScenarioConfig
+    bus: MessageBus
+    clock: SimulatedClock
+    broker: SimulatedBroker
+    portfolio: Portfolio
+    #: the strategy's components, in their order
+    strategy: list[Component]
+    #: the ensemble's meta-investor (None for a strategy without one)
+    meta: MetaInvestor | None = None
+    #: what the checkpoint of a learned ensemble was trained on (None otherwise)
+    training_record: TrainingRecord | None = None
+    components: list[tuple[str, Component]] = field(default_factory=list)
+    started: bool = False
+
+    @property
+    def symbol(self) -> str:
+        return self.config.instrument.symbol
+
+    def start(self, recorder: Component | None = None, observers: Sequence[Component] = ()) -> None:
+        """Subscribe the recorder, the broker, the portfolio, the strategy's components and
+        the observers, in that order (once)."""
+        if self.started:
+            raise RuntimeError("the kernel has started already")
+        listed: list[tuple[str, Component]] = []
+        if recorder is not None:
+            listed.append(("recorder", recorder))
+        listed += [("broker", self.broker), ("portfolio", self.portfolio)]
+        listed += [(f"strategy[{i}]", c) for i, c in enumerate(self.strategy)]
+        listed += [(f"observer[{i}]", c) for i, c in enumerate(observers)]
+        for _name, component in listed:
+            component.subscribe()
+        self.components = listed
+        self.started = True
+
+    def drive(
+        self,
+        ts: int,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        received_ns: int | None = None,
+    ) -> int:
+        """Feed the bar that ended at ``ts``; the clock reads ``received_ns`` (a paper
+        run's arrival time), by default ``ts``. Returns the bar's bus sequence number."""
+        now = ts if received_ns is None else received_ns
+        self.clock.time_ns = now
+        bus = self.bus
+        seq = bus.next_seq()
+        bus.publish(
+            Bar(
+                ts_event=ts,
+                ts_init=now,
+                seq=seq,
+                symbol=self.symbol,
+                open=open,
+                high=high,
+                low=low,
+                close=close,
+                volume=volume,
+            )
+        )
+        return seq
+
+    def agent_summary(self) -> list[dict[str, float | str]] | None:
+        return None if self.meta is None else self.meta.agent_summary()
+
+    def panel_summary(self) -> dict[str, float | int] | None:
+        return None if self.meta is None else self.meta.panel_summary()
+
+
+def build_kernel(
+    config: ScenarioConfig,
+    bus: MessageBus,
+    clock: SimulatedClock,
+    *,
+    bars: Any = None,
+    strategy: StrategyFactory | None = None,
+) -> Kernel:
+    """Build every component of a run, subscribing nothing. ``bars`` (a backtest's, or
+    None in a paper run) give the options' horizon when ``expiry_bars`` is 0 and the
+    future the scripted ``oracle`` reads; ``strategy`` replaces the scenario's."""
+    portfolio = Portfolio(bus, config.broker.initial_cash)
+    broker = SimulatedBroker(
+        bus,
+        portfolio,
+        config.broker,
+        symbols=(config.instrument.symbol,),
+        lot_size=config.instrument.lot_size,
+        timezone=config.data.timezone,
+    )
+    start = trade_start_ns(config)
+    gated: Bus = bus if start is None else WarmupGate(bus, clock, start)
+    record = None
+    if isinstance(config.strategy, MappoEnsembleConfig):
+        record = read_training_record(checkpoint_path(config))
+        transfer = check_transfer(record, config)
+        if transfer is not None:
+            log.warning("warning: %s", transfer)
+    if strategy is not None:
+        built = strategy(config, gated, clock)
+        components = list(built) if isinstance(built, Sequence) else [built]
+    else:
+        components = build_strategy(config, gated, clock, bars)
+    meta = next((c for c in components if isinstance(c, MetaInvestor)), None)
+    return Kernel(config, bus, clock, broker, portfolio, components, meta, record)
+
+
+def build_strategy(
+    config: ScenarioConfig, bus: Bus, clock: SimulatedClock, bars: Any = None
+) -> list[Component]:
+    """The components of the strategy the scenario names, in their order, on ``bus``
+    (a custom :data:`StrategyFactory` can wrap or extend them)."""
+    start = trade_start_ns(config)
+    if isinstance(config.strategy, MappoEnsembleConfig):
+        return _learned_ensemble(config, bus, clock, bars, start)
+    if isinstance(config.strategy, ScriptedEnsembleConfig):
+        return _scripted_ensemble(config, bus, clock, bars, start)
+    return [SmaCross(bus, clock, config.instrument.symbol, config.strategy)]
+
+
+def _meta_investor(
+    config: Any,
+    bus: Bus,
+    clock: SimulatedClock,
+    ids: Sequence[str],
+    params: MetaInvestorParams,
+    bars: Any,
+    start: int | None,
+) -> MetaInvestor:
+    strategy = config.strategy
+    return MetaInvestor(
+        bus,
+        clock,
+        config.instrument.symbol,
+        list(ids),
+        params,
+        config.broker,
+        max_position=strategy.max_position,
+        confidence_threshold=strategy.confidence_threshold,
+        lot_size=config.instrument.lot_size,
+        horizon_bars=len(bars) if bars is not None else 0,
+        # its own stream: Monte Carlo credit draws do not shift the agents' draws
+        rng=np.random.default_rng([config.run.seed, 1]),
+        no_trade_band=strategy.no_trade_band,
+        min_hold_bars=strategy.min_hold_bars,
+        trade_start_ns=start,
+    )
+
+
+def _scripted_ensemble(
+    config: Any, bus: Bus, clock: SimulatedClock, bars: Any, start: int | None
+) -> list[Component]:
+    strategy = config.strategy
+    symbol = config.instrument.symbol
+    ids = [f"{rule}-{i}" for i, rule in enumerate(strategy.agents)]
+    meta = _meta_investor(config, bus, clock, ids, strategy.meta, bars, start)
+    rng = np.random.default_rng(config.run.seed)
+    agents: list[Component] = [
+        ScriptedAgent(
+            bus, clock, symbol, ids[i], i, rule, data=bars, rng=rng, lookback=strategy.lookback
+        )
+        for i, rule in enumerate(strategy.agents)
+    ]
+    return [meta, *agents, TargetExecution(bus, clock, symbol)]
+
+
+def _learned_ensemble(
+    config: Any, bus: Bus, clock: SimulatedClock, bars: Any, start: int | None
+) -> list[Component]:
+    # torch (the checkpoint) loads only for a learned ensemble: a second of start-up
+    from indicators.engine import FeatureEngine
+    from strategies.marl.agents import AgentPanel, LearnedAgent, NumpyPolicy
+    from strategies.marl.checkpoint import feature_signature, load_checkpoint
+
+    strategy = config.strategy
+    checkpoint = load_checkpoint(checkpoint_path(config), feature_signature(config.indicators))
+    params = strategy.meta
+    raw = checkpoint.meta.get("allocator_raw")
+    if raw is not None and params.allocator is None:
+        # a learned allocator's raw weights, unless the scenario names an allocator itself
+        params = params.with_fields(allocator="softmax", softmax_raw_weights=tuple(raw))
+    meta = _meta_investor(config, bus, clock, AGENTS, params, bars, start)
+    symbol = config.instrument.symbol
+    rng = np.random.default_rng(config.run.seed)
+    agents = [
+        LearnedAgent(
+            bus,
+            clock,
+            symbol,
+            i,
+            NumpyPolicy(policy),
+            deterministic=strategy.deterministic,
+            vote=strategy.vote,
+            rng=rng,
+            sampling_temperature=strategy.sampling_temperature,
+            uncertainty_bonus=strategy.uncertainty_bonus,
+        )
+        for i, policy in enumerate(checkpoint.policies)
+    ]
+    features = FeatureEngine(bus, clock, symbol, config.indicators)
+    execution = TargetExecution(bus, clock, symbol)
+    return [meta, features, AgentPanel(agents), execution]

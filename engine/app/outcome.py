@@ -1,0 +1,271 @@
+"""A run's outcome: what a backtest and a paper run summarise alike.
+
+:class:`ResultsCollector` is the kernel's observer that keeps what the summary needs,
+and :func:`summarize` turns it into the summary every run stores and prints: the
+figures (:func:`engine.app.metrics.compute_summary`), whether the edge is real
+(:func:`engine.app.metrics.edge_of`), what became of the orders (:func:`order_outcomes`),
+the figures inside and after a checkpoint's training window (:func:`training_windows`)
+and the meta-investor's agents and panel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.app.metrics import Summary, compute_summary, edge_of, window_summaries
+from engine.app.provenance import TrainingRecord
+from engine.app.scenario import ScenarioConfig
+from engine.core.bus import Bus
+from engine.core.events import (
+    Bar,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    PortfolioSnapshot,
+    SubmitOrder,
+    reason_kind,
+)
+from engine.feeds.bars import BarData, bars_fingerprint, count_gaps
+
+if TYPE_CHECKING:
+    from engine.app.kernel import Kernel
+
+__all__ = [
+    "Outcome",
+    "ResultsCollector",
+    "describe_refusals",
+    "order_outcomes",
+    "provenance",
+    "summarize",
+    "training_windows",
+]
+
+
+class ResultsCollector:
+    """The kernel's observer: per snapshot the time, equity, position, cash and mark; the
+    fills; the orders sent, denied and rejected by kind. Arrays start at ``capacity``
+    (a backtest's bar count: never grown) and double when full (a paper run)."""
+
+    def __init__(self, bus: Bus, capacity: int = 1024) -> None:
+        self._bus = bus
+        size = max(int(capacity), 1)
+        self.ts = np.zeros(size, dtype=np.int64)
+        self.equity = np.zeros(size)
+        self.position = np.zeros(size)
+        self.cash = np.zeros(size)
+        self.mark = np.zeros(size)
+        self.count = 0
+        self.fees = 0.0
+        self.first_open = float("nan")
+        self.fills: list[OrderFilled] = []
+        self.orders = 0
+        self.denied: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+
+    def subscribe(self) -> None:
+        bus = self._bus
+        bus.subscribe(Bar, self.on_bar)
+        bus.subscribe(PortfolioSnapshot, self.on_snapshot)
+        bus.subscribe(OrderFilled, self.fills.append)
+        bus.subscribe(SubmitOrder, self.on_order)
+        bus.subscribe(OrderDenied, self.on_denied)
+        bus.subscribe(OrderRejected, self.on_rejected)
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.count == 0 and self.first_open != self.first_open:  # the first bar's open
+            self.first_open = bar.open
+
+    def on_order(self, _command: SubmitOrder) -> None:
+        self.orders += 1
+
+    def on_denied(self, event: OrderDenied) -> None:
+        kind = reason_kind(event.reason)
+        self.denied[kind] = self.denied.get(kind, 0) + 1
+
+    def on_rejected(self, event: OrderRejected) -> None:
+        kind = reason_kind(event.reason)
+        self.rejected[kind] = self.rejected.get(kind, 0) + 1
+
+    def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        i = self.count
+        if i == len(self.ts):
+            self._grow()
+        self.ts[i] = snapshot.ts_event
+        self.equity[i] = snapshot.equity
+        self.position[i] = snapshot.position
+        self.cash[i] = snapshot.cash
+        self.mark[i] = snapshot.mark_price
+        self.fees = snapshot.fees
+        self.count = i + 1
+
+    def _grow(self) -> None:
+        for name in ("ts", "equity", "position", "cash", "mark"):
+            column = getattr(self, name)
+            setattr(self, name, np.concatenate([column, np.zeros_like(column)]))
+
+    def fill_arrays(self) -> dict[str, np.ndarray]:
+        fills = self.fills
+        return {
+            "ts": np.array([f.ts_event for f in fills], dtype=np.int64),
+            "side": np.array([f.side for f in fills], dtype=object),
+            "quantity": np.array([f.quantity for f in fills], dtype=float),
+            "price": np.array([f.price for f in fills], dtype=float),
+            "commission": np.array([f.commission for f in fills], dtype=float),
+        }
+
+
+def order_outcomes(
+    sent: int, denied: dict[str, int], rejected: dict[str, int], fills: int
+) -> dict[str, Any]:
+    """Counts of a run's orders, and ``no_fills``: why a run without a fill has none."""
+    out: dict[str, Any] = {
+        "sent": sent,
+        "denied": dict(sorted(denied.items())),
+        "rejected": dict(sorted(rejected.items())),
+    }
+    if fills == 0:
+        refused = sum(denied.values()) + sum(n for kind, n in rejected.items() if kind != "cancel")
+        if sent == 0:
+            why = "no order was sent: the strategy never asked to trade"
+        elif refused >= sent:
+            why = f"every one of the {sent:,} orders was refused ({describe_refusals(out)})"
+        else:
+            why = (
+                f"{sent - refused:,} of {sent:,} orders were accepted, none filled before the "
+                "run ended"
+            )
+        out["no_fills"] = why
+    return out
+
+
+def describe_refusals(orders: dict[str, Any]) -> str:
+    """``"denied 2,382 (margin 2,382); rejected 0"``-style text of :func:`order_outcomes`."""
+    parts = []
+    for what in ("denied", "rejected"):
+        counts: dict[str, int] = orders.get(what) or {}
+        total = sum(counts.values())
+        detail = ", ".join(f"{kind} {n:,}" for kind, n in counts.items())
+        parts.append(f"{what} {total:,}" + (f" ({detail})" if detail else ""))
+    return "; ".join(parts)
+
+
+def training_windows(
+    record: TrainingRecord, first_ns: int, last_ns: int
+) -> dict[str, tuple[int, int]]:
+    """The parts of a run's bars ``[first_ns, last_ns]`` relative to a checkpoint's training
+    bars: ``in_sample`` (inside its training window), ``validation`` (the held-out bars that
+    chose the checkpoint, when it has them), ``out_of_sample`` (after both) and
+    ``before_training`` (before it: not learned from, but learned from what came after).
+    Parts without a bar of the run are left out."""
+    seen = record.last_bar_ns if record.validation is None else record.validation[1]
+    windows = {
+        "before_training": (first_ns, record.first_bar_ns - 1),
+        "in_sample": (max(first_ns, record.first_bar_ns), min(last_ns, record.last_bar_ns)),
+        "validation": (
+            (max(first_ns, record.validation[0]), min(last_ns, record.validation[1]))
+            if record.validation is not None
+            else (1, 0)
+        ),
+        "out_of_sample": (max(first_ns, seen + 1), last_ns),
+    }
+    return {name: (lo, hi) for name, (lo, hi) in windows.items() if lo <= hi}
+
+
+def provenance(data: BarData | None, record: TrainingRecord | None) -> dict[str, Any]:
+    """What a run row records of its inputs: the fingerprint of its bars (None for a paper
+    run: they arrive live) and, for a run with a checkpoint, the checkpoint's fingerprint
+    and training window."""
+    return {
+        "data_fingerprint": None if data is None else bars_fingerprint(data),
+        "checkpoint_fingerprint": record.fingerprint if record else None,
+        "trained_first_ns": record.first_bar_ns if record else None,
+        "trained_last_ns": record.last_bar_ns if record else None,
+    }
+
+
+@dataclass
+class Outcome:
+    """A finished run's summary and what is stored with it."""
+
+    summary: Summary
+    orders: dict[str, Any]
+    fills: int
+    edge: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    agents: list[dict[str, Any]] | None = None
+    panel: dict[str, Any] | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The summary as a run row stores it: the figures, the order counts, the edge,
+        the in/out-of-sample split and the agents' table and panel."""
+        stored = self.summary.to_dict()
+        stored["orders"] = self.orders
+        for key in ("edge", "training", "agents", "panel"):
+            value = getattr(self, key)
+            if value is not None:
+                stored[key] = value
+        return stored
+
+
+def summarize(
+    config: ScenarioConfig,
+    collector: ResultsCollector,
+    kernel: Kernel,
+    *,
+    trade_from_ns: int | None,
+    gaps: int,
+) -> Outcome:
+    """The summary of the snapshots from ``trade_from_ns`` on (all without it): the bars
+    before only warmed up."""
+    n = collector.count
+    first = 0 if trade_from_ns is None else int(np.searchsorted(collector.ts[:n], trade_from_ns))
+    ts, equity, position = (
+        collector.ts[first:n],
+        collector.equity[first:n],
+        collector.position[first:n],
+    )
+    fills = collector.fill_arrays()
+    cash = config.broker.initial_cash
+    summary = compute_summary(ts, equity, position, cash, fills, collector.fees, gaps)
+    # the mark before each bar (the first bar's open for the first), then the bars' closes
+    before = collector.first_open if first == 0 else collector.mark[first - 1]
+    marks = np.concatenate([[before], collector.mark[first:n]])
+    edge = edge_of(equity, cash, summary.periods_per_year, marks, config.run.seed) if n else None
+    orders = order_outcomes(
+        collector.orders, collector.denied, collector.rejected, len(collector.fills)
+    )
+    record = kernel.training_record
+    training = None
+    if record is not None and len(ts):
+        training = {
+            "checkpoint": str(record.checkpoint),
+            "checkpoint_fingerprint": record.fingerprint,
+            "symbol": record.symbol,
+            "first_bar_ns": record.first_bar_ns,
+            "last_bar_ns": record.last_bar_ns,
+            "bars": record.bars,
+            "validation": record.validation,
+            "windows": window_summaries(
+                ts,
+                equity,
+                position,
+                cash,
+                fills,
+                training_windows(record, int(ts[0]), int(ts[-1])),
+                gaps=lambda part: count_gaps(part, config.data.timezone),
+                marks=marks,
+                seed=config.run.seed,
+            ),
+        }
+    return Outcome(
+        summary=summary,
+        orders=orders,
+        fills=len(collector.fills),
+        edge=edge,
+        training=training,
+        agents=kernel.agent_summary(),
+        panel=kernel.panel_summary(),
+    )

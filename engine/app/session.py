@@ -1,0 +1,141 @@
+"""A run session: a stored run's row, its recorder and how the run ends.
+
+Backtests and paper runs both store through a :class:`RunSession`: the row is created
+after the kernel is built (so a run that cannot be built leaves no row behind), the
+recorder is the kernel's first component (:meth:`engine.app.kernel.Kernel.start`), and
+the run ends ``completed`` with its summary (:func:`engine.app.outcome.summarize`),
+``failed`` with its error, or, for a paper run that may go on, ``stopped`` or ``halted``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Engine
+
+from engine.app.outcome import provenance
+from engine.app.provenance import TrainingRecord
+from engine.app.scenario import ScenarioConfig, config_hash
+from engine.core.bus import MessageBus
+from engine.core.version import code_version
+from engine.feeds.bars import BarData
+from storage.paper import set_run_status
+from storage.recorder import Recorder
+from storage.runs import COMPLETED, FAILED, create_run, finish_run
+from storage.writer import WriterProcess
+
+__all__ = ["RunSession"]
+
+
+class RunSession:
+    """A stored run: its row, its recorder and how it ends.
+
+    :meth:`create` stores a new row (after the kernel is built, so that a run that cannot
+    be built leaves no row behind); :meth:`attach` takes a row that exists (a paper run
+    resumed, or created with its feed state). The recorder is the kernel's first
+    component (:meth:`engine.app.kernel.Kernel.start`). With a
+    :class:`~storage.writer.WriterProcess` the rows are written on another core and the
+    run's status is set only after every row is committed (:meth:`close` stops it).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: int,
+        bus: MessageBus,
+        *,
+        flush_every_bars: int,
+        writer: WriterProcess | None = None,
+        started: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.bus = bus
+        self.writer = writer
+        #: ``time.perf_counter()`` when the run began (its wall time counts from there)
+        self.started = time.perf_counter() if started is None else started
+        self.recorder: Recorder = Recorder(
+            engine, run_id, bus, flush_every_bars=flush_every_bars, writer=writer
+        )
+
+    @classmethod
+    def create(
+        cls,
+        engine: Engine,
+        config: ScenarioConfig,
+        bus: MessageBus,
+        *,
+        kind: str,
+        scenario_path: str,
+        name: str | None = None,
+        data: BarData | None = None,
+        record: TrainingRecord | None = None,
+        flush_every_bars: int | None = None,
+        writer_process: bool = False,
+        started: float | None = None,
+    ) -> RunSession:
+        """Store a new ``running`` row for ``config`` (with its bars' figures and
+        fingerprint when they are known) and its recorder on ``bus``."""
+        run_id = create_run(
+            engine,
+            name=name or config.run.name,
+            kind=kind,
+            scenario=scenario_path,
+            symbol=config.instrument.symbol,
+            config=config.to_dict(),
+            config_hash=config_hash(config),
+            seed=config.run.seed,
+            code_version=code_version(),
+            bars=0 if data is None else len(data),
+            bar_gaps=0 if data is None else data.report.gaps,
+            first_bar_ns=None if data is None else int(data.ts[0]),
+            last_bar_ns=None if data is None else int(data.ts[-1]),
+            **provenance(data, record),
+        )
+        writer = None
+        if writer_process:
+            writer = WriterProcess(engine.url.render_as_string(hide_password=False))
+        every = config.storage.flush_every_bars if flush_every_bars is None else flush_every_bars
+        return cls(engine, run_id, bus, flush_every_bars=every, writer=writer, started=started)
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def complete(
+        self, summary: dict[str, Any] | None, wall_seconds: float | None = None, **values: Any
+    ) -> None:
+        """Mark the run ``completed`` with its summary (every row is stored)."""
+        finish_run(
+            self.engine,
+            self.run_id,
+            status=COMPLETED,
+            wall_seconds=self.wall_seconds if wall_seconds is None else wall_seconds,
+            summary=summary,
+            **values,
+        )
+
+    def fail(self, exc: BaseException, **values: Any) -> None:
+        """Store what the recorder holds, then mark the run ``failed`` with the error."""
+        try:
+            self.recorder.abort()
+        finally:
+            finish_run(
+                self.engine,
+                self.run_id,
+                status=FAILED,
+                wall_seconds=self.wall_seconds,
+                error=str(exc) or type(exc).__name__,
+                **values,
+            )
+
+    def set_status(self, status: str, *, error: str | None = None, **values: Any) -> None:
+        """Set a paper run's status: ``running`` (with the process's identity), or
+        ``stopped`` or ``halted``, after which it may go on."""
+        set_run_status(self.engine, self.run_id, status, error=error, **values)
+
+    def close(self) -> None:
+        """Stop the writer process (if any) once every row is committed."""
+        if self.writer is not None:
+            self.writer.stop()
