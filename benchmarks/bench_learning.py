@@ -23,11 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from brokers.costs import CostRates  # noqa: E402
 from engine.feeds.config import SyntheticConfig  # noqa: E402
 from engine.feeds.synthetic import generate_market  # noqa: E402
 from indicators.features import build_features, warm_mask  # noqa: E402
 from strategies.marl.config import TrainConfig  # noqa: E402
-from strategies.marl.env import CostRates  # noqa: E402
 from strategies.marl.evaluate import held_out_figures  # noqa: E402
 from strategies.marl.mappo import (  # noqa: E402
     join_markets,

@@ -119,8 +119,9 @@ def bench_policies() -> None:
 def bench_training(updates: int = 3) -> None:
     import msgspec
 
+    from brokers.costs import CostRates
     from strategies.marl.config import TrainConfig
-    from strategies.marl.env import CostRates, MarketData
+    from strategies.marl.env import MarketData
     from strategies.marl.mappo import train
     from strategies.meta.step import MetaInvestorParams
 

@@ -7,7 +7,7 @@ timing samples; a sample is one call, or the mean of ``inner`` calls where a
 single call is too short to time on its own.
 
 The headline step figure is what the bus handler does per bar for 3 agents:
-the 8 coalition P&Ls with ``_coalition_pnl_nb`` (the handler's kernel), then
+the 8 coalition P&Ls with ``coalition_pnl_nb`` (the handler's kernel), then
 the state's step (exact Shapley values, share prices, 3 Black-Scholes values,
 allocation). The handler line adds the rest of ``MetaInvestor`` settling a
 step: its checks and building and publishing the 3 ``ShapleyRecord`` and 3
@@ -25,17 +25,16 @@ from brokers.config import BrokerConfig
 from engine.core.bus import MessageBus
 from engine.core.clock import SimulatedClock
 from engine.core.events import Bar
-from strategies.meta import (
-    MetaInvestorParams,
-    MetaInvestorState,
-    black_scholes_call_array,
-    crr_call,
+from strategies.meta.decision import coalition_pnl_nb, sampled_coalition_values
+from strategies.meta.investor import MetaInvestor
+from strategies.meta.options import black_scholes_call_array, crr_call
+from strategies.meta.shapley import (
+    coalition_masks,
+    default_permutations,
     shapley_exact,
     shapley_monte_carlo,
-    trading_value_function,
 )
-from strategies.meta.investor import MetaInvestor, _coalition_pnl_nb
-from strategies.meta.shapley import coalition_masks, default_permutations
+from strategies.meta.step import MetaInvestorParams, MetaInvestorState
 
 
 def samples_seconds(function: Callable[[], object], repeats: int, inner: int = 1) -> np.ndarray:
@@ -93,7 +92,7 @@ def bench_step() -> None:
 
     def coalitions_and_step() -> None:
         votes, previous, previous_close, open_price, close_price = steps[next(counter) % 256]
-        _coalition_pnl_nb(
+        coalition_pnl_nb(
             votes,
             state.weights,
             masks,
@@ -192,15 +191,13 @@ def bench_shapley() -> None:
     report("exact Shapley, n = 12", samples_seconds(lambda: shapley_exact(v), 200), "< 2 ms")
 
     n = 50
-    value = trading_value_function(
+    # the meta-investor's characteristic function: max_position, threshold, lot, band,
+    # previous position, previous close, open, close, slippage and commission rates
+    value = sampled_coalition_values(
         rng.dirichlet(np.ones(3), size=n),
         rng.dirichlet(np.ones(n)),
-        max_position=10.0,
-        confidence_threshold=0.0,
-        previous_position=1.0,
-        price=100.0,
-        price_change=0.5,
-        commission_bps=1.0,
+        (10.0, 0.0, 1.0, 0.0, 1.0, 100.0, 100.2, 100.5, 1e-4, 1e-4, 0.0, 0.0),
+        0.5,
     )
     generator = np.random.default_rng(2)
     report(

@@ -28,8 +28,9 @@ orders are checked in submission order:
   side of a bracket when one side fills): a cancel takes effect at once, and
   the cancelled order does not fill on this bar or later; a new order works
   from the next bar.
-* **costs**: commission per fill = max(minimum, notional x bps / 1e4 +
-  quantity x per-unit); slippage is reported per fill in account currency.
+* **costs** (:mod:`brokers.costs`, the rule the meta-investor and the training market
+  charge too): commission per fill = max(minimum, notional x bps / 1e4 + quantity x
+  per-unit); slippage is reported per fill in account currency.
 
 Pre-trade checks on submission, in this order: unknown symbol or a quantity
 that is not a multiple of the lot size are broker refusals
@@ -46,6 +47,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from brokers.config import BrokerConfig
+from brokers.costs import CostRates, commission, market_fill
 from brokers.portfolio import Portfolio
 from engine.core.bus import Bus
 from engine.core.events import (
@@ -118,8 +120,8 @@ class SimulatedBroker:
         self._fill_count = 0
         self._last_ts = 0
         self._last_close: dict[str, float] = {}
-        self._slip = config.slippage_bps / 1e4
-        self._bps = config.commission_bps / 1e4
+        self._costs = CostRates.of(config)
+        self._slip = self._costs.slippage
 
     def subscribe(self) -> None:
         self._bus.subscribe(Bar, self.on_bar)
@@ -318,9 +320,7 @@ class SimulatedBroker:
         return None, 0.0
 
     def _slipped(self, price: float, buy: bool) -> float:
-        if self._slip == 0.0:
-            return price
-        return price * (1.0 + self._slip) if buy else price * (1.0 - self._slip)
+        return market_fill(price, 1.0 if buy else -1.0, self._slip)
 
     def _fill(self, order: WorkingOrder, bar: Bar, price: float, reference: float) -> None:
         config = self._config
@@ -332,10 +332,10 @@ class SimulatedBroker:
                 return
         command = order.command
         order.filled += quantity
-        notional = quantity * price
-        commission = notional * self._bps + quantity * config.commission_per_unit
-        if commission < config.commission_minimum:
-            commission = config.commission_minimum
+        costs = self._costs
+        charged = commission(
+            quantity, price, costs.rate, costs.commission_per_unit, costs.commission_minimum
+        )
         self._fill_count += 1
         bus = self._bus
         bus.publish(
@@ -350,7 +350,7 @@ class SimulatedBroker:
                 side=command.side,
                 quantity=quantity,
                 price=price,
-                commission=commission,
+                commission=charged,
                 slippage=abs(price - reference) * quantity,
                 filled_quantity=order.filled,
                 leaves_quantity=max(order.leaves, 0.0),

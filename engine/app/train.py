@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from brokers.costs import CostRates
 from engine.app.scenario import ScenarioConfig, config_hash
 from engine.core.errors import ConfigError
 from strategies.marl.config import MappoEnsembleConfig, TrainConfig
-from strategies.marl.env import CostRates, MarketData
+from strategies.marl.env import MarketData
 
 __all__ = ["TrainingOutcome", "prepare_market", "train_scenario"]
 
@@ -178,12 +179,7 @@ def train_scenario(
             "broker.max_participation must be 0 for training: the training market does not "
             "model the volume cap (set it to 0 in the training scenario)"
         )
-    costs = CostRates(
-        broker.commission_bps,
-        broker.commission_per_unit,
-        broker.commission_minimum,
-        broker.slippage_bps,
-    )
+    costs = CostRates.of(broker)
     validation = None
     if held_out is not None:
         window = held_out

@@ -7,12 +7,15 @@ run the old ``_update_nb`` compiled into it, silently. Each package with kernels
 :func:`drop_stale_numba_cache` from its ``__init__``: a digest of all the package's
 sources (every ``.py`` file below it) is compared with the one stored beside its cache,
 and when it differs every cache file of the package is removed, to be rebuilt on use.
+A package whose kernels compile functions of another (the strategies compile the
+broker's cost rule, :mod:`brokers.costs`) names those files in ``also``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["drop_stale_numba_cache"]
@@ -20,9 +23,10 @@ __all__ = ["drop_stale_numba_cache"]
 STAMP = "numba-sources.sha256"
 
 
-def drop_stale_numba_cache(package: str) -> None:
+def drop_stale_numba_cache(package: str, also: Sequence[str] = ()) -> None:
     """Drop the numba cache files below the folder of ``package`` (a package's
-    ``__file__``) when any of its sources changed since they were written."""
+    ``__file__``) when any of its sources, or of the files ``also`` (relative to the
+    folder above the package), changed since they were written."""
     if os.environ.get("NUMBA_CACHE_DIR"):  # the user keeps the cache elsewhere
         return
     root = Path(package).resolve().parent
@@ -31,6 +35,9 @@ def drop_stale_numba_cache(package: str) -> None:
     for path in sources:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
+    for name in also:
+        digest.update(name.encode())
+        digest.update((root.parent / name).read_bytes())
     value = digest.hexdigest()
     stamp = root / "__pycache__" / STAMP
     try:

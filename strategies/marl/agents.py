@@ -41,7 +41,7 @@ from engine.core.bus import Bus
 from engine.core.clock import Clock
 from engine.core.events import AgentAction, Features
 from strategies.marl.networks import NWRQK_MAX_DISTANCE, PolicyNet
-from strategies.meta.trading import entropy_nb
+from strategies.meta.decision import entropy_nb
 
 log = logging.getLogger("emarl.agents")
 

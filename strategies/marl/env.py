@@ -16,8 +16,8 @@ max(minimum, notional bps / 1e4 + quantity per-unit) on each non-zero trade::
 
     pnl = previous (open' - close) + d (open' - fill) + target (close' - open') - commission
 
-(``strategies.meta.investor.coalition_pnl``; a test compares the environment
-with a real backtest of the same votes). The broker's volume cap and margin check
+(:mod:`brokers.costs`, :func:`strategies.meta.decision.coalition_pnl`; a test compares
+the environment with a real backtest of the same votes). The broker's volume cap and margin check
 are not modelled: train and trade with ``max_participation = 0`` and a
 ``max_position`` the account can carry.
 
@@ -48,8 +48,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
+from brokers.costs import CostRates, step_pnl, trade_costs
 from strategies.marl.rewards import (
     RewardWeights,
     exploration_reward,
@@ -59,32 +59,15 @@ from strategies.marl.rewards import (
     total_reward,
     turnover_reward,
 )
+from strategies.meta.decision import ensemble_targets
 from strategies.meta.shapley import coalition_masks, shapley_size_weights
-from strategies.meta.step import MetaInvestorParams, MetaInvestorState, _update_nb
+from strategies.meta.step import MetaInvestorBatch, MetaInvestorParams
 
-__all__ = ["CostRates", "MarketData", "VectorMarketEnv", "shapley_matrix"]
+__all__ = ["MarketData", "VectorMarketEnv", "shapley_matrix"]
 
 N_AGENTS = 3
 OBS_SLICES = ((0, 4), (4, 8), (8, 11))  # mlmi, nwrqk, regime columns of the 11 agent inputs
 _NEUTRAL = np.array([0.0, 1.0, 0.0])
-
-
-@dataclass(frozen=True)
-class CostRates:
-    """The SimulatedBroker's cost rules (``engine.app.scenario.BrokerConfig`` fields)."""
-
-    commission_bps: float = 0.0
-    commission_per_unit: float = 0.0
-    commission_minimum: float = 0.0
-    slippage_bps: float = 0.0
-
-    def scaled(self, factor: float) -> CostRates:
-        return CostRates(
-            self.commission_bps * factor,
-            self.commission_per_unit * factor,
-            self.commission_minimum * factor,
-            self.slippage_bps * factor,
-        )
 
 
 @dataclass
@@ -139,19 +122,6 @@ def shapley_matrix(n: int = N_AGENTS) -> np.ndarray:
     return matrix
 
 
-@njit(cache=True)
-def _meta_update_batch_nb(phi, states, counters, fparams, crr_steps, expiry, tables, scratch):
-    penalties = np.empty(phi.shape[0])
-    for e in range(phi.shape[0]):
-        for i in range(phi.shape[1]):
-            tables[e, 0, i] = phi[e, i]
-            tables[e, 1, i] = 0.0
-        penalties[e] = _update_nb(
-            states[e], counters[e], fparams, crr_steps, expiry[e], tables[e], scratch
-        )
-    return penalties
-
-
 class VectorMarketEnv:
     """``n_envs`` episodes over ``data`` stepped together; see the module docstring."""
 
@@ -197,14 +167,7 @@ class VectorMarketEnv:
         self.set_data(data)
 
         self.meta_params = meta or MetaInvestorParams()
-        template = MetaInvestorState(self.meta_params)
-        self._meta_template = (template._state.copy(), template._counters.copy())
-        self._fparams = template._fparams
-        self._scratch = template._scratch
-        self._crr_steps = self.meta_params.crr_steps
-        self._meta_state = np.tile(template._state, (n_envs, 1))
-        self._meta_counters = np.tile(template._counters, (n_envs, 1))
-        self._tables = np.zeros((n_envs, 9, N_AGENTS))
+        self.meta = MetaInvestorBatch(self.meta_params, n_envs)
 
         self._masks = coalition_masks(N_AGENTS).astype(np.float64)  # (8, 3)
         self._shapley = shapley_matrix(N_AGENTS)  # (8, 3)
@@ -257,7 +220,7 @@ class VectorMarketEnv:
     @property
     def weights(self) -> np.ndarray:
         """Current ensemble weights (E, 3)."""
-        return self._meta_state[:, N_AGENTS : 2 * N_AGENTS]
+        return self.meta.weights
 
     # -- episodes -------------------------------------------------------------------
 
@@ -287,8 +250,7 @@ class VectorMarketEnv:
         self.held[mask] = np.iinfo(np.int64).max // 2
         self.equity[mask] = self.initial_cash
         self.peak[mask] = self.initial_cash
-        self._meta_state[mask] = self._meta_template[0]
-        self._meta_counters[mask] = self._meta_template[1]
+        self.meta.reset(mask)
         self.episodes_started += count
 
     def reset(self, starts: np.ndarray | None = None) -> np.ndarray:
@@ -311,33 +273,18 @@ class VectorMarketEnv:
         members = np.einsum("sn,ena->esa", self._masks, weighted)  # (E, 8, 3)
         outside = 1.0 - weights @ self._masks.T  # (E, 8)
         ensemble = members + outside[:, :, None] * _NEUTRAL
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.where(ensemble > 0.0, np.log(np.where(ensemble > 0, ensemble, 1.0)), 0.0)
-        entropy = -(ensemble * logs).sum(axis=2)
-        confidence = ensemble.max(axis=2) - entropy
-        size = self.max_position * self._meta_state[:, -1:]  # the exposure of each env
-        raw = size * (ensemble[:, :, 2] - ensemble[:, :, 0])
-        lots = np.round(raw / self.lot_size) * self.lot_size
+        size = self.max_position * self.meta.exposure  # (E, 1): each env's exposure
         previous = self.position[:, None]
-        young = (self.held < self.min_hold_bars)[:, None]  # held at least min_hold_bars
-        inside_band = np.abs(lots - previous) < self.no_trade_band * size
-        trade = (confidence >= self.threshold - 1e-12) & ~inside_band & ~young
-        targets = np.where(trade, lots, previous)
-        c = self.costs
-        traded = targets - previous
+        # a position held fewer than min_hold_bars decisions holds (every coalition too)
+        threshold = np.where(self.held < self.min_hold_bars, np.inf, self.threshold)[:, None]
+        targets = ensemble_targets(
+            ensemble, size, threshold, self.lot_size, previous, self.no_trade_band * size
+        )
         open_next = self.data.open[t + 1][:, None]
         close_now = self.data.close[t][:, None]
         close_next = self.data.close[t + 1][:, None]
-        fill = open_next * (1.0 + (c.slippage_bps / 1e4) * np.sign(traded))
-        size = np.abs(traded)
-        commission = size * fill * (c.commission_bps / 1e4) + size * c.commission_per_unit
-        commission = np.where(size > 0, np.maximum(commission, c.commission_minimum), 0.0)
-        pnl = (
-            previous * (open_next - close_now)
-            + traded * (open_next - fill)
-            + targets * (close_next - open_next)
-            - commission
-        )
+        fill, charged = trade_costs(targets - previous, open_next, self.costs)
+        pnl = step_pnl(previous, targets, close_now, open_next, close_next, fill, charged)
         pnl[:, 0] = 0.0
         return targets, pnl
 
@@ -355,7 +302,7 @@ class VectorMarketEnv:
         np.put_along_axis(votes, actions[:, :, None], 1.0, axis=2)
         t = self.start + self.step_in_episode
         if self.weight_override is not None:
-            self._meta_state[:, N_AGENTS : 2 * N_AGENTS] = self.weight_override
+            self.meta.weights[:] = self.weight_override
         weights = self.weights.copy()
         targets, values = self.coalition_values(votes, weights, t)
         pnl = values[:, -1].copy()
@@ -372,16 +319,7 @@ class VectorMarketEnv:
             expiry = np.full(self.n_envs, float(self.meta_params.expiry_bars))
         else:
             expiry = (self.episode_length - self.step_in_episode).astype(np.float64)
-        _meta_update_batch_nb(
-            phi,
-            self._meta_state,
-            self._meta_counters,
-            self._fparams,
-            self._crr_steps,
-            expiry,
-            self._tables,
-            self._scratch,
-        )
+        self.meta.step(phi, expiry)
         batch_std = float(pnl.std())
         self.pnl_std = batch_std if self.pnl_std == 0.0 else 0.99 * self.pnl_std + 0.01 * batch_std
         rw = self.reward_weights
@@ -402,7 +340,7 @@ class VectorMarketEnv:
             "pnl": pnl,
             "phi": phi,
             "weights": weights,
-            "target_weights": self._tables[:, 6, :].copy(),
+            "target_weights": self.meta.target_weights.copy(),
             "position": self.position.copy(),
             "decision_bar": t,
             "final_observation": final_observation,

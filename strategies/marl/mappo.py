@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from strategies.marl.env import CostRates, MarketData, VectorMarketEnv, hard_flags
+from brokers.costs import CostRates
+from strategies.marl.env import MarketData, VectorMarketEnv, hard_flags
 from strategies.marl.networks import AGENTS, CentralCritic, PolicyNet, critic_input
 from strategies.marl.rewards import RewardNormaliser, RewardWeights
 

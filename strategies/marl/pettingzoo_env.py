@@ -20,7 +20,8 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from strategies.marl.env import CostRates, MarketData, VectorMarketEnv
+from brokers.costs import CostRates
+from strategies.marl.env import MarketData, VectorMarketEnv
 from strategies.marl.networks import AGENT_INPUT_SIZES, AGENTS
 
 __all__ = ["MarketParallelEnv"]

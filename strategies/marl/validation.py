@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from strategies.marl.env import CostRates, MarketData, VectorMarketEnv
+from brokers.costs import CostRates
+from strategies.marl.env import MarketData, VectorMarketEnv
 
 __all__ = ["ValidationMarket", "validation_figures"]
 

@@ -34,7 +34,7 @@ Credit: exact Shapley values over all 2^n coalitions when n ≤
 Monte Carlo over ``monte_carlo_permutations`` random orderings in antithetic
 pairs (:mod:`strategies.meta.shapley`, ``method="monte_carlo"``, with the
 estimates' standard errors). Monte Carlo evaluates the same characteristic
-function, :func:`_coalition_pnl_nb` on the coalitions (prefixes of the
+function, :func:`~strategies.meta.decision.coalition_pnl_nb` on the coalitions (prefixes of the
 orderings) it visits, with v(∅) = 0 and v(N) the realised P&L as above, and
 draws the orderings from the ``rng`` passed in (a ``numpy.random.Generator``
 built from the scenario seed: the same seed gives the same records). Every
@@ -77,7 +77,6 @@ from collections.abc import Callable, Sequence
 from operator import add as _add
 
 import numpy as np
-from numba import njit
 
 from brokers.config import BrokerConfig
 from engine.core.bus import Bus
@@ -91,201 +90,16 @@ from engine.core.events import (
     TargetPosition,
     Valuation,
 )
+from strategies.meta.decision import (
+    PnlArguments,
+    coalition_pnl_nb,
+    decision_nb,
+    sampled_coalition_values,
+)
 from strategies.meta.shapley import coalition_masks
 from strategies.meta.step import MetaInvestorParams, MetaInvestorState, MetaStepResult
 
-__all__ = ["MetaInvestor", "coalition_pnl"]
-
-_NEUTRAL = np.array([0.0, 1.0, 0.0])
-
-
-def coalition_pnl(
-    probabilities: np.ndarray,
-    weights: np.ndarray,
-    masks: np.ndarray,
-    *,
-    max_position: float,
-    threshold: float,
-    lot_size: float,
-    previous: float,
-    previous_close: float,
-    open_price: float,
-    close_price: float,
-    broker: BrokerConfig,
-    band: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and P&L of every coalition (rows of ``masks``), under the broker's cost rules."""
-    weighted = weights[:, None] * probabilities  # (n, 3)
-    outside = 1.0 - masks @ weights  # weight voting neutral in each coalition
-    ensemble = masks @ weighted + outside[:, None] * _NEUTRAL
-    targets = ensemble_targets(ensemble, max_position, threshold, lot_size, previous, band)
-    traded = targets - previous
-    slip = broker.slippage_bps / 1e4
-    fill = open_price * (1.0 + slip * np.sign(traded))
-    size = np.abs(traded)
-    commission = size * fill * (broker.commission_bps / 1e4) + size * broker.commission_per_unit
-    commission = np.where(size > 0, np.maximum(commission, broker.commission_minimum), 0.0)
-    pnl = (
-        previous * (open_price - previous_close)
-        + traded * (open_price - fill)
-        + targets * (close_price - open_price)
-        - commission
-    )
-    return targets, pnl
-
-
-def ensemble_targets(
-    ensemble: np.ndarray,
-    max_position: float,
-    threshold: float,
-    lot_size: float,
-    previous: float,
-    band: float = 0.0,
-) -> np.ndarray:
-    """SPEC 3: target = max_position (P_bull - P_bear) when confident, else hold; in lots.
-    A target that differs from ``previous`` by less than ``band`` (units) holds too (the
-    no-trade band; 0: off)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(ensemble > 0.0, np.log(ensemble), 0.0)
-    entropy = -(ensemble * logs).sum(axis=1)
-    confidence = ensemble.max(axis=1) - entropy
-    raw = max_position * (ensemble[:, 2] - ensemble[:, 0])
-    lots = np.round(raw / lot_size) * lot_size
-    trade = (confidence >= threshold - 1e-12) & ~(np.abs(lots - previous) < band)
-    return np.where(trade, lots, previous)
-
-
-# --------------------------------------------------------------------------- kernels
-#
-# The bus path runs these scalar kernels; :func:`coalition_pnl` and
-# :func:`ensemble_targets` above are the vectorised numpy statement of the same rules.
-# The kernels perform the same floating-point operations in the same order (matrix
-# products summed over agents in ascending order, the entropy as (t0 + t1) + t2,
-# round half to even), so both give the same numbers bit for bit; a test compares them.
-# The one exception is the logarithm: the kernels call the C library's, and numpy's
-# vectorised log can differ from it by one ulp on some CPUs (its AVX-512 version), which
-# can move a confidence by an ulp; only a confidence within an ulp of the threshold
-# would then size a different target.
-
-
-@njit(cache=True)
-def _entropy_nb(p0, p1, p2):
-    """H(P) = -(P0 ln P0 + P1 ln P1 + P2 ln P2), 0 ln 0 = 0."""
-    t0 = p0 * math.log(p0) if p0 > 0.0 else 0.0
-    t1 = p1 * math.log(p1) if p1 > 0.0 else 0.0
-    t2 = p2 * math.log(p2) if p2 > 0.0 else 0.0
-    return -((t0 + t1) + t2)
-
-
-@njit(cache=True)
-def _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous, band):
-    """:func:`ensemble_targets` for one ensemble vector."""
-    confidence = max(e0, max(e1, e2)) - _entropy_nb(e0, e1, e2)
-    if confidence >= threshold - 1e-12:
-        lots = np.round(max_position * (e2 - e0) / lot_size) * lot_size
-        if not abs(lots - previous) < band:
-            return lots
-    return previous
-
-
-@njit(cache=True)
-def _decision_nb(votes, weights, max_position, threshold, lot_size, previous, band, out):
-    """The ensemble's decision: out = [target, confidence, P_bear, P_neutral, P_bull]."""
-    e0 = 0.0
-    e1 = 0.0
-    e2 = 0.0
-    for i in range(weights.shape[0]):
-        w = weights[i]
-        e0 += w * votes[i, 0]
-        e1 += w * votes[i, 1]
-        e2 += w * votes[i, 2]
-    out[0] = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous, band)
-    out[1] = max(e0, max(e1, e2)) - _entropy_nb(e0, e1, e2)
-    out[2] = e0
-    out[3] = e1
-    out[4] = e2
-
-
-@njit(cache=True)
-def _coalition_pnl_nb(
-    votes,
-    weights,
-    masks,
-    max_position,
-    threshold,
-    lot_size,
-    band,
-    previous,
-    previous_close,
-    open_price,
-    close_price,
-    slippage,
-    commission_rate,
-    commission_per_unit,
-    commission_minimum,
-    pnl,
-):
-    """:func:`coalition_pnl` (the P&L only) into ``pnl``; rates are bps / 1e4."""
-    n = weights.shape[0]
-    for s in range(masks.shape[0]):
-        inside = 0.0
-        m0 = 0.0
-        m1 = 0.0
-        m2 = 0.0
-        for i in range(n):
-            m = masks[s, i]
-            w = weights[i]
-            inside += m * w
-            m0 += m * (w * votes[i, 0])
-            m1 += m * (w * votes[i, 1])
-            m2 += m * (w * votes[i, 2])
-        outside = 1.0 - inside  # weight voting neutral, e = (0, 1, 0)
-        e0 = m0 + outside * 0.0
-        e1 = m1 + outside * 1.0
-        e2 = m2 + outside * 0.0
-        target = _sized_target_nb(e0, e1, e2, max_position, threshold, lot_size, previous, band)
-        traded = target - previous
-        fill = open_price * (1.0 + slippage * np.sign(traded))
-        size = abs(traded)
-        commission = size * fill * commission_rate + size * commission_per_unit
-        commission = max(commission, commission_minimum) if size > 0 else 0.0
-        pnl[s] = (
-            previous * (open_price - previous_close)
-            + traded * (open_price - fill)
-            + target * (close_price - open_price)
-            - commission
-        )
-
-
-# The scalar arguments of _coalition_pnl_nb after the masks: max_position, threshold,
-# lot size, no-trade band, previous position, previous close, open, close, slippage,
-# commission rate, commission per unit, commission minimum.
-_PnlArguments = tuple[
-    float, float, float, float, float, float, float, float, float, float, float, float
-]
-
-
-def _sampled_coalition_values(
-    votes: np.ndarray, weights: np.ndarray, pnl_args: _PnlArguments, actual: float
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The step's characteristic function for Monte Carlo, on the coalitions it visits.
-
-    Takes a boolean array (m, n) of coalitions and returns their P&L from
-    :func:`_coalition_pnl_nb`, the exact path's kernel, with v(∅) = 0 and v(N)
-    the realised P&L ``actual`` (as the exact path sets them).
-    """
-    n = weights.shape[0]
-
-    def value(coalitions: np.ndarray) -> np.ndarray:
-        rows = np.ascontiguousarray(coalitions, dtype=np.float64)
-        out = np.empty(rows.shape[0])
-        _coalition_pnl_nb(votes, weights, rows, *pnl_args, out)
-        size = coalitions.sum(axis=1)
-        out[size == 0] = 0.0
-        out[size == n] = actual
-        return out
-
-    return value
+__all__ = ["MetaInvestor"]
 
 
 class MetaInvestor:
@@ -456,7 +270,7 @@ class MetaInvestor:
         # the credit, prices and weights are warm when trading starts.
         warming = self.trade_start_ns is not None and ts < self.trade_start_ns
         previous = self._shadow if warming else self._position
-        _decision_nb(votes, weights, size, threshold, self.lot_size, previous, band, out)
+        decision_nb(votes, weights, size, threshold, self.lot_size, previous, band, out)
         target, confidence, bearish, neutral, bullish = out.tolist()
         if warming:
             if target != self._shadow:  # as a fill at the next open would (on_portfolio_snapshot)
@@ -506,7 +320,7 @@ class MetaInvestor:
                 f"step P&L at bar {bar.ts_event} (decision at bar {decision_ts}) is "
                 f"{actual!r}: {hint}"
             )
-        pnl_args: _PnlArguments = (
+        pnl_args: PnlArguments = (
             size,
             threshold,
             self.lot_size,
@@ -521,7 +335,7 @@ class MetaInvestor:
         values: np.ndarray | Callable[[np.ndarray], np.ndarray]
         if masks is not None:
             values = self._pnl  # the step copies what it keeps
-            _coalition_pnl_nb(votes, weights, masks, *pnl_args, values)
+            coalition_pnl_nb(votes, weights, masks, *pnl_args, values)
             model_full = float(values[-1])
             if warming:
                 actual = model_full
@@ -529,11 +343,11 @@ class MetaInvestor:
             values[-1] = actual
         else:
             full = np.empty(1)
-            _coalition_pnl_nb(votes, weights, self._full_mask, *pnl_args, full)
+            coalition_pnl_nb(votes, weights, self._full_mask, *pnl_args, full)
             model_full = float(full[0])
             if warming:
                 actual = model_full
-            values = _sampled_coalition_values(votes, weights, pnl_args, actual)
+            values = sampled_coalition_values(votes, weights, pnl_args, actual)
         if self.expiry_bars:
             remaining = float(self.expiry_bars)
         else:

@@ -8,7 +8,7 @@ Per step, after the step's coalition values v(S) are known:
    literal simple or compound form (:mod:`strategies.meta.share_price`, whose docstring
    derives the default and says what a share price means), the literal forms kept in
    the float range on long runs by an exact power-of-two rebase and a relative floor
-   (:func:`_rebase_nb`).
+   (:func:`rebase_nb`).
 3. Volatility σ_i: sample standard deviation of the last
    ``volatility_window`` log price changes, times √``periods_per_time_unit``.
 4. Strike K_i: with ``strike = "initial"`` (the default) the initial price S(0), which
@@ -49,78 +49,27 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from numba import njit
 
+from strategies.meta import step_kernels as kern
 from strategies.meta.allocation import (
-    bubbles_nb,
-    option_target_weights_nb,
-    smooth_weights_nb,
     softmax_weights,
-)
-from strategies.meta.options import (
-    black_scholes_call_nb,
-    crr_call_nb,
-    crr_degenerate_nb,
-    crr_up_probability_nb,
-    exercise_probability_nb,
 )
 from strategies.meta.params import MetaInvestorParams
 from strategies.meta.shapley import (
     default_permutations,
-    shapley_exact_nb,
     shapley_monte_carlo_details,
     shapley_size_weights,
 )
-from strategies.meta.share_price import (
-    compound_factors_nb,
-    relative_factors_nb,
-    simple_factors_nb,
-)
 
-__all__ = ["MetaInvestorParams", "MetaInvestorState", "MetaStepResult"]  # params re-exported
+__all__ = [  # MetaInvestorParams re-exported
+    "MetaInvestorBatch",
+    "MetaInvestorParams",
+    "MetaInvestorState",
+    "MetaStepResult",
+]
 
 _STATE_FORMAT = "emarl.meta_investor/3"
 _STATE_FORMATS = ("emarl.meta_investor/2", _STATE_FORMAT)  # 2: no relative-credit scale
-
-# Rows of the per-step result table.
-_PHI, _STDERR, _PRICES, _VOLS, _STRIKES, _OPTIONS, _TARGETS, _WEIGHTS, _BUBBLES = range(9)
-_ROWS = 9
-
-# Counters: [changes recorded, next change slot, prices recorded, next price slot].
-_CHANGE_COUNT, _CHANGE_SLOT, _PRICE_COUNT, _PRICE_SLOT, _REBASE = range(5)
-_N_COUNTERS = 5
-#: Share prices are rebased by a power of two when the largest leaves [2^-LIMIT, 2^LIMIT].
-REBASE_LIMIT = 256
-#: No price falls more than 2^RELATIVE_FLOOR_BITS below the largest.
-RELATIVE_FLOOR_BITS = 600
-
-# Float parameters handed to the kernel.
-(
-    _P_ALPHA,
-    _P_FLOOR,
-    _P_RTOL,
-    _P_FORM,
-    _P_VOL_SCALE,
-    _P_RATE,
-    _P_CRR,
-    _P_ETA,
-    _P_THETA,
-    _P_BETA,
-    _P_CAP,
-    _P_FIXED_TARGETS,
-    _P_DECAY,
-    _P_GAIN,
-    _P_CLIP,
-    _P_SCALE_DECAY,
-    _P_INITIAL,
-    _P_STRIKE_INITIAL,
-    _P_PER_WEIGHT,
-    _P_MIN_WEIGHT,
-    _P_ABSOLUTE,
-    _P_EXPOSURE,
-) = range(22)
-_N_FLOAT_PARAMS = 22
-_FORMS = {"simple": 0.0, "compound": 1.0, "relative": 2.0}
 
 
 class MetaStepResult:
@@ -168,15 +117,15 @@ class MetaStepResult:
         self.bubble_penalty = bubble_penalty
         self.table = table
 
-    phi = property(lambda self: self.table[_PHI])
-    stderr = property(lambda self: self.table[_STDERR])
-    share_prices = property(lambda self: self.table[_PRICES])
-    volatilities = property(lambda self: self.table[_VOLS])
-    strikes = property(lambda self: self.table[_STRIKES])
-    option_values = property(lambda self: self.table[_OPTIONS])
-    target_weights = property(lambda self: self.table[_TARGETS])
-    weights = property(lambda self: self.table[_WEIGHTS])
-    bubbles = property(lambda self: self.table[_BUBBLES])
+    phi = property(lambda self: self.table[kern.PHI])
+    stderr = property(lambda self: self.table[kern.STDERR])
+    share_prices = property(lambda self: self.table[kern.PRICES])
+    volatilities = property(lambda self: self.table[kern.VOLS])
+    strikes = property(lambda self: self.table[kern.STRIKES])
+    option_values = property(lambda self: self.table[kern.OPTIONS])
+    target_weights = property(lambda self: self.table[kern.TARGETS])
+    weights = property(lambda self: self.table[kern.WEIGHTS])
+    bubbles = property(lambda self: self.table[kern.BUBBLES])
 
     def lists(self) -> list[list[float]]:
         """The rows as lists: phi, stderr, share_prices, volatilities, strikes,
@@ -207,197 +156,6 @@ class MetaStepResult:
 
     def __repr__(self) -> str:
         return f"MetaStepResult({self.to_dict()!r})"
-
-
-# --------------------------------------------------------------------------- kernels
-
-
-@njit(cache=True)
-def _rebase_nb(prices, recent, counters, reported):
-    """Keep the share prices in the float range on long runs.
-
-    Rebase: when the largest price leaves [2^-REBASE_LIMIT, 2^REBASE_LIMIT], every
-    price (and the strike window) is multiplied by the same power of two, which is
-    exact in binary floating point. Nothing downstream changes: log price changes
-    (volatility) are ratios, Black-Scholes and CRR call values are homogeneous of
-    degree 1 in (S, K), and the weights C_i / Σ C_j cancel the common factor.
-    ``counters[_REBASE]`` accumulates the exponent: the unscaled price is
-    ``price * 2**counters[_REBASE]``.
-
-    Relative floor: a price more than 2^RELATIVE_FLOOR_BITS below the largest (an agent
-    that has lost to the others for a very long time; its call is worthless) is held
-    at that floor, so that it never underflows to 0.
-    """
-    top = 0.0
-    for i in range(prices.shape[0]):
-        top = max(top, prices[i])
-    if not (top > 0.0 and math.isfinite(top)):
-        return
-    _mantissa, exponent = math.frexp(top)
-    if not -REBASE_LIMIT <= exponent <= REBASE_LIMIT:
-        for i in range(prices.shape[0]):
-            prices[i] = math.ldexp(prices[i], -exponent)
-        for k in range(recent.shape[0]):
-            recent[k] = math.ldexp(recent[k], -exponent)
-        counters[_REBASE] += exponent
-        top = math.ldexp(top, -exponent)
-    floor = math.ldexp(top, -RELATIVE_FLOOR_BITS)
-    for i in range(prices.shape[0]):
-        prices[i] = max(prices[i], floor)
-        reported[i] = prices[i]
-    for k in range(recent.shape[0]):
-        recent[k] = max(recent[k], floor)
-
-
-@njit(cache=True)
-def _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scratch):
-    """Steps 2-6 of the module docstring for φ in ``table[_PHI]``; returns the penalty.
-
-    ``state`` is [prices (n), weights (n), fixed targets (n), change ring (vw × n),
-    price ring (sw × n), relative-credit scale (2), exposure (1)] flattened.
-    """
-    n = table.shape[1]
-    prices = state[0:n]
-    weights = state[n : 2 * n]
-    fixed_targets = state[2 * n : 3 * n]
-    vol_window = int(scratch[0])
-    strike_window = int(scratch[1])
-    changes = state[3 * n : 3 * n + vol_window * n]
-    recent = state[3 * n + vol_window * n : 3 * n + (vol_window + strike_window) * n]
-
-    phi = table[_PHI]
-    factors = table[_PRICES]
-    form = fparams[_P_FORM]
-    if form == 2.0:
-        credit_scale = state[3 * n + (vol_window + strike_window) * n : state.shape[0] - 1]
-        per_unit = scratch[scratch.shape[0] - n :]  # n ones, or the stakes below
-        if fparams[_P_PER_WEIGHT] > 0.0:
-            for i in range(n):
-                per_unit[i] = weights[i] * state[state.shape[0] - 1]
-        relative_factors_nb(
-            phi,
-            per_unit,
-            prices,
-            fparams[_P_INITIAL],
-            fparams[_P_DECAY],
-            fparams[_P_GAIN],
-            fparams[_P_CLIP],
-            fparams[_P_SCALE_DECAY],
-            fparams[_P_RTOL],
-            credit_scale,
-            factors,
-            fparams[_P_ABSOLUTE] > 0.0,
-        )
-    elif form == 1.0:
-        compound_factors_nb(phi, fparams[_P_FLOOR], fparams[_P_RTOL], factors)
-    else:
-        simple_factors_nb(phi, fparams[_P_ALPHA], fparams[_P_FLOOR], fparams[_P_RTOL], factors)
-
-    slot = counters[_CHANGE_SLOT]
-    for i in range(n):
-        new_price = prices[i] * factors[i]
-        changes[slot * n + i] = math.log(new_price / prices[i])
-        prices[i] = new_price
-        table[_PRICES, i] = new_price
-    counters[_CHANGE_SLOT] = (slot + 1) % vol_window
-    count = min(counters[_CHANGE_COUNT] + 1, vol_window)
-    counters[_CHANGE_COUNT] = count
-
-    slot = counters[_PRICE_SLOT]
-    for i in range(n):
-        recent[slot * n + i] = prices[i]
-    counters[_PRICE_SLOT] = (slot + 1) % strike_window
-    price_count = min(counters[_PRICE_COUNT] + 1, strike_window)
-    counters[_PRICE_COUNT] = price_count
-    _rebase_nb(prices, recent, counters, table[_PRICES])
-
-    vol_scale = fparams[_P_VOL_SCALE]
-    rate = fparams[_P_RATE]
-    use_crr = fparams[_P_CRR] > 0.0
-    tree = scratch[2 : scratch.shape[0] - n]
-    for i in range(n):
-        if count >= 2:
-            mean = 0.0
-            for k in range(count):
-                mean += changes[k * n + i]
-            mean /= count
-            total = 0.0
-            for k in range(count):
-                total += (changes[k * n + i] - mean) ** 2
-            sigma = math.sqrt(total / (count - 1)) * vol_scale
-        else:
-            sigma = 0.0
-        if fparams[_P_STRIKE_INITIAL] > 0.0:  # S(0), in the rebased units of the prices
-            strike = math.ldexp(fparams[_P_INITIAL], -int(counters[_REBASE]))
-        else:
-            strike = 0.0
-            for k in range(price_count):
-                strike += recent[k * n + i]
-            strike /= price_count
-        table[_VOLS, i] = sigma
-        table[_STRIKES, i] = strike
-        value = math.nan
-        if use_crr:
-            value = crr_call_nb(prices[i], strike, time_to_expiry, rate, sigma, crr_steps, tree)
-        if math.isnan(value):
-            value = black_scholes_call_nb(prices[i], strike, time_to_expiry, rate, sigma)
-        table[_OPTIONS, i] = value
-
-    targets = table[_TARGETS]
-    if fparams[_P_FIXED_TARGETS] > 0.0:
-        for i in range(n):
-            targets[i] = fixed_targets[i]
-    else:
-        # option values below a billionth of the prices are rounding noise: equal weights
-        scale = 0.0
-        for i in range(n):
-            scale += prices[i]
-        option_target_weights_nb(table[_OPTIONS], targets, fparams[_P_MIN_WEIGHT], 1e-9 * scale)
-    smooth_weights_nb(weights, targets, fparams[_P_ETA], weights)
-    exposure = 0.0
-    for i in range(n):
-        table[_WEIGHTS, i] = weights[i]
-        exposure += weights[i] * exercise_probability_nb(
-            prices[i], table[_STRIKES, i], time_to_expiry, rate, table[_VOLS, i]
-        )
-    if fparams[_P_EXPOSURE] > 0.0:  # "in_the_money", at least min_exposure
-        state[state.shape[0] - 1] = min(max(exposure, fparams[_P_EXPOSURE]), 1.0)
-    return bubbles_nb(
-        weights, targets, fparams[_P_CAP], fparams[_P_THETA], fparams[_P_BETA], table[_BUBBLES]
-    )
-
-
-@njit(cache=True)
-def _crr_fallbacks_nb(volatilities, time_to_expiry, rate, steps, out):
-    """out[i] = 1 where :func:`_update_nb` valued agent i by Black-Scholes instead of CRR.
-
-    The same test as ``crr_call_nb``: a tree that is not degenerate (T > 0, u > d) with
-    p ∉ [0, 1]. Returns the count.
-    """
-    count = 0
-    for i in range(volatilities.shape[0]):
-        sigma = volatilities[i]
-        out[i] = 0
-        if crr_degenerate_nb(time_to_expiry, sigma, steps):
-            continue
-        p_up = crr_up_probability_nb(time_to_expiry, rate, sigma, steps)
-        if not (0.0 <= p_up <= 1.0):
-            out[i] = 1
-            count += 1
-    return count
-
-
-@njit(cache=True)
-def _exact_step_nb(
-    values, size_weights, state, counters, fparams, crr_steps, time_to_expiry, table, scratch
-):
-    """Exact Shapley into ``table`` then :func:`_update_nb`; (bad coalition or -1, penalty)."""
-    bad = shapley_exact_nb(values, size_weights, table[_PHI])
-    if bad >= 0:
-        return bad, math.nan
-    for i in range(table.shape[1]):
-        table[_STDERR, i] = 0.0
-    return -1, _update_nb(state, counters, fparams, crr_steps, time_to_expiry, table, scratch)
 
 
 # --------------------------------------------------------------------------- state
@@ -446,33 +204,33 @@ class MetaInvestorState:
         self._permutations = params.monte_carlo_permutations or default_permutations(n)
         vw, sw = params.volatility_window, params.strike_window
 
-        fparams = np.zeros(_N_FLOAT_PARAMS)
-        fparams[_P_ALPHA] = params.alpha
-        fparams[_P_FLOOR] = params.price_floor
-        fparams[_P_RTOL] = params.price_rtol
-        fparams[_P_FORM] = _FORMS[params.share_price_form]
+        fparams = np.zeros(kern.N_FLOAT_PARAMS)
+        fparams[kern.P_ALPHA] = params.alpha
+        fparams[kern.P_FLOOR] = params.price_floor
+        fparams[kern.P_RTOL] = params.price_rtol
+        fparams[kern.P_FORM] = kern.FORMS[params.share_price_form]
         decay = 2.0 ** (-1.0 / params.credit_half_life)
-        fparams[_P_DECAY] = decay
-        fparams[_P_GAIN] = params.sensitivity * (1.0 - decay)
-        fparams[_P_CLIP] = params.credit_clip
-        fparams[_P_SCALE_DECAY] = 2.0 ** (
+        fparams[kern.P_DECAY] = decay
+        fparams[kern.P_GAIN] = params.sensitivity * (1.0 - decay)
+        fparams[kern.P_CLIP] = params.credit_clip
+        fparams[kern.P_SCALE_DECAY] = 2.0 ** (
             -1.0 / (params.scale_half_life or params.credit_half_life)
         )
-        fparams[_P_INITIAL] = params.initial_share_price
-        fparams[_P_STRIKE_INITIAL] = 1.0 if params.strike == "initial" else 0.0
-        fparams[_P_PER_WEIGHT] = 1.0 if params.credit == "per_weight" else 0.0
-        fparams[_P_MIN_WEIGHT] = params.weight_floor / n
-        fparams[_P_ABSOLUTE] = 1.0 if params.benchmark == "cash" else 0.0
+        fparams[kern.P_INITIAL] = params.initial_share_price
+        fparams[kern.P_STRIKE_INITIAL] = 1.0 if params.strike == "initial" else 0.0
+        fparams[kern.P_PER_WEIGHT] = 1.0 if params.credit == "per_weight" else 0.0
+        fparams[kern.P_MIN_WEIGHT] = params.weight_floor / n
+        fparams[kern.P_ABSOLUTE] = 1.0 if params.benchmark == "cash" else 0.0
         # the smallest exposure of "in_the_money"; 0: "full" (the exposure stays 1)
-        fparams[_P_EXPOSURE] = params.min_exposure if params.exposure == "in_the_money" else 0.0
-        fparams[_P_VOL_SCALE] = math.sqrt(params.periods_per_time_unit)
-        fparams[_P_RATE] = params.risk_free_rate
-        fparams[_P_CRR] = 1.0 if params.pricing == "crr" else 0.0
-        fparams[_P_ETA] = params.smoothing
-        fparams[_P_THETA] = params.bubble_threshold
-        fparams[_P_BETA] = params.bubble_penalty_weight
-        fparams[_P_CAP] = params.bubble_cap
-        fparams[_P_FIXED_TARGETS] = 0.0 if params.allocation == "option" else 1.0
+        fparams[kern.P_EXPOSURE] = params.min_exposure if params.exposure == "in_the_money" else 0.0
+        fparams[kern.P_VOL_SCALE] = math.sqrt(params.periods_per_time_unit)
+        fparams[kern.P_RATE] = params.risk_free_rate
+        fparams[kern.P_CRR] = 1.0 if params.pricing == "crr" else 0.0
+        fparams[kern.P_ETA] = params.smoothing
+        fparams[kern.P_THETA] = params.bubble_threshold
+        fparams[kern.P_BETA] = params.bubble_penalty_weight
+        fparams[kern.P_CAP] = params.bubble_cap
+        fparams[kern.P_FIXED_TARGETS] = 0.0 if params.allocation == "option" else 1.0
         self._fparams = fparams
 
         # scratch = [volatility window, strike window, CRR tree values ..., n ones]
@@ -492,11 +250,11 @@ class MetaInvestorState:
         self._state[0:n] = params.initial_share_price
         self._state[n : 2 * n] = fixed if params.allocation != "option" else 1.0 / n
         self._state[2 * n : 3 * n] = fixed
-        self._counters = np.zeros(_N_COUNTERS, dtype=np.int64)
+        self._counters = np.zeros(kern.N_COUNTERS, dtype=np.int64)
         # S_i(0) is the first price of the strike's moving average.
         self._recent_view()[0] = params.initial_share_price
-        self._counters[_PRICE_COUNT] = 1
-        self._counters[_PRICE_SLOT] = 1 % sw
+        self._counters[kern.PRICE_COUNT] = 1
+        self._counters[kern.PRICE_SLOT] = 1 % sw
         self._step = 0
 
     # -- views into the flat state ------------------------------------------------
@@ -529,13 +287,13 @@ class MetaInvestorState:
 
     @property
     def share_prices(self) -> np.ndarray:
-        """Current share prices, rebased by ``2**price_scale_exponent`` (see _rebase_nb)."""
+        """Current share prices, rebased by ``2**price_scale_exponent`` (see rebase_nb)."""
         return self._state[0 : self._n].copy()
 
     @property
     def price_scale_exponent(self) -> int:
         """Unscaled share price = ``share_prices * 2**price_scale_exponent``."""
-        return int(self._counters[_REBASE])
+        return int(self._counters[kern.REBASE])
 
     @property
     def weights(self) -> np.ndarray:
@@ -563,7 +321,7 @@ class MetaInvestorState:
                 f"number >= 0, got {time_to_expiry!r}"
             )
         n = self._n
-        table = np.empty((_ROWS, n))
+        table = np.empty((kern.ROWS, n))
         crr_steps = self.params.crr_steps
         if self._exact:
             v = values
@@ -574,7 +332,7 @@ class MetaInvestorState:
                 or not v.flags.c_contiguous
             ):
                 v = self._coerce_values(values)
-            bad, penalty = _exact_step_nb(
+            bad, penalty = kern.exact_step_nb(
                 v,
                 self._size_weights,
                 self._state,
@@ -609,9 +367,9 @@ class MetaInvestorState:
             )
         except ValueError as exc:
             raise ValueError(f"meta-investor step {self._step + 1}: {exc}") from exc
-        table[_PHI] = phi
-        table[_STDERR] = stderr
-        penalty = _update_nb(
+        table[kern.PHI] = phi
+        table[kern.STDERR] = stderr
+        penalty = kern.update_nb(
             self._state, self._counters, self._fparams, crr_steps, T, table, self._scratch
         )
         self._step += 1
@@ -628,8 +386,12 @@ class MetaInvestorState:
 
     def _crr_fallbacks(self, table: np.ndarray, time_to_expiry: float) -> tuple[int, ...]:
         flags = np.zeros(self._n, dtype=np.int64)
-        count = _crr_fallbacks_nb(
-            table[_VOLS], time_to_expiry, self.params.risk_free_rate, self.params.crr_steps, flags
+        count = kern.crr_fallbacks_nb(
+            table[kern.VOLS],
+            time_to_expiry,
+            self.params.risk_free_rate,
+            self.params.crr_steps,
+            flags,
         )
         return tuple(np.flatnonzero(flags).tolist()) if count else ()
 
@@ -693,7 +455,7 @@ class MetaInvestorState:
             "weights": (n,),
             "price_changes": (params.volatility_window, n),
             "recent_prices": (params.strike_window, n),
-            "counters": (_N_COUNTERS,),
+            "counters": (kern.N_COUNTERS,),
         }
         arrays = {}
         for key, shape in pieces.items():
@@ -713,6 +475,59 @@ class MetaInvestorState:
         state._counters[:] = arrays["counters"]
         state._step = int(data["step"])
         return state
+
+
+class MetaInvestorBatch:
+    """The meta-investor of ``count`` independent panels, stepped together (the training
+    market's environments): the same step as :class:`MetaInvestorState` on exact
+    Shapley values already computed, without records."""
+
+    def __init__(self, params: MetaInvestorParams, count: int) -> None:
+        template = MetaInvestorState(params)
+        self.params = params
+        self._n = params.n_agents
+        self._template = (template._state.copy(), template._counters.copy())
+        self._fparams = template._fparams
+        self._scratch = template._scratch
+        self._state = np.tile(template._state, (count, 1))
+        self._counters = np.tile(template._counters, (count, 1))
+        self._tables = np.zeros((count, kern.ROWS, self._n))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The panels' weights (count, n) for their next decisions: a view (assigning to
+        it fixes them, as an equal-weight ablation does)."""
+        return self._state[:, self._n : 2 * self._n]
+
+    @property
+    def exposure(self) -> np.ndarray:
+        """The panels' exposures (count, 1) for their next decisions: a view."""
+        return self._state[:, -1:]
+
+    @property
+    def target_weights(self) -> np.ndarray:
+        """The panels' target weights w* of their last step (count, n): a view."""
+        return self._tables[:, kern.TARGETS, :]
+
+    def reset(self, mask: np.ndarray) -> None:
+        """Start the panels where ``mask`` is set afresh."""
+        self._state[mask] = self._template[0]
+        self._counters[mask] = self._template[1]
+
+    def step(self, phi: np.ndarray, time_to_expiry: np.ndarray) -> np.ndarray:
+        """Credit every panel with its Shapley values ``phi`` (count, n) and value its
+        agents' options ``time_to_expiry`` (count,) steps out; returns the bubble
+        penalties (count,)."""
+        return kern.update_batch_nb(
+            phi,
+            self._state,
+            self._counters,
+            self._fparams,
+            self.params.crr_steps,
+            time_to_expiry,
+            self._tables,
+            self._scratch,
+        )
 
 
 def _jsonable(value: Any) -> Any:

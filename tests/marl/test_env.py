@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from brokers.config import BrokerConfig
+from brokers.costs import CostRates
 from engine.app.backtest import run_backtest
 from engine.app.scenario import scenario_from_dict
 from engine.core.bus import MessageBus
@@ -13,7 +14,7 @@ from engine.core.clock import SimulatedClock
 from engine.core.events import AgentAction, Bar, PortfolioSnapshot
 from engine.feeds.bars import load_bars
 from strategies.execution import TargetExecution
-from strategies.marl.env import CostRates, MarketData, VectorMarketEnv, shapley_matrix
+from strategies.marl.env import MarketData, VectorMarketEnv, shapley_matrix
 from strategies.meta.investor import MetaInvestor
 from strategies.meta.shapley import shapley_exact
 from strategies.meta.step import MetaInvestorParams, MetaInvestorState
@@ -71,7 +72,7 @@ def test_env_meta_weights_follow_the_meta_investor_state(expiry_bars):
             states[e].step(v, float(expiry_bars or length - k - 1))
         np.testing.assert_allclose(env.weights, np.array([s.weights for s in states]), atol=1e-12)
         exposures = np.array([s.exposure for s in states])
-        np.testing.assert_allclose(env._meta_state[:, -1], exposures, atol=1e-12)
+        np.testing.assert_allclose(env.meta.exposure[:, 0], exposures, atol=1e-12)
     assert not np.allclose(env.weights, 1 / 3)  # the option allocator moved the weights
 
 

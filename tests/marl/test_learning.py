@@ -25,11 +25,12 @@ import numpy as np
 import pytest
 import torch
 
+from brokers.costs import CostRates
 from engine.feeds.config import SyntheticConfig
 from engine.feeds.synthetic import generate_market
 from indicators.features import build_features, warm_mask
 from strategies.marl.config import TrainConfig
-from strategies.marl.env import CostRates, MarketData
+from strategies.marl.env import MarketData
 from strategies.marl.evaluate import held_out_figures
 from strategies.marl.mappo import join_markets, market_from_bars, mirrored_bars, train
 from strategies.marl.networks import AGENTS, PolicyNet

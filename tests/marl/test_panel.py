@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.app.provenance import checkpoint_path
 from engine.app.scenario import load_scenario
 from engine.core.bus import ANY, MessageBus
 from engine.core.clock import SimulatedClock
 from engine.core.events import Features
-from strategies.marl.agents import AgentPanel, LearnedAgent, NumpyPolicy, checkpoint_path
+from strategies.marl.agents import AgentPanel, LearnedAgent, NumpyPolicy
 from strategies.marl.checkpoint import feature_signature, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from pettingzoo.test import parallel_api_test
 
-from strategies.marl.env import CostRates, MarketData
+from brokers.costs import CostRates
+from strategies.marl.env import MarketData
 from strategies.marl.pettingzoo_env import MarketParallelEnv
 
 

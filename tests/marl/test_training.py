@@ -11,6 +11,7 @@ import torch
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
+from brokers.costs import CostRates
 from engine.app.scenario import load_scenario
 from engine.core.bus import MessageBus
 from engine.core.clock import SimulatedClock
@@ -20,7 +21,7 @@ from indicators.params import IndicatorParams
 from strategies.marl.agents import LearnedAgent, NumpyPolicy
 from strategies.marl.checkpoint import feature_signature, load_checkpoint, save_checkpoint
 from strategies.marl.config import MappoEnsembleConfig, TrainConfig
-from strategies.marl.env import CostRates, MarketData
+from strategies.marl.env import MarketData
 from strategies.marl.mappo import train
 from strategies.meta.step import MetaInvestorParams
 

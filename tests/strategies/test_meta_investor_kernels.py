@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from brokers.config import BrokerConfig
-from strategies.meta.investor import (
-    _coalition_pnl_nb,
-    _decision_nb,
+from strategies.meta.decision import (
     coalition_pnl,
+    coalition_pnl_nb,
+    decision_nb,
     ensemble_targets,
 )
 from strategies.meta.shapley import coalition_masks
@@ -62,7 +62,7 @@ def test_investor_kernels_random_votes_equal_numpy_reference_bit_for_bit(votes_k
             band=band,
         )
         got = np.empty(len(masks))
-        _coalition_pnl_nb(
+        coalition_pnl_nb(
             votes,
             weights,
             masks,
@@ -90,5 +90,5 @@ def test_investor_kernels_random_votes_equal_numpy_reference_bit_for_bit(votes_k
         entropy = -((t0 + t1) + t2)
         target = ensemble_targets(ensemble, max_position, threshold, lot, previous, band)[0]
         decision = np.empty(5)
-        _decision_nb(votes, weights, max_position, threshold, lot, previous, band, decision)
+        decision_nb(votes, weights, max_position, threshold, lot, previous, band, decision)
         assert _same_floats(decision, [target, p.max() - entropy, p[0], p[1], p[2]])

