@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from engine.core.accounting import AverageCost
 from engine.core.bus import Bus
 from engine.core.errors import DataError
 from engine.core.events import BUY, Bar, OrderFilled, PortfolioSnapshot
@@ -29,33 +30,20 @@ from engine.core.events import BUY, Bar, OrderFilled, PortfolioSnapshot
 __all__ = ["Portfolio", "Position"]
 
 
-class Position:
-    """The open position in one symbol."""
+class Position(AverageCost):
+    """The open position in one symbol, booked by average cost
+    (:mod:`engine.core.accounting`)."""
 
-    __slots__ = ("avg_price", "mark_price", "quantity", "realised_pnl", "symbol")
+    __slots__ = ("mark_price", "realised_pnl", "symbol")
 
     def __init__(self, symbol: str) -> None:
+        super().__init__()
         self.symbol = symbol
-        self.quantity = 0.0
-        self.avg_price = 0.0
         self.realised_pnl = 0.0
         self.mark_price = 0.0
 
     def apply(self, signed_quantity: float, price: float) -> None:
-        old = self.quantity
-        new = old + signed_quantity
-        if old == 0.0 or (old > 0.0) == (signed_quantity > 0.0):
-            # Opening or adding: weighted average entry.
-            self.avg_price = (self.avg_price * abs(old) + price * abs(signed_quantity)) / abs(new)
-        else:
-            closed = min(abs(signed_quantity), abs(old))
-            direction = 1.0 if old > 0.0 else -1.0
-            self.realised_pnl += (price - self.avg_price) * closed * direction
-            if abs(signed_quantity) > abs(old):
-                self.avg_price = price  # flipped: the rest opens at this fill's price
-            elif new == 0.0:
-                self.avg_price = 0.0
-        self.quantity = new
+        self.realised_pnl += self.fill(signed_quantity, price)
 
     @property
     def unrealised_pnl(self) -> float:

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.core import accounting
+
 __all__ = [
     "Summary",
     "bar_returns",
@@ -83,36 +85,15 @@ def round_trips(
 def round_trip_closes(
     side: np.ndarray, quantity: np.ndarray, price: np.ndarray, commission: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(P&L of each closed round trip, index of the fill that closed it)."""
-    results: list[float] = []
-    closes: list[int] = []
-    position = 0.0
-    avg = 0.0
-    pnl = 0.0
-    for i, (s, q, p, c) in enumerate(
-        zip(side.tolist(), quantity.tolist(), price.tolist(), commission.tolist(), strict=True)
-    ):
-        signed = q if s == "buy" else -q
-        if position == 0.0 or (position > 0) == (signed > 0):
-            avg = (avg * abs(position) + p * q) / (abs(position) + q)
-            position += signed
-            pnl -= c
-            continue
-        closing = min(q, abs(position))
-        share = closing / q
-        pnl += (p - avg) * closing * (1.0 if position > 0 else -1.0) - c * share
-        position += signed
-        if abs(position) < 1e-12:
-            position = 0.0
-        if position == 0.0 or (position > 0) == (signed > 0):
-            results.append(pnl)
-            closes.append(i)
-            pnl = -c * (1.0 - share)
-            avg = p
-            if position == 0.0:
-                avg = 0.0
-                pnl = 0.0
-    return np.array(results), np.array(closes, dtype=np.int64)
+    """(P&L of each closed round trip, index of the fill that closed it), booked by
+    average cost (:func:`engine.core.accounting.round_trips`)."""
+    trips, _open = accounting.round_trips(
+        range(len(side)), side.tolist(), quantity.tolist(), price.tolist(), commission.tolist()
+    )
+    return (
+        np.array([t.pnl for t in trips], dtype=float),
+        np.array([t.close_index for t in trips], dtype=np.int64),
+    )
 
 
 def compute_summary(
