@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.app.metrics import Summary, compute_summary, edge_of, window_summaries
 from engine.app.provenance import TrainingRecord
-from engine.app.scenario import ScenarioConfig
+from engine.app.scenario import ScenarioConfig, config_hash
 from engine.core.bus import Bus
 from engine.core.events import (
     Bar,
@@ -28,6 +28,7 @@ from engine.core.events import (
     SubmitOrder,
     reason_kind,
 )
+from engine.core.version import code_version
 from engine.feeds.bars import BarData, bars_fingerprint, count_gaps
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "describe_refusals",
     "order_outcomes",
     "provenance",
+    "run_row",
     "summarize",
     "training_windows",
 ]
@@ -75,7 +77,9 @@ class ResultsCollector:
         bus.subscribe(OrderRejected, self.on_rejected)
 
     def on_bar(self, bar: Bar) -> None:
-        if self.count == 0 and self.first_open != self.first_open:  # the first bar's open
+        # the first bar's open (its snapshot may already have arrived: the portfolio
+        # publishes it from its own Bar handler, which runs before this one)
+        if self.first_open != self.first_open:
             self.first_open = bar.open
 
     def on_order(self, _command: SubmitOrder) -> None:
@@ -172,6 +176,35 @@ def training_windows(
         "out_of_sample": (max(first_ns, seen + 1), last_ns),
     }
     return {name: (lo, hi) for name, (lo, hi) in windows.items() if lo <= hi}
+
+
+def run_row(
+    config: ScenarioConfig,
+    *,
+    kind: str,
+    scenario_path: str,
+    name: str | None = None,
+    data: BarData | None = None,
+    origin: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns a run row stores of a run of ``config`` (``storage.runs.create_run``'s
+    arguments): what ran, with which code, on which bars (None for a paper run: they
+    arrive live) and ``origin`` (:func:`provenance`)."""
+    return {
+        "name": name or config.run.name,
+        "kind": kind,
+        "scenario": scenario_path,
+        "symbol": config.instrument.symbol,
+        "config": config.to_dict(),
+        "config_hash": config_hash(config),
+        "seed": config.run.seed,
+        "code_version": code_version(),
+        "bars": 0 if data is None else len(data),
+        "bar_gaps": 0 if data is None else data.report.gaps,
+        "first_bar_ns": None if data is None else int(data.ts[0]),
+        "last_bar_ns": None if data is None else int(data.ts[-1]),
+        **(origin or {}),
+    }
 
 
 def provenance(data: BarData | None, record: TrainingRecord | None) -> dict[str, Any]:

@@ -14,11 +14,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from engine.app.outcome import provenance
+from engine.app.outcome import provenance, run_row
 from engine.app.provenance import TrainingRecord
-from engine.app.scenario import ScenarioConfig, config_hash
+from engine.app.scenario import ScenarioConfig
 from engine.core.bus import MessageBus
-from engine.core.version import code_version
 from engine.feeds.bars import BarData
 from storage.paper import set_run_status
 from storage.recorder import Recorder
@@ -77,22 +76,15 @@ class RunSession:
     ) -> RunSession:
         """Store a new ``running`` row for ``config`` (with its bars' figures and
         fingerprint when they are known) and its recorder on ``bus``."""
-        run_id = create_run(
-            engine,
-            name=name or config.run.name,
+        columns = run_row(
+            config,
             kind=kind,
-            scenario=scenario_path,
-            symbol=config.instrument.symbol,
-            config=config.to_dict(),
-            config_hash=config_hash(config),
-            seed=config.run.seed,
-            code_version=code_version(),
-            bars=0 if data is None else len(data),
-            bar_gaps=0 if data is None else data.report.gaps,
-            first_bar_ns=None if data is None else int(data.ts[0]),
-            last_bar_ns=None if data is None else int(data.ts[-1]),
-            **provenance(data, record),
+            scenario_path=scenario_path,
+            name=name,
+            data=data,
+            origin=provenance(data, record),
         )
+        run_id = create_run(engine, **columns)
         writer = None
         if writer_process:
             writer = WriterProcess(engine.url.render_as_string(hide_password=False))

@@ -1,11 +1,11 @@
 """Walk-forward evaluation: rolling folds, trained in sample, tested out of sample.
 
-Folds are laid over the data's time range from the local midnight ``a`` of its
-first bar: fold ``k`` trains on ``[a + k*step, a + train + k*step)`` and tests on
-the ``test`` period right after it (cut at the next fold's test start). Windows are
-half-open on bar end times, so no bar is in two windows of a fold, and with
-``step == test`` the test windows of consecutive folds meet exactly. A fold exists
-only when the data reaches the last day of its test window.
+Folds (:mod:`engine.app.walkforward_folds`) are laid over the data's time range from
+the local midnight ``a`` of its first bar: fold ``k`` trains on
+``[a + k*step, a + train + k*step)`` and tests on the ``test`` period right after it (cut
+at the next fold's test start). Windows are half-open on bar end times, so no bar is in
+two windows of a fold, and with ``step == test`` the test windows of consecutive folds
+meet exactly. A fold exists only when the data reaches the last day of its test window.
 
 Each fold is one Dask task (:func:`run_fold`): the *train step* gets the
 scenario cut to the train window and returns scenario overrides for the test
@@ -14,7 +14,7 @@ The test run loads the bars from the train window's start: they warm up
 indicators and strategy state but nothing trades before the test window
 (``run.trade_start``), and its metrics cover the test window only.
 
-Train steps:
+Train steps (:mod:`engine.app.walkforward_train`):
 
 * :class:`NothingToTrain`: strategies with nothing to learn, and no ``--optimize``.
 * :class:`GridSelection`: evaluate an ``--optimize`` grid on the train window and
@@ -43,10 +43,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +57,28 @@ from engine.app.sweep import (
     TaskSpec,
     build_tasks,
     check_metric,
-    deflated_best,
     is_postgres,
     run_task,
-    sort_rows,
     store_outcome,
-    train_checkpoint,
     with_overrides,
+)
+from engine.app.walkforward_folds import (
+    Fold,
+    Period,
+    iso_time,
+    make_folds,
+    oos_window_overrides,
+    parse_period,
+    train_window_overrides,
+)
+from engine.app.walkforward_train import (
+    GridSelection,
+    KeepCheckpoint,
+    MappoTraining,
+    NothingToTrain,
+    Trainer,
+    TrainResult,
+    TrainWindow,
 )
 from engine.core.errors import ConfigError
 from strategies.marl.config import MappoEnsembleConfig
@@ -88,253 +102,6 @@ __all__ = [
     "stitch",
     "train_window_overrides",
 ]
-
-_PERIOD = re.compile(r"^\s*(\d+)\s*([DWMY])\s*$", re.IGNORECASE)
-_UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.44, "Y": 365.25}
-
-
-@dataclass(frozen=True)
-class Period:
-    """A calendar length: ``count`` days, weeks, months or years."""
-
-    count: int
-    unit: str
-
-    def offset(self, times: int = 1) -> Any:
-        import pandas as pd
-
-        n = self.count * times
-        return {
-            "D": pd.DateOffset(days=n),
-            "W": pd.DateOffset(weeks=n),
-            "M": pd.DateOffset(months=n),
-            "Y": pd.DateOffset(years=n),
-        }[self.unit]
-
-    @property
-    def approx_days(self) -> float:
-        return self.count * _UNIT_DAYS[self.unit]
-
-    def __str__(self) -> str:
-        return f"{self.count}{self.unit}"
-
-
-def parse_period(text: str, option: str) -> Period:
-    """``"24M"`` -> 24 months; units D, W, M, Y."""
-    match = _PERIOD.match(text)
-    if match is None or int(match.group(1)) == 0:
-        raise ConfigError(
-            f"{option}: {text!r} is not a period; use a positive count and a unit, "
-            "D (days), W (weeks), M (months) or Y (years), e.g. 24M"
-        )
-    return Period(int(match.group(1)), match.group(2).upper())
-
-
-@dataclass(frozen=True)
-class Fold:
-    """One fold: windows as int ns UTC ``[start, end)`` on bar end times, and the
-    bars in them as index ranges ``[lo, hi)`` into the scenario's bars."""
-
-    index: int
-    train_start_ns: int
-    train_end_ns: int
-    test_start_ns: int
-    test_end_ns: int
-    train_lo: int
-    train_hi: int
-    test_lo: int
-    test_hi: int
-
-    @property
-    def train_bars(self) -> int:
-        return self.train_hi - self.train_lo
-
-    @property
-    def test_bars(self) -> int:
-        return self.test_hi - self.test_lo
-
-
-def make_folds(
-    ts: np.ndarray, timezone: str, train: Period, test: Period, step: Period
-) -> list[Fold]:
-    """Rolling folds over bar end times ``ts`` (int ns UTC, ascending)."""
-    import pandas as pd
-
-    if step.approx_days < test.approx_days:
-        raise ConfigError(
-            f"--step {step} is shorter than --test {test}: test windows would overlap "
-            "and could not be stitched into one out-of-sample curve"
-        )
-    if len(ts) == 0:
-        raise ConfigError("the scenario has no bars to lay folds over")
-    first = pd.Timestamp(int(ts[0]), tz="UTC").tz_convert(timezone)
-    last = pd.Timestamp(int(ts[-1]), tz="UTC").tz_convert(timezone)
-    anchor = first.normalize()
-    limit = last.normalize() + pd.DateOffset(days=1)
-    folds: list[Fold] = []
-    k = 0
-    first_test = anchor + train.offset()
-    while True:
-        # Test windows are laid from one origin so that they meet exactly (calendar
-        # offsets do not add up: Jan 31 + 1M + 1M is not Jan 31 + 2M).
-        train_start = anchor + step.offset(k)
-        train_end = first_test + step.offset(k)
-        next_test = first_test + step.offset(k + 1)
-        test_end = next_test if step == test else min(train_end + test.offset(), next_test)
-        if test_end > limit:
-            break
-        bounds = [int(t.tz_convert("UTC").value) for t in (train_start, train_end, test_end)]
-        lo, mid, hi = (int(i) for i in np.searchsorted(ts, bounds, side="left"))
-        if mid > lo and hi > mid:
-            folds.append(
-                Fold(
-                    index=len(folds),
-                    train_start_ns=bounds[0],
-                    train_end_ns=bounds[1],
-                    test_start_ns=bounds[1],
-                    test_end_ns=bounds[2],
-                    train_lo=lo,
-                    train_hi=mid,
-                    test_lo=mid,
-                    test_hi=hi,
-                )
-            )
-        k += 1
-    if not folds:
-        raise ConfigError(
-            f"the data covers {first.date()} to {last.date()}: too short for one fold of "
-            f"--train {train} then --test {test}"
-        )
-    return folds
-
-
-def _iso(ns: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(ns, tz="UTC").isoformat())
-
-
-@dataclass(frozen=True)
-class TrainWindow:
-    """What a train step may see: the bars of ``[start_ns, end_ns)``, no later."""
-
-    fold: int
-    start_ns: int
-    end_ns: int
-    bars: int
-
-
-@dataclass
-class TrainResult:
-    """Scenario overrides for the test window, a line saying what was done, and what
-    was tried (for the record)."""
-
-    overrides: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-
-
-Trainer = Callable[[ScenarioConfig, TrainWindow], TrainResult]
-
-
-@dataclass(frozen=True)
-class NothingToTrain:
-    """The train step of a strategy with nothing to learn: test as configured."""
-
-    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
-        return TrainResult(note="nothing to train")
-
-
-@dataclass(frozen=True)
-class GridSelection:
-    """Backtest every combination of ``grid`` on the train window; keep the best by
-    ``metric`` (ties: the first combination)."""
-
-    grid: dict[str, list[Any]]
-    metric: str = "sharpe"
-
-    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
-        from engine.app.backtest import run_backtest
-
-        rows = []
-        for spec in build_tasks(config, self.grid):
-            tried = with_overrides(config, spec.overrides, source=f"fold {window.fold}")
-            result = run_backtest(tried, persist=False)
-            summary = {**result.summary.to_dict(), "edge": result.edge}
-            rows.append({"task": spec.task, "status": "completed", **spec.overrides, **summary})
-        best = sort_rows(rows, self.metric)[0]
-        value = best.get(self.metric)
-        if value is None or value != value:
-            chosen: dict[str, Any] = {}
-            note = f"no combination has a {self.metric} on the train window; testing as configured"
-        else:
-            chosen = {key: best[key] for key in self.grid}
-            described = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
-            deflated = deflated_best(rows, self.metric)["dsr"]
-            note = (
-                f"best of {len(rows)} by {self.metric} ({value:.4g}): {described}; deflated "
-                f"Sharpe ratio {deflated:.2f} given {len(rows)} trials"
-            )
-        candidates = [
-            {"overrides": {k: r[k] for k in self.grid}, self.metric: r.get(self.metric)}
-            for r in rows
-        ]
-        return TrainResult(overrides=chosen, note=note, candidates=candidates)
-
-
-@dataclass(frozen=True)
-class MappoTraining:
-    """Train the ``mappo_ensemble`` agents on the fold's train window and test with that
-    checkpoint, written to ``folder/fold-<k>.pt`` (+ ``.json``, which records the
-    training data's window)."""
-
-    folder: str
-    updates: int | None = None
-
-    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
-        path = Path(self.folder) / f"fold-{window.fold}.pt"
-        trained = train_checkpoint(config, path, updates=self.updates)
-        note = (
-            f"trained {trained['updates']} updates on {trained['bars']} bars to "
-            f"{trained['data_end']}: {trained['checkpoint']}"
-        )
-        return TrainResult(
-            overrides={"strategy.checkpoint": trained["checkpoint"]},
-            note=note,
-            candidates=[trained],
-        )
-
-
-@dataclass(frozen=True)
-class KeepCheckpoint:
-    """Test with the scenario's own checkpoint (asked for with ``--keep-checkpoint``); the
-    note says which bars it was trained on."""
-
-    def __call__(self, config: ScenarioConfig, window: TrainWindow) -> TrainResult:
-        from engine.app.provenance import checkpoint_path, read_training_record
-
-        path = checkpoint_path(config)
-        trained_on = read_training_record(path).describe()
-        return TrainResult(note=f"kept the scenario's checkpoint {path} (trained on {trained_on})")
-
-
-def train_window_overrides(fold: Fold, ts: np.ndarray) -> dict[str, Any]:
-    """The scenario cut to the train window's bars (``ts``: the scenario's bar times)."""
-    return {
-        "data.start": _iso(fold.train_start_ns),
-        "data.end": _iso(int(ts[fold.train_hi - 1])),
-        "run.trade_start": "",
-    }
-
-
-def oos_window_overrides(fold: Fold, ts: np.ndarray) -> dict[str, Any]:
-    """The out-of-sample run: bars from the train window's start warm up, trading and
-    metrics start with the test window and end with its last bar."""
-    return {
-        "data.start": _iso(fold.train_start_ns),
-        "data.end": _iso(int(ts[fold.test_hi - 1])),
-        "run.trade_start": _iso(fold.test_start_ns),
-    }
 
 
 @dataclass
@@ -656,9 +423,9 @@ def run_walk_forward(
                 )
                 rows[fold.index] = {
                     "fold": fold.index,
-                    "train_start": _iso(fold.train_start_ns),
-                    "test_start": _iso(fold.test_start_ns),
-                    "test_end": _iso(fold.test_end_ns),
+                    "train_start": iso_time(fold.train_start_ns),
+                    "test_start": iso_time(fold.test_start_ns),
+                    "test_end": iso_time(fold.test_end_ns),
                     "train_bars": fold.train_bars,
                     "test_bars": fold.test_bars,
                     "status": outcome.status,
