@@ -429,8 +429,9 @@ def _open_run(
     scenario_path: str,
 ) -> tuple[int, dict[str, Any], bool]:
     """The run to drive: the stored one of this name (resumed) or a new one."""
+    from storage.models import RunStatus
     from storage.paper import create_paper_state, find_paper_run, load_state
-    from storage.runs import COMPLETED, create_run
+    from storage.runs import create_run
 
     name = options.run_name
     digest = config_hash(config)
@@ -438,7 +439,7 @@ def _open_run(
     stale_ns = int(options.stale_after_bars * bar_ns)
     existing = None if options.new else find_paper_run(engine, name)
     if existing is not None:
-        if existing.status == COMPLETED:
+        if existing.status == RunStatus.COMPLETED:
             raise ConfigError(
                 f"paper run {name!r} (id {existing.run_id}) is completed (its feed ended); "
                 "pass --new to start it afresh, or --run for another name"
@@ -534,8 +535,9 @@ async def run_paper_async(
 ) -> PaperResult:
     """See :func:`run_paper`; ``stop`` ends the run between bars when set."""
     from storage.db import connect
+    from storage.models import RunStatus
     from storage.paper import set_run_status
-    from storage.runs import COMPLETED, FAILED, HALTED, RUNNING, STOPPED, process_identity
+    from storage.runs import process_identity
 
     options.check()
     quiet_socket_races()
@@ -573,7 +575,7 @@ async def run_paper_async(
             time.perf_counter() - began,
             trader.gate.last_seq + 1,
         )
-    set_run_status(engine, run_id, RUNNING, **process_identity())
+    set_run_status(engine, run_id, RunStatus.RUNNING, **process_identity())
     session = PaperSession(trader, settings, state["client_id"], options, stop, on_ready)
     try:
         outcome = await session.run()
@@ -581,7 +583,7 @@ async def run_paper_async(
         set_run_status(
             engine,
             run_id,
-            FAILED,
+            RunStatus.FAILED,
             error=str(exc) or type(exc).__name__,
             bars=trader.bars,
             wall_seconds=time.perf_counter() - started,
@@ -593,7 +595,7 @@ async def run_paper_async(
         set_run_status(
             engine,
             run_id,
-            COMPLETED,
+            RunStatus.COMPLETED,
             bars=trader.bars,
             wall_seconds=wall,
             ended_ns=time.time_ns(),
@@ -601,10 +603,15 @@ async def run_paper_async(
         )
     elif outcome == "halted":
         set_run_status(
-            engine, run_id, HALTED, error=trader.halt_reason, bars=trader.bars, wall_seconds=wall
+            engine,
+            run_id,
+            RunStatus.HALTED,
+            error=trader.halt_reason,
+            bars=trader.bars,
+            wall_seconds=wall,
         )
     else:
-        set_run_status(engine, run_id, STOPPED, bars=trader.bars, wall_seconds=wall)
+        set_run_status(engine, run_id, RunStatus.STOPPED, bars=trader.bars, wall_seconds=wall)
     log.info(
         "run %s (id %d): %s after %d new bars (%d dropped messages, %d quarantined bars)",
         options.run_name,

@@ -558,7 +558,8 @@ async def _run(
         )
     except BaseException as exc:
         if recorder is not None and engine is not None and run_id is not None:
-            from storage.runs import FAILED, finish_run
+            from storage.models import RunStatus
+            from storage.runs import finish_run
 
             try:
                 recorder.abort()
@@ -566,7 +567,7 @@ async def _run(
                 finish_run(
                     engine,
                     run_id,
-                    status=FAILED,
+                    status=RunStatus.FAILED,
                     wall_seconds=time.perf_counter() - started,
                     error=str(exc),
                 )
@@ -632,10 +633,11 @@ async def _run(
         edge=edge,
     )
     if engine is not None and run_id is not None:
-        from storage.runs import COMPLETED, finish_run
+        from storage.models import RunStatus
+        from storage.runs import finish_run
 
         stored = result.stored_summary()
-        finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall, summary=stored)
+        finish_run(engine, run_id, status=RunStatus.COMPLETED, wall_seconds=wall, summary=stored)
     return result
 
 

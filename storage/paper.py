@@ -43,6 +43,7 @@ from storage.models import (
     PaperState,
     PortfolioSnapshotRow,
     Run,
+    RunStatus,
     ValuationRow,
 )
 
@@ -144,7 +145,7 @@ def load_state(engine: Engine, run_id: int) -> dict[str, Any] | None:
 
 
 def set_run_status(
-    engine: Engine, run_id: int, status: str, *, error: str | None = None, **values: Any
+    engine: Engine, run_id: int, status: RunStatus, *, error: str | None = None, **values: Any
 ) -> None:
     """Update a run row's status (and any other column given)."""
     with storage_errors(f"run {run_id}: setting status {status!r}"), engine.begin() as connection:

@@ -140,14 +140,15 @@ def resolve_run(engine: Engine, run: int | str | None, *, include_incomplete: bo
     run of any status. A name made only of digits is read as an id. Running rows whose
     process is gone are marked ``interrupted`` first (:func:`storage.runs.mark_interrupted`).
     """
-    from storage.runs import COMPLETED, mark_interrupted
+    from storage.models import RunStatus
+    from storage.runs import mark_interrupted
 
     mark_interrupted(engine)
     with storage_errors("looking up the run"), engine.connect() as connection:
         if run is None or run == "latest":
             query = select(func.max(Run.c.id))
             if not include_incomplete:
-                query = query.where(Run.c.status == COMPLETED)
+                query = query.where(Run.c.status == RunStatus.COMPLETED)
             latest = connection.execute(query).scalar()
             if latest is not None:
                 return int(latest)
@@ -179,6 +180,7 @@ def resolve_run(engine: Engine, run: int | str | None, *, include_incomplete: bo
 def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
     """Runs, newest first, with their headline figures (``bars``: planned, or processed
     by a paper run; ``bars_stored``: committed)."""
+    from storage.models import RunStatus
     from storage.runs import mark_interrupted
 
     interrupted = mark_interrupted(engine)
@@ -196,7 +198,9 @@ def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
                 "name": row["name"],
                 "kind": row["kind"],
                 # (stored by mark_interrupted, unless the database is read-only)
-                "status": "interrupted" if row["id"] in interrupted else row["status"],
+                "status": (
+                    RunStatus.INTERRUPTED.value if row["id"] in interrupted else row["status"]
+                ),
                 "symbol": row["symbol"],
                 "bars": row["bars"],
                 "bars_stored": row["bars_stored"],
