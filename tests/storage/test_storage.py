@@ -187,7 +187,7 @@ def test_upgrade_from_0007_keeps_rows_indexes_valuations_and_counts_stored_bars(
         assert run["bars_stored"] == 400 and run["heartbeat_ns"] == run["started_ns"]
         if upgraded.dialect.name == "sqlite":
             # the listing's join looks valuations up through the index, not by scanning
-            from storage.query import _SHAPLEY_ROWS, _shapley_sql
+            from storage._query_shapley import _SHAPLEY_ROWS, _shapley_sql
 
             query = _shapley_sql(upgraded, _SHAPLEY_ROWS)
             plan = connection.execute(text(f"EXPLAIN QUERY PLAN {query.text}"), {"run_id": 1})
