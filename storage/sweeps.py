@@ -22,11 +22,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from engine.bus import MessageBus
 from engine.events import Message
 from storage.db import storage_errors
 from storage.models import Run, RunStatus, Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
-from storage.recorder import Recorder
+from storage.recorder import write_messages
 from storage.runs import create_run, finish_run, process_identity
 
 __all__ = [
@@ -165,14 +164,13 @@ def store_run(
 ) -> int:
     """Store a run executed elsewhere: its row, its recorded messages, its summary.
 
-    ``run`` holds :func:`storage.runs.create_run`'s arguments. The messages go
-    through a :class:`Recorder` (the same tables and rows as a local backtest)
-    in one transaction.
+    ``run`` holds :func:`storage.runs.create_run`'s arguments. The messages are
+    written in one transaction by :func:`storage.recorder.write_messages` (the same
+    tables and rows as a local backtest).
     """
     run_id = create_run(engine, **run)
     if messages is not None:
-        recorder = Recorder(engine, run_id, MessageBus())
-        recorder.write(messages)
+        write_messages(engine, run_id, messages)
     finish_run(
         engine, run_id, status=RunStatus.COMPLETED, wall_seconds=wall_seconds, summary=summary
     )
@@ -249,7 +247,7 @@ def store_task_run(
     if reused:
         return run_id, True
     if messages is not None:
-        Recorder(engine, run_id, MessageBus()).write(messages)
+        write_messages(engine, run_id, messages)
     finish_run(
         engine, run_id, status=RunStatus.COMPLETED, wall_seconds=wall_seconds, summary=summary
     )
