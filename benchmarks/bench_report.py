@@ -75,10 +75,11 @@ def dense_agent_run(url: str, bars: int, agents: int = 3, fill_every: int = 10) 
         AgentActionRow,
         Fill,
         PortfolioSnapshotRow,
+        RunStatus,
         ShapleyValueRow,
         ValuationRow,
     )
-    from storage.runs import COMPLETED, create_run, finish_run
+    from storage.runs import create_run, finish_run
 
     rng = np.random.default_rng(7)
     market = generate_market(SyntheticConfig(bars=bars), seed=7)
@@ -215,7 +216,7 @@ def dense_agent_run(url: str, bars: int, agents: int = 3, fill_every: int = 10) 
         "total_return": float(equity[-1] / 1_000_000.0 - 1.0),
         "trades": len(fills) // 2,
     }
-    finish_run(engine, run_id, status=COMPLETED, wall_seconds=0.0, summary=summary)
+    finish_run(engine, run_id, status=RunStatus.COMPLETED, wall_seconds=0.0, summary=summary)
     return run_id
 
 

@@ -481,7 +481,9 @@ def build_report(
     last_ns = info.get("last_bar_ns")
     bars = f"{info['bars']:,} bars"
     stored = info.get("bars_stored")
-    if info["status"] != "completed" and info["kind"] != "paper" and stored is not None:
+    from storage.models import RunStatus
+
+    if info["status"] != RunStatus.COMPLETED and info["kind"] != "paper" and stored is not None:
         # the rows end where the run stopped, not where it was to end
         from storage.frames import last_stored_ns
 

@@ -9,6 +9,8 @@ under the same names, in the same order, after ``run_id``. Every event table is 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -26,6 +28,7 @@ __all__ = [
     "PaperState",
     "PortfolioSnapshotRow",
     "Run",
+    "RunStatus",
     "ShapleyValueRow",
     "Sweep",
     "SweepTask",
@@ -35,6 +38,24 @@ __all__ = [
     "WalkForwardEquity",
     "WalkForwardFold",
 ]
+
+
+class RunStatus(StrEnum):
+    """The statuses of a run row (``runs.status``, stored as these strings).
+
+    ``running`` while its process writes it; ``completed`` (every bar stored);
+    ``failed`` (a handler or the database raised; the error is stored);
+    ``interrupted`` (its process died, judged by a reader: see :mod:`storage.runs`);
+    and for paper runs ``stopped`` (a signal or ``--max-bars``; resumable) and
+    ``halted`` (the feed guard stopped it; resumable, see :mod:`engine.feeds.guard`).
+    """
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    STOPPED = "stopped"
+    HALTED = "halted"
 
 
 class Base(DeclarativeBase):
@@ -70,6 +91,7 @@ class Run(Base):
     config_hash: Mapped[str] = mapped_column(String(64))
     seed: Mapped[int] = mapped_column(BigInteger)
     code_version: Mapped[str] = mapped_column(String(100))
+    #: a :class:`RunStatus` value
     status: Mapped[str] = mapped_column(String(20), index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_ns: Mapped[int] = mapped_column(BigInteger)

@@ -43,6 +43,7 @@ from storage.models import (
     PaperState,
     PortfolioSnapshotRow,
     Run,
+    RunStatus,
     ValuationRow,
 )
 
@@ -61,7 +62,6 @@ __all__ = [
     "run_status",
     "set_run_status",
     "stored_bars",
-    "summary_inputs",
 ]
 
 PAPER = "paper"
@@ -144,7 +144,7 @@ def load_state(engine: Engine, run_id: int) -> dict[str, Any] | None:
 
 
 def set_run_status(
-    engine: Engine, run_id: int, status: str, *, error: str | None = None, **values: Any
+    engine: Engine, run_id: int, status: RunStatus, *, error: str | None = None, **values: Any
 ) -> None:
     """Update a run row's status (and any other column given)."""
     with storage_errors(f"run {run_id}: setting status {status!r}"), engine.begin() as connection:
@@ -459,20 +459,3 @@ def _agent_weights(connection: Connection, run_id: int) -> list[dict[str, Any]]:
         .order_by(ValuationRow.agent_index)
     )
     return [dict(r) for r in connection.execute(query).mappings()]
-
-
-def summary_inputs(engine: Engine, run_id: int) -> dict[str, Any]:
-    """Snapshot and fill columns of a run, for its summary when it completes."""
-    snap = PortfolioSnapshotRow
-    with storage_errors(f"run {run_id}: reading its snapshots"), engine.connect() as c:
-        snapshots = c.execute(
-            select(snap.ts_event, snap.equity, snap.position, snap.fees)
-            .where(snap.run_id == run_id)
-            .order_by(snap.seq)
-        ).all()
-        fills = c.execute(
-            select(Fill.side, Fill.quantity, Fill.price, Fill.commission)
-            .where(Fill.run_id == run_id)
-            .order_by(Fill.seq)
-        ).all()
-    return {"snapshots": snapshots, "fills": fills}

@@ -15,6 +15,9 @@ Rows go to the database as tuples through the driver's ``executemany``
 (the statement is built once per table; the hot path does no per-row dict
 work). A message type maps to a table whose columns are ``run_id`` followed
 by the message's fields, or to a converter for tables of another shape.
+:func:`write_messages` stores messages recorded elsewhere (a sweep task's run) in
+the same tables and rows, in one transaction, without a bus.
+
 By default writes are synchronous. With ``writer=`` a
 :class:`~storage.writer.WriterProcess` runs each flush's transaction in a child
 process instead (a writer thread was measured slower here: the driver binds
@@ -28,12 +31,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import Connection, Engine, Table
 
-from engine.core.bus import Bus
 from engine.core.events import (
     AgentAction,
     Bar,
@@ -63,7 +65,10 @@ from storage.models import (
 from storage.runs import HEARTBEAT_SECONDS, heartbeat_statement
 from storage.writer import WriterProcess
 
-__all__ = ["DEFAULT_TABLES", "WRITER_FLUSH_BARS", "Recorder", "TableSpec"]
+if TYPE_CHECKING:
+    from engine.core.bus import Bus  # the recorder only subscribes to a bus it is given
+
+__all__ = ["DEFAULT_TABLES", "WRITER_FLUSH_BARS", "Recorder", "TableSpec", "write_messages"]
 
 WRITER_FLUSH_BARS = 1_000
 
@@ -134,6 +139,67 @@ DEFAULT_TABLES: dict[type[Message], TableSpec] = {
 }
 
 
+def _insert_sql(engine: Engine, run_id: int, table: Table, columns: Sequence[str]) -> str:
+    """Driver-level SQL that inserts one row of ``columns`` into ``table``: ``run_id``
+    inlined and one placeholder per column, in order."""
+    dialect = engine.dialect
+    marker = {"qmark": "?", "numeric": ":{}", "named": ":{}"}.get(dialect.paramstyle, "%s")
+    placeholders = ", ".join(marker.format(c) for c in columns)
+    quoted = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)
+    table_name = dialect.identifier_preparer.format_table(table)
+    return f"INSERT INTO {table_name} (run_id, {quoted}) VALUES ({int(run_id)}, {placeholders})"
+
+
+def _commit(
+    engine: Engine,
+    run_id: int,
+    batch: Sequence[tuple[str, list[Any]]],
+    heartbeat_sql: str,
+    bars: int,
+    also: Callable[[Connection], None] | None = None,
+) -> None:
+    """One transaction: each table's rows, then the run row's heartbeat and ``bars``
+    stored, then ``also(connection)``."""
+    count = sum(len(rows) for _sql, rows in batch)
+    with storage_errors(f"run {run_id}: writing {count} rows"), engine.begin() as connection:
+        for sql, rows in batch:
+            connection.exec_driver_sql(sql, rows)
+        connection.exec_driver_sql(heartbeat_sql, (time.time_ns(), bars))
+        if also is not None:
+            also(connection)
+
+
+def write_messages(
+    engine: Engine,
+    run_id: int,
+    messages: Iterable[Message],
+    *,
+    tables: dict[type[Message], TableSpec] | None = None,
+) -> int:
+    """Store messages recorded elsewhere (a sweep task's run) in one transaction, as a
+    :class:`Recorder` stores them on the bus; return the rows written.
+
+    Types without a table are skipped; the ``Bar`` messages count as the run's bars
+    stored, set with a fresh heartbeat in the same transaction.
+    """
+    bound: dict[type[Message], tuple[str, Callable[[Any], Any], list[Any]]] = {}
+    for message_type, spec in (DEFAULT_TABLES if tables is None else tables).items():
+        columns, convert = spec.bind(message_type)
+        bound[message_type] = (_insert_sql(engine, run_id, spec.table, columns), convert, [])
+    bars = 0
+    for message in messages:
+        if type(message) is Bar:
+            bars += 1
+        entry = bound.get(type(message))
+        if entry is not None:
+            entry[2].append(message)
+    batch = [(sql, list(map(convert, kept))) for sql, convert, kept in bound.values() if kept]
+    if not batch:
+        return 0
+    _commit(engine, run_id, batch, heartbeat_statement(engine, run_id), bars)
+    return sum(len(rows) for _sql, rows in batch)
+
+
 class Recorder:
     """Buffers recorded messages and writes finished bars in one transaction per flush."""
 
@@ -175,16 +241,7 @@ class Recorder:
     def add_table(self, message_type: type[Message], spec: TableSpec) -> None:
         """Persist another message type (call before :meth:`subscribe`)."""
         columns, convert = spec.bind(message_type)
-        # Driver-level SQL with run_id inlined and one placeholder per column, in order.
-        dialect = self._engine.dialect
-        marker = {"qmark": "?", "numeric": ":{}", "named": ":{}"}.get(dialect.paramstyle, "%s")
-        placeholders = ", ".join(marker.format(c) for c in columns)
-        quoted = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)
-        table_name = dialect.identifier_preparer.format_table(spec.table)
-        sql = (
-            f"INSERT INTO {table_name} (run_id, {quoted}) "
-            f"VALUES ({int(self.run_id)}, {placeholders})"
-        )
+        sql = _insert_sql(self._engine, self.run_id, spec.table, columns)
         self._specs[message_type] = spec
         self._bound[message_type] = (spec.table, sql, convert)
         self._buffers[message_type] = []
@@ -234,15 +291,7 @@ class Recorder:
                 count += len(buffer)
         if not batch and also is None:
             return 0
-        with (
-            storage_errors(f"run {self.run_id}: writing {count} rows"),
-            self._engine.begin() as connection,
-        ):
-            for sql, rows in batch:
-                connection.exec_driver_sql(sql, rows)
-            connection.exec_driver_sql(self._heartbeat_sql, (time.time_ns(), finished))
-            if also is not None:
-                also(connection)
+        _commit(self._engine, self.run_id, batch, self._heartbeat_sql, finished, also)
         for buffer in self._buffers.values():
             buffer.clear()
         self.rows_written += count
@@ -287,7 +336,8 @@ class Recorder:
         self.wait()
 
     def write(self, messages: Iterable[Message]) -> int:
-        """Store messages recorded elsewhere (a sweep task's run) in one transaction.
+        """Store messages recorded elsewhere in one flush (through the writer process, if
+        any); :func:`write_messages` does the same without a recorder.
 
         Types this recorder does not persist are skipped, as on the bus.
         """

@@ -15,10 +15,7 @@ The judgement is stored with a conditional update (only if the row is still
 ``running`` with the same heartbeat), so a run that just wrote a heartbeat is
 never marked.
 
-Statuses: ``running``, ``completed``, ``failed`` (a handler or the database
-raised; the error is stored), ``interrupted`` (see above), and for paper runs
-``stopped`` (a signal or ``--max-bars``; resumable) and ``halted`` (the feed
-guard stopped it; resumable, see :mod:`engine.feeds.guard`).
+The statuses are :class:`storage.models.RunStatus`.
 """
 
 from __future__ import annotations
@@ -34,17 +31,11 @@ from sqlalchemy import Engine, and_, delete, insert, select, update
 
 from engine.core.errors import StorageError
 from storage.db import storage_errors
-from storage.models import Run
+from storage.models import Run, RunStatus
 
 __all__ = [
-    "COMPLETED",
-    "FAILED",
-    "HALTED",
     "HEARTBEAT_SECONDS",
-    "INTERRUPTED",
-    "RUNNING",
     "STALE_AFTER_SECONDS",
-    "STOPPED",
     "create_run",
     "finish_run",
     "heartbeat_statement",
@@ -54,13 +45,6 @@ __all__ = [
     "prune_interrupted",
     "touch_run",
 ]
-
-RUNNING = "running"
-COMPLETED = "completed"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-STOPPED = "stopped"
-HALTED = "halted"
 
 #: a running process refreshes its heartbeat at least this often (seconds)
 HEARTBEAT_SECONDS = 10.0
@@ -116,7 +100,7 @@ def create_run(
                 config_hash=config_hash,
                 seed=seed,
                 code_version=code_version,
-                status=RUNNING,
+                status=RunStatus.RUNNING,
                 started_ns=time.time_ns(),
                 bars=bars,
                 bar_gaps=bar_gaps,
@@ -138,7 +122,7 @@ def finish_run(
     engine: Engine,
     run_id: int,
     *,
-    status: str,
+    status: RunStatus,
     wall_seconds: float,
     summary: dict[str, Any] | None = None,
     error: str | None = None,
@@ -156,7 +140,7 @@ def finish_run(
         "error": error,
         **columns,
     }
-    if status == COMPLETED:
+    if status == RunStatus.COMPLETED:
         values["bars_stored"] = columns.get("bars", Run.bars)
     with storage_errors(f"finishing run {run_id}"), engine.begin() as connection:
         connection.execute(update(Run).where(Run.id == run_id).values(**values))
@@ -262,7 +246,7 @@ def mark_interrupted(
     """
     now = time.time_ns() if now_ns is None else now_ns
     query = select(Run.id, Run.host, Run.pid, Run.started_ns, Run.heartbeat_ns).where(
-        Run.status == RUNNING
+        Run.status == RunStatus.RUNNING
     )
     with storage_errors("checking running runs"), engine.connect() as connection:
         rows = [_Running(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in connection.execute(query)]
@@ -282,8 +266,8 @@ def mark_interrupted(
                 )
                 result = connection.execute(
                     update(Run)
-                    .where(and_(Run.id == row.run_id, Run.status == RUNNING, same))
-                    .values(status=INTERRUPTED)
+                    .where(and_(Run.id == row.run_id, Run.status == RunStatus.RUNNING, same))
+                    .values(status=RunStatus.INTERRUPTED)
                 )
                 if result.rowcount != 1:  # it wrote a heartbeat meanwhile: alive
                     found.discard(row.run_id)
@@ -299,7 +283,7 @@ def incomplete_note(engine: Engine, run_id: int) -> str | None:
     )
     with storage_errors(f"reading run {run_id}"), engine.connect() as connection:
         row = connection.execute(query).first()
-    if row is None or row.status == COMPLETED:
+    if row is None or row.status == RunStatus.COMPLETED:
         return None
     stored = row.bars_stored
     if row.kind == "paper":
@@ -311,13 +295,13 @@ def incomplete_note(engine: Engine, run_id: int) -> str | None:
             else f"of {row.bars:,} bars, how many are stored is unknown"
         )
     text = {
-        RUNNING: "is still running",
-        INTERRUPTED: "was interrupted (its process died)",
-        FAILED: "failed",
-        STOPPED: "was stopped",
-        HALTED: "was halted by its feed guard",
+        RunStatus.RUNNING: "is still running",
+        RunStatus.INTERRUPTED: "was interrupted (its process died)",
+        RunStatus.FAILED: "failed",
+        RunStatus.STOPPED: "was stopped",
+        RunStatus.HALTED: "was halted by its feed guard",
     }.get(row.status, f"is {row.status}")
-    error = f": {row.error.splitlines()[0]}" if row.status == FAILED and row.error else ""
+    error = f": {row.error.splitlines()[0]}" if row.status == RunStatus.FAILED and row.error else ""
     return f"run {run_id} {text} ({where}); its rows are partial{error}"
 
 
@@ -326,13 +310,15 @@ def prune_interrupted(engine: Engine) -> list[dict[str, Any]]:
     bars, bars_stored)."""
     mark_interrupted(engine)
     query = select(Run.id, Run.name, Run.kind, Run.bars, Run.bars_stored).where(
-        Run.status == INTERRUPTED
+        Run.status == RunStatus.INTERRUPTED
     )
     with storage_errors("deleting interrupted runs"), engine.begin() as connection:
         rows = [dict(r._mapping) for r in connection.execute(query)]
         if rows:
             # child rows go with them (ON DELETE CASCADE); sweep tasks keep a NULL run id
             connection.execute(
-                delete(Run).where(Run.id.in_([r["id"] for r in rows]), Run.status == INTERRUPTED)
+                delete(Run).where(
+                    Run.id.in_([r["id"] for r in rows]), Run.status == RunStatus.INTERRUPTED
+                )
             )
     return rows

@@ -22,12 +22,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from engine.core.bus import MessageBus
 from engine.core.events import Message
 from storage.db import storage_errors
-from storage.models import Run, Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
-from storage.recorder import Recorder
-from storage.runs import COMPLETED, RUNNING, create_run, finish_run, process_identity
+from storage.models import Run, RunStatus, Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
+from storage.recorder import write_messages
+from storage.runs import create_run, finish_run, process_identity
 
 __all__ = [
     "create_sweep",
@@ -165,15 +164,16 @@ def store_run(
 ) -> int:
     """Store a run executed elsewhere: its row, its recorded messages, its summary.
 
-    ``run`` holds :func:`storage.runs.create_run`'s arguments. The messages go
-    through a :class:`Recorder` (the same tables and rows as a local backtest)
-    in one transaction.
+    ``run`` holds :func:`storage.runs.create_run`'s arguments. The messages are
+    written in one transaction by :func:`storage.recorder.write_messages` (the same
+    tables and rows as a local backtest).
     """
     run_id = create_run(engine, **run)
     if messages is not None:
-        recorder = Recorder(engine, run_id, MessageBus())
-        recorder.write(messages)
-    finish_run(engine, run_id, status="completed", wall_seconds=wall_seconds, summary=summary)
+        write_messages(engine, run_id, messages)
+    finish_run(
+        engine, run_id, status=RunStatus.COMPLETED, wall_seconds=wall_seconds, summary=summary
+    )
     return run_id
 
 
@@ -196,7 +196,7 @@ def _claim_run(
     earlier = connection.execute(query).scalar()
     if earlier is not None:
         status = connection.execute(select(Run.status).where(Run.id == earlier)).scalar()
-        if status == COMPLETED:
+        if status == RunStatus.COMPLETED:
             return int(earlier), True
         # Its rows go with it (ON DELETE CASCADE); the task row's run_id is set below.
         connection.execute(delete(Run).where(Run.id == earlier))
@@ -208,7 +208,7 @@ def _claim_run(
             scenario=values.pop("scenario"),
             symbol=values.pop("symbol"),
             config_json=json.dumps(values.pop("config"), sort_keys=True),
-            status=RUNNING,
+            status=RunStatus.RUNNING,
             started_ns=time.time_ns(),
             bars_stored=0,
             **process_identity(),
@@ -219,7 +219,7 @@ def _claim_run(
     connection.execute(
         update(model)
         .where(model.sweep_id == sweep_id, number == task)
-        .values(run_id=run_id, status=RUNNING)
+        .values(run_id=run_id, status=RunStatus.RUNNING)
     )
     return run_id, False
 
@@ -247,6 +247,8 @@ def store_task_run(
     if reused:
         return run_id, True
     if messages is not None:
-        Recorder(engine, run_id, MessageBus()).write(messages)
-    finish_run(engine, run_id, status=COMPLETED, wall_seconds=wall_seconds, summary=summary)
+        write_messages(engine, run_id, messages)
+    finish_run(
+        engine, run_id, status=RunStatus.COMPLETED, wall_seconds=wall_seconds, summary=summary
+    )
     return run_id, False

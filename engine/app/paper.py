@@ -74,6 +74,7 @@ from engine.feeds.guard import (
 )
 from engine.feeds.mqtt import MqttBus, MqttSettings, check_name, quiet_socket_races
 from storage.db import connect
+from storage.models import RunStatus
 from storage.paper import (
     StoredBar,
     bar_writer,
@@ -86,7 +87,7 @@ from storage.paper import (
     record_quarantine,
     stored_bars,
 )
-from storage.runs import COMPLETED, HALTED, RUNNING, STOPPED, process_identity
+from storage.runs import process_identity
 
 __all__ = [
     "PaperClock",
@@ -430,7 +431,7 @@ def open_paper_run(
     stale_ns = int(options.stale_after_bars * bar_ns)
     existing = None if options.new else find_paper_run(engine, name)
     if existing is not None:
-        if existing.status == COMPLETED:
+        if existing.status == RunStatus.COMPLETED:
             raise ConfigError(
                 f"paper run {name!r} (id {existing.run_id}) is completed (its feed ended); "
                 "pass --new to start it afresh, or --run for another name"
@@ -558,7 +559,7 @@ async def run_paper_async(
             time.perf_counter() - began,
             trader.gate.last_seq + 1,
         )
-    run.set_status(RUNNING, **process_identity())
+    run.set_status(RunStatus.RUNNING, **process_identity())
     session = PaperSession(trader, settings, state["client_id"], options, stop, on_ready)
     try:
         outcome = await session.run()
@@ -569,9 +570,11 @@ async def run_paper_async(
     if outcome == "end":
         run.complete(trader.summary(), wall, bars=trader.bars)
     elif outcome == "halted":
-        run.set_status(HALTED, error=trader.halt_reason, bars=trader.bars, wall_seconds=wall)
+        run.set_status(
+            RunStatus.HALTED, error=trader.halt_reason, bars=trader.bars, wall_seconds=wall
+        )
     else:
-        run.set_status(STOPPED, bars=trader.bars, wall_seconds=wall)
+        run.set_status(RunStatus.STOPPED, bars=trader.bars, wall_seconds=wall)
     log.info(
         "run %s (id %d): %s after %d new bars (%d dropped messages, %d quarantined bars)",
         options.run_name,

@@ -19,9 +19,10 @@ from engine.app.provenance import TrainingRecord
 from engine.app.scenario import ScenarioConfig
 from engine.core.bus import MessageBus
 from engine.feeds.bars import BarData
+from storage.models import RunStatus
 from storage.paper import set_run_status
 from storage.recorder import Recorder
-from storage.runs import COMPLETED, FAILED, create_run, finish_run
+from storage.runs import create_run, finish_run
 from storage.writer import WriterProcess
 
 __all__ = ["RunSession"]
@@ -102,7 +103,7 @@ class RunSession:
         finish_run(
             self.engine,
             self.run_id,
-            status=COMPLETED,
+            status=RunStatus.COMPLETED,
             wall_seconds=self.wall_seconds if wall_seconds is None else wall_seconds,
             summary=summary,
             **values,
@@ -116,13 +117,13 @@ class RunSession:
             finish_run(
                 self.engine,
                 self.run_id,
-                status=FAILED,
+                status=RunStatus.FAILED,
                 wall_seconds=self.wall_seconds,
                 error=str(exc) or type(exc).__name__,
                 **values,
             )
 
-    def set_status(self, status: str, *, error: str | None = None, **values: Any) -> None:
+    def set_status(self, status: RunStatus, *, error: str | None = None, **values: Any) -> None:
         """Set a paper run's status: ``running`` (with the process's identity), or
         ``stopped`` or ``halted``, after which it may go on."""
         set_run_status(self.engine, self.run_id, status, error=error, **values)

@@ -175,7 +175,8 @@ def test_sigkilled_backtest_is_interrupted_for_every_reader(db_url: str, tmp_pat
 
 
 def test_running_rows_are_judged_by_process_and_heartbeat(db_url: str) -> None:
-    from storage.runs import INTERRUPTED, RUNNING, create_run, mark_interrupted
+    from storage.models import RunStatus
+    from storage.runs import create_run, mark_interrupted
 
     engine = connect(db_url)
     config = parse_scenario(SCENARIO.format(name="row", bars=10, url=db_url))
@@ -216,10 +217,10 @@ def test_running_rows_are_judged_by_process_and_heartbeat(db_url: str) -> None:
     with engine.connect() as connection:
         statuses = dict(connection.execute(select(Run.id, Run.status)).all())
         running = connection.execute(
-            select(func.count()).select_from(Run).where(Run.status == RUNNING)
+            select(func.count()).select_from(Run).where(Run.status == RunStatus.RUNNING)
         ).scalar_one()
-    assert statuses[alive] == statuses[elsewhere_fresh] == RUNNING and running == 2
-    assert statuses[dead_here] == statuses[elsewhere_stale] == INTERRUPTED
+    assert statuses[alive] == statuses[elsewhere_fresh] == RunStatus.RUNNING and running == 2
+    assert statuses[dead_here] == statuses[elsewhere_stale] == RunStatus.INTERRUPTED
     # a tighter bound makes the other host's run stale too; a live process here is running
     later = now + 5 * 1_000_000_000
     assert mark_interrupted(engine, now_ns=later, stale_after=1.0) == {elsewhere_fresh}

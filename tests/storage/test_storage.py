@@ -187,7 +187,7 @@ def test_upgrade_from_0007_keeps_rows_indexes_valuations_and_counts_stored_bars(
         assert run["bars_stored"] == 400 and run["heartbeat_ns"] == run["started_ns"]
         if upgraded.dialect.name == "sqlite":
             # the listing's join looks valuations up through the index, not by scanning
-            from storage.query import _SHAPLEY_ROWS, _shapley_sql
+            from storage._query_shapley import _SHAPLEY_ROWS, _shapley_sql
 
             query = _shapley_sql(upgraded, _SHAPLEY_ROWS)
             plan = connection.execute(text(f"EXPLAIN QUERY PLAN {query.text}"), {"run_id": 1})
@@ -232,3 +232,50 @@ def test_shapley_listing_looks_each_valuation_up_by_bar_and_agent(sqlite_url: st
             for step in lookups:
                 assert step.startswith("SEARCH"), steps
                 assert "(run_id=? AND ts_event=? AND agent_index=?)" in step, steps
+
+
+def test_write_messages_of_a_recorded_run_stores_the_rows_its_recorder_stored(
+    db_url: str,
+) -> None:
+    """A run stored from its messages (a sweep task's) equals the same run recorded on
+    the bus, row for row in every table, with its bars counted as stored."""
+    from engine.core.events import Bar
+    from engine.feeds.bars import load_bars
+    from storage.recorder import DEFAULT_TABLES, write_messages
+    from storage.runs import create_run
+    from tests.strategies.test_meta_investor_bus import factory
+
+    config = synthetic_scenario(300)
+    data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+    captured: list[object] = []
+
+    def tap(bus) -> None:
+        for message_type in (Bar, *DEFAULT_TABLES):
+            bus.subscribe(message_type, captured.append)
+
+    run_backtest(config, data=data, db_url=db_url, strategy_factory=factory(data, []), tap=tap)
+    engine = connect(db_url)
+    with engine.connect() as connection:
+        recorded = connection.execute(select(func.max(Run.id))).scalar_one()
+    copied = create_run(
+        engine, name="copy", kind="sweep", scenario="", symbol="SYNTH", config={},
+        config_hash="h", seed=1, code_version="test", bars=300, bar_gaps=0,
+        first_bar_ns=None, last_bar_ns=None,
+    )  # fmt: skip
+    written = write_messages(engine, copied, captured)
+    counts = {}
+    with engine.connect() as connection:
+        for table in {spec.table for spec in DEFAULT_TABLES.values()}:
+            columns = [c for c in table.columns if c.name != "run_id"]
+            rows = {
+                run_id: connection.execute(
+                    select(*columns).where(table.c.run_id == run_id).order_by(table.c.seq)
+                ).all()
+                for run_id in (recorded, copied)
+            }
+            assert rows[copied] == rows[recorded], table.name
+            counts[table.name] = len(rows[recorded])
+        stored = connection.execute(select(Run.bars_stored).where(Run.id == copied)).scalar()
+    assert min(counts["fills"], counts["shapley_values"], counts["valuations"]) > 0
+    assert written == sum(counts.values())
+    assert stored == 300

@@ -1,0 +1,113 @@
+"""Shapley credit with each agent's valuation: ``emarl shapley``.
+
+Re-exported by :mod:`storage.query`. The statements are SQL text, tuned by hand: on
+SQLite they name the index the join must use (below).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, TextClause, text
+
+from storage._query_runs import resolve_run
+from storage.db import storage_errors
+from storage.models import ShapleyValueRow, ValuationRow
+
+__all__ = ["shapley_count", "shapley_rows"]
+
+_SHAPLEY = ShapleyValueRow.__tablename__
+_VALUATIONS = ValuationRow.__tablename__
+
+# Each Shapley value joined to its agent's valuation at the same bar, through the index
+# on valuations (run_id, ts_event, agent_index). Without statistics SQLite's planner
+# prefers the primary key (run_id, seq), which scans the run's valuations for every
+# Shapley value (quadratic), so the index is named there.
+_SHAPLEY_FROM = (
+    f"FROM {_SHAPLEY} AS s JOIN {_VALUATIONS} AS v{{hint}} "
+    "ON v.run_id = s.run_id AND v.ts_event = s.ts_event AND v.agent_index = s.agent_index "
+    "WHERE s.run_id = :run_id"
+)
+_SHAPLEY_ROWS = (
+    "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
+    "v.share_price, v.option_value, v.weight, v.bubble " + _SHAPLEY_FROM + " ORDER BY s.seq"
+)
+# the last rows only: the run's last Shapley values first (its primary key, backwards)
+_SHAPLEY_LAST = (
+    "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
+    f"v.share_price, v.option_value, v.weight, v.bubble FROM (SELECT * FROM {_SHAPLEY} "
+    f"WHERE run_id = :run_id ORDER BY seq DESC LIMIT :limit) AS s JOIN {_VALUATIONS} AS v"
+    "{hint} ON v.run_id = s.run_id AND v.ts_event = s.ts_event "
+    "AND v.agent_index = s.agent_index ORDER BY s.seq"
+)
+# per agent: steps, total credit and the last step, then that step's valuation
+_SHAPLEY_TOTALS = (
+    "SELECT t.agent_index, l.agent_id, t.steps, t.shapley_pnl, w.share_price, "
+    "w.option_value, w.weight, w.bubble FROM (SELECT s.agent_index AS agent_index, "
+    "count(*) AS steps, sum(s.phi) AS shapley_pnl, max(s.seq) AS last_seq "
+    + _SHAPLEY_FROM
+    + f" GROUP BY s.agent_index) AS t JOIN {_SHAPLEY} AS l ON l.run_id = :run_id "
+    f"AND l.seq = t.last_seq JOIN {_VALUATIONS} AS w{{hint}} ON w.run_id = l.run_id "
+    "AND w.ts_event = l.ts_event AND w.agent_index = l.agent_index ORDER BY t.agent_index"
+)
+
+
+def _shapley_sql(engine: Engine, sql: str) -> TextClause:
+    hint = " INDEXED BY ix_valuations_run_ts_agent" if engine.dialect.name == "sqlite" else ""
+    return text(sql.replace("{hint}", hint))
+
+
+def shapley_rows(
+    engine: Engine,
+    run: int | str | None = "latest",
+    *,
+    aggregate: bool = False,
+    include_incomplete: bool = False,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per bar and agent: Shapley credit with the agent's valuation after that step.
+
+    With ``aggregate``, one row per agent, computed in SQL: steps, total and mean
+    credit, and the share price, option value, weight and bubble of its last step.
+    ``limit``: only the last ``limit`` rows (still oldest first).
+    """
+    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    if aggregate:
+        return _shapley_totals(engine, run_id)
+    query = _shapley_sql(engine, _SHAPLEY_ROWS if limit is None else _SHAPLEY_LAST)
+    with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
+        result = c.execute(query, {"run_id": run_id, "limit": limit})
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result.all()]
+
+
+def shapley_count(engine: Engine, run_id: int) -> int:
+    """How many rows :func:`shapley_rows` gives for a run (its Shapley values that have
+    their valuation)."""
+    query = _shapley_sql(engine, "SELECT count(*) " + _SHAPLEY_FROM)
+    with storage_errors(f"counting the Shapley values of run {run_id}"), engine.connect() as c:
+        return int(c.execute(query, {"run_id": run_id}).scalar_one())
+
+
+def _shapley_totals(engine: Engine, run_id: int) -> list[dict[str, Any]]:
+    query = _shapley_sql(engine, _SHAPLEY_TOTALS)
+    with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
+        rows = [dict(row) for row in c.execute(query, {"run_id": run_id}).mappings().all()]
+    out = []
+    for row in rows:
+        steps = int(row["steps"])
+        total = float(row["shapley_pnl"])
+        out.append(
+            {
+                "agent_index": row["agent_index"],
+                "agent_id": row["agent_id"],
+                "steps": steps,
+                "shapley_pnl": total,
+                "share_price": row["share_price"],
+                "option_value": row["option_value"],
+                "weight": row["weight"],
+                "bubble": row["bubble"],
+                "mean_phi": total / steps,
+            }
+        )
+    return out
