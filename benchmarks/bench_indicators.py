@@ -131,7 +131,8 @@ def main() -> None:
         volatility_nb,
     )
     from indicators.lvn import lvn_nb, profile_skew_nb
-    from indicators.mlmi import mlmi_bands_nb, mlmi_features_nb
+    from indicators.mlmi import mlmi_features_nb
+    from indicators.mlmi_bands import mlmi_bands_nb
     from indicators.mmd import mmd_features_nb, mmd_refresh_bars_nb, mmd_score_nb
     from indicators.nwrqk import (
         nw_filter_nb,

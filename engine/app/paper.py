@@ -49,7 +49,7 @@ from sqlalchemy import Engine
 
 from engine.app.kernel import Kernel, build_kernel
 from engine.app.outcome import ResultsCollector, summarize
-from engine.app.paper_session import PaperSession
+from engine.app.paper_session import PaperOptions, PaperSession
 from engine.app.provenance import TrainingRecord
 from engine.app.scenario import ScenarioConfig, config_hash
 from engine.app.session import RunSession
@@ -62,17 +62,13 @@ from engine.core.wire import DEFAULT_MAX_MESSAGE_BYTES, DROP, HALT, HOLD, PROCES
 from engine.feeds.bars import count_gaps
 from engine.feeds.guard import (
     ACCEPT,
-    DEFAULT_MAX_GAP,
-    DEFAULT_MAX_JUMP,
     QUARANTINE,
     FeedGuard,
     FeedLimits,
     Gap,
-    GapPolicy,
-    ImplausiblePolicy,
     Judgement,
 )
-from engine.feeds.mqtt import MqttBus, MqttSettings, check_name, quiet_socket_races
+from engine.feeds.mqtt import MqttBus, MqttSettings, quiet_socket_races
 from storage.db import connect
 from storage.models import RunStatus
 from storage.paper import (
@@ -112,52 +108,6 @@ RESEND_BARS = 100
 
 class PaperClock(SimulatedClock):
     """Wall-clock time, read when a bar arrives and held while that bar is processed."""
-
-
-@dataclass(frozen=True)
-class PaperOptions:
-    """How a paper run reads its feed (the scenario says what it trades)."""
-
-    run_name: str
-    feed: str = "market"
-    stale_after_bars: float = 3.0
-    max_bars: int | None = None
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    new: bool = False
-    export: bool = True
-    max_gap: int = DEFAULT_MAX_GAP
-    max_jump: float = DEFAULT_MAX_JUMP
-    on_gap: GapPolicy = "halt"
-    on_implausible: ImplausiblePolicy = "drop"
-    #: shared key of a signed feed (engine.core.wire): unsigned or badly signed messages drop
-    feed_key: bytes | None = None
-
-    def limits(self, config: ScenarioConfig) -> FeedLimits:
-        return FeedLimits(
-            bar_ns=config.data.bar_minutes * NS_PER_MINUTE,
-            max_gap=self.max_gap,
-            max_jump=self.max_jump,
-            on_gap=self.on_gap,
-            on_implausible=self.on_implausible,
-            max_price=config.data.max_price,
-            max_volume=config.data.max_volume,
-        )
-
-    def check(self) -> None:
-        check_name("run", self.run_name)
-        check_name("feed", self.feed)
-        if not (self.stale_after_bars > 0 and math.isfinite(self.stale_after_bars)):
-            raise ConfigError(
-                f"--stale-after must be a positive number of bars, got {self.stale_after_bars}"
-            )
-        if self.max_bars is not None and self.max_bars < 1:
-            raise ConfigError(f"--max-bars must be at least 1, got {self.max_bars}")
-        if self.max_message_bytes < 256:
-            raise ConfigError(
-                f"--max-message-bytes must be at least 256, got {self.max_message_bytes}"
-            )
-        FeedLimits(bar_ns=1, max_gap=self.max_gap, max_jump=self.max_jump, on_gap=self.on_gap,
-                   on_implausible=self.on_implausible).check()  # fmt: skip
 
 
 @dataclass

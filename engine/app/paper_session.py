@@ -1,4 +1,5 @@
-"""The asyncio shell of a paper run: its MQTT connection(s) around :class:`PaperTrader`.
+"""The asyncio shell of a paper run: its MQTT connection(s) around :class:`PaperTrader`,
+and :class:`PaperOptions`, how it reads its feed.
 
 :class:`PaperSession` subscribes to the feed with a persistent session under a client
 id stable for the run, hands each message to the synchronous core
@@ -16,18 +17,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.app.scenario import ScenarioConfig
 from engine.core.bus import topic
-from engine.core.errors import BusError, StorageError
+from engine.core.errors import BusError, ConfigError, StorageError
 from engine.core.events import Bar, RunFinished
-from engine.core.wire import END, HALT, HOLD, PROCESS
+from engine.core.wire import DEFAULT_MAX_MESSAGE_BYTES, END, HALT, HOLD, PROCESS
+from engine.feeds.guard import (
+    DEFAULT_MAX_GAP,
+    DEFAULT_MAX_JUMP,
+    FeedLimits,
+    GapPolicy,
+    ImplausiblePolicy,
+)
 from engine.feeds.mqtt import (
     MqttSettings,
     ack,
     backoff_delays,
+    check_name,
     close_client,
     connect_client,
     make_client,
@@ -36,13 +48,59 @@ from engine.feeds.mqtt import (
 if TYPE_CHECKING:
     import aiomqtt
 
-    from engine.app.paper import PaperOptions, PaperTrader
+    from engine.app.paper import PaperTrader
 
-__all__ = ["PaperSession"]
+__all__ = ["PaperOptions", "PaperSession"]
 
 log = logging.getLogger("emarl.paper")
 
 NS_PER_MINUTE = 60_000_000_000
+
+
+@dataclass(frozen=True)
+class PaperOptions:
+    """How a paper run reads its feed (the scenario says what it trades)."""
+
+    run_name: str
+    feed: str = "market"
+    stale_after_bars: float = 3.0
+    max_bars: int | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    new: bool = False
+    export: bool = True
+    max_gap: int = DEFAULT_MAX_GAP
+    max_jump: float = DEFAULT_MAX_JUMP
+    on_gap: GapPolicy = "halt"
+    on_implausible: ImplausiblePolicy = "drop"
+    #: shared key of a signed feed (engine.core.wire): unsigned or badly signed messages drop
+    feed_key: bytes | None = None
+
+    def limits(self, config: ScenarioConfig) -> FeedLimits:
+        return FeedLimits(
+            bar_ns=config.data.bar_minutes * NS_PER_MINUTE,
+            max_gap=self.max_gap,
+            max_jump=self.max_jump,
+            on_gap=self.on_gap,
+            on_implausible=self.on_implausible,
+            max_price=config.data.max_price,
+            max_volume=config.data.max_volume,
+        )
+
+    def check(self) -> None:
+        check_name("run", self.run_name)
+        check_name("feed", self.feed)
+        if not (self.stale_after_bars > 0 and math.isfinite(self.stale_after_bars)):
+            raise ConfigError(
+                f"--stale-after must be a positive number of bars, got {self.stale_after_bars}"
+            )
+        if self.max_bars is not None and self.max_bars < 1:
+            raise ConfigError(f"--max-bars must be at least 1, got {self.max_bars}")
+        if self.max_message_bytes < 256:
+            raise ConfigError(
+                f"--max-message-bytes must be at least 256, got {self.max_message_bytes}"
+            )
+        FeedLimits(bar_ns=1, max_gap=self.max_gap, max_jump=self.max_jump, on_gap=self.on_gap,
+                   on_implausible=self.on_implausible).check()  # fmt: skip
 
 
 class PaperSession:

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from indicators.features import build_features
 from indicators.mlmi import (
-    mlmi_bands,
     mlmi_bar_nb,
     mlmi_features_nb,
     mlmi_query_nb,
     mlmi_reindex_nb,
     mlmi_store_new_nb,
 )
+from indicators.mlmi_bands import mlmi_bands
 from indicators.params import IndicatorParams
 from indicators.streaming import FeatureState
 from tests.indicators._data import gbm_bars

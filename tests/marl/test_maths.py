@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.marl.mappo import (
+from strategies.marl.networks import RunningNorm
+from strategies.marl.ppo import (
     ValueNormaliser,
     clipped_surrogate_loss,
     clipped_value_loss,
@@ -17,7 +18,6 @@ from strategies.marl.mappo import (
     explained_variance,
     gae,
 )
-from strategies.marl.networks import RunningNorm
 from strategies.marl.rewards import (
     RewardNormaliser,
     exploration_reward,

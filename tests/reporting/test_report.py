@@ -11,7 +11,7 @@ import pytest
 
 from engine.app.metrics import round_trips
 from reporting import build_report, learning_curves_figure, training_report
-from reporting.report import MAX_TRADE_ROWS
+from reporting.tables import MAX_TRADE_ROWS
 from reporting.trades import fill_kinds, round_trips_frame
 from storage.db import connect
 from storage.frames import fills_frame, run_info, snapshots_frame
