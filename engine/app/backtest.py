@@ -98,32 +98,10 @@ class BacktestResult:
         return len(self.data) / replay if replay > 0 else float("inf")
 
 
-def run_backtest(
-    config: ScenarioConfig,
-    *,
-    db_url: str | None = None,
-    data: BarData | None = None,
-    persist: bool = True,
-    scenario_path: str = "",
-    progress: Callable[[int, int], None] | None = None,
-    strategy_factory: StrategyFactory | None = None,
-    tap: Callable[[MessageBus], None] | None = None,
-    writer_process: bool | None = None,
-) -> BacktestResult:
-    """Run a scenario to the end; see :func:`run_backtest_async`."""
-    return asyncio.run(
-        run_backtest_async(
-            config,
-            db_url=db_url,
-            data=data,
-            persist=persist,
-            scenario_path=scenario_path,
-            progress=progress,
-            strategy_factory=strategy_factory,
-            tap=tap,
-            writer_process=writer_process,
-        )
-    )
+def run_backtest(config: ScenarioConfig, **options: Any) -> BacktestResult:
+    """Run a scenario to the end on an event loop of its own: :func:`run_backtest_async`,
+    with the same keyword options."""
+    return asyncio.run(run_backtest_async(config, **options))
 
 
 async def run_backtest_async(

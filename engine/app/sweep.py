@@ -38,13 +38,14 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.app.scenario import ScenarioConfig, scenario_from_dict
+from engine.app.significance import expected_max_sharpe, psr_from_moments
 from engine.app.sweep_grid import (
     METRICS,
     SMALLER_IS_BETTER,
@@ -64,6 +65,9 @@ from engine.app.sweep_task import (
     training_window,
 )
 from engine.core.errors import ConfigError
+from engine.core.version import code_version
+from storage.db import connect
+from storage.sweeps import create_sweep, finish_sweep, record_task, store_run
 
 __all__ = [
     "METRICS",
@@ -169,8 +173,6 @@ def deflated_best(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     the trials' per-bar Sharpe ratios); see :mod:`engine.app.significance`. Rows carry their
     summary's ``sharpe``, ``periods_per_year`` and ``edge`` (skewness, kurtosis, returns
     counted). NaN where fewer than two trials have a Sharpe ratio."""
-    from engine.app.significance import expected_max_sharpe, psr_from_moments
-
     usable = [
         row
         for row in rows
@@ -229,8 +231,6 @@ def _row(spec: TaskSpec, outcome: TaskOutcome) -> dict[str, Any]:
 
 def store_outcome(engine: Any, outcome: TaskOutcome) -> int | None:
     """Store a run a worker returned (SQLite mode); return its run id."""
-    from storage.sweeps import store_run
-
     if outcome.status != "completed" or outcome.run is None:
         return outcome.run_id
     return store_run(
@@ -242,7 +242,34 @@ def store_outcome(engine: Any, outcome: TaskOutcome) -> int | None:
     )
 
 
-def _lost(task: int, exc: BaseException) -> TaskOutcome:
+def as_completed(
+    dask: Any,
+    function: Callable[..., Any],
+    items: Sequence[Any],
+    *,
+    arguments: Callable[[Any], tuple[Any, ...]],
+    key: Callable[[Any], str],
+    retries: int,
+    lost: Callable[[Any, BaseException], Any],
+) -> Iterator[tuple[Any, Any]]:
+    """Submit ``function(*arguments(item))`` for every item (Dask task key ``key(item)``,
+    retried ``retries`` times) and yield ``(item, result)`` as each completes; a task Dask
+    gives up on yields ``lost(item, error)``. Each result is released once yielded."""
+    futures = {
+        dask.submit(function, *arguments(item), key=key(item), retries=retries, pure=False): item
+        for item in items
+    }
+    for future in _distributed().as_completed(list(futures)):
+        item = futures[future]
+        try:
+            result = future.result()
+        except Exception as exc:
+            result = lost(item, exc)
+        future.release()
+        yield item, result
+
+
+def lost_outcome(task: int, exc: BaseException) -> TaskOutcome:
     """The outcome of a task Dask gave up on (its workers kept dying, or it raised)."""
     message = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return TaskOutcome(task=task, status="failed", error=message)
@@ -282,10 +309,6 @@ def run_sweep(
     key is in ``[train]``. Task ``k`` writes ``checkpoint_dir/task-k.pt`` (default
     ``runs/sweep-<id>/``; on several machines, a folder they all see).
     """
-    from engine.core.version import code_version
-    from storage.db import connect
-    from storage.sweeps import create_sweep, finish_sweep, record_task
-
     check_metric(sort)
     tasks = build_tasks(config, grid, seeds, scenario=scenario_path)
     touches_train = [key for key in grid if key.split(".", 1)[0] == "train"]
@@ -356,31 +379,19 @@ def run_sweep(
     rows: list[dict[str, Any]] = []
     status = "failed"
     try:
-        with _maybe_client(client, scheduler, workers) as dask:
-            as_completed = _distributed().as_completed
+        with maybe_client(client, scheduler, workers) as dask:
             n_workers = len(dask.scheduler_info().get("workers", {})) or workers
-            futures = {
-                dask.submit(
-                    function,
-                    spec,
-                    url,
-                    worker_writes,
-                    keep_messages,
-                    key=f"emarl-sweep-{sweep_id}-task-{spec.task}",
-                    retries=retries,
-                    pure=False,
-                ): spec
-                for spec in tasks
-            }
             if progress is not None:
                 progress(0, len(tasks))
-            for future in as_completed(list(futures)):
-                spec = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:
-                    outcome = _lost(spec.task, exc)
-                future.release()
+            for spec, outcome in as_completed(
+                dask,
+                function,
+                tasks,
+                arguments=lambda spec: (spec, url, worker_writes, keep_messages),
+                key=lambda spec: f"emarl-sweep-{sweep_id}-task-{spec.task}",
+                retries=retries,
+                lost=lambda spec, exc: lost_outcome(spec.task, exc),
+            ):
                 outcome.run_id = store_outcome(engine, outcome)
                 record_task(
                     engine,
@@ -430,7 +441,7 @@ def run_sweep(
 
 
 @contextmanager
-def _maybe_client(client: Any, scheduler: str | None, workers: int) -> Iterator[Any]:
+def maybe_client(client: Any, scheduler: str | None, workers: int) -> Iterator[Any]:
     if client is not None:
         yield client
         return

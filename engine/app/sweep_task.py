@@ -21,10 +21,17 @@ from typing import Any
 
 import msgspec
 
+from engine.app.backtest import run_backtest
 from engine.app.outcome import run_row
 from engine.app.scenario import ScenarioConfig, scenario_from_dict
 from engine.app.sweep_grid import TaskSpec, with_overrides
+from engine.app.train import train_scenario
+from engine.app.warmup import trade_start_ns, training_config
 from engine.core.errors import ConfigError, StorageError
+from engine.core.events import OrderFilled, PortfolioSnapshot
+from storage.db import connect
+from storage.recorder import DEFAULT_TABLES
+from storage.sweeps import store_run, store_task_run
 from strategies.marl.config import MappoEnsembleConfig
 
 __all__ = [
@@ -39,8 +46,6 @@ __all__ = [
 
 def training_window(config: ScenarioConfig, *, source: str = "--train") -> ScenarioConfig:
     """``config`` cut to the bars before ``run.trade_start``: what a sweep task trains on."""
-    from engine.app.warmup import trade_start_ns, training_config
-
     if not isinstance(config.strategy, MappoEnsembleConfig):
         raise ConfigError(
             f"{source}: training needs [strategy] kind = 'mappo_ensemble', "
@@ -64,8 +69,6 @@ def train_checkpoint(
     The training market does not model ``broker.max_participation``, so a scenario
     that caps fills by volume trains without the cap (its backtests keep it).
     """
-    from engine.app.train import train_scenario
-
     if config.broker.max_participation > 0.0:
         config = with_overrides(config, {"broker.max_participation": 0.0}, source="training")
     outcome = train_scenario(config, out=Path(out), updates=updates)
@@ -119,8 +122,6 @@ def fills_hash(fills: Sequence[Any]) -> str:
 
 def decode_messages(payload: bytes) -> list[Any]:
     """The messages of a task's run, from the bytes the task sent back."""
-    from storage.recorder import DEFAULT_TABLES
-
     types = tuple(DEFAULT_TABLES)
     union = functools.reduce(operator.or_, types[1:], types[0])
     return msgspec.msgpack.decode(payload, type=list[union])  # type: ignore[valid-type]
@@ -128,7 +129,7 @@ def decode_messages(payload: bytes) -> list[Any]:
 
 def _worker_name() -> str:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # only on a Dask worker (slow to import)
 
         return str(get_worker().address)
     except (ImportError, ValueError):
@@ -144,9 +145,6 @@ def run_task(
 ) -> TaskOutcome:
     """Run one task's backtest. Errors of the run itself come back as a ``failed``
     outcome; a database error is raised so that Dask retries the task."""
-    from engine.app.backtest import run_backtest
-    from engine.core.events import OrderFilled, PortfolioSnapshot
-
     started = time.perf_counter()
     worker = _worker_name()
     captured: list[Any] = []
@@ -154,8 +152,6 @@ def run_task(
     if keep_equity:
         types.add(PortfolioSnapshot)
     if keep_messages:
-        from storage.recorder import DEFAULT_TABLES
-
         types.update(DEFAULT_TABLES)
 
     def tap(bus: Any) -> None:
@@ -241,10 +237,6 @@ def _store_on_worker(
 ) -> int:
     """Store a task's run from the worker (PostgreSQL): once per task, however often
     Dask runs it (see :func:`storage.sweeps.store_task_run`)."""
-    from storage.db import connect
-    from storage.recorder import DEFAULT_TABLES
-    from storage.sweeps import store_run, store_task_run
-
     if db_url is None:
         raise ConfigError("a task whose worker stores its run needs the database URL")
     engine = connect(db_url)

@@ -51,13 +51,17 @@ from typing import Any
 
 import numpy as np
 
-from engine.app.scenario import ScenarioConfig, config_hash
+from engine.app.metrics import compute_summary
+from engine.app.scenario import ScenarioConfig, config_hash, scenario_from_dict
 from engine.app.sweep import (
     TaskOutcome,
     TaskSpec,
+    as_completed,
     build_tasks,
     check_metric,
     is_postgres,
+    lost_outcome,
+    maybe_client,
     run_task,
     store_outcome,
     with_overrides,
@@ -81,6 +85,10 @@ from engine.app.walkforward_train import (
     TrainWindow,
 )
 from engine.core.errors import ConfigError
+from engine.core.version import code_version
+from engine.feeds.bars import load_bars
+from storage.db import connect
+from storage.sweeps import create_sweep, finish_sweep, record_fold, store_equity
 from strategies.marl.config import MappoEnsembleConfig
 
 __all__ = [
@@ -123,8 +131,6 @@ def run_fold(
     keep_messages: bool = True,
 ) -> tuple[TrainResult | None, TaskOutcome]:
     """One fold on a worker: the train step on the train window, then the test run."""
-    from engine.app.scenario import scenario_from_dict
-
     fold = spec.fold
     window = TrainWindow(fold.index, fold.train_start_ns, fold.train_end_ns, fold.train_bars)
     started = time.perf_counter()
@@ -208,8 +214,6 @@ class WalkForwardResult:
 def _overall(
     ts: np.ndarray, equity: np.ndarray, initial: float, folds: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    from engine.app.metrics import compute_summary
-
     out: dict[str, Any] = {
         "folds": len(folds),
         "completed": sum(1 for f in folds if f["status"] == "completed"),
@@ -270,13 +274,7 @@ def run_walk_forward(
     updates, default the scenario's) unless ``keep_checkpoint`` says to test every
     fold with the scenario's checkpoint.
     """
-    import pandas as pd
-
-    from engine.app.sweep import _distributed, _lost, _maybe_client
-    from engine.core.version import code_version
-    from engine.feeds.bars import load_bars
-    from storage.db import connect
-    from storage.sweeps import create_sweep, finish_sweep, record_fold, store_equity
+    import pandas as pd  # pandas loads only when a walk-forward runs (the CLI starts without)
 
     check_metric(sort)
     if trainer is not None and optimize:
@@ -377,33 +375,19 @@ def run_walk_forward(
     status = "failed"
     summary: dict[str, Any] = {}
     try:
-        with _maybe_client(client, scheduler, workers) as dask:
-            as_completed = _distributed().as_completed
-            futures = {
-                dask.submit(
-                    run_fold,
-                    spec,
-                    trainer,
-                    url,
-                    worker_writes,
-                    keep_messages,
-                    key=f"emarl-walkforward-{sweep_id}-fold-{spec.fold.index}",
-                    retries=retries,
-                    pure=False,
-                ): spec
-                for spec in specs
-            }
+        with maybe_client(client, scheduler, workers) as dask:
             if progress is not None:
                 progress(0, len(specs))
-            for future in as_completed(list(futures)):
-                spec = futures[future]
+            for spec, (trained, outcome) in as_completed(
+                dask,
+                run_fold,
+                specs,
+                arguments=lambda spec: (spec, trainer, url, worker_writes, keep_messages),
+                key=lambda spec: f"emarl-walkforward-{sweep_id}-fold-{spec.fold.index}",
+                retries=retries,
+                lost=lambda spec, exc: (None, lost_outcome(spec.fold.index, exc)),
+            ):
                 fold = spec.fold
-                trained: TrainResult | None
-                try:
-                    trained, outcome = future.result()
-                except Exception as exc:
-                    trained, outcome = None, _lost(fold.index, exc)
-                future.release()
                 outcome.run_id = store_outcome(engine, outcome)
                 fold_summary = outcome.summary or {}
                 record_fold(
