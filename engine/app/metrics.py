@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.app.significance import edge_figures
 from engine.core import accounting
 
 __all__ = [
@@ -203,7 +204,6 @@ def edge_of(
     Sharpe and total return, PSR against 0 and against buy-and-hold of the whole account
     over the same bars (``marks``: the close before the curve's first bar, then the close
     of each of its bars, so that the benchmark's returns line up with the curve's)."""
-    from engine.app.significance import edge_figures
 
     benchmark = None if marks is None or len(marks) < 2 else np.diff(marks) / marks[:-1]
     figures = edge_figures(

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import aiomqtt
+
 from engine.app.scenario import ScenarioConfig
 from engine.core.bus import topic
 from engine.core.errors import BusError, ConfigError, StorageError
@@ -44,6 +46,7 @@ from engine.feeds.mqtt import (
     connect_client,
     make_client,
 )
+from storage.runs import HEARTBEAT_SECONDS, touch_run
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -141,7 +144,6 @@ class PaperSession:
         self.stale_ns = int(options.stale_after_bars * self.bar_ns)
 
     async def run(self) -> str:
-        import aiomqtt
 
         delays = backoff_delays()
         connected_once = False
@@ -283,7 +285,6 @@ class PaperSession:
 
     async def _watch(self) -> None:
         """Log a stale feed, and refresh the run's heartbeat while it waits for bars."""
-        from storage.runs import HEARTBEAT_SECONDS, touch_run
 
         check = min(max(self.stale_ns / 1e9 / 4, 0.05), 5.0)
         touched = time.monotonic()

@@ -55,6 +55,7 @@ def file_fingerprint(path: Path) -> str:
 
 def training_data_record(config: Any, data: Any, warm_bars: int) -> dict[str, Any]:
     """The ``data`` section of a checkpoint's ``.json``: the bars it was trained on."""
+    # the bar loader (pandas) loads only here: the CLI reads training records without it
     from engine.feeds.bars import bars_fingerprint
 
     return {

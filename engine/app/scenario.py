@@ -23,6 +23,9 @@ import hashlib
 import re
 import tomllib
 import types
+import typing
+import zoneinfo
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
@@ -70,8 +73,6 @@ class RunConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     def check(self) -> None:
         if self.trade_start:
-            from datetime import datetime
-
             try:
                 datetime.fromisoformat(self.trade_start.strip().replace("Z", "+00:00"))
             except ValueError:
@@ -184,7 +185,6 @@ def _struct_types(annotation: Any) -> list[type[msgspec.Struct]]:
 
 
 def _check_keys(data: dict[str, Any], struct: type[msgspec.Struct], where: str) -> None:
-    import typing
 
     hints = typing.get_type_hints(struct)
     info = msgspec.structs.fields(struct)
@@ -294,7 +294,6 @@ def _panel_size(strategy: dict[str, Any], source: str) -> None:
 
 
 def _known_zone(name: object) -> bool:
-    import zoneinfo
 
     if not isinstance(name, str) or not name:
         return False

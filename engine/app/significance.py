@@ -400,7 +400,7 @@ def stationary_bootstrap_intervals(
         return result
 
     length = automatic_block_length(r) if block_length is None else float(block_length)
-    from arch.bootstrap import StationaryBootstrap
+    from arch.bootstrap import StationaryBootstrap  # arch (scipy) loads on the first bootstrap
 
     generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     # arch types the block size as int; the stationary bootstrap only uses 1/b, so a

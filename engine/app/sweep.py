@@ -100,7 +100,7 @@ def is_postgres(url: str) -> bool:
 
 def _distributed() -> Any:
     """The ``distributed`` package (imported when a sweep starts: it is slow to import)."""
-    import distributed
+    import distributed  # slow to import: only when a sweep starts
 
     return distributed
 

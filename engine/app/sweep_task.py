@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from engine.app.backtest import run_backtest
 from engine.app.outcome import run_row
@@ -202,8 +203,6 @@ def run_task(
         extra={} if trained is None else {"training": trained},
     )
     if keep_equity:
-        import numpy as np
-
         snapshots = [m for m in captured if type(m) is PortfolioSnapshot]
         ts = np.array([s.ts_event for s in snapshots], dtype=np.int64)
         first = int(np.searchsorted(ts, summary["start_ns"]))

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from brokers.costs import CostRates
+from engine.app.provenance import checkpoint_path, training_data_record
 from engine.app.scenario import ScenarioConfig, config_hash
+from engine.app.warmup import trade_start_ns, training_config
 from engine.core.errors import ConfigError
+from engine.feeds.bars import bound_ns, load_bars
+from indicators.features import build_features, warm_mask
 from strategies.marl.config import MappoEnsembleConfig, TrainConfig
 from strategies.marl.env import MarketData
 
@@ -39,9 +44,7 @@ class TrainingOutcome:
 
 def prepare_market(config: ScenarioConfig) -> tuple[Any, np.ndarray, np.ndarray, MarketData]:
     """(bars, features, warm mask, MarketData) for the scenario's data window."""
-    from engine.feeds.bars import load_bars
-    from indicators.features import build_features, warm_mask
-    from strategies.marl.mappo import market_from_bars
+    from strategies.marl.mappo import market_from_bars  # torch loads only to train
 
     data = load_bars(
         config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
@@ -60,9 +63,7 @@ def prepare_stage_markets(config: ScenarioConfig, hp: TrainConfig) -> list[Marke
     scales the costs and the share of hard episodes only."""
     if config.data.source != "synthetic" or not hp.curriculum:
         return None
-    from engine.feeds.bars import load_bars
-    from indicators.features import build_features, warm_mask
-    from strategies.marl.mappo import market_from_bars
+    from strategies.marl.mappo import market_from_bars  # torch loads only to train
 
     markets = []
     for complexity in hp.stage_complexity:
@@ -90,12 +91,10 @@ def prepare_validation(
     """The validation window of ``[train] validation_end`` (None without one): the bars
     after the last training bar up to that date, with features computed on the whole
     series (they are causal), all of them warm. It must end before ``run.trade_start``."""
+    from strategies.marl.validation import ValidationMarket  # torch loads only to train
+
     if not hp.validation_end:
         return None
-    import msgspec
-
-    from engine.feeds.bars import bound_ns
-    from strategies.marl.validation import ValidationMarket
 
     end_ns = bound_ns(hp.validation_end, config.data.timezone, "end")
     if trading_from is not None and end_ns >= trading_from:
@@ -146,10 +145,8 @@ def train_scenario(
     ``data.end`` and before ``run.trade_start`` when it is set. The checkpoint's ``.json``
     records them (:func:`engine.app.provenance.training_data_record`).
     """
-    import msgspec
 
-    from engine.app.provenance import checkpoint_path, training_data_record
-    from engine.app.warmup import trade_start_ns, training_config
+    # torch loads only to train (a sweep of other strategies runs without it)
     from strategies.marl.checkpoint import feature_signature, save_checkpoint
     from strategies.marl.mappo import train
     from strategies.marl.validation import validation_figures

@@ -12,10 +12,17 @@ ready, without the strategy knowing anything about warm-ups.
 
 from __future__ import annotations
 
+import msgspec
+import pandas as pd
+
 from engine.app.scenario import ScenarioConfig
 from engine.core.bus import ANY, Bus, Handler
 from engine.core.clock import Clock
+from engine.core.errors import ConfigError, DataError
 from engine.core.events import Message, OrderDenied, SubmitOrder
+from engine.feeds.bars import bound_ns
+from strategies.marl.config import MappoEnsembleConfig
+from strategies.sma_cross import SmaCrossConfig
 
 __all__ = ["WarmupGate", "check_warmup", "decision_warmup", "trade_start_ns", "training_config"]
 
@@ -24,9 +31,6 @@ def trade_start_ns(config: ScenarioConfig) -> int | None:
     """``run.trade_start`` as int ns UTC (naive times in ``data.timezone``), or None."""
     if not config.run.trade_start:
         return None
-    import pandas as pd
-
-    from engine.core.errors import ConfigError
 
     try:
         stamp = pd.Timestamp(config.run.trade_start)
@@ -41,8 +45,6 @@ def trade_start_ns(config: ScenarioConfig) -> int | None:
 
 def decision_warmup(config: ScenarioConfig) -> tuple[int, str]:
     """How many bars the scenario's strategy reads before its first decision, and why."""
-    from strategies.marl.config import MappoEnsembleConfig
-    from strategies.sma_cross import SmaCrossConfig
 
     strategy = config.strategy
     if isinstance(strategy, MappoEnsembleConfig):
@@ -55,7 +57,6 @@ def decision_warmup(config: ScenarioConfig) -> tuple[int, str]:
 def check_warmup(config: ScenarioConfig, bars: int) -> None:
     """Refuse data too short for one decision to be made and filled (a decision on a bar
     fills at the next bar's open)."""
-    from engine.core.errors import DataError
 
     warmup, why = decision_warmup(config)
     if bars < warmup + 2:
@@ -76,10 +77,6 @@ def training_config(config: ScenarioConfig) -> ScenarioConfig:
     never training bars). The result has ``data.end`` at the last bar end it allows and no
     ``run.trade_start``.
     """
-    import msgspec
-    import pandas as pd
-
-    from engine.feeds.bars import bound_ns
 
     start = trade_start_ns(config)
     if start is None:

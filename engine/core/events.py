@@ -19,7 +19,7 @@ constants below): cheap to compare on the hot path and readable in SQL.
 from __future__ import annotations
 
 import math
-from typing import Final, Literal
+from typing import Final, Literal, Union
 
 import msgspec
 
@@ -381,7 +381,5 @@ def decode(data: bytes) -> Message:
     """The message encoded in ``data``; raises ``msgspec.DecodeError`` or ``ValueError``."""
     global _decoder
     if _decoder is None:
-        from typing import Union
-
         _decoder = msgspec.msgpack.Decoder(Union[EVENT_TYPES])  # noqa: UP007
     return _decoder.decode(data)

@@ -30,6 +30,7 @@ from typing import Final
 
 import msgspec
 
+from engine.core.errors import ConfigError
 from engine.core.events import Bar, Message, RunFinished, decode, encode, event_name
 
 __all__ = [
@@ -86,8 +87,6 @@ def feed_key(text: str | None) -> bytes | None:
         return None
     key = text.encode("utf-8")
     if len(key) < MIN_KEY_BYTES:
-        from engine.core.errors import ConfigError
-
         raise ConfigError(
             f"--feed-key must be at least {MIN_KEY_BYTES} bytes long, got {len(key)} "
             "(use a long random string, e.g. from 'openssl rand -hex 32')"

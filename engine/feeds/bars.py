@@ -21,7 +21,6 @@ import hashlib
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,10 @@ import numpy as np
 import pandas as pd
 
 from engine.core.errors import ConfigError, DataError
+from engine.feeds.bardata import FIELDS, NS_PER_MINUTE, PRICE_FIELDS, BarData, DataReport
 from engine.feeds.config import DataConfig
 from engine.feeds.limits import apply_limits
+from engine.feeds.synthetic import generate_market
 
 __all__ = [
     "BarData",
@@ -43,70 +44,7 @@ __all__ = [
     "resample_bars",
 ]
 
-NS_PER_MINUTE = 60_000_000_000
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-PRICE_FIELDS = ("open", "high", "low", "close")
-FIELDS = (*PRICE_FIELDS, "volume")
-
-
-@dataclass
-class DataReport:
-    """What validation did to the data."""
-
-    source: str
-    rows_read: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    filled: dict[str, int] = field(default_factory=dict)
-    sorted_rows: int = 0
-    resampled_from_minutes: int | None = None
-    bars: int = 0
-    gaps: int = 0
-
-    def note(self, kind: str, problem: str, count: int) -> None:
-        target = self.dropped if kind == "drop" else self.filled
-        target[problem] = target.get(problem, 0) + count
-
-
-@dataclass
-class BarData:
-    """Validated bars of one symbol, oldest first, stamped with their end time."""
-
-    symbol: str
-    ts: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    bar_ns: int
-    report: DataReport
-    regime: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def frame(self) -> pd.DataFrame:
-        """The bars as a DataFrame indexed by UTC end time."""
-        index = pd.DatetimeIndex(pd.to_datetime(self.ts, utc=True), name="timestamp")
-        columns = {name: getattr(self, name) for name in FIELDS}
-        if self.regime is not None:
-            columns["regime"] = self.regime
-        return pd.DataFrame(columns, index=index)
-
-    def slice(self, start: int, stop: int) -> BarData:
-        """Bars ``start:stop`` as a new ``BarData`` (shares the arrays)."""
-        return BarData(
-            self.symbol,
-            self.ts[start:stop],
-            self.open[start:stop],
-            self.high[start:stop],
-            self.low[start:stop],
-            self.close[start:stop],
-            self.volume[start:stop],
-            self.bar_ns,
-            self.report,
-            None if self.regime is None else self.regime[start:stop],
-        )
 
 
 def read_frame(path: Path, fmt: str = "auto") -> pd.DataFrame:
@@ -522,8 +460,6 @@ def load_bars(
     anything but 1 is an error for a file source.
     """
     if config.source == "synthetic":
-        from engine.feeds.synthetic import generate_market
-
         data = generate_market(
             config.synthetic,
             symbol=symbol,

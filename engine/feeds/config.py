@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Literal
 
 import msgspec
@@ -106,8 +107,6 @@ class DataConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=
                 f"got {self.grid_offset_minutes}"
             )
         try:
-            import zoneinfo
-
             zoneinfo.ZoneInfo(self.timezone)
         except Exception as exc:
             raise ConfigError(

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from engine.core.errors import DataError
+from engine.feeds.bars import load_bars
+from engine.feeds.config import DataConfig
 
 __all__ = [
     "WEICHAI_SYMBOL",
@@ -68,8 +70,6 @@ def weichai_5m() -> pd.DataFrame:
 
 def write_weichai_30m(out: Path) -> int:
     """Resample the 5-minute bars to 30 minutes with emarl's loader; write Parquet; return bars."""
-    from engine.feeds.bars import load_bars
-    from engine.feeds.config import DataConfig
 
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder) / "weichai_5m.parquet"

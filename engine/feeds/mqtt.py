@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import random
@@ -36,6 +37,8 @@ from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
+
+import aiomqtt
 
 from engine.core.bus import ANY, MessageBus, topic
 from engine.core.errors import BusError, ConfigError
@@ -203,7 +206,6 @@ def make_client(
     killed before that gets the message again from the broker. aiomqtt has no
     public switch for this, so it is set on the paho client it wraps.
     """
-    import aiomqtt
 
     client = aiomqtt.Client(
         settings.host,
@@ -237,7 +239,6 @@ def _fail_connect_on_close(client: aiomqtt.Client) -> None:
     aiomqtt ignores a disconnect before the CONNACK and waits out its timeout (10 s):
     a plain client on a TLS port would hang, then report "Operation timed out".
     """
-    import aiomqtt
 
     paho = getattr(client, "_client", None)
     loop = getattr(client, "_loop", None)
@@ -291,7 +292,6 @@ def ack(client: aiomqtt.Client, mid: int) -> None:
 
 async def connect_client(client: aiomqtt.Client, settings: MqttSettings) -> None:
     """Connect, translating failures into :class:`BusError`."""
-    import aiomqtt
 
     try:
         await client.__aenter__()
@@ -305,7 +305,6 @@ async def connect_client(client: aiomqtt.Client, settings: MqttSettings) -> None
 async def close_client(client: aiomqtt.Client) -> None:
     """Disconnect (if still connected) and read what the client kept about a lost
     connection, so asyncio does not report it as never retrieved."""
-    import aiomqtt
 
     try:
         await client.__aexit__(None, None, None)
@@ -352,7 +351,6 @@ def quiet_socket_races() -> None:
 async def until_disconnected(client: aiomqtt.Client, awaitable: Awaitable[T]) -> T:
     """Await ``awaitable``, or raise :class:`aiomqtt.MqttError` as soon as the client loses
     its connection (aiomqtt leaves pending publishes waiting for their 10 s timeout)."""
-    import aiomqtt
 
     task = asyncio.ensure_future(awaitable)
     disconnected = getattr(client, "_disconnected", None)
@@ -420,7 +418,6 @@ class MqttBus(MessageBus):
 
 def first_bars(data: BarData, count: int) -> BarData:
     """The first ``count`` bars of ``data``."""
-    import dataclasses
 
     regime = None if data.regime is None else data.regime[:count]
     return dataclasses.replace(
@@ -483,7 +480,6 @@ async def publish_bars(
     client (benchmarks use it). With ``key`` every envelope is signed
     (HMAC-SHA256, see :mod:`engine.core.wire`).
     """
-    import aiomqtt
 
     quiet_socket_races()
     symbol = data.symbol

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.feeds.bars import NS_PER_MINUTE, BarData, DataReport
+from engine.feeds.bardata import NS_PER_MINUTE, BarData, DataReport
 from engine.feeds.config import SyntheticConfig
 
 __all__ = ["REGIME_NAMES", "generate_market"]
