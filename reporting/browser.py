@@ -128,6 +128,7 @@ def open_report(
     machine the open time grows; this does not, much).
     Raises ``RuntimeError`` when no browser is found.
     """
+    # selenium is a test dependency: it loads only when a report is opened in a browser
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By

@@ -9,16 +9,15 @@ and serialises as compact binary arrays. Dense series go through
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from reporting.downsample import DEFAULT_BUCKETS, bucket_means, minmax_indices
 from reporting.trades import fill_kinds
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import plotly.graph_objects as go
 
 __all__ = [
     "LEARNING_METRICS",
@@ -94,7 +93,6 @@ def price_figure(
     buckets: int = DEFAULT_BUCKETS,
 ) -> go.Figure:
     """The mark price (close) with every fill marked as a long or short entry or exit."""
-    import plotly.graph_objects as go
 
     ts = snapshots["ts_event"].to_numpy()
     fig = go.Figure()
@@ -185,7 +183,6 @@ def refused_markers(
     fig: go.Figure, refused: pd.DataFrame, snapshots: pd.DataFrame, symbol: str = ""
 ) -> go.Figure:
     """Mark every denied or rejected order on a price chart, at the close of its bar."""
-    import plotly.graph_objects as go
 
     if not len(refused):
         return fig
@@ -219,7 +216,6 @@ def equity_figure(
     snapshots: pd.DataFrame, initial_equity: float, buckets: int = DEFAULT_BUCKETS
 ) -> go.Figure:
     """Equity above, drawdown from the running peak (initial cash included) below."""
-    from plotly.subplots import make_subplots
 
     ts = snapshots["ts_event"].to_numpy()
     equity = snapshots["equity"].to_numpy(dtype=float)
@@ -257,7 +253,6 @@ def _agents(frame: pd.DataFrame) -> list[tuple[int, str, pd.DataFrame]]:
 def agent_actions_figure(actions: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) -> go.Figure:
     """Each agent's vote over time as colour: +1 bullish, 0 neutral, -1 bearish (the mean
     vote where several bars share a column)."""
-    import plotly.graph_objects as go
 
     columns = []
     names = []
@@ -291,7 +286,6 @@ def agent_actions_figure(actions: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) 
 
 def weights_figure(valuations: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) -> go.Figure:
     """Ensemble weights per agent, stacked (they sum to one)."""
-    import plotly.graph_objects as go
 
     fig = go.Figure()
     for index, agent_id, group in _agents(valuations):
@@ -314,7 +308,6 @@ def weights_figure(valuations: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) -> 
 
 def shapley_figure(shapley: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) -> go.Figure:
     """Cumulative Shapley P&L credited to each agent."""
-    import plotly.graph_objects as go
 
     fig = go.Figure()
     for index, agent_id, group in _agents(shapley):
@@ -333,7 +326,6 @@ def shapley_figure(shapley: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) -> go.
 
 def valuations_figure(valuations: pd.DataFrame, buckets: int = DEFAULT_BUCKETS) -> go.Figure:
     """Each agent's share price (log scale) and option value."""
-    from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07)
     for index, agent_id, group in _agents(valuations):
@@ -374,7 +366,6 @@ def bubbles_figure(
 ) -> go.Figure:
     """Bubble coefficients per agent (log scale) with the penalty threshold θ (None: the
     run did not record it, as in runs stored before it was; no line is drawn)."""
-    import plotly.graph_objects as go
 
     fig = go.Figure()
     for index, agent_id, group in _agents(valuations):
@@ -408,7 +399,6 @@ def monthly_returns_table(snapshots: pd.DataFrame, initial_equity: float) -> pd.
 
     The first month is measured from the initial cash; months without bars are NaN.
     """
-    import pandas as pd
 
     equity = pd.Series(
         snapshots["equity"].to_numpy(dtype=float),
@@ -426,7 +416,6 @@ def monthly_returns_table(snapshots: pd.DataFrame, initial_equity: float) -> pd.
 
 def monthly_returns_figure(table: pd.DataFrame) -> go.Figure:
     """A year-by-month heatmap of :func:`monthly_returns_table`."""
-    import plotly.graph_objects as go
 
     z = table.to_numpy(dtype=float)
     text = np.where(np.isnan(z), "", np.char.mod("%.1f%%", np.nan_to_num(z)))
@@ -464,7 +453,6 @@ def learning_curves_figure(metrics: pd.DataFrame) -> go.Figure:
     fraction, explained variance); other columns are ignored. Raises
     ``ValueError`` when ``update`` or every metric is missing.
     """
-    from plotly.subplots import make_subplots
 
     if "update" not in metrics.columns:
         raise ValueError("learning curves need an 'update' column")
@@ -526,7 +514,6 @@ def walk_forward_figure(
     ``equity``). Each fold's line starts at the previous fold's last point, so the curve
     is drawn unbroken.
     """
-    from plotly.subplots import make_subplots
 
     ts = curve["time"].astype("int64").to_numpy()
     fold = curve["fold"].to_numpy(dtype=np.int64)

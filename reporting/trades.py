@@ -10,14 +10,10 @@ ones, and a trip's ``pnl`` is net of its commissions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import pandas as pd
 
 from engine.core.accounting import AverageCost, round_trips
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["ROUND_TRIP_COLUMNS", "fill_kinds", "round_trips_frame"]
 
@@ -61,7 +57,6 @@ def round_trips_frame(fills: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     ``fills`` needs ``ts_event``, ``side``, ``quantity``, ``price`` and ``commission``,
     in fill order.
     """
-    import pandas as pd
 
     trips, position = round_trips(
         fills["ts_event"].tolist(),
