@@ -90,6 +90,7 @@ from engine.core.events import (
     TargetPosition,
     Valuation,
 )
+from strategies.base import publish_outlook
 from strategies.meta.decision import (
     PnlArguments,
     coalition_pnl_nb,
@@ -285,20 +286,16 @@ class MetaInvestor:
             ts,
             (size, threshold, band),
         )
-        bus = self._bus
-        bus.publish(
-            TargetPosition(
-                ts_event=ts,
-                ts_init=self._clock.now_ns(),
-                seq=bus.next_seq(),
-                symbol=self.symbol,
-                strategy_id=self.strategy_id,
-                target=target,
-                confidence=confidence,
-                bearish=bearish,
-                neutral=neutral,
-                bullish=bullish,
-            )
+        publish_outlook(
+            self._bus,
+            self._clock,
+            TargetPosition,
+            ts,
+            self.symbol,
+            (bearish, neutral, bullish),
+            confidence,
+            strategy_id=self.strategy_id,
+            target=target,
         )
         self._seen = 0
 
