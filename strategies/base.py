@@ -13,7 +13,7 @@ bus it talks to and subscribed once, in the kernel's order.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from engine.core.bus import Bus
 from engine.core.clock import Clock
@@ -31,10 +31,9 @@ from engine.core.events import (
     OrderFilled,
     OrderRejected,
     SubmitOrder,
-    TargetPosition,
 )
 
-__all__ = ["Agent", "Component", "Strategy", "publish_outlook"]
+__all__ = ["Agent", "Component", "Strategy"]
 
 
 @runtime_checkable
@@ -61,53 +60,29 @@ class Agent:
     def publish_vote(
         self,
         ts_event: int,
-        outlook: tuple[float, float, float],
+        bearish: float,
+        neutral: float,
+        bullish: float,
         action: int,
         confidence: float,
     ) -> None:
-        """Publish this agent's vote on the bar or features of ``ts_event``: its
-        ``outlook`` (bearish, neutral, bullish), ``action`` and ``confidence``."""
-        publish_outlook(
-            self._bus,
-            self._clock,
-            AgentAction,
-            ts_event,
-            self.symbol,
-            outlook,
-            confidence,
-            agent_id=self.agent_id,
-            agent_index=self.agent_index,
-            action=action,
+        """Publish this agent's vote on the bar or features of ``ts_event``, stamped now."""
+        bus = self._bus
+        bus.publish(
+            AgentAction(
+                ts_event=ts_event,
+                ts_init=self._clock.now_ns(),
+                seq=bus.next_seq(),
+                symbol=self.symbol,
+                agent_id=self.agent_id,
+                agent_index=self.agent_index,
+                bearish=bearish,
+                neutral=neutral,
+                bullish=bullish,
+                action=action,
+                confidence=confidence,
+            )
         )
-
-
-def publish_outlook(
-    bus: Bus,
-    clock: Clock,
-    message_type: type[AgentAction] | type[TargetPosition],
-    ts_event: int,
-    symbol: str,
-    outlook: tuple[float, float, float],
-    confidence: float,
-    **fields: Any,
-) -> None:
-    """Publish a vote on ``symbol`` (an agent's :class:`AgentAction` or the ensemble's
-    :class:`TargetPosition`) with its ``outlook`` (bearish, neutral, bullish) and
-    ``confidence``, stamped with the clock's time and the bus's next sequence number."""
-    bearish, neutral, bullish = outlook
-    bus.publish(
-        message_type(
-            ts_event=ts_event,
-            ts_init=clock.now_ns(),
-            seq=bus.next_seq(),
-            symbol=symbol,
-            bearish=bearish,
-            neutral=neutral,
-            bullish=bullish,
-            confidence=confidence,
-            **fields,
-        )
-    )
 
 
 class Strategy:
@@ -161,39 +136,40 @@ class Strategy:
     ) -> str:
         """Send a :class:`SubmitOrder` for this strategy's symbol; return its order id."""
         self._order_count += 1
+        now = self._clock.now_ns()
         order_id = f"{self.strategy_id}-{self._order_count}"
         self.open_orders.add(order_id)
-        self._send(
-            SubmitOrder,
-            order_id,
-            side=side,
-            quantity=quantity,
-            order_type=order_type,
-            limit_price=limit_price,
-            stop_price=stop_price,
-            time_in_force=time_in_force,
-        )
-        return order_id
-
-    def cancel_order(self, order_id: str) -> None:
-        """Ask the broker to cancel a working order."""
-        self._send(CancelOrder, order_id)
-
-    def _send(
-        self, command: type[SubmitOrder] | type[CancelOrder], order_id: str, **fields: Any
-    ) -> None:
-        """Publish ``command`` for ``order_id`` of this strategy and symbol, stamped now."""
         bus = self._bus
-        now = self._clock.now_ns()
         bus.publish(
-            command(
+            SubmitOrder(
                 ts_event=now,
                 ts_init=now,
                 seq=bus.next_seq(),
                 order_id=order_id,
                 strategy_id=self.strategy_id,
                 symbol=self.symbol,
-                **fields,
+                side=side,  # type: ignore[arg-type]
+                quantity=quantity,
+                order_type=order_type,  # type: ignore[arg-type]
+                limit_price=limit_price,
+                stop_price=stop_price,
+                time_in_force=time_in_force,  # type: ignore[arg-type]
+            )
+        )
+        return order_id
+
+    def cancel_order(self, order_id: str) -> None:
+        """Ask the broker to cancel a working order."""
+        bus = self._bus
+        now = self._clock.now_ns()
+        bus.publish(
+            CancelOrder(
+                ts_event=now,
+                ts_init=now,
+                seq=bus.next_seq(),
+                order_id=order_id,
+                strategy_id=self.strategy_id,
+                symbol=self.symbol,
             )
         )
 

@@ -153,9 +153,9 @@ class ScriptedAgent(Agent):
         high = self._conviction
         low = (1.0 - high) / 2.0
         if direction > 0:
-            probabilities = (low, low, high)
+            bearish, neutral, bullish = low, low, high
         elif direction < 0:
-            probabilities = (high, low, low)
+            bearish, neutral, bullish = high, low, low
         else:
-            probabilities = (low, high, low)
-        self.publish_vote(bar.ts_event, probabilities, 1 + direction, high)
+            bearish, neutral, bullish = low, high, low
+        self.publish_vote(bar.ts_event, bearish, neutral, bullish, 1 + direction, high)

@@ -340,7 +340,7 @@ class LearnedAgent(Agent):
         if self.vote == "action":
             p0, p1, p2 = (float(action == 0), float(action == 1), float(action == 2))
         self.decisions += 1
-        self.publish_vote(features.ts_event, (p0, p1, p2), action, confidence)
+        self.publish_vote(features.ts_event, p0, p1, p2, action, confidence)
 
     def sampling_distribution(
         self, p0: float, p1: float, p2: float, entropy: float

@@ -90,7 +90,6 @@ from engine.core.events import (
     TargetPosition,
     Valuation,
 )
-from strategies.base import publish_outlook
 from strategies.meta.decision import (
     PnlArguments,
     coalition_pnl_nb,
@@ -286,16 +285,20 @@ class MetaInvestor:
             ts,
             (size, threshold, band),
         )
-        publish_outlook(
-            self._bus,
-            self._clock,
-            TargetPosition,
-            ts,
-            self.symbol,
-            (bearish, neutral, bullish),
-            confidence,
-            strategy_id=self.strategy_id,
-            target=target,
+        bus = self._bus
+        bus.publish(
+            TargetPosition(
+                ts_event=ts,
+                ts_init=self._clock.now_ns(),
+                seq=bus.next_seq(),
+                symbol=self.symbol,
+                strategy_id=self.strategy_id,
+                target=target,
+                confidence=confidence,
+                bearish=bearish,
+                neutral=neutral,
+                bullish=bullish,
+            )
         )
         self._seen = 0
 
