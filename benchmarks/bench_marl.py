@@ -121,9 +121,8 @@ def bench_training(updates: int = 3) -> None:
 
     from brokers.costs import CostRates
     from strategies.marl.config import TrainConfig
-    from strategies.marl.env import MarketData
+    from strategies.marl.env import MarketData, TradingTerms
     from strategies.marl.mappo import train
-    from strategies.meta.step import MetaInvestorParams
 
     config = load_scenario(ROOT / "scenarios" / "train_weichai.toml")
     hp = msgspec.structs.replace(config.train or TrainConfig(), updates=updates)
@@ -137,12 +136,7 @@ def bench_training(updates: int = 3) -> None:
         market,
         hp,
         seed=0,
-        costs=CostRates(2.5, 0.0, 5.0, 1.0),
-        max_position=100_000,
-        lot_size=100,
-        confidence_threshold=0.0,
-        initial_cash=1e6,
-        meta_params=MetaInvestorParams(),
+        terms=TradingTerms(CostRates(2.5, 0.0, 5.0, 1.0), 100_000, lot_size=100, initial_cash=1e6),
     )
     steady = result.metrics[1:] or result.metrics
     per_update = statistics.median(m.seconds for m in steady)

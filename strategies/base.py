@@ -1,8 +1,9 @@
-"""The base of a strategy on the bus.
+"""The base of a strategy, and of an ensemble's agent, on the bus.
 
 A strategy sees bars and its own order events, keeps its own view of its
 position (from its fills), and sends commands. It never calls the broker or
-the database: everything goes through the bus.
+the database: everything goes through the bus. An agent (:class:`Agent`) votes; the
+ensemble's meta-investor weighs the votes.
 
 :class:`Component` is what the kernel (:mod:`engine.app.kernel`) builds and subscribes:
 the broker, the portfolio and every part of a strategy (an SMA crossover; an ensemble's
@@ -21,6 +22,7 @@ from engine.core.events import (
     GTC,
     MARKET,
     SELL,
+    AgentAction,
     Bar,
     CancelOrder,
     OrderCanceled,
@@ -31,7 +33,7 @@ from engine.core.events import (
     SubmitOrder,
 )
 
-__all__ = ["Component", "Strategy"]
+__all__ = ["Agent", "Component", "Strategy"]
 
 
 @runtime_checkable
@@ -40,6 +42,47 @@ class Component(Protocol):
 
     def subscribe(self) -> None:
         """Register this component's handlers on its bus (called once, in order)."""
+
+
+class Agent:
+    """An ensemble's agent on the bus: it votes on its symbol with :class:`AgentAction`
+    messages, as agent ``agent_index`` of the panel."""
+
+    def __init__(
+        self, bus: Bus, clock: Clock, symbol: str, agent_id: str, agent_index: int
+    ) -> None:
+        self._bus = bus
+        self._clock = clock
+        self.symbol = symbol
+        self.agent_id = agent_id
+        self.agent_index = agent_index
+
+    def publish_vote(
+        self,
+        ts_event: int,
+        bearish: float,
+        neutral: float,
+        bullish: float,
+        action: int,
+        confidence: float,
+    ) -> None:
+        """Publish this agent's vote on the bar or features of ``ts_event``, stamped now."""
+        bus = self._bus
+        bus.publish(
+            AgentAction(
+                ts_event=ts_event,
+                ts_init=self._clock.now_ns(),
+                seq=bus.next_seq(),
+                symbol=self.symbol,
+                agent_id=self.agent_id,
+                agent_index=self.agent_index,
+                bearish=bearish,
+                neutral=neutral,
+                bullish=bullish,
+                action=action,
+                confidence=confidence,
+            )
+        )
 
 
 class Strategy:

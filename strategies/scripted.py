@@ -25,7 +25,8 @@ from engine.core.bus import Bus
 from engine.core.clock import Clock
 from engine.core.configs import ConfigStruct, positive
 from engine.core.errors import ConfigError
-from engine.core.events import AgentAction, Bar
+from engine.core.events import Bar
+from strategies.base import Agent
 from strategies.execution import check_execution
 from strategies.meta.params import MetaInvestorParams, check_panel
 
@@ -84,7 +85,7 @@ class ScriptedEnsembleConfig(
         positive("strategy.max_position", self.max_position)
 
 
-class ScriptedAgent:
+class ScriptedAgent(Agent):
     def __init__(
         self,
         bus: Bus,
@@ -105,11 +106,7 @@ class ScriptedAgent:
             raise ValueError(f"the {rule!r} rule needs the bars (data=...)")
         if rule == "random" and rng is None:
             raise ValueError("the 'random' rule needs a seeded rng")
-        self._bus = bus
-        self._clock = clock
-        self.symbol = symbol
-        self.agent_id = agent_id
-        self.agent_index = agent_index
+        super().__init__(bus, clock, symbol, agent_id, agent_index)
         self.rule = rule
         self._rng = rng
         self._conviction = conviction
@@ -156,24 +153,9 @@ class ScriptedAgent:
         high = self._conviction
         low = (1.0 - high) / 2.0
         if direction > 0:
-            probabilities = (low, low, high)
+            bearish, neutral, bullish = low, low, high
         elif direction < 0:
-            probabilities = (high, low, low)
+            bearish, neutral, bullish = high, low, low
         else:
-            probabilities = (low, high, low)
-        bus = self._bus
-        bus.publish(
-            AgentAction(
-                ts_event=bar.ts_event,
-                ts_init=self._clock.now_ns(),
-                seq=bus.next_seq(),
-                symbol=self.symbol,
-                agent_id=self.agent_id,
-                agent_index=self.agent_index,
-                bearish=probabilities[0],
-                neutral=probabilities[1],
-                bullish=probabilities[2],
-                action=1 + direction,
-                confidence=high,
-            )
-        )
+            bearish, neutral, bullish = low, high, low
+        self.publish_vote(bar.ts_event, bearish, neutral, bullish, 1 + direction, high)

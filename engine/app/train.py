@@ -26,7 +26,7 @@ from engine.core.errors import ConfigError
 from engine.feeds.bars import bound_ns, load_bars
 from indicators.features import build_features, warm_mask
 from strategies.marl.config import MappoEnsembleConfig, TrainConfig
-from strategies.marl.env import MarketData
+from strategies.marl.env import MarketData, TradingTerms
 
 __all__ = ["TrainingOutcome", "prepare_market", "train_scenario"]
 
@@ -176,42 +176,33 @@ def train_scenario(
             "broker.max_participation must be 0 for training: the training market does not "
             "model the volume cap (set it to 0 in the training scenario)"
         )
-    costs = CostRates.of(broker)
+    terms = TradingTerms(
+        CostRates.of(broker),
+        strategy.max_position,
+        lot_size=config.instrument.lot_size,
+        confidence_threshold=strategy.confidence_threshold,
+        initial_cash=broker.initial_cash,
+        meta=meta_params,
+        no_trade_band=strategy.no_trade_band,
+        min_hold_bars=strategy.min_hold_bars,
+    )
     validation = None
     if held_out is not None:
         window = held_out
 
         def validation(policies: list[Any]) -> float:
-            return validation_figures(
-                policies,
-                window,
-                costs=costs,
-                max_position=strategy.max_position,
-                lot_size=config.instrument.lot_size,
-                confidence_threshold=strategy.confidence_threshold,
-                initial_cash=broker.initial_cash,
-                meta_params=meta_params,
-                no_trade_band=strategy.no_trade_band,
-                min_hold_bars=strategy.min_hold_bars,
-            )["sharpe"]
+            return validation_figures(policies, window, terms)["sharpe"]
 
     try:
         result = train(
             market,
             hp,
             seed=config.run.seed,
-            costs=costs,
-            max_position=strategy.max_position,
-            lot_size=config.instrument.lot_size,
-            confidence_threshold=strategy.confidence_threshold,
-            initial_cash=broker.initial_cash,
-            meta_params=meta_params,
+            terms=terms,
             updates=updates,
             on_update=on_update,
             stage_markets=stage_markets,
             validation=validation,
-            no_trade_band=strategy.no_trade_band,
-            min_hold_bars=strategy.min_hold_bars,
         )
     except ValueError as exc:
         raise ConfigError(f"training: {exc}") from exc

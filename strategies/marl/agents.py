@@ -39,7 +39,8 @@ from numba import njit
 
 from engine.core.bus import Bus
 from engine.core.clock import Clock
-from engine.core.events import AgentAction, Features
+from engine.core.events import Features
+from strategies.base import Agent
 from strategies.marl.networks import NWRQK_MAX_DISTANCE, PolicyNet
 from strategies.meta.decision import entropy_nb
 
@@ -276,7 +277,7 @@ class NumpyPolicy:
         return self._probabilities
 
 
-class LearnedAgent:
+class LearnedAgent(Agent):
     """One agent of a checkpoint on the bus; see the module docstring."""
 
     def __init__(
@@ -306,11 +307,7 @@ class LearnedAgent:
             raise ValueError(f"uncertainty_bonus must be >= 0, got {uncertainty_bonus!r}")
         self.sampling_temperature = float(sampling_temperature)
         self.uncertainty_bonus = float(uncertainty_bonus)
-        self._bus = bus
-        self._clock = clock
-        self.symbol = symbol
-        self.agent_index = agent_index
-        self.agent_id = agent_id or policy.agent
+        super().__init__(bus, clock, symbol, agent_id or policy.agent, agent_index)
         self.policy = policy
         self.deterministic = deterministic
         self.vote = vote
@@ -342,23 +339,8 @@ class LearnedAgent:
         confidence = max(p0, p1, p2) - entropy
         if self.vote == "action":
             p0, p1, p2 = (float(action == 0), float(action == 1), float(action == 2))
-        bus = self._bus
         self.decisions += 1
-        bus.publish(
-            AgentAction(
-                ts_event=features.ts_event,
-                ts_init=self._clock.now_ns(),
-                seq=bus.next_seq(),
-                symbol=self.symbol,
-                agent_id=self.agent_id,
-                agent_index=self.agent_index,
-                bearish=p0,
-                neutral=p1,
-                bullish=p2,
-                action=action,
-                confidence=confidence,
-            )
-        )
+        self.publish_vote(features.ts_event, p0, p1, p2, action, confidence)
 
     def sampling_distribution(
         self, p0: float, p1: float, p2: float, entropy: float

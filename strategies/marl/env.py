@@ -63,7 +63,7 @@ from strategies.meta.decision import ensemble_targets
 from strategies.meta.shapley import coalition_masks, shapley_size_weights
 from strategies.meta.step import MetaInvestorBatch, MetaInvestorParams
 
-__all__ = ["MarketData", "VectorMarketEnv", "shapley_matrix"]
+__all__ = ["MarketData", "TradingTerms", "VectorMarketEnv", "shapley_matrix"]
 
 N_AGENTS = 3
 OBS_SLICES = ((0, 4), (4, 8), (8, 11))  # mlmi, nwrqk, regime columns of the 11 agent inputs
@@ -122,42 +122,53 @@ def shapley_matrix(n: int = N_AGENTS) -> np.ndarray:
     return matrix
 
 
+@dataclass(frozen=True)
+class TradingTerms:
+    """What the training market trades by, as a backtest of the scenario does: the broker's
+    ``costs`` and ``initial_cash``; the strategy's ``max_position``,
+    ``confidence_threshold``, ``no_trade_band`` and ``min_hold_bars``; the instrument's
+    ``lot_size``; the meta-investor's ``meta`` parameters."""
+
+    costs: CostRates
+    max_position: float
+    lot_size: float = 1.0
+    confidence_threshold: float = 0.0
+    initial_cash: float = 1_000_000.0
+    meta: MetaInvestorParams = field(default_factory=MetaInvestorParams)
+    no_trade_band: float = 0.0
+    min_hold_bars: int = 0
+
+
 class VectorMarketEnv:
-    """``n_envs`` episodes over ``data`` stepped together; see the module docstring."""
+    """``n_envs`` episodes over ``data`` stepped together, traded on ``terms``; see the
+    module docstring."""
 
     def __init__(
         self,
         data: MarketData,
+        terms: TradingTerms,
         *,
         n_envs: int,
         episode_length: int,
-        costs: CostRates,
-        max_position: float,
-        lot_size: float = 1.0,
-        confidence_threshold: float = 0.0,
-        initial_cash: float = 1_000_000.0,
-        meta: MetaInvestorParams | None = None,
         reward_weights: RewardWeights | None = None,
         stop_loss: float = 0.5,
         complexity: float = 1.0,
         hard_share: float = 0.5,
         rng: np.random.Generator | None = None,
         sequential: bool = False,
-        no_trade_band: float = 0.0,
-        min_hold_bars: int = 0,
     ) -> None:
         if n_envs < 1 or episode_length < 1:
             raise ValueError("n_envs and episode_length must be >= 1")
         self.data: MarketData
         self.n_envs = n_envs
         self.episode_length = episode_length
-        self.base_costs = costs
-        self.max_position = float(max_position)
-        self.lot_size = float(lot_size)
-        self.threshold = float(confidence_threshold)
-        self.no_trade_band = float(no_trade_band)
-        self.min_hold_bars = int(min_hold_bars)
-        self.initial_cash = float(initial_cash)
+        self.base_costs = terms.costs
+        self.max_position = float(terms.max_position)
+        self.lot_size = float(terms.lot_size)
+        self.threshold = float(terms.confidence_threshold)
+        self.no_trade_band = float(terms.no_trade_band)
+        self.min_hold_bars = int(terms.min_hold_bars)
+        self.initial_cash = float(terms.initial_cash)
         self.reward_weights = reward_weights or RewardWeights()
         self.stop_loss = stop_loss
         self.hard_share = hard_share
@@ -166,7 +177,7 @@ class VectorMarketEnv:
         self.set_complexity(complexity)
         self.set_data(data)
 
-        self.meta_params = meta or MetaInvestorParams()
+        self.meta_params = terms.meta
         self.meta = MetaInvestorBatch(self.meta_params, n_envs)
 
         self._masks = coalition_masks(N_AGENTS).astype(np.float64)  # (8, 3)

@@ -41,8 +41,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from brokers.costs import CostRates
-from strategies.marl.env import MarketData, VectorMarketEnv, hard_flags
+from strategies.marl.env import (
+    OBS_SLICES,
+    MarketData,
+    TradingTerms,
+    VectorMarketEnv,
+    hard_flags,
+)
 from strategies.marl.networks import AGENTS, CentralCritic, PolicyNet, critic_input
 from strategies.marl.ppo import (
     LearnedAllocator,
@@ -65,8 +70,6 @@ __all__ = [
     "mirrored_bars",
     "train",
 ]
-
-OBS_SLICES = ((0, 4), (4, 8), (8, 11))
 
 
 # --------------------------------------------------------------------------- training
@@ -150,21 +153,15 @@ def train(
     hp: Any,
     *,
     seed: int,
-    costs: CostRates,
-    max_position: float,
-    lot_size: float,
-    confidence_threshold: float,
-    initial_cash: float,
-    meta_params: Any,
+    terms: TradingTerms,
     updates: int | None = None,
     on_update: Callable[[UpdateMetrics], None] | None = None,
     inspect: Callable[[UpdateMetrics, list[PolicyNet]], None] | None = None,
     stage_markets: Sequence[MarketData] | None = None,
     validation: Callable[[list[PolicyNet]], float] | None = None,
-    no_trade_band: float = 0.0,
-    min_hold_bars: int = 0,
 ) -> TrainResult:
-    """Train the three policies and the critic on ``market``; ``hp`` is a TrainConfig.
+    """Train the three policies and the critic on ``market`` traded on ``terms``; ``hp`` is
+    a TrainConfig.
 
     ``inspect``, when given, sees the policies (in eval mode) after every update, e.g. to
     measure them on held-out bars; it must not train them or draw from torch's RNG.
@@ -190,14 +187,9 @@ def train(
 
     env = VectorMarketEnv(
         market,
+        terms,
         n_envs=hp.n_envs,
         episode_length=hp.episode_length,
-        costs=costs,
-        max_position=max_position,
-        lot_size=lot_size,
-        confidence_threshold=confidence_threshold,
-        initial_cash=initial_cash,
-        meta=meta_params,
         reward_weights=RewardWeights(
             hp.reward_pnl,
             hp.reward_synergy,
@@ -211,8 +203,6 @@ def train(
         complexity=hp.stage_complexity[0] if hp.curriculum else 1.0,
         hard_share=hp.hard_share,
         rng=rng,
-        no_trade_band=no_trade_band,
-        min_hold_bars=min_hold_bars,
     )
     policies = [PolicyNet(agent, dropout=hp.dropout) for agent in AGENTS]
     critic = CentralCritic(dropout=hp.dropout)
@@ -366,8 +356,8 @@ def train(
                     phi_t,
                     tw,
                     hp.risk_aversion,
-                    meta_params.bubble_threshold,
-                    meta_params.bubble_penalty_weight,
+                    terms.meta.bubble_threshold,
+                    terms.meta.bubble_penalty_weight,
                 )
                 allocator_optimiser.zero_grad()
                 (-objective).backward()

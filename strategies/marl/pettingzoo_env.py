@@ -3,12 +3,13 @@
 Agents ``mlmi``, ``nwrqk``, ``regime``; observations are their raw feature slices
 (float32 boxes of 4, 4 and 3 values; the networks normalise them), actions
 ``Discrete(3)`` in the order {0: bearish, 1: neutral, 2: bullish}. Each step runs one
-decision of a single-environment :class:`~strategies.marl.env.VectorMarketEnv`; the
-rewards are the environment's per-agent rewards (SPEC 4). The environment only sees
-actions here, so the policies' distributions passed to it are the one-hot actions
-(the exploration term is then 0: add the entropy bonus in the learner). When the
-episode ends (time limit or stop-out) every agent is done and ``agents`` is empty
-until the next ``reset``.
+decision of a single-environment :class:`~strategies.marl.env.VectorMarketEnv` traded on
+``terms`` (:class:`~strategies.marl.env.TradingTerms`; by default no costs and a
+``max_position`` of 100); the rewards are the environment's per-agent rewards (SPEC 4).
+The environment only sees actions here, so the policies' distributions passed to it are
+the one-hot actions (the exploration term is then 0: add the entropy bonus in the
+learner). When the episode ends (time limit or stop-out) every agent is done and
+``agents`` is empty until the next ``reset``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from brokers.costs import CostRates
-from strategies.marl.env import MarketData, VectorMarketEnv
+from strategies.marl.env import MarketData, TradingTerms, VectorMarketEnv
 from strategies.marl.networks import AGENT_INPUT_SIZES, AGENTS
 
 __all__ = ["MarketParallelEnv"]
@@ -37,21 +38,15 @@ class MarketParallelEnv(ParallelEnv):
         market: MarketData,
         *,
         episode_length: int = 128,
-        costs: CostRates | None = None,
-        max_position: float = 100.0,
+        terms: TradingTerms | None = None,
         **env_options: Any,
     ) -> None:
         self.possible_agents = list(AGENTS)
         self.agents: list[str] = []
         self.render_mode = None
         self._market = market
-        self._options = dict(
-            n_envs=1,
-            episode_length=episode_length,
-            costs=costs or CostRates(),
-            max_position=max_position,
-            **env_options,
-        )
+        self._terms = terms or TradingTerms(CostRates(), max_position=100.0)
+        self._options = dict(n_envs=1, episode_length=episode_length, **env_options)
         self._env: VectorMarketEnv | None = None
 
     @functools.cache  # noqa: B019 - one space object per agent, as the API asks
@@ -71,7 +66,7 @@ class MarketParallelEnv(ParallelEnv):
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
         if self._env is None or seed is not None:
             self._env = VectorMarketEnv(
-                self._market, rng=np.random.default_rng(seed), **self._options
+                self._market, self._terms, rng=np.random.default_rng(seed), **self._options
             )
         self.agents = list(self.possible_agents)
         row = self._env.reset()[0]

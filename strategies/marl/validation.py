@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from brokers.costs import CostRates
-from strategies.marl.env import MarketData, VectorMarketEnv
+from strategies.marl.env import OBS_SLICES, MarketData, TradingTerms, VectorMarketEnv
 
 __all__ = ["ValidationMarket", "validation_figures"]
 
@@ -50,38 +49,15 @@ class ValidationMarket:
 
 
 def validation_figures(
-    policies: list[Any],
-    validation: ValidationMarket,
-    *,
-    costs: CostRates,
-    max_position: float,
-    lot_size: float,
-    confidence_threshold: float,
-    initial_cash: float,
-    meta_params: Any,
-    no_trade_band: float = 0.0,
-    min_hold_bars: int = 0,
+    policies: list[Any], validation: ValidationMarket, terms: TradingTerms
 ) -> dict[str, float]:
     """Sharpe ratio (annualised), total return and turnover of the policies' argmax votes
-    over the validation window (policies in eval mode; nothing trains)."""
-    from strategies.marl.mappo import OBS_SLICES
-
+    over the validation window, traded on ``terms`` (policies in eval mode; nothing
+    trains)."""
     market = validation.market
     steps = len(market.close) - 1
     env = VectorMarketEnv(
-        market,
-        n_envs=1,
-        episode_length=steps,
-        costs=costs,
-        max_position=max_position,
-        lot_size=lot_size,
-        confidence_threshold=confidence_threshold,
-        initial_cash=initial_cash,
-        meta=meta_params,
-        stop_loss=1.0,
-        sequential=True,
-        no_trade_band=no_trade_band,
-        min_hold_bars=min_hold_bars,
+        market, terms, n_envs=1, episode_length=steps, stop_loss=1.0, sequential=True
     )
     env.reset(starts=np.array([0]))
     inputs = torch.as_tensor(market.inputs[:steps], dtype=torch.float32)
@@ -95,7 +71,7 @@ def validation_figures(
         )
     uniform = np.full((1, 3, 3), 1.0 / 3.0)
     equity = np.empty(steps + 1)
-    equity[0] = initial_cash
+    equity[0] = terms.initial_cash
     traded = 0.0
     position = 0.0
     for k in range(steps):

@@ -89,46 +89,50 @@ DEFAULT_MEAN_RTOL = 1e-9
 
 
 @njit(cache=True)
-def simple_factors_nb(phi, alpha, floor, rtol, factors):
-    """Factors of the simple form into ``factors``; returns False when the step is skipped."""
+def _mean_and_largest_nb(phi):
+    """The mean of ``phi`` and the largest |φ_i|."""
     n = phi.shape[0]
     mean = 0.0
     largest = 0.0
     for i in range(n):
         mean += phi[i]
         largest = max(largest, abs(phi[i]))
-    mean /= n
-    variance = 0.0
-    for i in range(n):
-        variance += (phi[i] - mean) ** 2
-    sigma = math.sqrt(variance / n)
-    if sigma == 0.0 or sigma <= rtol * largest:
-        for i in range(n):
-            factors[i] = 1.0
-        return False
-    for i in range(n):
-        factors[i] = max(1.0 + alpha * (phi[i] - mean) / sigma, floor)
-    return True
+    return mean / n, largest
 
 
 @njit(cache=True)
-def compound_factors_nb(phi, floor, rtol, factors):
-    """Factors of the compound form into ``factors``; returns False when skipped."""
+def _literal_factors_nb(phi, centre, gain, scale, largest, floor, rtol, factors):
+    """max(1 + gain (φ_i - centre) / scale, floor) into ``factors``, the literal forms' rule;
+    all 1 and False (the step is skipped) when ``scale`` is 0 or at most rtol · max|φ|."""
     n = phi.shape[0]
-    mean = 0.0
-    largest = 0.0
-    for i in range(n):
-        mean += phi[i]
-        largest = max(largest, abs(phi[i]))
-    mean /= n
-    scale = abs(mean)
     if scale == 0.0 or scale <= rtol * largest:
         for i in range(n):
             factors[i] = 1.0
         return False
     for i in range(n):
-        factors[i] = max(1.0 + phi[i] / scale, floor)
+        factors[i] = max(1.0 + gain * (phi[i] - centre) / scale, floor)
     return True
+
+
+@njit(cache=True)
+def simple_factors_nb(phi, alpha, floor, rtol, factors):
+    """Factors of the simple form into ``factors``; returns False when the step is skipped."""
+    n = phi.shape[0]
+    mean, largest = _mean_and_largest_nb(phi)
+    variance = 0.0
+    for i in range(n):
+        variance += (phi[i] - mean) ** 2
+    sigma = math.sqrt(variance / n)
+    return _literal_factors_nb(phi, mean, alpha, sigma, largest, floor, rtol, factors)
+
+
+@njit(cache=True)
+def compound_factors_nb(phi, floor, rtol, factors):
+    """Factors of the compound form into ``factors``; returns False when skipped. The
+    compound form is the simple one's rule centred at 0 with gain 1 and scale |φ̄|
+    (1 · (φ_i - 0) is φ_i exactly)."""
+    mean, largest = _mean_and_largest_nb(phi)
+    return _literal_factors_nb(phi, 0.0, 1.0, abs(mean), largest, floor, rtol, factors)
 
 
 @njit(cache=True)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -72,6 +73,7 @@ _STATE_FORMAT = "emarl.meta_investor/3"
 _STATE_FORMATS = ("emarl.meta_investor/2", _STATE_FORMAT)  # 2: no relative-credit scale
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class MetaStepResult:
     """Outcome of one step; arrays are (n,) rows of one table owned by this result.
 
@@ -86,36 +88,14 @@ class MetaStepResult:
     see the module docstring).
     """
 
-    __slots__ = (
-        "bubble_penalty",
-        "coalition_count",
-        "crr_fallback_agents",
-        "method",
-        "step",
-        "table",
-        "value_empty",
-        "value_full",
-    )
-
-    def __init__(
-        self,
-        step: int,
-        method: str,
-        coalition_count: int,
-        value_full: float,
-        value_empty: float,
-        bubble_penalty: float,
-        table: np.ndarray,
-        crr_fallback_agents: tuple[int, ...] = (),
-    ) -> None:
-        self.step = step
-        self.crr_fallback_agents = crr_fallback_agents
-        self.method = method
-        self.coalition_count = coalition_count
-        self.value_full = value_full
-        self.value_empty = value_empty
-        self.bubble_penalty = bubble_penalty
-        self.table = table
+    step: int
+    method: str
+    coalition_count: int
+    value_full: float
+    value_empty: float
+    bubble_penalty: float
+    table: np.ndarray
+    crr_fallback_agents: tuple[int, ...] = ()
 
     phi = property(lambda self: self.table[kern.PHI])
     stderr = property(lambda self: self.table[kern.STDERR])

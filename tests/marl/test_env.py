@@ -14,7 +14,7 @@ from engine.core.clock import SimulatedClock
 from engine.core.events import AgentAction, Bar, PortfolioSnapshot
 from engine.feeds.bars import load_bars
 from strategies.execution import TargetExecution
-from strategies.marl.env import MarketData, VectorMarketEnv, shapley_matrix
+from strategies.marl.env import MarketData, TradingTerms, VectorMarketEnv, shapley_matrix
 from strategies.meta.investor import MetaInvestor
 from strategies.meta.shapley import shapley_exact
 from strategies.meta.step import MetaInvestorParams, MetaInvestorState
@@ -47,11 +47,9 @@ def test_env_meta_weights_follow_the_meta_investor_state(expiry_bars):
     )
     env = VectorMarketEnv(
         market,
+        TradingTerms(CostRates(2.0, 0.0, 1.0, 1.0), 100.0, meta=params),
         n_envs=envs,
         episode_length=length,
-        costs=CostRates(2.0, 0.0, 1.0, 1.0),
-        max_position=100.0,
-        meta=params,
         rng=np.random.default_rng(1),
     )
     env.reset()
@@ -80,10 +78,9 @@ def test_truncation_and_termination_flags():
     market = _market(200)
     env = VectorMarketEnv(
         market,
+        TradingTerms(CostRates(), 10.0),
         n_envs=2,
         episode_length=5,
-        costs=CostRates(),
-        max_position=10.0,
         rng=np.random.default_rng(0),
     )
     env.reset()
@@ -97,10 +94,9 @@ def test_truncation_and_termination_flags():
     # a stop-loss of ~0 terminates at the first losing step
     env = VectorMarketEnv(
         market,
+        TradingTerms(CostRates(50.0, 0.0, 0.0, 50.0), 10_000.0),
         n_envs=8,
         episode_length=50,
-        costs=CostRates(50.0, 0.0, 0.0, 50.0),
-        max_position=10_000.0,
         stop_loss=1e-6,
         rng=np.random.default_rng(0),
     )
@@ -198,17 +194,19 @@ def test_env_pnl_equals_backtest_pnl(allocator, threshold, lot, band, hold):
     market = MarketData(np.zeros((n, 11)), data.open, data.close, np.ones(n, dtype=bool))
     env = VectorMarketEnv(
         market,
+        TradingTerms(
+            CostRates(2.5, 0.01, 5.0, 1.5),
+            max_position,
+            lot_size=lot,
+            confidence_threshold=threshold,
+            initial_cash=broker.initial_cash,
+            meta=params,
+            no_trade_band=band,
+            min_hold_bars=hold,
+        ),
         n_envs=1,
         episode_length=n - 1,
-        costs=CostRates(2.5, 0.01, 5.0, 1.5),
-        max_position=max_position,
-        lot_size=lot,
-        confidence_threshold=threshold,
-        initial_cash=broker.initial_cash,
-        meta=params,
         sequential=True,
-        no_trade_band=band,
-        min_hold_bars=hold,
     )
     env.reset(starts=np.array([0]))
     pnl = np.zeros(n - 1)
@@ -233,10 +231,9 @@ def test_curriculum_complexity_scales_costs_and_the_share_of_hard_episodes():
     market.hard[1000:1010] = True
     env = VectorMarketEnv(
         market,
+        TradingTerms(CostRates(2.0, 0.1, 5.0, 1.0), 10.0),
         n_envs=200,
         episode_length=20,
-        costs=CostRates(2.0, 0.1, 5.0, 1.0),
-        max_position=10.0,
         hard_share=1.0,
         complexity=1.0,
         rng=np.random.default_rng(0),

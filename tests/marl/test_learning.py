@@ -30,7 +30,7 @@ from engine.feeds.config import SyntheticConfig
 from engine.feeds.synthetic import generate_market
 from indicators.features import build_features, warm_mask
 from strategies.marl.config import TrainConfig
-from strategies.marl.env import MarketData
+from strategies.marl.env import MarketData, TradingTerms
 from strategies.marl.evaluate import held_out_figures
 from strategies.marl.mappo import join_markets, market_from_bars, mirrored_bars, train
 from strategies.marl.networks import AGENTS, PolicyNet
@@ -65,12 +65,9 @@ def test_mappo_learns_a_signal_the_observations_carry():
         market,
         hp,
         seed=1,
-        costs=CostRates(),
-        max_position=100.0,
-        lot_size=1.0,
-        confidence_threshold=0.0,
-        initial_cash=1e6,
-        meta_params=MetaInvestorParams(allocator="equal"),
+        terms=TradingTerms(
+            CostRates(), 100.0, initial_cash=1e6, meta=MetaInvestorParams(allocator="equal")
+        ),
     )
     assert result.metrics[-1].episode_pnl > 10 * abs(result.metrics[0].episode_pnl)
     rows = slice(0, 500)
@@ -149,12 +146,12 @@ def _train(market: MarketData, seed: int):
         market,
         LEARNING_HP,
         seed=seed,
-        costs=CostRates(0.5, 0.0, 0.0, 0.5),
-        max_position=100.0,
-        lot_size=1.0,
-        confidence_threshold=0.0,
-        initial_cash=1e6,
-        meta_params=MetaInvestorParams(allocator="equal"),
+        terms=TradingTerms(
+            CostRates(0.5, 0.0, 0.0, 0.5),
+            100.0,
+            initial_cash=1e6,
+            meta=MetaInvestorParams(allocator="equal"),
+        ),
     )
 
 

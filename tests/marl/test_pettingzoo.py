@@ -6,7 +6,7 @@ import numpy as np
 from pettingzoo.test import parallel_api_test
 
 from brokers.costs import CostRates
-from strategies.marl.env import MarketData
+from strategies.marl.env import MarketData, TradingTerms
 from strategies.marl.pettingzoo_env import MarketParallelEnv
 
 
@@ -17,7 +17,9 @@ def _market(n: int = 400) -> MarketData:
 
 
 def test_parallel_api_test_passes():
-    env = MarketParallelEnv(_market(), episode_length=30, costs=CostRates(2.5, 0, 1, 1))
+    env = MarketParallelEnv(
+        _market(), episode_length=30, terms=TradingTerms(CostRates(2.5, 0, 1, 1), 100.0)
+    )
     parallel_api_test(env, num_cycles=200)
 
 

@@ -21,7 +21,7 @@ from indicators.params import IndicatorParams
 from strategies.marl.agents import LearnedAgent, NumpyPolicy
 from strategies.marl.checkpoint import feature_signature, load_checkpoint, save_checkpoint
 from strategies.marl.config import MappoEnsembleConfig, TrainConfig
-from strategies.marl.env import MarketData
+from strategies.marl.env import MarketData, TradingTerms
 from strategies.marl.mappo import train
 from strategies.meta.step import MetaInvestorParams
 
@@ -55,12 +55,9 @@ def _train(seed: int, allocator: str = "option"):
         _market(),
         hp,
         seed=seed,
-        costs=CostRates(2.5, 0.0, 1.0, 1.0),
-        max_position=100.0,
-        lot_size=1.0,
-        confidence_threshold=0.0,
-        initial_cash=1e5,
-        meta_params=MetaInvestorParams(),
+        terms=TradingTerms(
+            CostRates(2.5, 0.0, 1.0, 1.0), 100.0, initial_cash=1e5, meta=MetaInvestorParams()
+        ),
     )
 
 
@@ -243,12 +240,9 @@ def _train_on(market, hp, stage_markets=None, updates=None):
         market,
         hp,
         seed=4,
-        costs=CostRates(2.5, 0.0, 1.0, 1.0),
-        max_position=100.0,
-        lot_size=1.0,
-        confidence_threshold=0.0,
-        initial_cash=1e5,
-        meta_params=MetaInvestorParams(),
+        terms=TradingTerms(
+            CostRates(2.5, 0.0, 1.0, 1.0), 100.0, initial_cash=1e5, meta=MetaInvestorParams()
+        ),
         updates=updates,
         stage_markets=stage_markets,
     )
