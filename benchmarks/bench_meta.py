@@ -163,7 +163,8 @@ def bench_handler_settle(n: int) -> None:
         for k, step in enumerate(steps)
     ]
     pending = [
-        (votes, np.full(n, 1.0 / n), previous, 1e6, previous_close, k + 1)
+        # the decision's rule: (position size, confidence threshold, no-trade band)
+        (votes, np.full(n, 1.0 / n), previous, 1e6, previous_close, k + 1, (100.0, 0.0, 0.0))
         for k, (votes, previous, previous_close, _o, _c) in enumerate(steps)
     ]
     pnl = rng.normal(size=256)
