@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 
 import numpy as np
+import torch
 from numba import njit
 
 from engine.core.bus import Bus
@@ -221,7 +222,6 @@ class NumpyPolicy:
     """A :class:`PolicyNet` in eval mode as numpy arrays (float64)."""
 
     def __init__(self, policy: PolicyNet) -> None:
-        import torch
 
         self.agent = policy.agent
         with torch.no_grad():

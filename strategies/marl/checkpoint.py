@@ -19,9 +19,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import torch
 
 from engine.core.errors import ConfigError
+from engine.core.version import code_version
+from indicators.features import FEATURE_NAMES, MLMI_SLICE, NWRQK_SLICE, REGIME_SLICE
 from strategies.marl.networks import AGENTS, CentralCritic, PolicyNet
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint"]
@@ -46,9 +49,6 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 
 def feature_signature(indicator_params: Any) -> dict[str, Any]:
     """What a checkpoint's inputs depend on: names, slices and the indicator parameters."""
-    import msgspec
-
-    from indicators.features import FEATURE_NAMES, MLMI_SLICE, NWRQK_SLICE, REGIME_SLICE
 
     params = msgspec.to_builtins(indicator_params)
     params.pop("timezone", None)  # the hour columns are not agent inputs
@@ -72,7 +72,6 @@ def save_checkpoint(
     extra: dict[str, Any],
 ) -> tuple[Path, Path]:
     """Write ``PATH.pt`` and ``PATH.json``; returns both paths."""
-    from engine.core.version import code_version
 
     weights_path, meta_path = _paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)

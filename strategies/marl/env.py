@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from brokers.costs import CostRates, step_pnl, trade_costs
+from indicators.features import agent_inputs
 from strategies.marl.rewards import (
     RewardWeights,
     exploration_reward,
@@ -92,7 +93,6 @@ class MarketData:
 
     @classmethod
     def from_features(cls, features: np.ndarray, open_, close, warm, hard=None) -> MarketData:
-        from indicators.features import agent_inputs
 
         inputs = np.concatenate(
             [agent_inputs(features, a) for a in ("mlmi", "nwrqk", "regime")], axis=1

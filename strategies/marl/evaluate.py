@@ -24,6 +24,9 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
+
+from strategies.marl.networks import AGENT_INPUT_SIZES
 
 __all__ = ["equity_statistics", "held_out_figures", "per_bar_sharpe", "strategic_accuracy"]
 
@@ -72,9 +75,6 @@ def held_out_figures(
     (:func:`per_bar_sharpe`) of the ensemble, of buy-and-hold and of a uniformly random
     policy (each agent's action drawn from ``rng``, one-hot votes averaged).
     """
-    import torch
-
-    from strategies.marl.networks import AGENT_INPUT_SIZES
 
     x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
     start = 0

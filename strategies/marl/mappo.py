@@ -30,6 +30,7 @@ and a fixed thread count, so the same seed gives the same weights on one machine
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -506,7 +507,6 @@ def mirrored_bars(data: Any) -> Any:
     a rise becomes an equal fall; high and low swap; volume unchanged; trending-up and
     trending-down regimes swap). Training on a market and its mirror removes the drift
     of one sampled price path, so a policy cannot score by always voting one way."""
-    import dataclasses
 
     pivot = float(data.close[0]) ** 2
     regime = data.regime
