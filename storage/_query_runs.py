@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from engine.core.errors import ConfigError, RunNotFoundError
 from storage.db import storage_errors
+from storage.jobs import newest_jobs
 from storage.models import Run, RunStatus
 from storage.runs import mark_interrupted
 
@@ -120,11 +121,7 @@ def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
     """Runs, newest first, with their headline figures (``bars``: planned, or processed
     by a paper run; ``bars_stored``: committed)."""
     interrupted = mark_interrupted(engine)
-    query = select(*_LISTED).order_by(Run.id.desc())
-    if limit:
-        query = query.limit(limit)
-    with storage_errors("listing runs"), engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
+    rows = newest_jobs(engine, Run, _LISTED, limit, "listing runs")
     out = []
     for row in rows:
         summary = json.loads(row["summary_json"]) if row["summary_json"] else {}

@@ -6,12 +6,14 @@ Re-exported by :mod:`storage.query`; :mod:`storage.sweeps` writes these rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, RowMapping, func, select
 
 from engine.core.errors import ConfigError, RunNotFoundError
-from storage.db import storage_errors
+from storage.db import engine_of, read_rows, storage_errors
+from storage.jobs import newest_jobs
 from storage.models import Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
 
 if TYPE_CHECKING:
@@ -90,6 +92,28 @@ def _plain(row: Any, columns: tuple[str, ...]) -> dict[str, Any]:
     return {name: row[name] for name in columns if not name.endswith("_json")}
 
 
+def _entries(
+    rows: Sequence[RowMapping],
+    columns: tuple[str, ...],
+    decoded: dict[str, str],
+    *,
+    figures: bool = False,
+) -> list[dict[str, Any]]:
+    """Each row's plain columns (:func:`_plain`), then its JSON columns decoded, each under
+    its key in ``decoded`` (key: column), and with ``figures`` its summary's figures
+    (the summary flattened: its values but lists and dicts)."""
+    out = []
+    for row in rows:
+        entry = _plain(row, columns)
+        for key, column in decoded.items():
+            entry[key] = _loads(row[column])
+        if figures:
+            summary = _loads(row["summary_json"]) or {}
+            entry.update({k: v for k, v in summary.items() if not isinstance(v, list | dict)})
+        out.append(entry)
+    return out
+
+
 def resolve_sweep(engine: Engine, sweep: int | str | None, kind: str | None = None) -> int:
     """A sweep id from an id, ``"latest"`` or None (the latest of ``kind``, if given)."""
     with storage_errors("looking up the sweep"), engine.connect() as connection:
@@ -113,18 +137,8 @@ def resolve_sweep(engine: Engine, sweep: int | str | None, kind: str | None = No
 
 def list_sweeps(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
     """Sweeps and walk-forwards, newest first, with their spec and summary decoded."""
-    query = select(*_SWEEP).order_by(Sweep.id.desc())
-    if limit:
-        query = query.limit(limit)
-    with storage_errors("listing sweeps"), engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
-    out = []
-    for row in rows:
-        entry = _plain(row, SWEEP_COLUMNS)
-        entry["spec"] = _loads(row["spec_json"])
-        entry["summary"] = _loads(row["summary_json"])
-        out.append(entry)
-    return out
+    rows = newest_jobs(engine, Sweep, _SWEEP, limit, "listing sweeps")
+    return _entries(rows, SWEEP_COLUMNS, {"spec": "spec_json", "summary": "summary_json"})
 
 
 def sweep_info(engine: Engine, sweep: int | str | None, kind: str | None = None) -> dict[str, Any]:
@@ -146,16 +160,9 @@ def sweep_task_rows(engine: Engine, sweep: int | str | None = "latest") -> list[
     run's summary metrics (flattened)."""
     sweep_id = resolve_sweep(engine, sweep)
     query = select(*_TASK).where(SweepTask.sweep_id == sweep_id).order_by(SweepTask.task)
-    with storage_errors(f"reading the tasks of sweep {sweep_id}"), engine.connect() as c:
-        rows = c.execute(query).mappings().all()
-    out = []
-    for row in rows:
-        entry = _plain(row, SWEEP_TASK_COLUMNS)
-        entry["overrides"] = _loads(row["overrides_json"]) or {}
-        summary = _loads(row["summary_json"]) or {}
-        entry.update({k: v for k, v in summary.items() if not isinstance(v, list | dict)})
-        out.append(entry)
-    return out
+    rows = read_rows(engine, query, f"reading the tasks of sweep {sweep_id}")
+    # overrides_json always holds a JSON object (the task's overrides; never NULL)
+    return _entries(rows, SWEEP_TASK_COLUMNS, {"overrides": "overrides_json"}, figures=True)
 
 
 def walk_forward_rows(engine: Engine, sweep: int | str | None = "latest") -> list[dict[str, Any]]:
@@ -165,17 +172,9 @@ def walk_forward_rows(engine: Engine, sweep: int | str | None = "latest") -> lis
     query = (
         select(*_FOLD).where(WalkForwardFold.sweep_id == sweep_id).order_by(WalkForwardFold.fold)
     )
-    with storage_errors(f"reading the folds of walk-forward {sweep_id}"), engine.connect() as c:
-        rows = c.execute(query).mappings().all()
-    out = []
-    for row in rows:
-        entry = _plain(row, FOLD_COLUMNS)
-        entry["params"] = _loads(row["params_json"])
-        entry["candidates"] = _loads(row["train_json"])
-        summary = _loads(row["summary_json"]) or {}
-        entry.update({k: v for k, v in summary.items() if not isinstance(v, list | dict)})
-        out.append(entry)
-    return out
+    rows = read_rows(engine, query, f"reading the folds of walk-forward {sweep_id}")
+    decoded = {"params": "params_json", "candidates": "train_json"}
+    return _entries(rows, FOLD_COLUMNS, decoded, figures=True)
 
 
 def walk_forward_equity(engine: Engine | str, sweep: int | str | None = "latest") -> pd.DataFrame:
@@ -184,10 +183,7 @@ def walk_forward_equity(engine: Engine | str, sweep: int | str | None = "latest"
     and ``fold_equity`` (that fold's own run). ``engine`` may be a database URL."""
     import pandas as pd
 
-    if isinstance(engine, str):
-        from storage.db import connect
-
-        engine = connect(engine, create=False)
+    engine = engine_of(engine)
     sweep_id = resolve_sweep(engine, sweep, "walkforward")
     curve = WalkForwardEquity
     query = (

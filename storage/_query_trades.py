@@ -5,14 +5,14 @@ Re-exported by :mod:`storage.query`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, func, select
 
 from engine.core.accounting import AverageCost
 from engine.core.errors import ConfigError
 from storage._query_runs import parse_time, resolve_run
-from storage.db import storage_errors
+from storage.db import engine_of, storage_errors
 from storage.models import Fill, ShapleyValueRow
 
 if TYPE_CHECKING:
@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AGENT_PNL_COLUMNS",
     "FILL_COLUMNS",
+    "FILL_DETAILS",
     "PNL_COLUMNS",
     "PNL_GROUPS",
     "TRADE_COLUMNS",
+    "TradeFilters",
     "pnl",
     "pnl_rows",
     "realised_pnl_by_average_cost",
@@ -31,11 +33,9 @@ __all__ = [
     "trades",
 ]
 
-# what trade_rows reads of each fill
-_LISTED = (
-    Fill.run_id,
-    Fill.seq,
-    Fill.ts_event,
+#: what the trade listings read of each fill after its run and key (``seq``, ``ts_event``):
+#: :func:`trade_rows` and :func:`storage.frames.fills_frame`
+FILL_DETAILS = (
     Fill.symbol,
     Fill.side,
     Fill.quantity,
@@ -46,6 +46,8 @@ _LISTED = (
     Fill.fill_id,
     Fill.strategy_id,
 )
+# what trade_rows reads of each fill
+_LISTED = (Fill.run_id, Fill.seq, Fill.ts_event, *FILL_DETAILS)
 #: the fill columns :func:`trade_rows` reads, in order
 FILL_COLUMNS = tuple(column.key for column in _LISTED)
 #: the keys of a :func:`trade_rows` row (``ts_event`` becomes ``time``)
@@ -64,54 +66,64 @@ PNL_COLUMNS = (
 AGENT_PNL_COLUMNS = ("agent_index", "agent_id", "steps", "shapley_pnl", "share", "mean_phi")
 
 
-def _check_window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+class TradeFilters(TypedDict, total=False):
+    """The filters of ``emarl trades``, the keywords every reader here takes."""
+
+    #: only the fills (or Shapley values) of this symbol
+    symbol: str | None
+    #: from this time, and up to this one inclusive (ISO 8601; naive means UTC)
+    since: str | None
+    until: str | None
+    #: only ``buy`` or only ``sell`` fills
+    side: str | None
+    #: ``latest`` may name a run that did not complete (see :func:`resolve_run`)
+    include_incomplete: bool
+
+
+def _conditions(
+    row: type[Fill] | type[ShapleyValueRow], filters: TradeFilters
+) -> list[ColumnElement[bool]]:
+    """The filters checked, as conditions on ``row``'s table: its symbol and time window."""
+    unknown = filters.keys() - TradeFilters.__optional_keys__
+    if unknown:
+        raise TypeError(f"unexpected filter(s): {', '.join(sorted(unknown))}")
+    side = filters.get("side")
+    if side is not None and side not in ("buy", "sell"):
+        raise ConfigError(f"--side must be 'buy' or 'sell', got {side!r}")
+    symbol, since, until = filters.get("symbol"), filters.get("since"), filters.get("until")
     start = parse_time(since, "--since")
     stop = parse_time(until, "--until")
     if start is not None and stop is not None and stop < start:
         raise ConfigError(f"--until ({until}) is before --since ({since})")
-    return start, stop
+    conditions: list[ColumnElement[bool]] = []
+    if symbol:
+        conditions.append(row.symbol == symbol)
+    if start is not None:
+        conditions.append(row.ts_event >= start)
+    if stop is not None:
+        conditions.append(row.ts_event <= stop)
+    return conditions
 
 
 def trade_rows(
-    engine: Engine,
-    run: int | str | None = "latest",
-    *,
-    symbol: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    side: str | None = None,
-    include_incomplete: bool = False,
+    engine: Engine, run: int | str | None = "latest", **filters: Unpack[TradeFilters]
 ) -> list[dict[str, Any]]:
     """Fills of a run matching the filters, oldest first, as plain dicts (no pandas needed).
 
     ``run``: an id, a name or ``latest`` (see :func:`resolve_run`)."""
-    if side is not None and side not in ("buy", "sell"):
-        raise ConfigError(f"--side must be 'buy' or 'sell', got {side!r}")
-    start, stop = _check_window(since, until)
-    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
-    query = select(*_LISTED).where(Fill.run_id == run_id).order_by(Fill.seq)
-    if symbol:
-        query = query.where(Fill.symbol == symbol)
+    conditions = _conditions(Fill, filters)
+    side = filters.get("side")
     if side:
-        query = query.where(Fill.side == side)
-    if start is not None:
-        query = query.where(Fill.ts_event >= start)
-    if stop is not None:
-        query = query.where(Fill.ts_event <= stop)
+        conditions.append(Fill.side == side)
+    run_id = resolve_run(engine, run, include_incomplete=filters.get("include_incomplete", False))
+    query = select(*_LISTED).where(Fill.run_id == run_id, *conditions).order_by(Fill.seq)
     with storage_errors(f"reading the trades of run {run_id}"), engine.connect() as connection:
         rows = connection.execute(query).all()
     return [dict(zip(TRADE_COLUMNS, row, strict=True)) for row in rows]
 
 
 def trades(
-    engine: Engine | str,
-    run: int | str | None = "latest",
-    *,
-    symbol: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    side: str | None = None,
-    include_incomplete: bool = False,
+    engine: Engine | str, run: int | str | None = "latest", **filters: Unpack[TradeFilters]
 ) -> pd.DataFrame:
     """A run's fills as a DataFrame (``time`` in UTC), filtered like ``emarl trades``.
 
@@ -119,19 +131,7 @@ def trades(
     """
     import pandas as pd
 
-    if isinstance(engine, str):
-        from storage.db import connect
-
-        engine = connect(engine, create=False)
-    rows = trade_rows(
-        engine,
-        run,
-        symbol=symbol,
-        since=since,
-        until=until,
-        side=side,
-        include_incomplete=include_incomplete,
-    )
+    rows = trade_rows(engine_of(engine), run, **filters)
     frame = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
     frame["time"] = pd.to_datetime(frame["time"].astype("int64"), utc=True)
     return frame
@@ -165,12 +165,7 @@ def pnl_rows(
     engine: Engine,
     run: int | str | None = "latest",
     by: str = "month",
-    *,
-    symbol: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    side: str | None = None,
-    include_incomplete: bool = False,
+    **filters: Unpack[TradeFilters],
 ) -> list[dict[str, Any]]:
     """A run's trade P&L aggregated ``by`` day, week, month, side or agent (plain dicts).
 
@@ -186,21 +181,14 @@ def pnl_rows(
     if by not in PNL_GROUPS:
         raise ConfigError(f"--by must be one of {', '.join(PNL_GROUPS)}, got {by!r}")
     if by == "agent":
-        if side is not None:
+        if filters.get("side") is not None:
             raise ConfigError("--side does not apply to --by agent (Shapley credit has no side)")
-        return _agent_pnl_rows(
-            engine,
-            run,
-            symbol=symbol,
-            since=since,
-            until=until,
-            include_incomplete=include_incomplete,
-        )
-    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+        return _agent_pnl_rows(engine, run, filters)
+    run_id = resolve_run(engine, run, include_incomplete=filters.get("include_incomplete", False))
     everything = trade_rows(engine, run_id)
     realised = realised_pnl_by_average_cost(everything)
     # Validates the filters the same way as the plain listing.
-    kept = trade_rows(engine, run_id, symbol=symbol, since=since, until=until, side=side)
+    kept = trade_rows(engine, run_id, **filters)
     wanted = {row["seq"] for row in kept}
     groups: dict[str, dict[str, Any]] = {}
     for row, pnl in zip(everything, realised, strict=True):
@@ -222,17 +210,11 @@ def pnl_rows(
 
 
 def _agent_pnl_rows(
-    engine: Engine,
-    run: int | str | None,
-    *,
-    symbol: str | None,
-    since: str | None,
-    until: str | None,
-    include_incomplete: bool = False,
+    engine: Engine, run: int | str | None, filters: TradeFilters
 ) -> list[dict[str, Any]]:
     """Each agent's Shapley credit over the run (``pnl_rows(by="agent")``)."""
-    start, stop = _check_window(since, until)
-    run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
+    conditions = _conditions(ShapleyValueRow, filters)
+    run_id = resolve_run(engine, run, include_incomplete=filters.get("include_incomplete", False))
     shapley = ShapleyValueRow
     query = (
         select(
@@ -241,16 +223,10 @@ def _agent_pnl_rows(
             func.count().label("steps"),
             func.sum(shapley.phi).label("shapley_pnl"),
         )
-        .where(shapley.run_id == run_id)
+        .where(shapley.run_id == run_id, *conditions)
         .group_by(shapley.agent_index)
         .order_by(shapley.agent_index)
     )
-    if symbol:
-        query = query.where(shapley.symbol == symbol)
-    if start is not None:
-        query = query.where(shapley.ts_event >= start)
-    if stop is not None:
-        query = query.where(shapley.ts_event <= stop)
     with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
         rows = c.execute(query).all()
     total = sum(float(row.shapley_pnl) for row in rows)
@@ -274,29 +250,11 @@ def pnl(
     engine: Engine | str,
     run: int | str | None = "latest",
     by: str = "month",
-    *,
-    symbol: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    side: str | None = None,
-    include_incomplete: bool = False,
+    **filters: Unpack[TradeFilters],
 ) -> pd.DataFrame:
     """:func:`pnl_rows` as a DataFrame, one row per group (``engine`` may be a URL)."""
     import pandas as pd
 
-    if isinstance(engine, str):
-        from storage.db import connect
-
-        engine = connect(engine, create=False)
-    rows = pnl_rows(
-        engine,
-        run,
-        by,
-        symbol=symbol,
-        since=since,
-        until=until,
-        side=side,
-        include_incomplete=include_incomplete,
-    )
+    rows = pnl_rows(engine_of(engine), run, by, **filters)
     columns = list(AGENT_PNL_COLUMNS) if by == "agent" else [by, *PNL_COLUMNS]
     return pd.DataFrame(rows, columns=columns)

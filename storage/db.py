@@ -11,18 +11,35 @@ no lock and does not import Alembic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    RowMapping,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from engine.core.errors import StorageError
 
-__all__ = ["DEFAULT_URL", "connect", "downgrade", "migrate", "storage_errors"]
+__all__ = [
+    "DEFAULT_URL",
+    "connect",
+    "downgrade",
+    "engine_of",
+    "migrate",
+    "read_rows",
+    "storage_errors",
+]
 
 DEFAULT_URL = "sqlite:///runs/emarl.db"
 # The newest migration; a test checks it against the migrations folder. A database
@@ -44,6 +61,13 @@ def storage_errors(what: str) -> Iterator[None]:
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise StorageError(f"{what}: {detail}") from exc
+
+
+def read_rows(engine: Engine, query: Executable, what: str) -> Sequence[RowMapping]:
+    """The rows ``query`` selects, as mappings (a failure is a :class:`StorageError`
+    naming ``what``)."""
+    with storage_errors(what), engine.connect() as connection:
+        return connection.execute(query).mappings().all()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -104,6 +128,11 @@ def connect(url: str = DEFAULT_URL, *, create: bool = True) -> Engine:
     migrate(engine)
     _ENGINES[url] = engine
     return engine
+
+
+def engine_of(engine: Engine | str) -> Engine:
+    """``engine`` itself, or an engine for the existing database at that URL."""
+    return connect(engine, create=False) if isinstance(engine, str) else engine
 
 
 def _current_revision(engine: Engine) -> str | None:

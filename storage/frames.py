@@ -8,15 +8,17 @@ are taken from :mod:`storage.models`, so a renamed column fails here loudly.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import ColumnElement, Engine, Table, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from engine.core.errors import RunNotFoundError
 from storage.db import storage_errors
 from storage.models import (
     AgentActionRow,
+    Base,
     Fill,
     Order,
     OrderEvent,
@@ -25,7 +27,7 @@ from storage.models import (
     ShapleyValueRow,
     ValuationRow,
 )
-from storage.query import resolve_run
+from storage.query import FILL_DETAILS, resolve_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,10 +89,21 @@ def feed_integrity(engine: Engine, run_id: int) -> dict[str, Any] | None:
         return {**row, "gaps": feed_gaps(connection, run_id)}
 
 
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+#: a column to read: of a table, or of a model
+_Column = ColumnElement[Any] | InstrumentedAttribute[Any]
+#: the numpy dtype a column reads into, by its Python type (any other: objects)
+_DTYPES = {int: "i8", float: "f8"}
+
+
 def _frame(
-    engine: Engine, table: Table, run_id: int, columns: tuple[tuple[str, str], ...]
+    engine: Engine, model: type[Base], run_id: int, columns: tuple[_Column, ...]
 ) -> pd.DataFrame:
-    """Columns ``(name, numpy dtype)`` of a run's rows, in sequence order.
+    """A run's rows of ``model`` in sequence order: ``seq``, ``ts_event``, then ``columns``,
+    as numpy arrays (``i8`` for integer columns, ``f8`` for floats, objects for the rest).
 
     Large runs hold millions of rows, so this reads through the driver's cursor
     straight into a numpy record array (several times faster than building
@@ -98,11 +111,9 @@ def _frame(
     """
     import pandas as pd
 
-    query = (
-        select(*(table.c[name] for name, _ in columns))
-        .where(table.c.run_id == int(run_id))
-        .order_by(table.c.seq)
-    )
+    table = _table(model)
+    read = (table.c.seq, table.c.ts_event, *columns)
+    query = select(*read).where(table.c.run_id == int(run_id)).order_by(table.c.seq)
     sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
     with storage_errors(f"reading {table.name} of run {run_id}"):
         connection = engine.raw_connection()
@@ -113,8 +124,9 @@ def _frame(
             cursor.close()
         finally:
             connection.close()
-    records = np.array(rows, dtype=list(columns))
-    return pd.DataFrame({name: records[name] for name, _ in columns})
+    dtype = [(column.key, _DTYPES.get(column.type.python_type, "O")) for column in read]
+    records = np.array(rows, dtype=dtype)
+    return pd.DataFrame({name: records[name] for name, _ in dtype})
 
 
 def _agent_ids(engine: Engine, table: Table, run_id: int, first: int | None) -> dict[int, str]:
@@ -127,7 +139,13 @@ def _agent_ids(engine: Engine, table: Table, run_id: int, first: int | None) -> 
         return {int(index): str(agent) for index, agent in connection.execute(query).all()}
 
 
-def _with_agent_ids(engine: Engine, table: Table, run_id: int, frame: pd.DataFrame) -> pd.DataFrame:
+def _agent_frame(
+    engine: Engine, model: type[Base], run_id: int, columns: tuple[_Column, ...]
+) -> pd.DataFrame:
+    """:func:`_frame` of an agent table with ``agent_index`` and ``agent_id`` before
+    ``columns`` (the rows store the index; each agent's id is looked up once)."""
+    table = _table(model)
+    frame = _frame(engine, model, run_id, (table.c.agent_index, *columns))
     ids: dict[int, str] = {}
     if len(frame):
         ids = _agent_ids(engine, table, run_id, 1_000)
@@ -139,84 +157,45 @@ def _with_agent_ids(engine: Engine, table: Table, run_id: int, frame: pd.DataFra
 
 def snapshots_frame(engine: Engine, run_id: int) -> pd.DataFrame:
     """Per-bar portfolio snapshots: position, mark price, cash, P&L, equity, fees."""
+    row = PortfolioSnapshotRow
     columns = (
-        ("seq", "i8"),
-        ("ts_event", "i8"),
-        ("symbol", "O"),
-        ("position", "f8"),
-        ("avg_price", "f8"),
-        ("mark_price", "f8"),
-        ("cash", "f8"),
-        ("realised_pnl", "f8"),
-        ("unrealised_pnl", "f8"),
-        ("equity", "f8"),
-        ("fees", "f8"),
+        row.symbol,
+        row.position,
+        row.avg_price,
+        row.mark_price,
+        row.cash,
+        row.realised_pnl,
+        row.unrealised_pnl,
+        row.equity,
+        row.fees,
     )
-    return _frame(engine, PortfolioSnapshotRow.__table__, run_id, columns)  # type: ignore[arg-type]
+    return _frame(engine, row, run_id, columns)
 
 
 def fills_frame(engine: Engine, run_id: int) -> pd.DataFrame:
-    """Every fill of the run, oldest first."""
-    columns = (
-        ("seq", "i8"),
-        ("ts_event", "i8"),
-        ("symbol", "O"),
-        ("side", "O"),
-        ("quantity", "f8"),
-        ("price", "f8"),
-        ("commission", "f8"),
-        ("slippage", "f8"),
-        ("order_id", "O"),
-        ("fill_id", "O"),
-        ("strategy_id", "O"),
-    )
-    return _frame(engine, Fill.__table__, run_id, columns)  # type: ignore[arg-type]
+    """Every fill of the run, oldest first (the columns ``emarl trades`` lists)."""
+    return _frame(engine, Fill, run_id, FILL_DETAILS)
 
 
 def agent_actions_frame(engine: Engine, run_id: int) -> pd.DataFrame:
     """Every agent's vote per bar: probabilities, the chosen action (0 bearish, 1 neutral,
     2 bullish) and its confidence."""
-    table: Table = AgentActionRow.__table__  # type: ignore[assignment]
-    columns = (
-        ("seq", "i8"),
-        ("ts_event", "i8"),
-        ("agent_index", "i8"),
-        ("bearish", "f8"),
-        ("neutral", "f8"),
-        ("bullish", "f8"),
-        ("action", "i8"),
-        ("confidence", "f8"),
-    )
-    return _with_agent_ids(engine, table, run_id, _frame(engine, table, run_id, columns))
+    row = AgentActionRow
+    columns = (row.bearish, row.neutral, row.bullish, row.action, row.confidence)
+    return _agent_frame(engine, row, run_id, columns)
 
 
 def shapley_frame(engine: Engine, run_id: int) -> pd.DataFrame:
     """Each agent's Shapley credit per step."""
-    table: Table = ShapleyValueRow.__table__  # type: ignore[assignment]
-    columns = (
-        ("seq", "i8"),
-        ("ts_event", "i8"),
-        ("agent_index", "i8"),
-        ("phi", "f8"),
-        ("value_full", "f8"),
-    )
-    return _with_agent_ids(engine, table, run_id, _frame(engine, table, run_id, columns))
+    row = ShapleyValueRow
+    return _agent_frame(engine, row, run_id, (row.phi, row.value_full))
 
 
 def valuations_frame(engine: Engine, run_id: int) -> pd.DataFrame:
     """Each agent's share price, option value, weight and bubble coefficient per step."""
-    table: Table = ValuationRow.__table__  # type: ignore[assignment]
-    columns = (
-        ("seq", "i8"),
-        ("ts_event", "i8"),
-        ("agent_index", "i8"),
-        ("share_price", "f8"),
-        ("option_value", "f8"),
-        ("target_weight", "f8"),
-        ("weight", "f8"),
-        ("bubble", "f8"),
-    )
-    return _with_agent_ids(engine, table, run_id, _frame(engine, table, run_id, columns))
+    row = ValuationRow
+    columns = (row.share_price, row.option_value, row.target_weight, row.weight, row.bubble)
+    return _agent_frame(engine, row, run_id, columns)
 
 
 def refused_orders_frame(engine: Engine, run_id: int) -> pd.DataFrame:

@@ -22,6 +22,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
+    Label,
+    Subquery,
     and_,
     bindparam,
     delete,
@@ -31,10 +34,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import InstrumentedAttribute
 
 from engine.core.errors import StorageError
 from storage.db import storage_errors
 from storage.models import (
+    EventKey,
     FeedGap,
     Fill,
     Order,
@@ -241,30 +246,44 @@ def record_halt(engine: Engine, run_id: int, gap: Any) -> None:
             connection.execute(insert(FeedGap).values(**_gap_row(run_id, gap, HALTED_GAP)))
 
 
-def record_quarantine(engine: Engine, run_id: int, reason: str) -> None:
-    """Count a quarantined bar and keep its reason."""
-    with storage_errors(f"run {run_id}: recording a quarantined bar"), engine.begin() as c:
-        c.execute(
+def _count(
+    engine: Engine,
+    run_id: int,
+    what: str,
+    counter: InstrumentedAttribute[int],
+    last: InstrumentedAttribute[str | None],
+    reason: str,
+) -> None:
+    """Add one to a paper state's ``counter`` and keep ``reason`` as its ``last``."""
+    with storage_errors(f"run {run_id}: recording {what}"), engine.begin() as connection:
+        connection.execute(
             update(PaperState)
             .where(PaperState.run_id == run_id)
-            .values(quarantined=PaperState.quarantined + 1, last_quarantine=reason[:2000])
+            .values({counter: counter + 1, last: reason[:2000]})
         )
+
+
+def record_quarantine(engine: Engine, run_id: int, reason: str) -> None:
+    """Count a quarantined bar and keep its reason."""
+    _count(
+        engine,
+        run_id,
+        "a quarantined bar",
+        PaperState.quarantined,
+        PaperState.last_quarantine,
+        reason,
+    )
 
 
 def feed_gaps(connection: Connection, run_id: int) -> list[dict[str, Any]]:
     """The run's feed gaps in sequence order (first_seq, last_seq, bars, action, times)."""
     query = select(FeedGap.__table__).where(FeedGap.run_id == run_id).order_by(FeedGap.first_seq)
-    return [dict(row) for row in connection.execute(query).mappings()]
+    return _dicts(connection, query)
 
 
 def record_drop(engine: Engine, run_id: int, reason: str) -> None:
     """Count a dropped message and keep its reason."""
-    with storage_errors(f"run {run_id}: recording a dropped message"), engine.begin() as connection:
-        connection.execute(
-            update(PaperState)
-            .where(PaperState.run_id == run_id)
-            .values(dropped=PaperState.dropped + 1, last_drop=reason[:2000])
-        )
+    _count(engine, run_id, "a dropped message", PaperState.dropped, PaperState.last_drop, reason)
 
 
 def stored_bars(engine: Engine, run_id: int, chunk: int = 5_000) -> Iterator[StoredBar]:
@@ -404,13 +423,19 @@ def run_status(
     return out
 
 
+def _dicts(connection: Connection, query: Executable) -> list[dict[str, Any]]:
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def _per_key(
+    model: type[EventKey], run_id: int, key: InstrumentedAttribute[Any], value: Label[Any]
+) -> Subquery:
+    """``key`` and the aggregate ``value`` of a run's rows of ``model``, a row per key."""
+    return select(key, value).where(model.run_id == run_id).group_by(key).subquery()
+
+
 def _open_orders(connection: Connection, run_id: int) -> list[dict[str, Any]]:
-    filled = (
-        select(Fill.order_id, func.sum(Fill.quantity).label("filled"))
-        .where(Fill.run_id == run_id)
-        .group_by(Fill.order_id)
-        .subquery()
-    )
+    filled = _per_key(Fill, run_id, Fill.order_id, func.sum(Fill.quantity).label("filled"))
     closed = select(OrderEvent.order_id).where(
         OrderEvent.run_id == run_id, OrderEvent.event.in_(TERMINAL_EVENTS)
     )
@@ -430,15 +455,13 @@ def _open_orders(connection: Connection, run_id: int) -> list[dict[str, Any]]:
         .where(func.coalesce(filled.c.filled, 0.0) < Order.quantity - 1e-9)
         .order_by(Order.seq)
     )
-    return [dict(r) for r in connection.execute(query).mappings()]
+    return _dicts(connection, query)
 
 
 def _agent_weights(connection: Connection, run_id: int) -> list[dict[str, Any]]:
-    newest = (
-        select(ValuationRow.agent_index, func.max(ValuationRow.seq).label("seq"))
-        .where(ValuationRow.run_id == run_id)
-        .group_by(ValuationRow.agent_index)
-        .subquery()
+    valuation = ValuationRow
+    newest = _per_key(
+        valuation, run_id, valuation.agent_index, func.max(valuation.seq).label("seq")
     )
     query = (
         select(
@@ -458,4 +481,4 @@ def _agent_weights(connection: Connection, run_id: int) -> list[dict[str, Any]]:
         .where(ValuationRow.run_id == run_id)
         .order_by(ValuationRow.agent_index)
     )
-    return [dict(r) for r in connection.execute(query).mappings()]
+    return _dicts(connection, query)

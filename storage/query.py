@@ -43,6 +43,7 @@ from storage._query_sweeps import (
 from storage._query_trades import (
     AGENT_PNL_COLUMNS,
     FILL_COLUMNS,
+    FILL_DETAILS,
     PNL_COLUMNS,
     PNL_GROUPS,
     TRADE_COLUMNS,
@@ -57,6 +58,7 @@ __all__ = [
     "COMPARE_METRICS",
     "EDGE_METRICS",
     "FILL_COLUMNS",
+    "FILL_DETAILS",
     "FOLD_COLUMNS",
     "PNL_COLUMNS",
     "PNL_GROUPS",

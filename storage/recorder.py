@@ -169,6 +169,19 @@ def _commit(
             also(connection)
 
 
+def _sort_into(messages: Iterable[Message], buffers: dict[type[Message], list[Any]]) -> int:
+    """Append each message to the buffer of its type (types without one are skipped);
+    return how many were bars."""
+    bars = 0
+    for message in messages:
+        if type(message) is Bar:
+            bars += 1
+        buffer = buffers.get(type(message))
+        if buffer is not None:
+            buffer.append(message)
+    return bars
+
+
 def write_messages(
     engine: Engine,
     run_id: int,
@@ -182,18 +195,17 @@ def write_messages(
     Types without a table are skipped; the ``Bar`` messages count as the run's bars
     stored, set with a fresh heartbeat in the same transaction.
     """
-    bound: dict[type[Message], tuple[str, Callable[[Any], Any], list[Any]]] = {}
+    bound: dict[type[Message], tuple[str, Callable[[Any], Any]]] = {}
     for message_type, spec in (DEFAULT_TABLES if tables is None else tables).items():
         columns, convert = spec.bind(message_type)
-        bound[message_type] = (_insert_sql(engine, run_id, spec.table, columns), convert, [])
-    bars = 0
-    for message in messages:
-        if type(message) is Bar:
-            bars += 1
-        entry = bound.get(type(message))
-        if entry is not None:
-            entry[2].append(message)
-    batch = [(sql, list(map(convert, kept))) for sql, convert, kept in bound.values() if kept]
+        bound[message_type] = (_insert_sql(engine, run_id, spec.table, columns), convert)
+    buffers: dict[type[Message], list[Any]] = {message_type: [] for message_type in bound}
+    bars = _sort_into(messages, buffers)
+    batch = [
+        (sql, list(map(convert, buffers[message_type])))
+        for message_type, (sql, convert) in bound.items()
+        if buffers[message_type]
+    ]
     if not batch:
         return 0
     _commit(engine, run_id, batch, heartbeat_statement(engine, run_id), bars)
@@ -341,15 +353,7 @@ class Recorder:
 
         Types this recorder does not persist are skipped, as on the bus.
         """
-        buffers = self._buffers
-        bars = 0
-        for message in messages:
-            if type(message) is Bar:
-                bars += 1
-            buffer = buffers.get(type(message))
-            if buffer is not None:
-                buffer.append(message)
-        return self.flush(bars=bars)
+        return self.flush(bars=_sort_into(messages, self._buffers))
 
     def discard(self) -> None:
         """Drop everything buffered without writing it (a resumed run re-driving stored bars)."""

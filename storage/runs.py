@@ -27,10 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, select, update
 
 from engine.core.errors import StorageError
 from storage.db import storage_errors
+from storage.jobs import create_job, end_job
 from storage.models import Run, RunStatus
 
 __all__ = [
@@ -89,33 +90,29 @@ def create_run(
     """Insert a ``running`` run row, written by this process, and return its id (with the
     run's provenance: the fingerprints of its bars and checkpoint, the checkpoint's
     training window)."""
-    with storage_errors("creating the run row"), engine.begin() as connection:
-        result = connection.execute(
-            insert(Run).values(
-                name=name,
-                kind=kind,
-                scenario=scenario,
-                symbol=symbol,
-                config_json=json.dumps(config, sort_keys=True),
-                config_hash=config_hash,
-                seed=seed,
-                code_version=code_version,
-                status=RunStatus.RUNNING,
-                started_ns=time.time_ns(),
-                bars=bars,
-                bar_gaps=bar_gaps,
-                first_bar_ns=first_bar_ns,
-                last_bar_ns=last_bar_ns,
-                data_fingerprint=data_fingerprint,
-                checkpoint_fingerprint=checkpoint_fingerprint,
-                trained_first_ns=trained_first_ns,
-                trained_last_ns=trained_last_ns,
-                bars_stored=0,
-                **process_identity(),
-            )
-        )
-        run_id = result.inserted_primary_key[0]  # type: ignore[index]
-    return int(run_id)
+    return create_job(
+        engine,
+        Run,
+        "creating the run row",
+        name=name,
+        kind=kind,
+        scenario=scenario,
+        symbol=symbol,
+        config_json=json.dumps(config, sort_keys=True),
+        config_hash=config_hash,
+        seed=seed,
+        code_version=code_version,
+        bars=bars,
+        bar_gaps=bar_gaps,
+        first_bar_ns=first_bar_ns,
+        last_bar_ns=last_bar_ns,
+        data_fingerprint=data_fingerprint,
+        checkpoint_fingerprint=checkpoint_fingerprint,
+        trained_first_ns=trained_first_ns,
+        trained_last_ns=trained_last_ns,
+        bars_stored=0,
+        **process_identity(),
+    )
 
 
 def finish_run(
@@ -132,10 +129,8 @@ def finish_run(
     (and any other column given, as a paper run's ``bars``)."""
     now = time.time_ns()
     values: dict[str, Any] = {
-        "status": status,
         "ended_ns": now,
         "heartbeat_ns": now,
-        "wall_seconds": wall_seconds,
         "summary_json": None if summary is None else json.dumps(summary, sort_keys=True),
         "error": error,
         **columns,
@@ -143,7 +138,7 @@ def finish_run(
     if status == RunStatus.COMPLETED:
         values["bars_stored"] = columns.get("bars", Run.bars)
     with storage_errors(f"finishing run {run_id}"), engine.begin() as connection:
-        connection.execute(update(Run).where(Run.id == run_id).values(**values))
+        connection.execute(end_job(Run, run_id, status=status, wall_seconds=wall_seconds, **values))
 
 
 def heartbeat_statement(engine: Engine, run_id: int) -> str:

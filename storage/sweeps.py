@@ -16,15 +16,24 @@ run row, so the retry finds it: a completed run is reused, an unfinished one
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 
 from engine.core.events import Message
 from storage.db import storage_errors
-from storage.models import Run, RunStatus, Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
+from storage.jobs import create_job, end_job, insert_job
+from storage.models import (
+    Run,
+    RunStatus,
+    Sweep,
+    SweepTask,
+    TaskRow,
+    WalkForwardEquity,
+    WalkForwardFold,
+)
 from storage.recorder import write_messages
 from storage.runs import create_run, finish_run, process_identity
 
@@ -56,23 +65,19 @@ def create_sweep(
     tasks: int,
 ) -> int:
     """Insert a ``running`` sweep row and return its id."""
-    with storage_errors("creating the sweep row"), engine.begin() as connection:
-        result = connection.execute(
-            insert(Sweep).values(
-                kind=kind,
-                name=name,
-                scenario=scenario,
-                config_json=json.dumps(config, sort_keys=True),
-                spec_json=json.dumps(spec, sort_keys=True, default=str),
-                code_version=code_version,
-                scheduler=scheduler,
-                status="running",
-                tasks=tasks,
-                started_ns=time.time_ns(),
-            )
-        )
-        sweep_id = result.inserted_primary_key[0]  # type: ignore[index]
-    return int(sweep_id)
+    return create_job(
+        engine,
+        Sweep,
+        "creating the sweep row",
+        kind=kind,
+        name=name,
+        scenario=scenario,
+        config_json=json.dumps(config, sort_keys=True),
+        spec_json=json.dumps(spec, sort_keys=True, default=str),
+        code_version=code_version,
+        scheduler=scheduler,
+        tasks=tasks,
+    )
 
 
 def finish_sweep(
@@ -85,54 +90,64 @@ def finish_sweep(
 ) -> None:
     with storage_errors(f"finishing sweep {sweep_id}"), engine.begin() as connection:
         connection.execute(
-            update(Sweep)
-            .where(Sweep.id == sweep_id)
-            .values(
+            end_job(
+                Sweep,
+                sweep_id,
                 status=status,
-                ended_ns=time.time_ns(),
                 wall_seconds=wall_seconds,
                 summary_json=_json(summary),
             )
         )
 
 
+@dataclass(frozen=True)
+class _TaskTable:
+    """The rows of a sweep's tasks or of a walk-forward's folds."""
+
+    model: type[TaskRow]
+    #: the task's number within its sweep (the second part of the key)
+    number: str
+    #: what the sweep is called in messages
+    owner: str
+    #: the row's values stored as JSON, each in the column ``<key>_json``
+    json_keys: tuple[str, ...]
+
+    def where(self, sweep_id: int, task: int) -> tuple[ColumnElement[bool], ...]:
+        """The conditions that select task ``task`` of sweep ``sweep_id``."""
+        return (self.model.sweep_id == sweep_id, getattr(self.model, self.number) == task)
+
+
+_TASKS = _TaskTable(SweepTask, "task", "sweep", ("overrides", "summary"))
+_FOLDS = _TaskTable(WalkForwardFold, "fold", "walk-forward", ("train", "params", "summary"))
+
+
+def _record(
+    engine: Engine, table: _TaskTable, sweep_id: int, row: dict[str, Any], new: bool
+) -> None:
+    """Insert (``new``) or update one row of ``table``, its ``json_keys`` stored as JSON."""
+    values = dict(row)
+    for key in table.json_keys:
+        if key in values:
+            values[f"{key}_json"] = _json(values.pop(key))
+    task = values.pop(table.number)
+    statement = (
+        insert(table.model).values(sweep_id=sweep_id, **{table.number: task}, **values)
+        if new
+        else update(table.model).where(*table.where(sweep_id, task)).values(**values)
+    )
+    what = f"{table.owner} {sweep_id}: recording {table.number} {task}"
+    with storage_errors(what), engine.begin() as connection:
+        connection.execute(statement)
+
+
 def record_task(engine: Engine, sweep_id: int, row: dict[str, Any], *, new: bool) -> None:
     """Insert (``new``) or update one task row; dict values are stored as JSON."""
-    values = {
-        key: (_json(value) if key in ("overrides", "summary") else value)
-        for key, value in row.items()
-    }
-    for key in ("overrides", "summary"):
-        if key in values:
-            values[f"{key}_json"] = values.pop(key)
-    task = values.pop("task")
-    with storage_errors(f"sweep {sweep_id}: recording task {task}"), engine.begin() as c:
-        if new:
-            c.execute(insert(SweepTask).values(sweep_id=sweep_id, task=task, **values))
-        else:
-            c.execute(
-                update(SweepTask)
-                .where(SweepTask.sweep_id == sweep_id, SweepTask.task == task)
-                .values(**values)
-            )
+    _record(engine, _TASKS, sweep_id, row, new)
 
 
 def record_fold(engine: Engine, sweep_id: int, row: dict[str, Any], *, new: bool) -> None:
     """Insert (``new``) or update one walk-forward fold row."""
-    values = dict(row)
-    for key in ("train", "params", "summary"):
-        if key in values:
-            values[f"{key}_json"] = _json(values.pop(key))
-    fold = values.pop("fold")
-    with storage_errors(f"walk-forward {sweep_id}: recording fold {fold}"), engine.begin() as c:
-        if new:
-            c.execute(insert(WalkForwardFold).values(sweep_id=sweep_id, fold=fold, **values))
-        else:
-            c.execute(
-                update(WalkForwardFold)
-                .where(WalkForwardFold.sweep_id == sweep_id, WalkForwardFold.fold == fold)
-                .values(**values)
-            )
+    _record(engine, _FOLDS, sweep_id, row, new)
 
 
 def store_equity(
@@ -177,20 +192,13 @@ def store_run(
     return run_id
 
 
-def _task_row(fold: bool) -> tuple[Any, Any]:
-    """The task table and its task-number column (walk-forward folds or sweep tasks)."""
-    if fold:
-        return WalkForwardFold, WalkForwardFold.fold
-    return SweepTask, SweepTask.task
-
-
 def _claim_run(
-    connection: Connection, sweep_id: int, task: int, fold: bool, run: dict[str, Any]
+    connection: Connection, table: _TaskTable, sweep_id: int, task: int, run: dict[str, Any]
 ) -> tuple[int, bool]:
     """Inside one transaction: the task's stored run if it is complete, else a new run
     row linked to the task (an unfinished earlier attempt is deleted first)."""
-    model, number = _task_row(fold)
-    query = select(model.run_id).where(model.sweep_id == sweep_id, number == task)
+    where = table.where(sweep_id, task)
+    query = select(table.model.run_id).where(*where)
     if connection.dialect.name == "postgresql":
         query = query.with_for_update()  # two attempts at one task take turns
     earlier = connection.execute(query).scalar()
@@ -201,25 +209,20 @@ def _claim_run(
         # Its rows go with it (ON DELETE CASCADE); the task row's run_id is set below.
         connection.execute(delete(Run).where(Run.id == earlier))
     values = dict(run)
-    result = connection.execute(
-        insert(Run).values(
-            name=values.pop("name"),
-            kind=values.pop("kind"),
-            scenario=values.pop("scenario"),
-            symbol=values.pop("symbol"),
-            config_json=json.dumps(values.pop("config"), sort_keys=True),
-            status=RunStatus.RUNNING,
-            started_ns=time.time_ns(),
-            bars_stored=0,
-            **process_identity(),
-            **values,
-        )
+    run_id = insert_job(
+        connection,
+        Run,
+        name=values.pop("name"),
+        kind=values.pop("kind"),
+        scenario=values.pop("scenario"),
+        symbol=values.pop("symbol"),
+        config_json=json.dumps(values.pop("config"), sort_keys=True),
+        bars_stored=0,
+        **process_identity(),
+        **values,
     )
-    run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     connection.execute(
-        update(model)
-        .where(model.sweep_id == sweep_id, number == task)
-        .values(run_id=run_id, status=RunStatus.RUNNING)
+        update(table.model).where(*where).values(run_id=run_id, status=RunStatus.RUNNING)
     )
     return run_id, False
 
@@ -241,9 +244,12 @@ def store_task_run(
     ``reused`` is true when an earlier attempt at the same task had already stored
     its run completely: that run is kept and nothing is written.
     """
-    where = f"{'walk-forward' if fold else 'sweep'} {sweep_id}: storing the run of task {task}"
-    with storage_errors(where), engine.begin() as connection:
-        run_id, reused = _claim_run(connection, sweep_id, task, fold, run)
+    table = _FOLDS if fold else _TASKS
+    with (
+        storage_errors(f"{table.owner} {sweep_id}: storing the run of task {task}"),
+        engine.begin() as connection,
+    ):
+        run_id, reused = _claim_run(connection, table, sweep_id, task, run)
     if reused:
         return run_id, True
     if messages is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -12,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.core.errors import ConfigError, RunNotFoundError, StorageError
+from storage.jobs import end_job, insert_job
 from storage.models import TrainingMetric, TrainingRun
 
 __all__ = [
@@ -50,23 +50,19 @@ def create_training_run(
     seed: int,
     code_version: str,
 ) -> int:
-    row = {
-        "name": name,
-        "scenario": scenario,
-        "config_json": json.dumps(config, sort_keys=True, default=str),
-        "config_hash": config_hash,
-        "seed": seed,
-        "code_version": code_version,
-        "status": "running",
-        "started_ns": time.time_ns(),
-        "updates": 0,
-    }
     try:
         with engine.begin() as conn:
-            result = conn.execute(insert(TrainingRun).values(**row))
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+            return insert_job(
+                conn,
+                TrainingRun,
+                name=name,
+                scenario=scenario,
+                config_json=json.dumps(config, sort_keys=True, default=str),
+                config_hash=config_hash,
+                seed=seed,
+                code_version=code_version,
+                updates=0,
+            )
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot store the training run: {exc}") from exc
 
@@ -103,11 +99,10 @@ def finish_training_run(
     try:
         with engine.begin() as conn:
             conn.execute(
-                update(TrainingRun)
-                .where(TrainingRun.id == training_run_id)
-                .values(
+                end_job(
+                    TrainingRun,
+                    training_run_id,
                     status=status,
-                    ended_ns=time.time_ns(),
                     wall_seconds=wall_seconds,
                     checkpoint=checkpoint,
                     error=error,
