@@ -17,6 +17,8 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plotly.offline import get_plotlyjs
+
 from reporting import figures
 from reporting.downsample import DEFAULT_BUCKETS
 from reporting.tables import (
@@ -27,6 +29,19 @@ from reporting.tables import (
     trades_table,
 )
 from reporting.trades import round_trips_frame
+from storage.frames import (
+    agent_actions_frame,
+    feed_integrity,
+    fills_frame,
+    last_stored_ns,
+    refused_orders_frame,
+    run_info,
+    shapley_frame,
+    snapshots_frame,
+    valuations_frame,
+)
+from storage.models import RunStatus
+from storage.query import sweep_info, walk_forward_equity, walk_forward_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,15 +89,6 @@ def run_sections(
     engine: Engine, run: int | str | None = "latest", *, buckets: int = DEFAULT_BUCKETS
 ) -> tuple[dict[str, Any], list[Section]]:
     """The run row and the report's sections for a stored run."""
-    from storage.frames import (
-        agent_actions_frame,
-        fills_frame,
-        refused_orders_frame,
-        run_info,
-        shapley_frame,
-        snapshots_frame,
-        valuations_frame,
-    )
 
     info = run_info(engine, run)
     run_id = int(info["id"])
@@ -191,7 +197,6 @@ def run_sections(
 
 def feed_section(engine: Engine, run_id: int) -> Section:
     """A paper run's feed: the bars never received and the bars quarantined."""
-    from storage.frames import feed_integrity
 
     feed = feed_integrity(engine, run_id)
     if feed is None:
@@ -271,7 +276,6 @@ LOADER = """
 def render_html(title: str, subtitle: str, sections: list[Section]) -> str:
     """The report page: header, sections, plotly.js inlined and a loader that draws
     every figure."""
-    from plotly.offline import get_plotlyjs
 
     parts = []
     scripts = []
@@ -326,11 +330,9 @@ def build_report(
     last_ns = info.get("last_bar_ns")
     bars = f"{info['bars']:,} bars"
     stored = info.get("bars_stored")
-    from storage.models import RunStatus
 
     if info["status"] != RunStatus.COMPLETED and info["kind"] != "paper" and stored is not None:
         # the rows end where the run stopped, not where it was to end
-        from storage.frames import last_stored_ns
 
         last_ns = last_stored_ns(engine, int(info["id"]))
         bars = f"{info['status']} at bar {stored:,} of {info['bars']:,}"
@@ -412,7 +414,6 @@ def walk_forward_report(
 ) -> str:
     """The HTML report of a stored walk-forward: the stitched out-of-sample metrics,
     the stitched equity curve coloured by fold, and the per-fold table."""
-    from storage.query import sweep_info, walk_forward_equity, walk_forward_rows
 
     info = sweep_info(engine, sweep, "walkforward")
     folds = walk_forward_rows(engine, info["id"])

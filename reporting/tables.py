@@ -8,6 +8,8 @@ import html
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from engine.core.events import reason_kind
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -118,7 +120,6 @@ def metrics_table(summary: dict[str, Any]) -> str:
 
 def refusals_table(orders: dict[str, Any] | None, refused: pd.DataFrame) -> str:
     """Orders sent, and denied / rejected ones counted by kind of reason."""
-    from engine.core.events import reason_kind
 
     rows = []
     if orders is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -59,7 +60,6 @@ def parse_time(text: str | None, name: str) -> int | None:
     """A date or time (ISO 8601; naive means UTC) as int ns UTC; ConfigError when unparsable."""
     if text is None or text == "":
         return None
-    from datetime import UTC, datetime
 
     try:
         stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))

@@ -17,7 +17,7 @@ from storage.jobs import newest_jobs
 from storage.models import Sweep, SweepTask, WalkForwardEquity, WalkForwardFold
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # only for a DataFrame: the query commands print without pandas
 
 __all__ = [
     "FOLD_COLUMNS",
@@ -181,7 +181,7 @@ def walk_forward_equity(engine: Engine | str, sweep: int | str | None = "latest"
     """The stitched out-of-sample equity curve of a walk-forward as a DataFrame:
     ``time`` (UTC), ``fold``, ``equity`` (stitched, starting at the scenario's cash)
     and ``fold_equity`` (that fold's own run). ``engine`` may be a database URL."""
-    import pandas as pd
+    import pandas as pd  # only for a DataFrame: the query commands print without pandas
 
     engine = engine_of(engine)
     sweep_id = resolve_sweep(engine, sweep, "walkforward")

@@ -5,6 +5,7 @@ Re-exported by :mod:`storage.query`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from sqlalchemy import ColumnElement, Engine, func, select
@@ -16,7 +17,7 @@ from storage.db import engine_of, storage_errors
 from storage.models import Fill, ShapleyValueRow
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # only for a DataFrame: the query commands print without pandas
 
 __all__ = [
     "AGENT_PNL_COLUMNS",
@@ -129,7 +130,7 @@ def trades(
 
     ``engine`` is an SQLAlchemy engine or a database URL.
     """
-    import pandas as pd
+    import pandas as pd  # only for a DataFrame: the query commands print without pandas
 
     rows = trade_rows(engine_of(engine), run, **filters)
     frame = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
@@ -151,7 +152,6 @@ def realised_pnl_by_average_cost(rows: list[dict[str, Any]]) -> list[float]:
 
 
 def _period(ns: int, by: str) -> str:
-    from datetime import UTC, datetime, timedelta
 
     day = datetime.fromtimestamp(ns // 1_000_000_000, UTC).date()
     if by == "day":
@@ -253,7 +253,7 @@ def pnl(
     **filters: Unpack[TradeFilters],
 ) -> pd.DataFrame:
     """:func:`pnl_rows` as a DataFrame, one row per group (``engine`` may be a URL)."""
-    import pandas as pd
+    import pandas as pd  # only for a DataFrame: the query commands print without pandas
 
     rows = pnl_rows(engine_of(engine), run, by, **filters)
     columns = list(AGENT_PNL_COLUMNS) if by == "agent" else [by, *PNL_COLUMNS]

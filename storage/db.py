@@ -11,6 +11,8 @@ no lock and does not import Alembic.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,8 +85,6 @@ def _set_wal(cursor: Any) -> None:
     """Switch the file to WAL. Another process switching a new file at the same moment
     makes SQLite answer "database is locked" at once (the busy timeout does not apply to
     this pragma), so it is tried again for up to the busy timeout."""
-    import sqlite3
-    import time
 
     deadline = time.monotonic() + 10.0
     while True:
@@ -191,6 +191,7 @@ def migrate(engine: Engine) -> None:
     """
     if _current_revision(engine) == HEAD_REVISION:
         return
+    # alembic (0.2 s to import) loads only to check or migrate the schema
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -217,6 +218,7 @@ def migrate(engine: Engine) -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Undo migrations down to ``revision``, under the schema lock (tests of upgrades)."""
+    # alembic (0.2 s to import) loads only to check or migrate the schema
     from alembic import command
     from alembic.config import Config
 

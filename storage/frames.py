@@ -22,15 +22,17 @@ from storage.models import (
     Fill,
     Order,
     OrderEvent,
+    PaperState,
     PortfolioSnapshotRow,
     Run,
     ShapleyValueRow,
     ValuationRow,
 )
+from storage.paper import feed_gaps
 from storage.query import FILL_DETAILS, resolve_run
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # only for a report's frames: the CLI starts without pandas
 
 __all__ = [
     "agent_actions_frame",
@@ -70,8 +72,6 @@ def last_stored_ns(engine: Engine, run_id: int) -> int | None:
 
 def feed_integrity(engine: Engine, run_id: int) -> dict[str, Any] | None:
     """A paper run's feed gaps, quarantined bars and dropped messages (None: not paper)."""
-    from storage.models import PaperState
-    from storage.paper import feed_gaps
 
     state = PaperState.__table__
     with storage_errors(f"reading the feed of run {run_id}"), engine.connect() as connection:
@@ -109,7 +109,7 @@ def _frame(
     straight into a numpy record array (several times faster than building
     SQLAlchemy rows); the statement is still built and rendered by SQLAlchemy.
     """
-    import pandas as pd
+    import pandas as pd  # only for a report's frames: the CLI starts without pandas
 
     table = _table(model)
     read = (table.c.seq, table.c.ts_event, *columns)
@@ -206,7 +206,7 @@ def refused_orders_frame(engine: Engine, run_id: int) -> pd.DataFrame:
     Two reads, not a join: the refused events first (few, as a rule), then their orders by
     ``(run_id, order_id)``; SQLite would otherwise join every order event of a long run to
     the orders table by ``run_id`` alone, quadratic in the run's orders."""
-    import pandas as pd
+    import pandas as pd  # only for a report's frames: the CLI starts without pandas
 
     events = OrderEvent.__table__
     orders = Order.__table__

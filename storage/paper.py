@@ -51,6 +51,7 @@ from storage.models import (
     RunStatus,
     ValuationRow,
 )
+from storage.query import resolve_run
 
 __all__ = [
     "PaperRun",
@@ -347,7 +348,6 @@ def run_status(
     ``run`` is a run id, a run name (the newest run of that name) or ``latest`` (the
     newest completed run, or of any status with ``include_incomplete``).
     """
-    from storage.query import resolve_run
 
     now = time.time_ns() if now_ns is None else now_ns
     run_id = resolve_run(engine, run, include_incomplete=include_incomplete)

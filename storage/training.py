@@ -115,7 +115,7 @@ def finish_training_run(
 def training_metrics(engine: Engine, training_run: int | str | None) -> tuple[int, str, Any]:
     """(id, name, per-update metrics as a pandas DataFrame) of a training run (an id, or
     ``"latest"`` / None for the newest)."""
-    import pandas as pd
+    import pandas as pd  # only for a DataFrame of the metrics
 
     try:
         with engine.connect() as conn:

@@ -45,6 +45,7 @@ from typing import IO, Any
 import msgspec
 
 from engine.core.errors import StorageError
+from storage.db import connect, storage_errors
 
 __all__ = ["MAX_IN_FLIGHT", "WriterProcess"]
 
@@ -216,7 +217,6 @@ class WriterProcess:
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    from storage.db import connect, storage_errors
 
     frames: queue.Queue[bytes | None] = queue.Queue()
 
