@@ -14,6 +14,7 @@ drawing time, and the time since navigation start, in milliseconds).
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from storage.frames import (
     valuations_frame,
 )
 from storage.models import RunStatus
-from storage.query import sweep_info, walk_forward_equity, walk_forward_rows
+from storage.query import strategy_label, sweep_info, walk_forward_equity, walk_forward_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -174,7 +175,7 @@ def run_sections(
             )
         )
     if not (len(actions) or len(shapley) or len(valuations)):
-        kind = info["config"].get("strategy", {}).get("kind", "this strategy")
+        kind = strategy_label(json.dumps(info["config"])) or "this strategy"
         sections.append(
             Section(
                 "Agents",
@@ -339,7 +340,8 @@ def build_report(
     if info.get("first_bar_ns") is not None and last_ns is not None:
         period = f"{time_text(info['first_bar_ns'])} .. {time_text(last_ns)} UTC, "
     subtitle = (
-        f"{info['kind']} · {info['status']} · {period}{bars} · seed "
+        f"{info['kind']} · {strategy_label(json.dumps(info['config']))} · {info['status']} · "
+        f"{period}{bars} · seed "
         f"{info['seed']} · scenario {info['scenario'] or 'n/a'} · code {info['code_version']}"
         f" · bars {_short(info.get('data_fingerprint'))}"
     )

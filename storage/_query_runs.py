@@ -29,6 +29,7 @@ __all__ = [
     "parse_time",
     "refusal_counts",
     "resolve_run",
+    "strategy_label",
 ]
 
 # what list_runs reads of each run
@@ -51,6 +52,7 @@ _LISTED = (
     Run.checkpoint_fingerprint,
     Run.trained_first_ns,
     Run.trained_last_ns,
+    Run.config_json,
 )
 #: the run columns :func:`list_runs` reads, in order
 RUN_COLUMNS = tuple(column.key for column in _LISTED)
@@ -135,6 +137,7 @@ def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
                     RunStatus.INTERRUPTED.value if row["id"] in interrupted else row["status"]
                 ),
                 "symbol": row["symbol"],
+                "strategy": strategy_label(row["config_json"]),
                 "bars": row["bars"],
                 "bars_stored": row["bars_stored"],
                 "started_ns": row["started_ns"],
@@ -154,6 +157,17 @@ def list_runs(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def strategy_label(config_json: str | None) -> str:
+    """What a run ran, from its stored config: the ``[strategy]`` kind (``sma_cross``), or
+    for a strategy of the user's its import path and parameters
+    (``examples/breakout.py:Breakout(lookback=40, stop=0.03)``)."""
+    strategy = (json.loads(config_json) if config_json else {}).get("strategy") or {}
+    if strategy.get("kind") != "custom":
+        return str(strategy.get("kind", ""))
+    params = ", ".join(f"{key}={value!r}" for key, value in strategy.get("params", {}).items())
+    return f"{strategy.get('import_path', '?')}({params})"
 
 
 def refusal_counts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +232,7 @@ def compare_rows(
     for run in runs:
         run_id = resolve_run(engine, run, include_incomplete=include_incomplete)
         query = select(
-            Run.name, Run.status, Run.symbol, Run.summary_json, Run.trained_last_ns
+            Run.name, Run.status, Run.symbol, Run.summary_json, Run.trained_last_ns, Run.config_json
         ).where(Run.id == run_id)
         with storage_errors(f"reading run {run_id}"), engine.connect() as connection:
             row = connection.execute(query).one()
@@ -228,6 +242,7 @@ def compare_rows(
             "name": row.name,
             "status": row.status,
             "symbol": row.symbol,
+            "strategy": strategy_label(row.config_json),
         }
         for key in COMPARE_METRICS:
             entry[key] = summary.get(key)

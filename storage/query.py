@@ -27,6 +27,7 @@ from storage._query_runs import (
     parse_time,
     refusal_counts,
     resolve_run,
+    strategy_label,
 )
 from storage._query_shapley import shapley_count, shapley_rows
 from storage._query_sweeps import (
@@ -79,6 +80,7 @@ __all__ = [
     "resolve_sweep",
     "shapley_count",
     "shapley_rows",
+    "strategy_label",
     "sweep_info",
     "sweep_task_rows",
     "trade_rows",

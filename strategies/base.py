@@ -13,10 +13,11 @@ bus it talks to and subscribed once, in the kernel's order.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from engine.core.bus import Bus
 from engine.core.clock import Clock
+from engine.core.errors import ConfigError
 from engine.core.events import (
     BUY,
     GTC,
@@ -86,7 +87,24 @@ class Agent:
 
 
 class Strategy:
-    """Subclasses implement :meth:`on_bar`; :meth:`submit_order` sends orders."""
+    """Subclasses implement :meth:`on_bar`; :meth:`submit_order` sends orders.
+
+    A strategy of your own (run with ``emarl.backtest(scenario, strategy=MyStrategy,
+    **params)``) declares its parameters as annotated class attributes with defaults,
+    reads them as ``self.<name>``, and sets up its state in :meth:`setup`::
+
+        class Breakout(Strategy):
+            lookback: int = 20
+
+            def setup(self) -> None:
+                self.highs = collections.deque(maxlen=self.lookback)
+
+            def on_bar(self, bar: Bar) -> None: ...
+
+    :meth:`create` builds one: it checks the keyword parameters against the declared
+    ones (an unknown name or a value of the wrong type is a :class:`ConfigError` that
+    lists them), sets them, then calls :meth:`setup`.
+    """
 
     def __init__(self, strategy_id: str, bus: Bus, symbol: str, clock: Clock) -> None:
         self.strategy_id = strategy_id
@@ -97,6 +115,42 @@ class Strategy:
         self._bus = bus
         self._order_count = 0
         self._clock = clock
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """The declared parameters and their defaults: every annotated, public class
+        attribute with a value, of this class and its bases below :class:`Strategy`."""
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if not issubclass(klass, Strategy) or klass is Strategy:
+                continue
+            for name in vars(klass).get("__annotations__", {}):
+                if not name.startswith("_") and name in vars(klass):
+                    found[name] = vars(klass)[name]
+        return found
+
+    @classmethod
+    def create(
+        cls, bus: Bus, clock: Clock, symbol: str, strategy_id: str = "", **params: Any
+    ) -> Self:
+        """A strategy on ``bus`` for ``symbol`` with ``params`` over the declared defaults
+        (see the class docstring), set up and ready to subscribe."""
+        declared = cls.parameters()
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ConfigError(
+                f"{cls.__name__} has no parameter {', '.join(map(repr, unknown))} "
+                f"(its parameters: {known})"
+            )
+        strategy = cls(strategy_id or cls.__name__.lower(), bus, symbol, clock)
+        for name, value in {**declared, **params}.items():
+            setattr(strategy, name, _checked(cls.__name__, name, declared[name], value))
+        strategy.setup()
+        return strategy
+
+    def setup(self) -> None:
+        """Set up state from the parameters (called once by :meth:`create`)."""
 
     def subscribe(self) -> None:
         bus = self._bus
@@ -180,3 +234,18 @@ class Strategy:
             return None
         side = BUY if difference > 0 else SELL
         return self.submit_order(side, abs(difference))
+
+
+def _checked(owner: str, name: str, default: Any, value: Any) -> Any:
+    """``value`` for the parameter ``name`` whose default is ``default``: an int where a
+    float is declared becomes a float; another type than the default's is an error."""
+    if isinstance(value, bool) != isinstance(default, bool) and default is not None:
+        pass  # True is an int to Python, not to a parameter: an error below
+    elif default is None or value is None or isinstance(value, type(default)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(
+        f"{owner}.{name} must be a {type(default).__name__} like its default {default!r}, "
+        f"got {value!r}"
+    )

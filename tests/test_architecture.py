@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("engine", "brokers", "strategies", "storage", "reporting", "indicators")
+PACKAGES = ("emarl", "engine", "brokers", "strategies", "storage", "reporting", "indicators")
 MAX_LINES = 600
 
 

@@ -52,6 +52,8 @@ class BacktestResult:
     setup_seconds: float = 0.0
     #: the run row's provenance columns (:func:`engine.app.outcome.provenance`)
     provenance: dict[str, Any] | None = None
+    #: per bar: time, equity, position, cash and mark; the fills (the kernel's observer)
+    collector: ResultsCollector | None = None
 
     @property
     def summary(self) -> Summary:
@@ -113,6 +115,7 @@ async def run_backtest_async(
     scenario_path: str = "",
     progress: Callable[[int, int], None] | None = None,
     strategy_factory: StrategyFactory | None = None,
+    strategy_record: dict[str, Any] | None = None,
     tap: Callable[[MessageBus], None] | None = None,
     writer_process: bool | None = None,
 ) -> BacktestResult:
@@ -133,13 +136,17 @@ async def run_backtest_async(
     ``WRITER_PROCESS_MIN_BARS`` (20,000) bars on any database but an in-memory SQLite
     one, which another process cannot open: starting the child costs some 0.3 s, and
     it saves some 30 µs a bar. ``True`` / ``False`` force either way.
+
+    ``strategy_factory`` runs another strategy than the scenario's; ``strategy_record``
+    (:func:`engine.app.kernel.custom_strategy`) is what the run row stores of it.
     """
     symbol = config.instrument.symbol
     if data is None:
         data = load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
     elif data.symbol != symbol:
         raise ConfigError(f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}")
-    check_warmup(config, len(data))
+    if strategy_factory is None:  # a custom strategy's warm-up is its own affair
+        check_warmup(config, len(data))
     warmup_until = trade_start_ns(config)
     if warmup_until is not None and warmup_until > int(data.ts[-1]):
         raise ConfigError(
@@ -170,6 +177,7 @@ async def run_backtest_async(
             record=kernel.training_record,
             writer_process=writer_process,
             started=started,
+            strategy=strategy_record,
         )
     collector = ResultsCollector(bus, len(data))
     kernel.start(session.recorder if session else None, observers=[collector])
@@ -207,6 +215,7 @@ async def run_backtest_async(
         data=data,
         setup_seconds=setup,
         provenance=provenance(data, kernel.training_record),
+        collector=collector,
     )
 
 

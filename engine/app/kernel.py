@@ -32,11 +32,15 @@ tasks and walk-forward folds (which run backtests) are shells over this module a
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from brokers.portfolio import Portfolio
@@ -51,8 +55,9 @@ from engine.app.scenario import ScenarioConfig
 from engine.app.warmup import WarmupGate, trade_start_ns
 from engine.core.bus import Bus, MessageBus
 from engine.core.clock import SimulatedClock
+from engine.core.errors import ConfigError
 from engine.core.events import Bar
-from strategies.base import Component
+from strategies.base import Component, Strategy
 from strategies.execution import TargetExecution
 from strategies.marl.config import AGENTS, MappoEnsembleConfig
 from strategies.meta.investor import MetaInvestor
@@ -60,7 +65,7 @@ from strategies.meta.params import MetaInvestorParams
 from strategies.scripted import ScriptedAgent, ScriptedEnsembleConfig
 from strategies.sma_cross import SmaCross
 
-__all__ = ["Kernel", "StrategyFactory", "build_kernel", "build_strategy"]
+__all__ = ["Kernel", "StrategyFactory", "build_kernel", "build_strategy", "custom_strategy"]
 
 log = logging.getLogger("emarl.kernel")
 
@@ -277,3 +282,62 @@ def _learned_ensemble(
     features = FeatureEngine(bus, clock, symbol, config.indicators)
     execution = TargetExecution(bus, clock, symbol)
     return [meta, features, AgentPanel(agents), execution]
+
+
+def custom_strategy(
+    strategy: type[Strategy] | Callable[..., Any], params: dict[str, Any]
+) -> tuple[StrategyFactory, dict[str, Any]]:
+    """A strategy of the user's as a :data:`StrategyFactory`, and what a run row stores of
+    it in place of the scenario's ``[strategy]``: ``kind = "custom"``, its import path and
+    its parameters (a class's declared defaults with ``params`` over them).
+
+    ``strategy`` is a :class:`~strategies.base.Strategy` subclass, built with
+    :meth:`~strategies.base.Strategy.create` on the scenario's symbol, or a function
+    ``(config, bus, clock, **params)`` returning the component(s)."""
+    if isinstance(strategy, type) and issubclass(strategy, Strategy):
+        cls = strategy
+        stored = {**cls.parameters(), **params}
+
+        def build(config: ScenarioConfig, bus: Bus, clock: SimulatedClock) -> Any:
+            return cls.create(bus, clock, config.instrument.symbol, **params)
+
+    elif callable(strategy) and not isinstance(strategy, type):
+        function = strategy
+        stored = dict(params)
+
+        def build(config: ScenarioConfig, bus: Bus, clock: SimulatedClock) -> Any:
+            return function(config, bus, clock, **params)
+
+    else:
+        raise ConfigError(
+            f"strategy must be a Strategy subclass or a function (config, bus, clock), "
+            f"got {strategy!r}"
+        )
+    try:
+        stored = msgspec.to_builtins(stored)
+        msgspec.json.encode(stored)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise ConfigError(
+            f"the parameters of {strategy.__qualname__} must be plain values (numbers, "
+            f"strings, lists, dicts) to be stored with the run: {exc}"
+        ) from None
+    record = {"kind": "custom", "import_path": import_path(strategy), "params": stored}
+    return build, record
+
+
+def import_path(obj: Any) -> str:
+    """``module:qualified.name`` of a class or function; for one defined in a script run
+    as ``python path/to/script.py``, the script's path (relative to the working folder
+    when it lies inside it) in place of ``__main__``."""
+    module = obj.__module__
+    if module == "__main__":
+        try:
+            file = inspect.getsourcefile(obj)
+        except TypeError:  # defined in an interactive session or a notebook
+            file = None
+        if file is None:
+            file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if file:
+            relative = os.path.relpath(file)
+            module = file if relative.startswith("..") else relative
+    return f"{module}:{obj.__qualname__}"

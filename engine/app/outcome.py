@@ -186,17 +186,22 @@ def run_row(
     name: str | None = None,
     data: BarData | None = None,
     origin: dict[str, Any] | None = None,
+    strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The columns a run row stores of a run of ``config`` (``storage.runs.create_run``'s
     arguments): what ran, with which code, on which bars (None for a paper run: they
-    arrive live) and ``origin`` (:func:`provenance`)."""
+    arrive live) and ``origin`` (:func:`provenance`). ``strategy`` is stored in place of
+    the scenario's ``[strategy]`` when another strategy ran (:func:`custom_strategy`)."""
+    stored = config.to_dict()
+    if strategy is not None:
+        stored["strategy"] = strategy
     return {
         "name": name or config.run.name,
         "kind": kind,
         "scenario": scenario_path,
         "symbol": config.instrument.symbol,
-        "config": config.to_dict(),
-        "config_hash": config_hash(config),
+        "config": stored,
+        "config_hash": config_hash(stored),
         "seed": config.run.seed,
         "code_version": code_version(),
         "bars": 0 if data is None else len(data),

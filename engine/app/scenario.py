@@ -167,9 +167,11 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
         return out
 
 
-def config_hash(config: ScenarioConfig) -> str:
-    """SHA-256 of the effective config's canonical JSON (first 16 hex digits)."""
-    payload = msgspec.json.encode(config.to_dict(), order="sorted")
+def config_hash(config: ScenarioConfig | dict[str, Any]) -> str:
+    """SHA-256 of the effective config's canonical JSON (first 16 hex digits); a dict is
+    a config as a run row stores it."""
+    stored = config if isinstance(config, dict) else config.to_dict()
+    payload = msgspec.json.encode(stored, order="sorted")
     return hashlib.sha256(payload).hexdigest()[:16]
 
 

@@ -74,9 +74,11 @@ class RunSession:
         flush_every_bars: int | None = None,
         writer_process: bool = False,
         started: float | None = None,
+        strategy: dict[str, Any] | None = None,
     ) -> RunSession:
         """Store a new ``running`` row for ``config`` (with its bars' figures and
-        fingerprint when they are known) and its recorder on ``bus``."""
+        fingerprint when they are known) and its recorder on ``bus``; ``strategy`` is
+        what ran instead of the scenario's strategy (:func:`engine.app.outcome.run_row`)."""
         columns = run_row(
             config,
             kind=kind,
@@ -84,6 +86,7 @@ class RunSession:
             name=name,
             data=data,
             origin=provenance(data, record),
+            strategy=strategy,
         )
         run_id = create_run(engine, **columns)
         writer = None

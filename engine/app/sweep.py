@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 from engine.app.scenario import ScenarioConfig, scenario_from_dict
 from engine.app.significance import expected_max_sharpe, psr_from_moments
 from engine.app.sweep_grid import (
@@ -72,6 +74,7 @@ from storage.sweeps import create_sweep, finish_sweep, record_task, store_run
 __all__ = [
     "METRICS",
     "SweepResult",
+    "SweepStore",
     "TaskOutcome",
     "TaskSpec",
     "build_tasks",
@@ -96,6 +99,47 @@ __all__ = [
 
 def is_postgres(url: str) -> bool:
     return url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+@dataclass(frozen=True)
+class SweepStore:
+    """The sweep row a sweep or walk-forward opened, and where its tasks write."""
+
+    url: str
+    engine: Engine
+    sweep_id: int
+    #: workers write their own rows (PostgreSQL); on SQLite the parent writes them
+    parallel: bool
+    #: ``time.perf_counter()`` when the sweep began
+    started: float
+
+    @classmethod
+    def open(
+        cls,
+        config: ScenarioConfig,
+        *,
+        kind: str,
+        db_url: str | None,
+        scenario_path: str,
+        spec: dict[str, Any],
+        scheduler: str,
+        tasks: int,
+    ) -> SweepStore:
+        url = db_url or config.storage.url
+        engine = connect(url)
+        started = time.perf_counter()
+        sweep_id = create_sweep(
+            engine,
+            kind=kind,
+            name=config.run.name,
+            scenario=scenario_path,
+            config=config.to_dict(),
+            spec=spec,
+            code_version=code_version(),
+            scheduler=scheduler,
+            tasks=tasks,
+        )
+        return cls(url, engine, sweep_id, is_postgres(url), started)
 
 
 def _distributed() -> Any:
@@ -329,17 +373,12 @@ def run_sweep(
                 scenario_from_dict(copy.deepcopy(spec.config), base_dir=spec.base_dir),
                 source=f"--train, task {spec.task}",
             )
-    url = db_url or config.storage.url
-    engine = connect(url)
-    worker_writes = is_postgres(url)
     function = task_function or run_task
-    started = time.perf_counter()
-    sweep_id = create_sweep(
-        engine,
+    store = SweepStore.open(
+        config,
         kind="sweep",
-        name=config.run.name,
-        scenario=scenario_path,
-        config=config.to_dict(),
+        db_url=db_url,
+        scenario_path=scenario_path,
         spec={
             "grid": grid,
             "seeds": seeds,
@@ -348,15 +387,14 @@ def run_sweep(
             "train": train,
             "train_updates": train_updates,
         },
-        code_version=code_version(),
         scheduler=scheduler or f"local:{workers}",
         tasks=len(tasks),
     )
-    folder = Path(checkpoint_dir or Path("runs") / f"sweep-{sweep_id}").resolve()
+    folder = Path(checkpoint_dir or Path("runs") / f"sweep-{store.sweep_id}").resolve()
     tasks = [
         dataclasses.replace(
             spec,
-            sweep_id=sweep_id,
+            sweep_id=store.sweep_id,
             train=train,
             train_updates=train_updates,
             checkpoint=str(folder / f"task-{spec.task}.pt") if train else "",
@@ -365,8 +403,8 @@ def run_sweep(
     ]
     for spec in tasks:
         record_task(
-            engine,
-            sweep_id,
+            store.engine,
+            store.sweep_id,
             {
                 "task": spec.task,
                 "overrides": spec.overrides,
@@ -387,15 +425,15 @@ def run_sweep(
                 dask,
                 function,
                 tasks,
-                arguments=lambda spec: (spec, url, worker_writes, keep_messages),
-                key=lambda spec: f"emarl-sweep-{sweep_id}-task-{spec.task}",
+                arguments=lambda spec: (spec, store.url, store.parallel, keep_messages),
+                key=lambda spec: f"emarl-sweep-{store.sweep_id}-task-{spec.task}",
                 retries=retries,
                 lost=lambda spec, exc: lost_outcome(spec.task, exc),
             ):
-                outcome.run_id = store_outcome(engine, outcome)
+                outcome.run_id = store_outcome(store.engine, outcome)
                 record_task(
-                    engine,
-                    sweep_id,
+                    store.engine,
+                    store.sweep_id,
                     {
                         "task": spec.task,
                         "status": outcome.status,
@@ -414,12 +452,12 @@ def run_sweep(
                     progress(len(rows), len(tasks))
         status = "completed"
     finally:
-        wall = time.perf_counter() - started
+        wall = time.perf_counter() - store.started
         failed = sum(1 for row in rows if row["status"] != "completed")
         deflated = deflated_best(rows, sort)
         finish_sweep(
-            engine,
-            sweep_id,
+            store.engine,
+            store.sweep_id,
             status=status,
             wall_seconds=wall,
             summary={
@@ -430,11 +468,11 @@ def run_sweep(
             },
         )
     return SweepResult(
-        sweep_id=sweep_id,
+        sweep_id=store.sweep_id,
         rows=sort_rows(rows, sort),
         wall_seconds=wall,
         workers=n_workers,
-        db_url=url,
+        db_url=store.url,
         grid_keys=list(grid),
         deflated=deflated,
     )

@@ -54,12 +54,12 @@ import numpy as np
 from engine.app.metrics import compute_summary
 from engine.app.scenario import ScenarioConfig, config_hash, scenario_from_dict
 from engine.app.sweep import (
+    SweepStore,
     TaskOutcome,
     TaskSpec,
     as_completed,
     build_tasks,
     check_metric,
-    is_postgres,
     lost_outcome,
     maybe_client,
     run_task,
@@ -85,10 +85,8 @@ from engine.app.walkforward_train import (
     TrainWindow,
 )
 from engine.core.errors import ConfigError
-from engine.core.version import code_version
 from engine.feeds.bars import load_bars
-from storage.db import connect
-from storage.sweeps import create_sweep, finish_sweep, record_fold, store_equity
+from storage.sweeps import finish_sweep, record_fold, store_equity
 from strategies.marl.config import MappoEnsembleConfig
 
 __all__ = [
@@ -326,16 +324,11 @@ def run_walk_forward(
                 require_checkpoint=learned and not keep_checkpoint,
             )
         )
-    url = db_url or config.storage.url
-    engine = connect(url)
-    worker_writes = is_postgres(url)
-    started = time.perf_counter()
-    sweep_id = create_sweep(
-        engine,
+    store = SweepStore.open(
+        config,
         kind="walkforward",
-        name=config.run.name,
-        scenario=scenario_path,
-        config=config.to_dict(),
+        db_url=db_url,
+        scenario_path=scenario_path,
         spec={
             "train": str(train),
             "test": str(test),
@@ -346,18 +339,17 @@ def run_walk_forward(
             "train_updates": train_updates,
             "keep_checkpoint": keep_checkpoint,
         },
-        code_version=code_version(),
         scheduler=scheduler or f"local:{workers}",
         tasks=len(folds),
     )
     if trainer is None:
-        folder = Path(checkpoint_dir or Path("runs") / f"walkforward-{sweep_id}").resolve()
+        folder = Path(checkpoint_dir or Path("runs") / f"walkforward-{store.sweep_id}").resolve()
         trainer = MappoTraining(str(folder), train_updates)
-    specs = [dataclasses.replace(spec, sweep_id=sweep_id) for spec in specs]
+    specs = [dataclasses.replace(spec, sweep_id=store.sweep_id) for spec in specs]
     for fold in folds:
         record_fold(
-            engine,
-            sweep_id,
+            store.engine,
+            store.sweep_id,
             {
                 "fold": fold.index,
                 "train_start_ns": fold.train_start_ns,
@@ -382,17 +374,17 @@ def run_walk_forward(
                 dask,
                 run_fold,
                 specs,
-                arguments=lambda spec: (spec, trainer, url, worker_writes, keep_messages),
-                key=lambda spec: f"emarl-walkforward-{sweep_id}-fold-{spec.fold.index}",
+                arguments=lambda spec: (spec, trainer, store.url, store.parallel, keep_messages),
+                key=lambda spec: f"emarl-walkforward-{store.sweep_id}-fold-{spec.fold.index}",
                 retries=retries,
                 lost=lambda spec, exc: (None, lost_outcome(spec.fold.index, exc)),
             ):
                 fold = spec.fold
-                outcome.run_id = store_outcome(engine, outcome)
+                outcome.run_id = store_outcome(store.engine, outcome)
                 fold_summary = outcome.summary or {}
                 record_fold(
-                    engine,
-                    sweep_id,
+                    store.engine,
+                    store.sweep_id,
                     {
                         "fold": fold.index,
                         "status": outcome.status,
@@ -432,12 +424,21 @@ def run_walk_forward(
         ts, fold_of, equity, raw = stitch(
             [curves[i] for i in sorted(curves)], config.broker.initial_cash
         )
-        store_equity(engine, sweep_id, ts.tolist(), fold_of.tolist(), equity.tolist(), raw.tolist())
+        store_equity(
+            store.engine,
+            store.sweep_id,
+            ts.tolist(),
+            fold_of.tolist(),
+            equity.tolist(),
+            raw.tolist(),
+        )
         summary = _overall(ts, equity, config.broker.initial_cash, ordered)
         status = "completed"
     finally:
-        wall = time.perf_counter() - started
-        finish_sweep(engine, sweep_id, status=status, wall_seconds=wall, summary=summary)
+        wall = time.perf_counter() - store.started
+        finish_sweep(
+            store.engine, store.sweep_id, status=status, wall_seconds=wall, summary=summary
+        )
     frame = pd.DataFrame(
         {
             "time": pd.to_datetime(ts, utc=True),
@@ -447,12 +448,12 @@ def run_walk_forward(
         }
     )
     return WalkForwardResult(
-        sweep_id=sweep_id,
+        sweep_id=store.sweep_id,
         folds=ordered,
         summary=summary,
         equity=frame,
         wall_seconds=wall,
-        db_url=url,
+        db_url=store.url,
     )
 
 

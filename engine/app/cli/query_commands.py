@@ -110,6 +110,7 @@ def runs(
         "kind",
         "status",
         "symbol",
+        "strategy",
         "bars",
         "bars_stored",
         "started",
@@ -377,7 +378,7 @@ def compare(
         row["end"] = _fmt_time(row.pop("end_ns"))
         row["trained_until"] = _fmt_time(row.pop("trained_last_ns")) or None
     if output is not OutputFormat.table:
-        _emit(rows, ["id", "name", "status", "symbol", *metrics], output, title="")
+        _emit(rows, ["id", "name", "status", "symbol", "strategy", *metrics], output, title="")
         return
     # rich loads only when a table is printed
     from rich import box
@@ -387,6 +388,6 @@ def compare(
     table.add_column("metric", style="bold")
     for row in rows:
         table.add_column(f"run {row['id']}", justify="right", no_wrap=True)
-    for key in ("name", "status", "symbol", *metrics):
+    for key in ("name", "status", "symbol", "strategy", *metrics):
         table.add_row(key, *("" if row.get(key) is None else _cell(row[key]) for row in rows))
     _console().print(table)
