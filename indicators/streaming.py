@@ -52,7 +52,13 @@ from indicators.features import (
     momentum_at_nb,
     volatility_at_nb,
 )
-from indicators.lvn import gaussian_weights_nb, lvn_at_nb, lvn_scratch_new_nb, profile_skew_at_nb
+from indicators.lvn import (
+    LvnProfile,
+    gaussian_weights_nb,
+    lvn_at_nb,
+    lvn_scratch_new_nb,
+    profile_skew_at_nb,
+)
 from indicators.mlmi import (
     MA_QUICK,
     MA_SLOW,
@@ -261,13 +267,7 @@ def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, 
 
     # LVN
     if g >= pi[_PI_LVN_WINDOW] - 1:
-        out[4], out[5], _present = lvn_at_nb(
-            hist[_H],
-            hist[_L],
-            close,
-            hist[_V],
-            pos,
-            atr,
+        profile = LvnProfile(
             pi[_PI_LVN_WINDOW],
             pf[_PF_BIN_WIDTH],
             pf[_PF_ATR_FRACTION],
@@ -276,7 +276,9 @@ def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, 
             pf[_PF_THRESHOLD],
             pf[_PF_PROMINENCE],
             pi[_PI_EDGE],
-            lvn_scratch,
+        )
+        out[4], out[5], _present = lvn_at_nb(
+            hist[_H], hist[_L], close, hist[_V], pos, atr, profile, lvn_scratch
         )
     else:
         out[4] = np.nan
