@@ -127,8 +127,7 @@ def main() -> None:
         build_features,
         hour_features_nb,
         local_hours,
-        momentum_nb,
-        volatility_nb,
+        returns_features_nb,
     )
     from indicators.lvn import lvn_nb, profile_skew_nb
     from indicators.mlmi import mlmi_features_nb
@@ -184,8 +183,7 @@ def main() -> None:
         f"mmd_score (refresh {p.mmd_refresh})": lambda: mmd_score_nb(
             mf, p.mmd_reference_window, p.mmd_test_window, p.mmd_refresh
         ),
-        "momentum_20+50": lambda: (momentum_nb(c, 20), momentum_nb(c, 50)),
-        "volatility_30": lambda: volatility_nb(c, 30),
+        "momentum_20+50, vol_30": lambda: returns_features_nb(c, 20, 50, 30),
         "volume_profile_skew": lambda: profile_skew_nb(h, lw, v, 48),
     }
     print(f"\n== per indicator, batch kernel, {n:,} bars")

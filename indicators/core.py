@@ -27,8 +27,10 @@ NAN = np.nan
 
 
 @njit(cache=True)
-def sma_at_nb(x, t, length):
-    """Simple mean of ``x[t-length+1 .. t]``; NaN if the window is short or holds NaN."""
+def window_mean_at_nb(x, t, length, linear):
+    """Mean of ``x[t-length+1 .. t]``, plain or, with ``linear``, weighted ``length`` for
+    the newest down to 1 for the oldest (Pine ``ta.wma``); NaN if the window is short or
+    holds NaN."""
     if t - length + 1 < 0:
         return NAN
     total = 0.0
@@ -36,91 +38,113 @@ def sma_at_nb(x, t, length):
         v = x[t - i]
         if np.isnan(v):
             return NAN
-        total += v
-    return total / length
+        total += (length - i) * v if linear else v
+    return total / (length * (length + 1) / 2.0) if linear else total / length
 
 
 @njit(cache=True)
-def sma_nb(x, length):
-    """Simple moving average over ``length`` bars; first valid index ``length - 1``."""
-    n = x.shape[0]
-    out = np.full(n, NAN)
-    for t in range(n):
-        out[t] = sma_at_nb(x, t, length)
-    return out
+def sma_at_nb(x, t, length):
+    """Simple mean of ``x[t-length+1 .. t]``; NaN if the window is short or holds NaN."""
+    return window_mean_at_nb(x, t, length, False)
 
 
 @njit(cache=True)
 def wma_at_nb(x, t, length):
     """Pine ``ta.wma`` at bar ``t``: weights ``length`` (newest) down to 1 (oldest)."""
-    if t - length + 1 < 0:
-        return NAN
-    num = 0.0
-    for i in range(length):
-        v = x[t - i]
-        if np.isnan(v):
-            return NAN
-        num += (length - i) * v
-    return num / (length * (length + 1) / 2.0)
+    return window_mean_at_nb(x, t, length, True)
+
+
+@njit(cache=True)
+def window_means_nb(x, length, linear):
+    """:func:`window_mean_at_nb` at every bar; first valid index ``length - 1``."""
+    n = x.shape[0]
+    out = np.full(n, NAN)
+    for t in range(n):
+        out[t] = window_mean_at_nb(x, t, length, linear)
+    return out
+
+
+@njit(cache=True)
+def sma_nb(x, length):
+    """Simple moving average over ``length`` bars; first valid index ``length - 1``."""
+    return window_means_nb(x, length, False)
 
 
 @njit(cache=True)
 def wma_nb(x, length):
     """Linearly weighted moving average; first valid index ``length - 1``."""
-    n = x.shape[0]
-    out = np.full(n, NAN)
-    for t in range(n):
-        out[t] = wma_at_nb(x, t, length)
-    return out
+    return window_means_nb(x, length, True)
+
+
+# --------------------------------------------------------------------------- recursive means
+
+
+@njit(cache=True)
+def state_new_nb(size):
+    """A fresh state of ``size`` slots for a kernel that keeps its previous input in slot
+    0: that slot NaN (no input yet), the others 0."""
+    s = np.zeros(size)
+    s[0] = NAN
+    return s
+
+
+@njit(cache=True)
+def seed_step_nb(state, i_mean, i_count, x, length):
+    """One input of the simple-mean seed of a recursive average (``ta.rma``, ``ta.ema``).
+
+    ``x`` is summed into ``state[i_mean]`` and counted in ``state[i_count]``. Returns NaN
+    until ``length`` inputs are in, then their mean, which ``state[i_mean]`` then holds.
+    """
+    n_seed = state[i_count] + 1.0
+    state[i_count] = n_seed
+    state[i_mean] += x
+    if n_seed < length:
+        return NAN
+    state[i_mean] = state[i_mean] / length
+    return state[i_mean]
+
+
+@njit(cache=True)
+def rma_step_nb(state, i_mean, i_count, x, length):
+    """One input of Wilder's running mean (``ta.rma``), kept in ``state[i_mean]``: the
+    simple-mean seed (:func:`seed_step_nb`), then ``(mean * (length - 1) + x) / length``."""
+    if state[i_count] < length:
+        return seed_step_nb(state, i_mean, i_count, x, length)
+    state[i_mean] = (state[i_mean] * (length - 1) + x) / length
+    return state[i_mean]
 
 
 # --------------------------------------------------------------------------- Wilder RSI
 
-RSI_STATE_SIZE = 5  # prev_x, avg_up, avg_down, n_seed, (unused slot kept for alignment)
+RSI_STATE_SIZE = 5  # prev_x, avg_up, avg_down, n_seed of avg_up, n_seed of avg_down
 
 
 @njit(cache=True)
 def rsi_state_new_nb():
     """Fresh RSI state: previous input NaN, no seed values collected."""
-    s = np.zeros(RSI_STATE_SIZE)
-    s[0] = NAN
-    return s
+    return state_new_nb(RSI_STATE_SIZE)
 
 
 @njit(cache=True)
 def rsi_step_nb(state, x, length):
     """One bar of the TradingView RSI (Wilder smoothing) and its value.
 
-    ``state`` = [previous input, average gain, average loss, seed count, unused].
-    During seeding the averages hold running sums. RSI = 100 when the average loss is
-    0 (this includes 0/0), 0 when the average gain is 0, else ``100 - 100/(1 + U/D)``.
-    First valid value: ``length`` valid changes after a start or a reset.
+    ``state`` = [previous input, average gain, average loss, and their two seed counts]:
+    the averages are :func:`rma_step_nb` of the gains and the losses (which hold running
+    sums while seeding). RSI = 100 when the average loss is 0 (this includes 0/0), 0 when
+    the average gain is 0, else ``100 - 100/(1 + U/D)``. First valid value: ``length``
+    valid changes after a start or a reset.
     """
     prev = state[0]
     state[0] = x
     if np.isnan(x) or np.isnan(prev):
-        state[1] = 0.0
-        state[2] = 0.0
-        state[3] = 0.0
+        state[1:RSI_STATE_SIZE] = 0.0
         return NAN
     change = x - prev
-    up = change if change > 0.0 else 0.0
-    down = -change if change < 0.0 else 0.0
-    n_seed = state[3]
-    if n_seed < length:
-        state[1] += up
-        state[2] += down
-        n_seed += 1.0
-        state[3] = n_seed
-        if n_seed < length:
-            return NAN
-        state[1] = state[1] / length
-        state[2] = state[2] / length
-    else:
-        state[1] = (state[1] * (length - 1) + up) / length
-        state[2] = (state[2] * (length - 1) + down) / length
-    avg_up = state[1]
-    avg_down = state[2]
+    avg_up = rma_step_nb(state, 1, 3, change if change > 0.0 else 0.0, length)
+    avg_down = rma_step_nb(state, 2, 4, -change if change < 0.0 else 0.0, length)
+    if state[3] < length:
+        return NAN
     if avg_down == 0.0:
         return 100.0
     if avg_up == 0.0:
@@ -131,17 +155,12 @@ def rsi_step_nb(state, x, length):
 @njit(cache=True)
 def rsi_nb(x, length):
     """Wilder RSI (TradingView ``ta.rsi``); first valid index ``length``."""
-    n = x.shape[0]
-    out = np.full(n, NAN)
-    state = rsi_state_new_nb()
-    for t in range(n):
-        out[t] = rsi_step_nb(state, x[t], length)
-    return out
+    return _steps_nb(x, length, True)
 
 
 # --------------------------------------------------------------------------- EMA
 
-EMA_STATE_SIZE = 3  # value, n_seed, seed_sum
+EMA_STATE_SIZE = 2  # value (the seed sum while seeding), n_seed
 
 
 @njit(cache=True)
@@ -155,31 +174,33 @@ def ema_step_nb(state, x, length):
     if np.isnan(x):
         state[0] = 0.0
         state[1] = 0.0
-        state[2] = 0.0
         return NAN
-    n_seed = state[1]
-    if n_seed < length:
-        state[2] += x
-        n_seed += 1.0
-        state[1] = n_seed
-        if n_seed < length:
-            return NAN
-        state[0] = state[2] / length
-        return state[0]
+    if state[1] < length:
+        return seed_step_nb(state, 0, 1, x, length)
     alpha = 2.0 / (length + 1.0)
     state[0] = (x - state[0]) * alpha + state[0]
     return state[0]
 
 
 @njit(cache=True)
-def ema_nb(x, length):
-    """Exponential moving average; first valid index ``length - 1``."""
+def _steps_nb(x, length, rsi):
+    """:func:`rsi_step_nb` (``rsi``) or :func:`ema_step_nb` at every bar, from a fresh state.
+
+    One loop serves both: a numba kernel that took the step function as an argument
+    could not be cached on disk.
+    """
     n = x.shape[0]
     out = np.full(n, NAN)
-    state = ema_state_new_nb()
+    state = rsi_state_new_nb() if rsi else ema_state_new_nb()
     for t in range(n):
-        out[t] = ema_step_nb(state, x[t], length)
+        out[t] = rsi_step_nb(state, x[t], length) if rsi else ema_step_nb(state, x[t], length)
     return out
+
+
+@njit(cache=True)
+def ema_nb(x, length):
+    """Exponential moving average; first valid index ``length - 1``."""
+    return _steps_nb(x, length, False)
 
 
 # --------------------------------------------------------------------------- ATR
@@ -189,9 +210,7 @@ ATR_STATE_SIZE = 4  # prev_close, atr (or seed sum), n_seed, unused
 
 @njit(cache=True)
 def atr_state_new_nb():
-    s = np.zeros(ATR_STATE_SIZE)
-    s[0] = NAN
-    return s
+    return state_new_nb(ATR_STATE_SIZE)
 
 
 @njit(cache=True)
@@ -221,18 +240,7 @@ def atr_step_nb(state, high, low, close, length):
         state[1] = 0.0
         state[2] = 0.0
         return NAN
-    tr = true_range_nb(high, low, prev_close)
-    n_seed = state[2]
-    if n_seed < length:
-        state[1] += tr
-        n_seed += 1.0
-        state[2] = n_seed
-        if n_seed < length:
-            return NAN
-        state[1] = state[1] / length
-        return state[1]
-    state[1] = (state[1] * (length - 1) + tr) / length
-    return state[1]
+    return rma_step_nb(state, 1, 2, true_range_nb(high, low, prev_close), length)
 
 
 @njit(cache=True)

@@ -55,9 +55,8 @@ __all__ = [
     "feature_window",
     "local_hours",
     "log_returns_nb",
-    "momentum_nb",
+    "returns_features_nb",
     "rolling_windows",
-    "volatility_nb",
     "warm_mask",
 ]
 
@@ -112,16 +111,6 @@ def momentum_at_nb(close, t, window):
 
 
 @njit(cache=True)
-def momentum_nb(close, window):
-    """Log momentum over ``window`` bars; first valid index ``window``."""
-    n = close.shape[0]
-    out = np.full(n, np.nan)
-    for t in range(n):
-        out[t] = momentum_at_nb(close, t, window)
-    return out
-
-
-@njit(cache=True)
 def log_returns_nb(close):
     """``log(close[t] / close[t-1])`` per bar; NaN at bar 0."""
     n = close.shape[0]
@@ -155,13 +144,18 @@ def volatility_at_nb(log_ret, t, window):
 
 
 @njit(cache=True)
-def volatility_nb(close, window):
-    """Rolling volatility of log returns; first valid index ``window``."""
+def returns_features_nb(close, short_window, long_window, volatility_window):
+    """The columns of the closes' returns, (n, 3): log momentum over ``short_window`` and
+    over ``long_window`` bars, and the volatility of the log returns over
+    ``volatility_window``; first valid indices the windows. Each bar makes the calls the
+    streaming state makes."""
     n = close.shape[0]
     log_ret = log_returns_nb(close)
-    out = np.full(n, np.nan)
+    out = np.full((n, 3), np.nan)
     for t in range(n):
-        out[t] = volatility_at_nb(log_ret, t, window)
+        out[t, 0] = momentum_at_nb(close, t, short_window)
+        out[t, 1] = momentum_at_nb(close, t, long_window)
+        out[t, 2] = volatility_at_nb(log_ret, t, volatility_window)
     return out
 
 
@@ -269,9 +263,9 @@ def build_features(
     out[:, 8] = mmd_score_nb(
         mmd_features_nb(h, lw, c), p.mmd_reference_window, p.mmd_test_window, p.mmd_refresh
     )
-    out[:, 9] = momentum_nb(c, p.momentum_short_window)
-    out[:, 10] = momentum_nb(c, p.momentum_long_window)
-    out[:, 11] = volatility_nb(c, p.volatility_window)
+    out[:, 9:12] = returns_features_nb(
+        c, p.momentum_short_window, p.momentum_long_window, p.volatility_window
+    )
     out[:, 12] = profile_skew_nb(h, lw, v, p.skew_window)
     return out
 
@@ -335,18 +329,12 @@ def warm_mask(features: np.ndarray, params: IndicatorParams | None = None) -> np
 
 
 def feature_frame(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
-    ts_ns: np.ndarray,
-    params: IndicatorParams | None = None,
+    features: np.ndarray, ts_ns: np.ndarray, params: IndicatorParams | None = None
 ) -> pd.DataFrame:
-    """The feature matrix as a DataFrame: a UTC ``ts`` index (bar close), the 13 named
-    columns and ``warm`` (:func:`warm_mask`)."""
+    """The feature matrix of :func:`build_features` as a DataFrame: a UTC ``ts`` index (bar
+    close), the 13 named columns and ``warm`` (:func:`warm_mask`)."""
     p = IndicatorParams() if params is None else params
-    values = build_features(open_, high, low, close, volume, ts_ns, p)
+    values = np.asarray(features)
     frame = pd.DataFrame(values, columns=list(FEATURE_NAMES))
     frame["warm"] = warm_mask(values, p)
     frame.index = pd.DatetimeIndex(pd.to_datetime(np.asarray(ts_ns, dtype=np.int64), utc=True))

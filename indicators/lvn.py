@@ -38,6 +38,8 @@ constant prices).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -74,44 +76,57 @@ def _reflect_nb(i, n):
 
 
 @njit(cache=True)
+def window_volume_nb(high, low, volume, t, window):
+    """Over the bars ``t-W+1 .. t`` that count (prices valid, volume neither NaN nor 0):
+    (total volume, Σ volume x mid price, lowest low, highest high)."""
+    total = 0.0
+    mid_sum = 0.0
+    lo = np.inf
+    hi = -np.inf
+    for i in range(t - window + 1, t + 1):
+        v = volume[i]
+        if np.isnan(v) or np.isnan(high[i]) or v == 0.0:
+            continue
+        total += v
+        mid_sum += v * 0.5 * (low[i] + high[i])
+        if low[i] < lo:
+            lo = low[i]
+        if high[i] > hi:
+            hi = high[i]
+    return total, mid_sum, lo, hi
+
+
+@njit(cache=True)
 def lvn_scratch_new_nb(max_bins):
     """Work arrays for one profile: raw and smoothed volume, left and right maxima."""
     return np.zeros((4, max_bins + 1))
 
 
+class LvnProfile(NamedTuple):
+    """How a bar's volume profile is built and read: the window in bars, the nominal
+    bin width (0: ``atr_fraction`` of the ATR), the most bins, the smoothing weights
+    (:func:`gaussian_weights_nb`), the depth threshold, the minimum prominence and the
+    edge bins where no LVN may sit."""
+
+    window: int
+    bin_width: float
+    atr_fraction: float
+    max_bins: int
+    smooth_w: np.ndarray
+    threshold: float
+    min_prominence: float
+    edge_bins: int
+
+
 @njit(cache=True)
-def lvn_at_nb(
-    high,
-    low,
-    close,
-    volume,
-    t,
-    atr_t,
-    window,
-    bin_width,
-    atr_fraction,
-    max_bins,
-    smooth_w,
-    threshold,
-    min_prominence,
-    edge_bins,
-    scratch,
-):
+def lvn_at_nb(high, low, close, volume, t, atr_t, profile, scratch):
     """LVN features at bar ``t``: returns (distance, strength, present)."""
+    window, bin_width, atr_fraction, max_bins, smooth_w, threshold, min_prominence, edge_bins = (
+        profile
+    )
     if t - window + 1 < 0:
         return NAN, NAN, NAN
-    lo = np.inf
-    hi = -np.inf
-    total_volume = 0.0
-    for i in range(t - window + 1, t + 1):
-        v = volume[i]
-        if np.isnan(v) or np.isnan(high[i]) or v == 0.0:
-            continue
-        total_volume += v
-        if low[i] < lo:
-            lo = low[i]
-        if high[i] > hi:
-            hi = high[i]
+    total_volume, _mid_sum, lo, hi = window_volume_nb(high, low, volume, t, window)
     if not total_volume > 0.0:
         return NAN, NAN, NAN
     rng = hi - lo
@@ -242,72 +257,31 @@ def lvn_nb(
     dist = np.full(n, NAN)
     strength = np.full(n, NAN)
     present = np.full(n, NAN)
-    smooth_w = gaussian_weights_nb(smoothing)
+    profile = LvnProfile(
+        window,
+        bin_width,
+        atr_fraction,
+        max_bins,
+        gaussian_weights_nb(smoothing),
+        threshold,
+        min_prominence,
+        edge_bins,
+    )
     # Each bar's profile depends on its own window only: chunks run in parallel.
     chunks = max(1, min(16, n // 2_000))
     for c in prange(chunks):
-        _lvn_range_nb(
-            high,
-            low,
-            close,
-            volume,
-            atr,
-            window,
-            bin_width,
-            atr_fraction,
-            max_bins,
-            smooth_w,
-            threshold,
-            min_prominence,
-            edge_bins,
-            c * n // chunks,
-            (c + 1) * n // chunks,
-            dist,
-            strength,
-            present,
-        )
+        lo = c * n // chunks
+        hi = (c + 1) * n // chunks
+        _lvn_range_nb(high, low, close, volume, atr, profile, lo, hi, dist, strength, present)
     return dist, strength, present
 
 
 @njit(cache=True)
-def _lvn_range_nb(
-    high,
-    low,
-    close,
-    volume,
-    atr,
-    window,
-    bin_width,
-    atr_fraction,
-    max_bins,
-    smooth_w,
-    threshold,
-    min_prominence,
-    edge_bins,
-    lo,
-    hi,
-    dist,
-    strength,
-    present,
-):
-    scratch = lvn_scratch_new_nb(max_bins)
+def _lvn_range_nb(high, low, close, volume, atr, profile, lo, hi, dist, strength, present):
+    scratch = lvn_scratch_new_nb(profile.max_bins)
     for t in range(lo, hi):
         dist[t], strength[t], present[t] = lvn_at_nb(
-            high,
-            low,
-            close,
-            volume,
-            t,
-            atr[t],
-            window,
-            bin_width,
-            atr_fraction,
-            max_bins,
-            smooth_w,
-            threshold,
-            min_prominence,
-            edge_bins,
-            scratch,
+            high, low, close, volume, t, atr[t], profile, scratch
         )
 
 
@@ -316,14 +290,7 @@ def profile_skew_at_nb(high, low, volume, t, window):
     """Skewness of the volume-weighted uniform-in-range price mixture at bar ``t``."""
     if t - window + 1 < 0:
         return NAN
-    total = 0.0
-    first = 0.0
-    for i in range(t - window + 1, t + 1):
-        v = volume[i]
-        if np.isnan(v) or np.isnan(high[i]) or v == 0.0:
-            continue
-        total += v
-        first += v * 0.5 * (low[i] + high[i])
+    total, first, _lo, _hi = window_volume_nb(high, low, volume, t, window)
     if not total > 0.0:
         return NAN
     mean = first / total

@@ -148,9 +148,10 @@ def mmd2_unbiased_nb(X, Y, sigma):
 
 
 @njit(cache=True)
-def _stat_from_gram_nb(K, order, m):
+def _gram_sums_nb(K, order, m):
+    """(XX, YY, XY) sums of ``K[order[i], order[j]]`` over the pairs i < j, where the
+    first ``m`` positions of ``order`` are X and the rest Y (each pair counted once)."""
     N = order.shape[0]
-    n = N - m
     kxx = 0.0
     kyy = 0.0
     kxy = 0.0
@@ -164,6 +165,13 @@ def _stat_from_gram_nb(K, order, m):
                 kyy += v
             else:
                 kxy += v
+    return kxx, kyy, kxy
+
+
+@njit(cache=True)
+def _stat_from_gram_nb(K, order, m):
+    n = order.shape[0] - m
+    kxx, kyy, kxy = _gram_sums_nb(K, order, m)
     return 2.0 * kxx / (m * (m - 1)) + 2.0 * kyy / (n * (n - 1)) - 2.0 * kxy / (m * n)
 
 
@@ -292,9 +300,6 @@ def _refresh_nb(state, ring, gram, scratch, g, m, n):
         sigma = 1.0
     gamma = 1.0 / (2.0 * sigma * sigma)
     state[_GAMMA] = gamma
-    kxx = 0.0
-    kyy = 0.0
-    kxy = 0.0
     p = 0
     for i in range(N):
         si = slots[i]
@@ -302,16 +307,8 @@ def _refresh_nb(state, ring, gram, scratch, g, m, n):
             v = np.exp(-gamma * d2[p])
             p += 1
             gram[si, slots[j]] = v
-            if j < m:
-                kxx += v
-            elif i >= m:
-                kyy += v
-            else:
-                kxy += v
-    for i in range(N):
-        si = slots[i]
-        for j in range(i + 1, N):
-            gram[slots[j], si] = gram[si, slots[j]]
+            gram[slots[j], si] = v
+    kxx, kyy, kxy = _gram_sums_nb(gram, slots, m)
     state[_KXX] = 2.0 * kxx
     state[_KYY] = 2.0 * kyy
     state[_KXY] = kxy

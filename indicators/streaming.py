@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import zoneinfo
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -52,7 +53,13 @@ from indicators.features import (
     momentum_at_nb,
     volatility_at_nb,
 )
-from indicators.lvn import gaussian_weights_nb, lvn_at_nb, lvn_scratch_new_nb, profile_skew_at_nb
+from indicators.lvn import (
+    LvnProfile,
+    gaussian_weights_nb,
+    lvn_at_nb,
+    lvn_scratch_new_nb,
+    profile_skew_at_nb,
+)
 from indicators.mlmi import (
     MA_QUICK,
     MA_SLOW,
@@ -147,6 +154,23 @@ _PF_BIN_WIDTH, _PF_ATR_FRACTION, _PF_THRESHOLD, _PF_PROMINENCE = 0, 1, 2, 3
 ) = range(15)
 
 
+class _Views(NamedTuple):
+    """The state arrays of :class:`FeatureState`, all views of its two buffers."""
+
+    hist: np.ndarray  # (series, 2H) recent bars and derived series
+    fstate: np.ndarray  # recursive states, the MLMI store's meta, the MMD state
+    pf: np.ndarray  # float parameters
+    pi: np.ndarray  # int parameters (a view of the int buffer)
+    smooth_w: np.ndarray  # LVN smoothing weights
+    nw_w: np.ndarray  # NW-RQK weights
+    lvn_scratch: np.ndarray
+    mmd_ring: np.ndarray
+    mmd_gram: np.ndarray
+    mmd_scratch: np.ndarray
+    out_ring: np.ndarray  # the last WINDOW_ROWS feature rows
+    out: np.ndarray  # this bar's features
+
+
 @njit(cache=True)
 def _views_nb(fbuf, ibuf):
     """The state arrays, as views of the float buffer ``fbuf`` laid out by ``ibuf``."""
@@ -154,50 +178,31 @@ def _views_nb(fbuf, ibuf):
     size = ibuf[_I_H]
     pi = ibuf[_I_PARAMS:_I_LAYOUT]
     N = pi[_PI_MMD_M] + pi[_PI_MMD_N]
-    hist = fbuf[lay[_L_HIST] : lay[_L_FSTATE]].reshape((_N_SERIES, 2 * size))
-    fstate = fbuf[lay[_L_FSTATE] : lay[_L_PF]]
-    pf = fbuf[lay[_L_PF] : lay[_L_SMOOTH]]
-    smooth_w = fbuf[lay[_L_SMOOTH] : lay[_L_SMOOTH] + lay[_L_SMOOTH_LEN]]
-    nw_w = fbuf[lay[_L_NW] : lay[_L_NW] + lay[_L_NW_LEN]]
-    lvn_scratch = fbuf[lay[_L_LVN] : lay[_L_MMD_RING]].reshape((4, lay[_L_LVN_COLS]))
-    mmd_ring = fbuf[lay[_L_MMD_RING] : lay[_L_MMD_GRAM]].reshape((N, 3))
-    mmd_gram = fbuf[lay[_L_MMD_GRAM] : lay[_L_MMD_SCRATCH]].reshape((N, N))
-    mmd_scratch = fbuf[lay[_L_MMD_SCRATCH] : lay[_L_OUT_RING]].reshape((2, lay[_L_MMD_PAIRS]))
-    out_ring = fbuf[lay[_L_OUT_RING] : lay[_L_OUT]].reshape((WINDOW_ROWS, N_FEATURES))
-    out = fbuf[lay[_L_OUT] : lay[_L_END]]
-    return (
-        hist,
-        fstate,
-        pf,
-        pi,
-        smooth_w,
-        nw_w,
-        lvn_scratch,
-        mmd_ring,
-        mmd_gram,
-        mmd_scratch,
-        out_ring,
-        out,
+    return _Views(
+        hist=fbuf[lay[_L_HIST] : lay[_L_FSTATE]].reshape((_N_SERIES, 2 * size)),
+        fstate=fbuf[lay[_L_FSTATE] : lay[_L_PF]],
+        pf=fbuf[lay[_L_PF] : lay[_L_SMOOTH]],
+        pi=pi,
+        smooth_w=fbuf[lay[_L_SMOOTH] : lay[_L_SMOOTH] + lay[_L_SMOOTH_LEN]],
+        nw_w=fbuf[lay[_L_NW] : lay[_L_NW] + lay[_L_NW_LEN]],
+        lvn_scratch=fbuf[lay[_L_LVN] : lay[_L_MMD_RING]].reshape((4, lay[_L_LVN_COLS])),
+        mmd_ring=fbuf[lay[_L_MMD_RING] : lay[_L_MMD_GRAM]].reshape((N, 3)),
+        mmd_gram=fbuf[lay[_L_MMD_GRAM] : lay[_L_MMD_SCRATCH]].reshape((N, N)),
+        mmd_scratch=fbuf[lay[_L_MMD_SCRATCH] : lay[_L_OUT_RING]].reshape((2, lay[_L_MMD_PAIRS])),
+        out_ring=fbuf[lay[_L_OUT_RING] : lay[_L_OUT]].reshape((WINDOW_ROWS, N_FEATURES)),
+        out=fbuf[lay[_L_OUT] : lay[_L_END]],
     )
 
 
 @njit(cache=True)
 def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, v, local_ns):
     """One bar through every feature; returns NEEDS_REINDEX / NEEDS_ROOM flags."""
-    (
-        hist,
-        fstate,
-        pf,
-        pi,
-        smooth_w,
-        nw_w,
-        lvn_scratch,
-        mmd_ring,
-        mmd_gram,
-        mmd_scratch,
-        out_ring,
-        out,
-    ) = _views_nb(fbuf, ibuf)
+    views = _views_nb(fbuf, ibuf)
+    hist = views.hist
+    fstate = views.fstate
+    pf = views.pf
+    pi = views.pi
+    out = views.out
     istate = ibuf
     size = istate[_I_H]
     pos = istate[_I_POS] + 1
@@ -254,29 +259,25 @@ def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, 
 
     # NWRQK
     atr = atr_step_nb(fstate[_F_ATR : _F_ATR + 4], h, low, c, pi[_PI_ATR])
-    yhat = nw_at_nb(close, pos, nw_w)
+    yhat = nw_at_nb(close, pos, views.nw_w)
     hist[_YHAT, pos] = yhat
     out[2] = nwrqk_value_at_nb(c, yhat)
     out[3] = nwrqk_slope_at_nb(yhat, hist[_YHAT, pos - 1], atr)
 
     # LVN
     if g >= pi[_PI_LVN_WINDOW] - 1:
-        out[4], out[5], _present = lvn_at_nb(
-            hist[_H],
-            hist[_L],
-            close,
-            hist[_V],
-            pos,
-            atr,
+        profile = LvnProfile(
             pi[_PI_LVN_WINDOW],
             pf[_PF_BIN_WIDTH],
             pf[_PF_ATR_FRACTION],
             pi[_PI_MAX_BINS],
-            smooth_w,
+            views.smooth_w,
             pf[_PF_THRESHOLD],
             pf[_PF_PROMINENCE],
             pi[_PI_EDGE],
-            lvn_scratch,
+        )
+        out[4], out[5], _present = lvn_at_nb(
+            hist[_H], hist[_L], close, hist[_V], pos, atr, profile, views.lvn_scratch
         )
     else:
         out[4] = np.nan
@@ -289,9 +290,9 @@ def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, 
     f0, f1, f2 = mmd_feature_of_return_nb(hist[_LOGRET, pos], h, low, c)
     out[8] = mmd_step_nb(
         fstate[_F_MMD : _F_MMD + 11],
-        mmd_ring,
-        mmd_gram,
-        mmd_scratch,
+        views.mmd_ring,
+        views.mmd_gram,
+        views.mmd_scratch,
         f0,
         f1,
         f2,
@@ -309,6 +310,7 @@ def _stream_step_nb(fbuf, ibuf, rows, index, cell_start, scratch, o, h, low, c, 
     else:
         out[12] = np.nan
 
+    out_ring = views.out_ring
     row = g % out_ring.shape[0]
     for j in range(out.shape[0]):
         out_ring[row, j] = out[j]
@@ -427,9 +429,9 @@ class FeatureState:
         self._I[_I_PARAMS:_I_LAYOUT] = pi
         self._I[_I_LAYOUT : _I_LAYOUT + 16] = layout
         views = _views_nb(self._F, self._I)
-        self._fstate = views[1]
-        self._out_ring = views[10]
-        self._out = views[11]
+        self._fstate = views.fstate
+        self._out_ring = views.out_ring
+        self._out = views.out
         self._rows = rows
         self._index = index
         self._cell_start = cell_start

@@ -23,6 +23,7 @@ from plotly.offline import get_plotlyjs
 from reporting import figures
 from reporting.downsample import DEFAULT_BUCKETS
 from reporting.tables import (
+    METRIC_KINDS,
     fmt,
     metrics_table,
     refusals_table,
@@ -366,14 +367,15 @@ def training_report(metrics: pd.DataFrame, title: str = "Training run") -> str:
     return render_html(title, f"{updates:,} updates", [Section("Learning curves", figure=figure)])
 
 
+# A fold's test metrics: keys of the metrics table, formatted as there, under short headings.
 FOLD_COLUMNS = (
-    ("total_return", "return", "pct"),
-    ("sharpe", "Sharpe", "num"),
-    ("max_drawdown", "max drawdown", "pct"),
-    ("trades", "trades", "int"),
-    ("fees", "fees", "money"),
-    ("exposure", "exposure", "pct"),
-    ("final_equity", "final equity", "money"),
+    ("total_return", "return"),
+    ("sharpe", "Sharpe"),
+    ("max_drawdown", "max drawdown"),
+    ("trades", "trades"),
+    ("fees", "fees"),
+    ("exposure", "exposure"),
+    ("final_equity", "final equity"),
 )
 
 
@@ -382,13 +384,13 @@ def folds_table(folds: list[dict[str, Any]]) -> str:
     head = (
         "<tr><th>fold</th><th>train from (UTC)</th><th>test from</th><th>test to</th>"
         "<th>test bars</th><th>status</th>"
-        + "".join(f"<th>{html.escape(label)}</th>" for _key, label, _kind in FOLD_COLUMNS)
+        + "".join(f"<th>{html.escape(heading)}</th>" for _key, heading in FOLD_COLUMNS)
         + "<th>run</th><th>train step</th></tr>"
     )
     body = []
     for fold in folds:
         cells = "".join(
-            f"<td>{fmt(fold.get(key), kind)}</td>" for key, _label, kind in FOLD_COLUMNS
+            f"<td>{fmt(fold.get(key), METRIC_KINDS[key])}</td>" for key, _heading in FOLD_COLUMNS
         )
         value = fold.get("total_return")
         colour = "" if value is None else "pos" if value > 0 else "neg" if value < 0 else ""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_TRADE_ROWS",
     "METRICS",
+    "METRIC_KINDS",
     "OPEN_TRADE_ROWS",
     "fmt",
     "metrics_table",
@@ -48,6 +49,9 @@ METRICS = (
     ("bar_gaps", "missing bars inside sessions", "int"),
     ("periods_per_year", "bars per year (annualisation)", "int"),
 )
+
+#: How each metric of :data:`METRICS` is formatted (:func:`fmt`), by key.
+METRIC_KINDS = {key: kind for key, _label, kind in METRICS}
 
 
 def fmt(value: Any, kind: str) -> str:

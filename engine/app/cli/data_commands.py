@@ -48,7 +48,7 @@ def features(
     from engine.app.scenario import load_scenario
     from engine.feeds.bars import load_bars
     from engine.feeds.config import DataConfig
-    from indicators.features import FEATURE_NAMES, feature_frame
+    from indicators.features import FEATURE_NAMES, build_features, feature_frame
     from indicators.params import IndicatorParams
 
     try:
@@ -70,9 +70,10 @@ def features(
             params = IndicatorParams(timezone=data_config.timezone)
         if heikin_ashi is not None:
             params = msgspec.structs.replace(params, heikin_ashi=heikin_ashi)
-        frame = feature_frame(
+        features = build_features(
             data.open, data.high, data.low, data.close, data.volume, data.ts, params
         )
+        frame = feature_frame(features, data.ts, params)
     except EmarlError as exc:
         raise _fail(exc) from None
     target = out if out is not None else Path("runs") / f"{source.stem}.features.parquet"
