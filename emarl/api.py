@@ -27,9 +27,11 @@ scenario's own ``[strategy]`` (``fast=5`` for ``sma_cross``); ``overrides`` sets
 by its dotted path (``{"broker.commission_bps": 0}``).
 
 The result holds the run's figures (``summary``, ``orders_summary``, ``edge``) and its
-frames, indexed by bar time in UTC: ``equity`` (equity, cash, position, mark and
-drawdown per bar), ``positions`` (one column per symbol), ``fills`` and ``orders`` (one
-row per order with what became of it). ``plot()`` returns a plotly figure.
+frames, indexed by bar time in UTC: ``equity`` (equity, cash and drawdown per bar, with
+the position and mark of one instrument), ``positions`` and ``marks`` (one column per
+symbol), ``fills`` and ``orders`` (one row per order with what became of it) and, for a
+universe, ``symbols`` (each symbol's fills, trades, fees and P&L contribution).
+``plot()`` returns a plotly figure.
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ from plotly.subplots import make_subplots
 from engine.app.backtest import BacktestResult, run_backtest_async
 from engine.app.kernel import custom_strategy
 from engine.app.metrics import Summary
+from engine.app.outcome import ResultsCollector
 from engine.app.scenario import ScenarioConfig, load_scenario, scenario_from_dict
 from engine.app.sweep_grid import set_path
+from engine.app.universe_results import UniverseCollector
 from engine.core.bus import MessageBus
 from engine.core.errors import ConfigError
 from engine.core.events import (
@@ -316,33 +320,57 @@ class Result:
 
     @property
     def equity(self) -> pd.DataFrame:
-        """Per bar: equity, cash, position, mark price and drawdown from the running peak
-        (the initial cash included)."""
-        c = self.backtest.collector
-        assert c is not None  # every backtest keeps one
+        """Per bar (a universe: per time slice): equity, cash, drawdown from the running
+        peak (the initial cash included) and, for one instrument, its position and mark."""
+        c = self._collector
         n = c.count
         equity = c.equity[:n].copy()
         peak = np.maximum.accumulate(np.concatenate([[self.summary.initial_equity], equity]))
-        return pd.DataFrame(
-            {
-                "equity": equity,
-                "cash": c.cash[:n].copy(),
-                "position": c.position[:n].copy(),
-                "mark": c.mark[:n].copy(),
-                "drawdown": equity / peak[1:] - 1.0,
-            },
-            index=pd.DatetimeIndex(pd.to_datetime(c.ts[:n], utc=True), name="time"),
-        )
+        columns = {"equity": equity, "cash": c.cash[:n].copy()}
+        if not isinstance(c, UniverseCollector):
+            columns |= {"position": c.position[:n].copy(), "mark": c.mark[:n].copy()}
+        columns["drawdown"] = equity / peak[1:] - 1.0
+        return pd.DataFrame(columns, index=self._index())
 
     @property
     def positions(self) -> pd.DataFrame:
         """Per bar, the position (units) in each symbol: one column a symbol."""
-        return self.equity[["position"]].rename(columns={"position": self.config.instrument.symbol})
+        c = self._collector
+        n = c.count
+        if isinstance(c, UniverseCollector):
+            table = c.positions[:n].copy()
+        else:
+            table = c.position[:n].copy()[:, None]
+        return pd.DataFrame(table, index=self._index(), columns=list(self.config.symbols))
+
+    @property
+    def marks(self) -> pd.DataFrame:
+        """Per bar, each symbol's latest close: one column a symbol."""
+        c = self._collector
+        n = c.count
+        table = c.marks[:n] if isinstance(c, UniverseCollector) else c.mark[:n, None]
+        return pd.DataFrame(table.copy(), index=self._index(), columns=list(self.config.symbols))
+
+    @property
+    def symbols(self) -> pd.DataFrame | None:
+        """A universe's figures by symbol (fills, trades, fees, P&L contribution); None
+        for one instrument."""
+        figures = self.backtest.outcome.symbols
+        return None if figures is None else pd.DataFrame(figures).T
+
+    @property
+    def _collector(self) -> ResultsCollector:
+        collector = self.backtest.collector
+        assert collector is not None  # every backtest keeps one
+        return collector
+
+    def _index(self) -> pd.DatetimeIndex:
+        c = self._collector
+        return pd.DatetimeIndex(pd.to_datetime(c.ts[: c.count], utc=True), name="time")
 
     @property
     def fills(self) -> pd.DataFrame:
-        c = self.backtest.collector
-        assert c is not None
+        c = self._collector
         rows = [[getattr(f, name) for name in FILL_COLUMNS] for f in c.fills]
         frame = pd.DataFrame(rows, columns=list(FILL_COLUMNS))
         times = [f.ts_event for f in c.fills]
@@ -354,8 +382,11 @@ class Result:
         return self.order_log.frame()
 
     def plot(self) -> go.Figure:
-        """Price with the fills, equity, drawdown and position, one panel each."""
+        """Price with the fills, equity, drawdown and position, one panel each (a universe:
+        each symbol's close relative to its first, and its position)."""
         equity = self.equity
+        if isinstance(self._collector, UniverseCollector):
+            return self._plot_universe(equity)
         fills = self.fills
         fig = make_subplots(
             rows=4,
@@ -395,7 +426,41 @@ class Result:
         )
         label = self.strategy.get("import_path") or self.strategy.get("kind", "")
         fig.update_layout(
-            title=f"{self.config.run.name}: {label} on {self.config.instrument.symbol}",
+            title=f"{self.config.run.name}: {label} on {self.config.symbols[0]}",
             height=900,
+        )
+        return fig
+
+    def _plot_universe(self, equity: pd.DataFrame) -> go.Figure:
+        fig = make_subplots(
+            rows=4,
+            cols=1,
+            shared_xaxes=True,
+            row_heights=[0.35, 0.25, 0.15, 0.25],
+            vertical_spacing=0.03,
+            subplot_titles=("close / first close", "equity", "drawdown %", "positions"),
+        )
+        marks, positions = self.marks, self.positions
+        for symbol in self.config.symbols:
+            close = marks[symbol].replace(0.0, np.nan)
+            first = close.dropna().iloc[0] if close.notna().any() else 1.0
+            fig.add_trace(go.Scatter(x=close.index, y=close / first, name=symbol), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(x=positions.index, y=positions[symbol], name=f"{symbol} position"),
+                row=4,
+                col=1,
+            )
+        fig.add_trace(go.Scatter(x=equity.index, y=equity["equity"], name="equity"), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=equity.index, y=100 * equity["drawdown"], name="drawdown %", fill="tozeroy"
+            ),
+            row=3,
+            col=1,
+        )
+        label = self.strategy.get("import_path") or self.strategy.get("kind", "")
+        fig.update_layout(
+            title=f"{self.config.run.name}: {label} on {len(self.config.symbols)} symbols",
+            height=1000,
         )
         return fig

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from plotly.offline import get_plotlyjs
 
-from reporting import figures
+from reporting import figures, universe
 from reporting.downsample import DEFAULT_BUCKETS
 from reporting.tables import (
     METRIC_KINDS,
@@ -121,7 +121,14 @@ def run_sections(
     snapshots = snapshots_frame(engine, run_id)
     fills = fills_frame(engine, run_id)
     refused = refused_orders_frame(engine, run_id)
-    if len(snapshots):
+    per_symbol = summary.get("symbols")
+    if len(snapshots) and per_symbol:  # a universe: the account's rows, symbol by symbol
+        sections.append(Section("P&L by symbol", figure=universe.symbol_pnl_figure(per_symbol)))
+        sections.append(
+            Section("Positions", figure=shaded(universe.position_heatmap(snapshots, buckets)))
+        )
+        snapshots = universe.account_rows(snapshots)
+    elif len(snapshots):
         snapshots = snapshots[snapshots["symbol"] == symbol] if symbol else snapshots
         own_fills = fills[fills["symbol"] == symbol] if len(fills) else fills
         price = figures.price_figure(snapshots, own_fills, symbol, buckets)
@@ -131,6 +138,7 @@ def run_sections(
                 figure=shaded(figures.refused_markers(price, refused, snapshots)),
             )
         )
+    if len(snapshots):
         sections.append(
             Section(
                 "Equity and drawdown",

@@ -54,7 +54,7 @@ FILL_COLUMNS = tuple(column.key for column in _LISTED)
 #: the keys of a :func:`trade_rows` row (``ts_event`` becomes ``time``)
 TRADE_COLUMNS = tuple("time" if name == "ts_event" else name for name in FILL_COLUMNS)
 
-PNL_GROUPS = ("day", "week", "month", "side", "agent")
+PNL_GROUPS = ("day", "week", "month", "side", "symbol", "agent")
 PNL_COLUMNS = (
     "fills",
     "quantity",
@@ -167,7 +167,8 @@ def pnl_rows(
     by: str = "month",
     **filters: Unpack[TradeFilters],
 ) -> list[dict[str, Any]]:
-    """A run's trade P&L aggregated ``by`` day, week, month, side or agent (plain dicts).
+    """A run's trade P&L aggregated ``by`` day, week, month, side, symbol or agent (plain
+    dicts).
 
     Periods are UTC: ``day`` is the date, ``week`` the date of its Monday (ISO
     weeks), ``month`` ``YYYY-MM``. Per group: fills, quantity, notional,
@@ -194,7 +195,7 @@ def pnl_rows(
     for row, pnl in zip(everything, realised, strict=True):
         if row["seq"] not in wanted:
             continue
-        key = row["side"] if by == "side" else _period(row["time"], by)
+        key = row[by] if by in ("side", "symbol") else _period(row["time"], by)
         entry = groups.setdefault(key, {by: key, **dict.fromkeys(PNL_COLUMNS, 0.0)})
         entry["fills"] += 1
         entry["quantity"] += row["quantity"]

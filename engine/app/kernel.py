@@ -32,6 +32,7 @@ tasks and walk-forward folds (which run backtests) are shells over this module a
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -43,6 +44,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from brokers.costs import CostRates
 from brokers.portfolio import Portfolio
 from brokers.simulated import SimulatedBroker
 from engine.app.provenance import (
@@ -51,7 +53,7 @@ from engine.app.provenance import (
     checkpoint_path,
     read_training_record,
 )
-from engine.app.scenario import ScenarioConfig
+from engine.app.scenario import InstrumentConfig, ScenarioConfig
 from engine.app.warmup import WarmupGate, trade_start_ns
 from engine.core.bus import Bus, MessageBus
 from engine.core.clock import SimulatedClock
@@ -94,7 +96,8 @@ class Kernel:
 
     @property
     def symbol(self) -> str:
-        return self.config.instrument.symbol
+        """The first (in a one-instrument run, the only) symbol."""
+        return self.config.universe[0].symbol
 
     def start(self, recorder: Component | None = None, observers: Sequence[Component] = ()) -> None:
         """Subscribe the recorder, the broker, the portfolio, the strategy's components and
@@ -121,9 +124,11 @@ class Kernel:
         close: float,
         volume: float,
         received_ns: int | None = None,
+        symbol: str | None = None,
     ) -> int:
-        """Feed the bar that ended at ``ts``; the clock reads ``received_ns`` (a paper
-        run's arrival time), by default ``ts``. Returns the bar's bus sequence number."""
+        """Feed the bar of ``symbol`` (by default the run's first) that ended at ``ts``; the
+        clock reads ``received_ns`` (a paper run's arrival time), by default ``ts``. Returns
+        the bar's bus sequence number."""
         now = ts if received_ns is None else received_ns
         self.clock.time_ns = now
         bus = self.bus
@@ -133,7 +138,7 @@ class Kernel:
                 ts_event=ts,
                 ts_init=now,
                 seq=seq,
-                symbol=self.symbol,
+                symbol=self.symbol if symbol is None else symbol,
                 open=open,
                 high=high,
                 low=low,
@@ -162,13 +167,15 @@ def build_kernel(
     None in a paper run) give the options' horizon when ``expiry_bars`` is 0 and the
     future the scripted ``oracle`` reads; ``strategy`` replaces the scenario's."""
     portfolio = Portfolio(bus, config.broker.initial_cash)
+    universe = config.universe
     broker = SimulatedBroker(
         bus,
         portfolio,
         config.broker,
-        symbols=(config.instrument.symbol,),
-        lot_size=config.instrument.lot_size,
+        symbols=config.symbols,
+        lot_size={i.symbol: i.lot_size for i in universe},
         timezone=config.data.timezone,
+        costs={i.symbol: instrument_costs(config, i) for i in universe},
     )
     start = trade_start_ns(config)
     gated: Bus = bus if start is None else WarmupGate(bus, clock, start)
@@ -197,7 +204,24 @@ def build_strategy(
         return _learned_ensemble(config, bus, clock, bars, start)
     if isinstance(config.strategy, ScriptedEnsembleConfig):
         return _scripted_ensemble(config, bus, clock, bars, start)
-    return [SmaCross(bus, clock, config.instrument.symbol, config.strategy)]
+    if len(config.universe) == 1:
+        return [SmaCross(bus, clock, config.symbols[0], config.strategy)]
+    # a universe: one crossover per symbol, in the scenario's order
+    return [SmaCross(bus, clock, s, config.strategy, f"sma-{s}") for s in config.symbols]
+
+
+def instrument_costs(config: ScenarioConfig, instrument: InstrumentConfig) -> CostRates:
+    """The broker's cost rates with an instrument's own commission and slippage over them."""
+    rates = CostRates.of(config.broker)
+    return dataclasses.replace(
+        rates,
+        commission_bps=(
+            rates.commission_bps if instrument.commission_bps is None else instrument.commission_bps
+        ),
+        slippage_bps=(
+            rates.slippage_bps if instrument.slippage_bps is None else instrument.slippage_bps
+        ),
+    )
 
 
 def _meta_investor(
@@ -213,13 +237,13 @@ def _meta_investor(
     return MetaInvestor(
         bus,
         clock,
-        config.instrument.symbol,
+        config.universe[0].symbol,
         list(ids),
         params,
         config.broker,
         max_position=strategy.max_position,
         confidence_threshold=strategy.confidence_threshold,
-        lot_size=config.instrument.lot_size,
+        lot_size=config.universe[0].lot_size,
         horizon_bars=len(bars) if bars is not None else 0,
         # its own stream: Monte Carlo credit draws do not shift the agents' draws
         rng=np.random.default_rng([config.run.seed, 1]),
@@ -233,7 +257,7 @@ def _scripted_ensemble(
     config: Any, bus: Bus, clock: SimulatedClock, bars: Any, start: int | None
 ) -> list[Component]:
     strategy = config.strategy
-    symbol = config.instrument.symbol
+    symbol = config.universe[0].symbol
     ids = [f"{rule}-{i}" for i, rule in enumerate(strategy.agents)]
     meta = _meta_investor(config, bus, clock, ids, strategy.meta, bars, start)
     rng = np.random.default_rng(config.run.seed)
@@ -262,7 +286,7 @@ def _learned_ensemble(
         # a learned allocator's raw weights, unless the scenario names an allocator itself
         params = params.with_fields(allocator="softmax", softmax_raw_weights=tuple(raw))
     meta = _meta_investor(config, bus, clock, AGENTS, params, bars, start)
-    symbol = config.instrument.symbol
+    symbol = config.universe[0].symbol
     rng = np.random.default_rng(config.run.seed)
     agents = [
         LearnedAgent(
@@ -292,14 +316,20 @@ def custom_strategy(
     its parameters (a class's declared defaults with ``params`` over them).
 
     ``strategy`` is a :class:`~strategies.base.Strategy` subclass, built with
-    :meth:`~strategies.base.Strategy.create` on the scenario's symbol, or a function
+    :meth:`~strategies.base.Strategy.create` on the scenario's symbol (in a universe, one
+    on each symbol, with the strategy id ``<class>-<symbol>``), or a function
     ``(config, bus, clock, **params)`` returning the component(s)."""
     if isinstance(strategy, type) and issubclass(strategy, Strategy):
         cls = strategy
         stored = {**cls.parameters(), **params}
 
         def build(config: ScenarioConfig, bus: Bus, clock: SimulatedClock) -> Any:
-            return cls.create(bus, clock, config.instrument.symbol, **params)
+            symbols = config.symbols
+            if len(symbols) == 1:
+                return cls.create(bus, clock, symbols[0], **params)
+            # a universe: one per symbol, each with its own state
+            name = cls.__name__.lower()
+            return [cls.create(bus, clock, s, f"{name}-{s}", **params) for s in symbols]
 
     elif callable(strategy) and not isinstance(strategy, type):
         function = strategy

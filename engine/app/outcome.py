@@ -30,6 +30,7 @@ from engine.core.events import (
 )
 from engine.core.version import code_version
 from engine.feeds.bars import BarData, bars_fingerprint, count_gaps
+from engine.feeds.universe import Universe, symbols_label
 
 if TYPE_CHECKING:
     from engine.app.kernel import Kernel
@@ -110,6 +111,21 @@ class ResultsCollector:
             column = getattr(self, name)
             setattr(self, name, np.concatenate([column, np.zeros_like(column)]))
 
+    def trips(self, fills: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The round trips' P&L, when the fills alone do not give them (None: they do)."""
+        return None
+
+    def benchmark_marks(self, first: int) -> np.ndarray:
+        """The buy-and-hold benchmark's prices over the snapshots ``first:``, with the one
+        before them in front: the mark before each bar (the first bar's open for the
+        first), then the bars' closes."""
+        before = self.first_open if first == 0 else self.mark[first - 1]
+        return np.concatenate([[before], self.mark[first : self.count]])
+
+    def symbol_figures(self) -> dict[str, dict[str, Any]] | None:
+        """Each symbol's share of the result (a universe's); None for one instrument."""
+        return None
+
     def fill_arrays(self) -> dict[str, np.ndarray]:
         fills = self.fills
         return {
@@ -184,7 +200,7 @@ def run_row(
     kind: str,
     scenario_path: str,
     name: str | None = None,
-    data: BarData | None = None,
+    data: BarData | Universe | None = None,
     origin: dict[str, Any] | None = None,
     strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -199,7 +215,7 @@ def run_row(
         "name": name or config.run.name,
         "kind": kind,
         "scenario": scenario_path,
-        "symbol": config.instrument.symbol,
+        "symbol": symbols_label(config.symbols),
         "config": stored,
         "config_hash": config_hash(stored),
         "seed": config.run.seed,
@@ -212,12 +228,18 @@ def run_row(
     }
 
 
-def provenance(data: BarData | None, record: TrainingRecord | None) -> dict[str, Any]:
+def provenance(data: BarData | Universe | None, record: TrainingRecord | None) -> dict[str, Any]:
     """What a run row records of its inputs: the fingerprint of its bars (None for a paper
     run: they arrive live) and, for a run with a checkpoint, the checkpoint's fingerprint
-    and training window."""
+    and training window (a universe's fingerprint covers every symbol's bars)."""
     return {
-        "data_fingerprint": None if data is None else bars_fingerprint(data),
+        "data_fingerprint": (
+            None
+            if data is None
+            else data.fingerprint()
+            if isinstance(data, Universe)
+            else bars_fingerprint(data)
+        ),
         "checkpoint_fingerprint": record.fingerprint if record else None,
         "trained_first_ns": record.first_bar_ns if record else None,
         "trained_last_ns": record.last_bar_ns if record else None,
@@ -235,13 +257,15 @@ class Outcome:
     training: dict[str, Any] | None = None
     agents: list[dict[str, Any]] | None = None
     panel: dict[str, Any] | None = None
+    #: a universe's figures by symbol (:mod:`engine.app.universe_results`)
+    symbols: dict[str, dict[str, Any]] | None = None
 
     def stored(self) -> dict[str, Any]:
         """The summary as a run row stores it: the figures, the order counts, the edge,
         the in/out-of-sample split and the agents' table and panel."""
         stored = self.summary.to_dict()
         stored["orders"] = self.orders
-        for key in ("edge", "training", "agents", "panel"):
+        for key in ("edge", "training", "agents", "panel", "symbols"):
             value = getattr(self, key)
             if value is not None:
                 stored[key] = value
@@ -267,10 +291,10 @@ def summarize(
     )
     fills = collector.fill_arrays()
     cash = config.broker.initial_cash
-    summary = compute_summary(ts, equity, position, cash, fills, collector.fees, gaps)
-    # the mark before each bar (the first bar's open for the first), then the bars' closes
-    before = collector.first_open if first == 0 else collector.mark[first - 1]
-    marks = np.concatenate([[before], collector.mark[first:n]])
+    summary = compute_summary(
+        ts, equity, position, cash, fills, collector.fees, gaps, trips=collector.trips(fills)
+    )
+    marks = collector.benchmark_marks(first)
     edge = edge_of(equity, cash, summary.periods_per_year, marks, config.run.seed) if n else None
     orders = order_outcomes(
         collector.orders, collector.denied, collector.rejected, len(collector.fills)
@@ -306,4 +330,5 @@ def summarize(
         training=training,
         agents=kernel.agent_summary(),
         panel=kernel.panel_summary(),
+        symbols=collector.symbol_figures(),
     )

@@ -153,7 +153,7 @@ class PaperTrader:
         self.run_id = session.run_id
         bus = self.bus = session.bus
         self.kernel = kernel or build_paper_kernel(config, bus)
-        self.symbol = config.instrument.symbol
+        self.symbol = config.single("paper trading").symbol
         self.recorder = session.recorder
         self.collector = ResultsCollector(bus)
         self.kernel.start(self.recorder, observers=[self.collector])

@@ -53,7 +53,7 @@ def precompile(bars: int = 3_000) -> float:
     for name in SCENARIOS:
         config = _on_synthetic_bars(load_scenario(ROOT / name), bars)
         run_backtest(config, persist=False)
-        data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+        data = load_bars(config.data, config.universe[0].symbol, seed=config.run.seed)
         build_features(
             data.open, data.high, data.low, data.close, data.volume, data.ts, config.indicators
         )

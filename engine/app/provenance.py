@@ -59,7 +59,7 @@ def training_data_record(config: Any, data: Any, warm_bars: int) -> dict[str, An
     from engine.feeds.bars import bars_fingerprint
 
     return {
-        "symbol": config.instrument.symbol,
+        "symbol": config.universe[0].symbol,
         "bar_minutes": config.data.bar_minutes,
         "timezone": config.data.timezone,
         "start": config.data.start,
@@ -166,7 +166,7 @@ def check_transfer(record: TrainingRecord, config: Any) -> str | None:
             f"checkpoint {record.checkpoint} was trained on {'; '.join(differences)}; "
             "set strategy.allow_transfer = true to trade with it anyway"
         )
-    symbol = config.instrument.symbol
+    symbol = config.universe[0].symbol
     if record.symbol != symbol:
         return (
             f"checkpoint {record.checkpoint.name} was trained on {record.symbol}, "

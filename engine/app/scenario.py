@@ -7,7 +7,7 @@ type errors name the section and key::
 
     [run]        name, seed
     [data]       where the bars come from and how to validate them
-    [instrument] symbol, lot size
+    [instrument] symbol, lot size (or a universe: [[instruments]], one table each)
     [broker]     cash, costs, fill rules, margin
     [strategy]   kind = "sma_cross" | ... and the strategy's parameters
     [indicators] the 13 features' parameters (indicators.params.IndicatorParams)
@@ -32,7 +32,7 @@ from typing import Any, Union, get_args, get_origin
 import msgspec
 
 from brokers.config import BrokerConfig
-from engine.core.configs import ConfigStruct, positive
+from engine.core.configs import ConfigStruct, non_negative, positive
 from engine.core.errors import ConfigError
 from engine.feeds.config import DataConfig, SyntheticConfig
 from indicators.params import IndicatorParams
@@ -83,15 +83,26 @@ class RunConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class InstrumentConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One instrument: its symbol and lot size and, in a universe (``[[instruments]]``),
+    optionally its own bar file (``path``, relative to the scenario) and its own costs
+    (``commission_bps`` and ``slippage_bps`` in place of the broker's)."""
+
     symbol: str = "SYNTH"
     lot_size: float = 1.0
+    path: str = ""
+    commission_bps: float | None = None
+    slippage_bps: float | None = None
 
-    def check(self) -> None:
+    def check(self, where: str = "instrument") -> None:
         if not self.symbol or "/" in self.symbol or "+" in self.symbol or "#" in self.symbol:
             raise ConfigError(
-                f"instrument.symbol must be non-empty without '/', '+', '#', got {self.symbol!r}"
+                f"{where}.symbol must be non-empty without '/', '+', '#', got {self.symbol!r}"
             )
-        positive("instrument.lot_size", self.lot_size)
+        positive(f"{where}.lot_size", self.lot_size)
+        for name in ("commission_bps", "slippage_bps"):
+            value = getattr(self, name)
+            if value is not None:
+                non_negative(f"{where}.{name}", value)
 
 
 StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
@@ -103,6 +114,7 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_price": 1e15,
         "max_volume": 1e18,
         "max_abs_log_return": 10.0,
+        "symbol_column": "",
     },
     "mappo_ensemble": {
         "sampling_temperature": 1.0,
@@ -112,6 +124,7 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
         "min_hold_bars": 0,
     },
     "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
+    "instrument": {"path": "", "commission_bps": None, "slippage_bps": None},
     "train": {"reward_turnover": 0.0, "validation_end": "", "validate_every": 5, "patience": 0},
 }
 
@@ -122,6 +135,8 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
     instrument: InstrumentConfig = msgspec.field(default_factory=InstrumentConfig)
+    #: a universe: the instruments in their dispatch order (empty: ``instrument`` alone)
+    instruments: tuple[InstrumentConfig, ...] = ()
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
     strategy: StrategyConfig = msgspec.field(default_factory=SmaCrossConfig)
     indicators: IndicatorParams = msgspec.field(default_factory=IndicatorParams)
@@ -130,15 +145,56 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
     base_dir: str = "."
 
     def check(self) -> None:
-        for section in (self.run, self.data, self.instrument, self.broker, self.strategy):
+        universe = self.universe
+        for section in (self.run, self.broker, self.strategy):
             section.check()
+        self.data.check(paths_given=all(i.path for i in universe))
+        if not self.instruments:
+            self.instrument.check()
+            if self.instrument.path or self.instrument.commission_bps is not None:
+                raise ConfigError(
+                    "instrument.path and per-instrument costs belong to a universe "
+                    "([[instruments]]); for one instrument use data.path and [broker]"
+                )
+        for i, instrument in enumerate(self.instruments):
+            instrument.check(f"instruments[{i}]")
+        symbols = [i.symbol for i in universe]
+        repeated = sorted({s for s in symbols if symbols.count(s) > 1})
+        if repeated:
+            raise ConfigError(f"[[instruments]] lists {', '.join(repeated)} more than once")
+        if len(universe) > 1 and not isinstance(self.strategy, SmaCrossConfig):
+            kind = type(self.strategy).__struct_config__.tag
+            raise ConfigError(
+                f"strategy {kind!r} trades one instrument; a universe of "
+                f"{len(universe)} instruments runs sma_cross or a strategy of your own "
+                "(emarl.backtest(..., strategy=...))"
+            )
         self.storage.check()
         if self.train is not None:
             self.train.check()
 
-    def data_path(self) -> Path:
-        path = Path(self.data.path)
-        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+    @property
+    def universe(self) -> tuple[InstrumentConfig, ...]:
+        """The instruments traded: ``[[instruments]]``, or ``[instrument]`` alone."""
+        return self.instruments or (self.instrument,)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(i.symbol for i in self.universe)
+
+    def single(self, what: str) -> InstrumentConfig:
+        """The one instrument of a scenario that ``what`` needs; a universe is refused."""
+        if len(self.universe) > 1:
+            raise ConfigError(
+                f"{what} runs on one instrument; this scenario has {len(self.universe)} "
+                "([[instruments]]): give it one [instrument]"
+            )
+        return self.universe[0]
+
+    def data_path(self, path: str = "") -> Path:
+        """``path`` (by default ``data.path``) resolved against the scenario's folder."""
+        resolved = Path(path or self.data.path)
+        return resolved if resolved.is_absolute() else (Path(self.base_dir) / resolved).resolve()
 
     def to_dict(self) -> dict[str, Any]:
         """The effective config as plain data (``base_dir`` left out)."""
@@ -146,7 +202,13 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
         out.pop("base_dir", None)
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
-        sections = [("data", out["data"])]
+        sections = [("data", out["data"]), ("instrument", out["instrument"])]
+        if out["instruments"]:
+            out.pop("instrument")  # a universe's instruments are its [[instruments]]
+            sections = [("data", out["data"])]
+            sections += [("instrument", item) for item in out["instruments"]]
+        else:
+            out.pop("instruments")
         if isinstance(out.get("train"), dict):
             sections.append(("train", out["train"]))
         strategy = out.get("strategy")
@@ -205,7 +267,15 @@ def _check_keys(data: dict[str, Any], struct: type[msgspec.Struct], where: str) 
                 else f"; known keys: {', '.join(sorted(allowed))}"
             )
             raise ConfigError(f"unknown key {key!r} in {section}{hint}")
-        candidates = _struct_types(hints.get(key))
+        annotation = hints.get(key)
+        if get_origin(annotation) is tuple and isinstance(value, list):
+            items = [a for a in get_args(annotation) if a is not Ellipsis]
+            if len(items) == 1 and _struct_types(items[0]):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict):
+                        _check_keys(item, items[0], f"{key}[{i}]")
+            continue
+        candidates = _struct_types(annotation)
         if candidates and isinstance(value, dict):
             target = candidates[0]
             kinds = {c.__struct_config__.tag: c for c in candidates if c.__struct_config__.tag}
@@ -244,6 +314,10 @@ def scenario_from_dict(
         _check_keys(raw, ScenarioConfig, "")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if "instrument" in raw and "instruments" in raw:
+        raise ConfigError(
+            f"{source}: give one [instrument] or a universe of [[instruments]], not both"
+        )
     strategy = raw.get("strategy")
     if isinstance(strategy, dict) and "kind" not in strategy:
         strategy["kind"] = "sma_cross"

@@ -19,6 +19,7 @@ from engine.app.provenance import TrainingRecord
 from engine.app.scenario import ScenarioConfig
 from engine.core.bus import MessageBus
 from engine.feeds.bars import BarData
+from engine.feeds.universe import Universe
 from storage.models import RunStatus
 from storage.paper import set_run_status
 from storage.recorder import Recorder
@@ -69,7 +70,7 @@ class RunSession:
         kind: str,
         scenario_path: str,
         name: str | None = None,
-        data: BarData | None = None,
+        data: BarData | Universe | None = None,
         record: TrainingRecord | None = None,
         flush_every_bars: int | None = None,
         writer_process: bool = False,

@@ -47,7 +47,10 @@ def prepare_market(config: ScenarioConfig) -> tuple[Any, np.ndarray, np.ndarray,
     from strategies.marl.mappo import market_from_bars  # torch loads only to train
 
     data = load_bars(
-        config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
+        config.data,
+        config.single("emarl train").symbol,
+        path=config.data_path(),
+        seed=config.run.seed,
     )
     features = build_features(
         data.open, data.high, data.low, data.close, data.volume, data.ts, config.indicators
@@ -74,7 +77,7 @@ def prepare_stage_markets(config: ScenarioConfig, hp: TrainConfig) -> list[Marke
             )
         data = load_bars(
             config.data,
-            config.instrument.symbol,
+            config.universe[0].symbol,
             seed=config.run.seed,
             complexity=complexity,
         )
@@ -179,7 +182,7 @@ def train_scenario(
     terms = TradingTerms(
         CostRates.of(broker),
         strategy.max_position,
-        lot_size=config.instrument.lot_size,
+        lot_size=config.universe[0].lot_size,
         confidence_threshold=strategy.confidence_threshold,
         initial_cash=broker.initial_cash,
         meta=meta_params,

@@ -301,7 +301,10 @@ def run_walk_forward(
         elif not train_each_fold:
             trainer = NothingToTrain()
     data = load_bars(
-        config.data, config.instrument.symbol, path=config.data_path(), seed=config.run.seed
+        config.data,
+        config.single("walk-forward").symbol,
+        path=config.data_path(),
+        seed=config.run.seed,
     )
     folds = make_folds(data.ts, config.data.timezone, train, test, step)
     specs = []

@@ -37,8 +37,10 @@ __all__ = [
     "BarData",
     "DataReport",
     "bars_fingerprint",
+    "bars_from_frame",
     "bound_ns",
     "count_gaps",
+    "first_row",
     "load_bars",
     "read_frame",
     "resample_bars",
@@ -74,12 +76,19 @@ def read_frame(path: Path, fmt: str = "auto") -> pd.DataFrame:
 
 
 class _Validator:
-    def __init__(self, frame: pd.DataFrame, config: DataConfig, source: str, row_base: int):
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        config: DataConfig,
+        source: str,
+        row_base: int,
+        rows: np.ndarray | None = None,
+    ):
         self.config = config
         self.source = source
         self.row_base = row_base
         self.report = DataReport(source=source, rows_read=len(frame))
-        self.rows = np.arange(len(frame)) + row_base
+        self.rows = np.arange(len(frame)) + row_base if rows is None else rows
 
     def fail(self, position: int, problem: str, option: str | None = None) -> DataError:
         hint = ""
@@ -148,7 +157,11 @@ def _parse_timestamps(values: pd.Series, config: DataConfig, v: _Validator) -> n
 
 
 def _validate(
-    frame: pd.DataFrame, config: DataConfig, source: str, row_base: int
+    frame: pd.DataFrame,
+    config: DataConfig,
+    source: str,
+    row_base: int,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], DataReport, int]:
     """Check and repair a raw frame; return end stamps, columns, report and source bar minutes."""
     names = {
@@ -165,7 +178,7 @@ def _validate(
             f"{source}: missing column(s) {', '.join(map(repr, missing))}; the file has "
             f"{', '.join(map(repr, map(str, frame.columns)))} (map names with data.*_column)"
         )
-    v = _Validator(frame, config, source, row_base)
+    v = _Validator(frame, config, source, row_base, rows)
     ts = _parse_timestamps(frame[names["timestamp"]], config, v)
     cols: dict[str, np.ndarray] = {}
     for name in FIELDS:
@@ -476,8 +489,27 @@ def load_bars(
     if path is None:
         path = Path(config.path)
     frame = read_frame(path, config.format)
+    return bars_from_frame(frame, config, symbol, str(path), first_row(path, config))
+
+
+def first_row(path: Path, config: DataConfig) -> int:
+    """The row number an error gives the file's first data row (a CSV's header is row 1)."""
     is_csv = not (config.format == "parquet" or path.suffix.lower() in (".parquet", ".pq"))
-    ts, cols, report, source_minutes = _validate(frame, config, str(path), 2 if is_csv else 1)
+    return 2 if is_csv else 1
+
+
+def bars_from_frame(
+    frame: pd.DataFrame,
+    config: DataConfig,
+    symbol: str,
+    source: str,
+    row_base: int = 1,
+    rows: np.ndarray | None = None,
+) -> BarData:
+    """Validate, resample and window the bars of one symbol read into ``frame``; errors name
+    ``source`` and the row (``rows``: each frame row's number in the file, when the frame
+    is a part of it; by default ``row_base`` onwards)."""
+    ts, cols, report, source_minutes = _validate(frame, config, source, row_base, rows)
     if source_minutes != config.bar_minutes:
         ts, cols = resample_bars(
             ts, cols, config.bar_minutes, config.timezone, config.grid_offset_minutes

@@ -54,6 +54,12 @@ class DataConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=
     bar that contains it). Duplicates can only be dropped; out-of-order rows
     can be dropped or sorted.
 
+    A universe (``[[instruments]]`` in a scenario) reads one file per symbol: an
+    instrument's own ``path``; ``path`` with a ``{symbol}`` placeholder
+    (``data/{symbol}.parquet``); a glob (``data/*.csv``: the file whose name without its
+    suffix is the symbol); or one long file whose ``symbol_column`` names each row's
+    symbol. Every symbol's bars are validated on their own, by the same rules.
+
     Limits that no real market reaches keep absurd numbers out of the accounting:
     a price above ``max_price`` or a bar whose open, high, low or close lies more
     than ``max_abs_log_return`` (natural log) from the previous bar's close, or
@@ -86,11 +92,17 @@ class DataConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_price: float = 1e15
     max_volume: float = 1e18
     max_abs_log_return: float = 10.0  # a factor of about 22,000 in one bar
+    #: a universe's bars in one long file: the column that names each row's symbol
+    symbol_column: str = ""
     synthetic: SyntheticConfig = msgspec.field(default_factory=SyntheticConfig)
 
-    def check(self) -> None:
-        if self.source == "file" and not self.path:
+    def check(self, paths_given: bool = False) -> None:
+        """Check the section; ``paths_given``: every instrument names its own file, so
+        ``path`` may be empty."""
+        if self.source == "file" and not self.path and not paths_given:
             raise ConfigError("data.path is required when data.source = 'file'")
+        if self.symbol_column and self.source != "file":
+            raise ConfigError("data.symbol_column reads a file: set data.source = 'file'")
         positive("data.bar_minutes", self.bar_minutes)
         if self.source_bar_minutes < 0 or (
             self.source_bar_minutes and self.bar_minutes % self.source_bar_minutes

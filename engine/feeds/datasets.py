@@ -25,14 +25,20 @@ from engine.feeds.config import DataConfig
 __all__ = [
     "WEICHAI_SYMBOL",
     "WEICHAI_TIMEZONE",
+    "ZVT_DAILY_CLOSE",
     "weichai_5m",
     "write_weichai_30m",
+    "write_zvt_daily",
     "zvt_archive",
+    "zvt_daily",
 ]
 
 WEICHAI_SYMBOL = "000338.SZ"
 WEICHAI_TIMEZONE = "Asia/Shanghai"
 _ARCHIVE_MEMBER = "joinquant_stock_5m_kdata.db"
+_DAILY_MEMBER = "joinquant_stock_1d_kdata.db"
+#: the A-share session's close (Asia/Shanghai): the end of a daily bar
+ZVT_DAILY_CLOSE = "15:00"
 
 
 def zvt_archive() -> Path:
@@ -49,23 +55,55 @@ def zvt_archive() -> Path:
     return path
 
 
-def weichai_5m() -> pd.DataFrame:
-    """The raw 5-minute bars: ``timestamp`` (naive, Asia/Shanghai, bar end) and OHLCV."""
+def _read_archive(member: str, query: str) -> pd.DataFrame:
+    """``query`` on the SQLite database ``member`` of zvt's sample archive."""
     archive = zvt_archive()
     with tempfile.TemporaryDirectory() as folder:
         try:
             with zipfile.ZipFile(archive) as bundle:
-                bundle.extract(_ARCHIVE_MEMBER, folder)
+                bundle.extract(member, folder)
         except (zipfile.BadZipFile, KeyError) as exc:
-            raise DataError(f"{archive}: cannot extract {_ARCHIVE_MEMBER}: {exc}") from exc
-        with sqlite3.connect(Path(folder) / _ARCHIVE_MEMBER) as connection:
-            frame = pd.read_sql_query(
-                "SELECT timestamp, open, high, low, close, volume FROM stock_5m_kdata "
-                "ORDER BY timestamp",
-                connection,
-            )
+            raise DataError(f"{archive}: cannot extract {member}: {exc}") from exc
+        with sqlite3.connect(Path(folder) / member) as connection:
+            return pd.read_sql_query(query, connection)
+
+
+def weichai_5m() -> pd.DataFrame:
+    """The raw 5-minute bars: ``timestamp`` (naive, Asia/Shanghai, bar end) and OHLCV."""
+    frame = _read_archive(
+        _ARCHIVE_MEMBER,
+        "SELECT timestamp, open, high, low, close, volume FROM stock_5m_kdata ORDER BY timestamp",
+    )
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
     return frame
+
+
+def zvt_daily() -> pd.DataFrame:
+    """The eight A-shares' daily bars in the archive, 2005-2020, as one long frame:
+    ``symbol`` (``000338.SZ``, ``601318.SH``...), ``timestamp`` (the session's close,
+    15:00 Asia/Shanghai: the archive stamps each day at its midnight) and OHLCV, by
+    symbol, then time. Prices are adjusted as the archive's ``stock_1d_kdata`` holds them,
+    the same adjustment as the Weichai 5-minute bars (Weichai closed 3.34 on its first day,
+    2007-04-30, by both)."""
+    frame = _read_archive(
+        _DAILY_MEMBER,
+        "SELECT entity_id, timestamp, open, high, low, close, volume FROM stock_1d_kdata "
+        "ORDER BY entity_id, timestamp",
+    )
+    _, exchange, code = frame["entity_id"].str.split("_", expand=True).T.to_numpy()
+    frame.insert(0, "symbol", [f"{c}.{e.upper()}" for c, e in zip(code, exchange, strict=True)])
+    days = pd.to_datetime(frame["timestamp"]).dt.normalize()
+    close = pd.Timedelta(ZVT_DAILY_CLOSE + ":00")
+    frame["timestamp"] = (days + close).dt.tz_localize(WEICHAI_TIMEZONE)
+    return frame.drop(columns="entity_id")
+
+
+def write_zvt_daily(out: Path) -> dict[str, int]:
+    """Write :func:`zvt_daily` to ``out`` (Parquet); return the bars per symbol."""
+    frame = zvt_daily()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    return {str(k): int(v) for k, v in frame.groupby("symbol", sort=False).size().items()}
 
 
 def write_weichai_30m(out: Path) -> int:

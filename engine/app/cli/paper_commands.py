@@ -259,7 +259,7 @@ def publish(
         if file.suffix.lower() == ".toml":
             config = load_scenario(file)
             data_config = config.data
-            name = symbol or config.instrument.symbol
+            name = symbol or config.single("emarl publish").symbol
             path = config.data_path()
             seed = config.run.seed
         else:

@@ -54,6 +54,7 @@ class PnlGroup(str, Enum):
     week = "week"
     month = "month"
     side = "side"
+    symbol = "symbol"
     agent = "agent"
 
 
@@ -158,7 +159,7 @@ def trades(
         PnlGroup | None,
         typer.Option(
             "--by",
-            help="Aggregate P&L per UTC day, week (Monday) or month, per side, or per agent "
+            help="Aggregate P&L per UTC day, week (Monday) or month, per side, per symbol, or per agent "
             "(Shapley attribution) instead of listing fills.",
         ),
     ] = None,

@@ -102,6 +102,7 @@ def backtest(
     summary["training"] = result.training
     summary["panel"] = result.panel
     summary["edge"] = result.edge
+    summary["symbols"] = result.outcome.symbols
     if (report or report_file is not None) and result.run_id is not None:
         written = _write_report(db or config.storage.url, result.run_id, report_file)
         summary["report"] = str(written)
@@ -110,7 +111,14 @@ def backtest(
     if output_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    _print_summary(config.run.name, config.instrument.symbol, summary, result.fills)
+    _print_summary(config.run.name, result.data.symbol, summary, result.fills)
+    if result.outcome.symbols:
+        _emit(
+            [{"symbol": k, **v} for k, v in result.outcome.symbols.items()],
+            ["symbol", "fills", "trades", "win_rate", "fees", "final_position", "pnl"],
+            OutputFormat.table,
+            title="by symbol: fills, round trips, fees, final position, P&L contribution",
+        )
     if result.agents:
         _emit(
             result.agents,
