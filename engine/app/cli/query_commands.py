@@ -159,8 +159,8 @@ def trades(
         PnlGroup | None,
         typer.Option(
             "--by",
-            help="Aggregate P&L per UTC day, week (Monday) or month, per side, per symbol, or per agent "
-            "(Shapley attribution) instead of listing fills.",
+            help="Aggregate P&L per UTC day, week (Monday) or month, per side, per symbol, or "
+            "per agent (Shapley attribution) instead of listing fills.",
         ),
     ] = None,
     output: Annotated[
