@@ -6,6 +6,10 @@ SMA(fast) < SMA(slow), unchanged when they are equal. A market order for the
 difference goes out when the target differs from the position and no order
 is working; it fills at the next bar's open.
 
+With ``[strategy.sizing]`` other than ``units`` (:mod:`strategies.sizing`), a position
+is sized when the signal changes direction (a share of equity, or a volatility target,
+and the symbol's weight in a universe) and then held until the next change.
+
 The means are running sums (re-summed every 4,096 bars). When the two means
 are within 1e-9 of each other, relative, the comparison is redone with
 exactly rounded sums (``math.fsum``), so decisions never depend on the order
@@ -16,12 +20,15 @@ from __future__ import annotations
 
 import math
 
+import msgspec
+
 from engine.core.bus import Bus
 from engine.core.clock import Clock
 from engine.core.configs import ConfigStruct, positive
 from engine.core.errors import ConfigError
 from engine.core.events import Bar
 from strategies.base import Strategy
+from strategies.sizing import AccountView, Allocation, SizingConfig
 
 __all__ = ["SmaCross", "SmaCrossConfig"]
 
@@ -34,12 +41,16 @@ class SmaCrossConfig(
     tag="sma_cross",
     tag_field="kind",
 ):
-    """Long when SMA(fast) > SMA(slow), short when below (flat when ``long_only``)."""
+    """Long when SMA(fast) > SMA(slow), short when below (flat when ``long_only``);
+    ``sizing`` and ``allocation`` size a new position (:mod:`strategies.sizing`), by
+    default ``quantity`` units."""
 
     fast: int = 10
     slow: int = 30
     quantity: float = 100.0
     long_only: bool = False
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
+    allocation: Allocation = "equal"
 
     def check(self) -> None:
         if self.fast < 1 or self.slow < 2:
@@ -51,6 +62,7 @@ class SmaCrossConfig(
                 f"strategy.fast ({self.fast}) must be smaller than strategy.slow ({self.slow})"
             )
         positive("strategy.quantity", self.quantity)
+        self.sizing.check()
 
 
 class SmaCross(Strategy):
@@ -61,8 +73,12 @@ class SmaCross(Strategy):
         symbol: str,
         config: SmaCrossConfig,
         strategy_id: str = "sma",
+        account: AccountView | None = None,
+        lot: float = 1.0,
     ) -> None:
         super().__init__(strategy_id, bus, symbol, clock)
+        self._account = None if config.sizing.method == "units" else account
+        self._lot = lot
         self.config = config
         self._fast = config.fast
         self._slow = config.slow
@@ -103,5 +119,20 @@ class SmaCross(Strategy):
             target = self._short
         else:
             return
-        if target != self.position and not self.open_orders:
+        if self._account is not None:
+            self._resize(target, close)
+        elif target != self.position and not self.open_orders:
             self.target_position(target)
+
+    def _resize(self, target: float, close: float) -> None:
+        """Sized positions: trade only when the direction changes (then to a newly sized
+        position), never to rebalance a held one."""
+        direction = (target > 0) - (target < 0)
+        if self.open_orders or direction == (self.position > 0) - (self.position < 0):
+            return
+        config = self.config
+        assert self._account is not None
+        units = self._account.units(self.symbol, close, self._lot, config.quantity)
+        wanted = direction * units
+        if wanted != self.position:
+            self.target_position(wanted)

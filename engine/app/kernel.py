@@ -65,6 +65,7 @@ from strategies.marl.config import AGENTS, MappoEnsembleConfig
 from strategies.meta.investor import MetaInvestor
 from strategies.meta.params import MetaInvestorParams
 from strategies.scripted import ScriptedAgent, ScriptedEnsembleConfig
+from strategies.sizing import AccountView
 from strategies.sma_cross import SmaCross
 
 __all__ = ["Kernel", "StrategyFactory", "build_kernel", "build_strategy", "custom_strategy"]
@@ -204,10 +205,20 @@ def build_strategy(
         return _learned_ensemble(config, bus, clock, bars, start)
     if isinstance(config.strategy, ScriptedEnsembleConfig):
         return _scripted_ensemble(config, bus, clock, bars, start)
-    if len(config.universe) == 1:
-        return [SmaCross(bus, clock, config.symbols[0], config.strategy)]
+    strategy = config.strategy
+    account = None
+    if strategy.sizing.method != "units":  # sized by equity: the account view comes first
+        account = AccountView(
+            bus, config.symbols, strategy.sizing, strategy.allocation, config.broker.initial_cash
+        )
+    lots = {i.symbol: i.lot_size for i in config.universe}
+    single = len(config.universe) == 1
     # a universe: one crossover per symbol, in the scenario's order
-    return [SmaCross(bus, clock, s, config.strategy, f"sma-{s}") for s in config.symbols]
+    crossovers: list[Component] = [
+        SmaCross(bus, clock, s, strategy, "sma" if single else f"sma-{s}", account, lots[s])
+        for s in config.symbols
+    ]
+    return crossovers if account is None else [account, *crossovers]
 
 
 def instrument_costs(config: ScenarioConfig, instrument: InstrumentConfig) -> CostRates:

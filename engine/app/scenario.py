@@ -40,6 +40,7 @@ from storage.config import StorageConfig
 from strategies.marl.config import AGENTS, MappoEnsembleConfig, TrainConfig
 from strategies.meta.params import MetaInvestorParams
 from strategies.scripted import ScriptedEnsembleConfig
+from strategies.sizing import SizingConfig
 from strategies.sma_cross import SmaCrossConfig
 
 __all__ = [
@@ -125,6 +126,7 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
     "instrument": {"path": "", "commission_bps": None, "slippage_bps": None},
+    "sma_cross": {"sizing": msgspec.to_builtins(SizingConfig()), "allocation": "equal"},
     "train": {"reward_turnover": 0.0, "validation_end": "", "validate_every": 5, "patience": 0},
 }
 

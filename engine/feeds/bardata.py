@@ -52,6 +52,9 @@ class BarData:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def __repr__(self) -> str:
+        return f"<BarData {self.symbol}: {len(self):,} bars>"
+
     def frame(self) -> pd.DataFrame:
         """The bars as a DataFrame indexed by UTC end time."""
         index = pd.DatetimeIndex(pd.to_datetime(self.ts, utc=True), name="timestamp")

@@ -78,6 +78,9 @@ class Universe:
         """The number of bar events (every symbol's bars together)."""
         return len(self.ts)
 
+    def __repr__(self) -> str:
+        return f"<Universe of {len(self.series)} symbols: {len(self):,} bars>"
+
     @property
     def symbols(self) -> list[str]:
         return [s.symbol for s in self.series]
