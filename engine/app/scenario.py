@@ -126,6 +126,7 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
     "instrument": {"path": "", "commission_bps": None, "slippage_bps": None},
+    "synthetic": {"correlation": 0.3},
     "sma_cross": {"sizing": msgspec.to_builtins(SizingConfig()), "allocation": "equal"},
     "train": {"reward_turnover": 0.0, "validation_end": "", "validate_every": 5, "patience": 0},
 }
@@ -204,10 +205,11 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
         out.pop("base_dir", None)
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
-        sections = [("data", out["data"]), ("instrument", out["instrument"])]
+        data = [("data", out["data"]), ("synthetic", out["data"]["synthetic"])]
+        sections = [*data, ("instrument", out["instrument"])]
         if out["instruments"]:
             out.pop("instrument")  # a universe's instruments are its [[instruments]]
-            sections = [("data", out["data"])]
+            sections = data
             sections += [("instrument", item) for item in out["instruments"]]
         else:
             out.pop("instruments")

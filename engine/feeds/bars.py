@@ -44,6 +44,7 @@ __all__ = [
     "load_bars",
     "read_frame",
     "resample_bars",
+    "window",
 ]
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -480,7 +481,7 @@ def load_bars(
             bar_minutes=config.bar_minutes,
             complexity=complexity,
         )
-        return _window(data, config)
+        return window(data, config)
     if complexity != 1.0:
         raise ConfigError(
             f"complexity {complexity} scales the noise of the synthetic market only; "
@@ -516,10 +517,11 @@ def bars_from_frame(
         )
     o, h, lo, c, v = (np.ascontiguousarray(cols[name], dtype=np.float64) for name in FIELDS)
     data = BarData(symbol, ts, o, h, lo, c, v, config.bar_minutes * NS_PER_MINUTE, report)
-    return _window(data, config)
+    return window(data, config)
 
 
-def _window(data: BarData, config: DataConfig) -> BarData:
+def window(data: BarData, config: DataConfig) -> BarData:
+    """``data`` cut to ``data.start`` / ``data.end``, with its bar and gap counts."""
     lo, hi = 0, len(data)
     if config.start:
         lo = int(np.searchsorted(data.ts, bound_ns(config.start, config.timezone, "start")))

@@ -25,11 +25,17 @@ class SyntheticConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fi
     start_price: float = 100.0
     stay_probability: float = 0.995
     base_volatility: float = 0.004
+    #: a universe's: the correlation of any two symbols' shocks (one market factor)
+    correlation: float = 0.3
 
     def check(self) -> None:
         positive("data.synthetic.bars", self.bars)
         positive("data.synthetic.start_price", self.start_price)
         positive("data.synthetic.base_volatility", self.base_volatility)
+        if not 0.0 <= self.correlation <= 1.0:
+            raise ConfigError(
+                f"data.synthetic.correlation must be in [0, 1], got {self.correlation}"
+            )
         if not 0.0 <= self.stay_probability < 1.0:
             raise ConfigError(
                 f"data.synthetic.stay_probability must be in [0, 1), got {self.stay_probability}"

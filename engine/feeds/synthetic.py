@@ -26,15 +26,29 @@ stamped with its end. The same config and seed always give the same bars.
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pandas as pd
 
 from engine.feeds.bardata import NS_PER_MINUTE, BarData, DataReport
 from engine.feeds.config import SyntheticConfig
 
-__all__ = ["REGIME_NAMES", "generate_market"]
+__all__ = ["REGIME_NAMES", "generate_market", "generate_universe"]
 
 REGIME_NAMES = ("trending_up", "trending_down", "mean_reverting", "high_volatility")
+
+
+def _regimes(rng: np.random.Generator, n: int, stay_probability: float) -> np.ndarray:
+    """A path of ``n`` regimes (the Markov chain of the module docstring)."""
+    switch = rng.random(n) >= stay_probability
+    jumps = rng.integers(1, 4, size=n)
+    regime = np.empty(n, dtype=np.int8)
+    state = int(rng.integers(0, 4))
+    for i in range(n):
+        if switch[i]:
+            state = (state + int(jumps[i])) % 4
+        regime[i] = state
+    return regime
 
 
 def generate_market(
@@ -44,8 +58,12 @@ def generate_market(
     seed: int = 0,
     bar_minutes: int = 30,
     complexity: float = 1.0,
+    regime: np.ndarray | None = None,
+    shocks: np.ndarray | None = None,
 ) -> BarData:
-    """Generate ``config.bars`` bars; ``BarData.regime`` holds each bar's true regime."""
+    """Generate ``config.bars`` bars; ``BarData.regime`` holds each bar's true regime.
+    ``regime`` and ``shocks`` (a universe's shared regime path and correlated shocks,
+    :func:`generate_universe`) replace the ones this seed would draw."""
     if not 0.0 < complexity <= 1.0:
         raise ValueError(f"complexity must be in (0, 1], got {complexity}")
     rng = np.random.default_rng(seed)
@@ -53,18 +71,10 @@ def generate_market(
     drift = 0.25 * config.base_volatility
     sigma = complexity * config.base_volatility
     kappa = 0.05
-
-    # Regime path.
-    switch = rng.random(n) >= config.stay_probability
-    jumps = rng.integers(1, 4, size=n)
-    regime = np.empty(n, dtype=np.int8)
-    state = int(rng.integers(0, 4))
-    for i in range(n):
-        if switch[i]:
-            state = (state + int(jumps[i])) % 4
-        regime[i] = state
-
-    shocks = rng.standard_normal(n)
+    if regime is None:
+        regime = _regimes(rng, n, config.stay_probability)
+    if shocks is None:
+        shocks = rng.standard_normal(n)
     log_close = np.empty(n)
     level = float(np.log(config.start_price))
     anchor = level
@@ -101,3 +111,43 @@ def generate_market(
     ts = first + step_ns * np.arange(n, dtype=np.int64)
     report = DataReport(source=f"synthetic(seed={seed})", rows_read=n, bars=n)
     return BarData(symbol, ts, open_, high, low, close, volume, step_ns, report, regime)
+
+
+def generate_universe(
+    config: SyntheticConfig,
+    symbols: list[str],
+    *,
+    seed: int = 0,
+    bar_minutes: int = 30,
+) -> list[BarData]:
+    """A correlated multi-asset market on one clock: every symbol shares the market's
+    regime path, and its shocks load on one market factor,
+    ``z_s = sqrt(ρ) m + sqrt(1 - ρ) e_s`` with ``ρ = config.correlation`` (so any two
+    symbols' shocks correlate by ρ); each symbol's volatility is ``base_volatility``
+    times a log-normal factor (σ 0.3) of its own. Symbol ``i`` draws from the seed
+    ``[seed, i + 1]``, the market from ``[seed, 0]``; the same config and seed give the
+    same bars."""
+    market = np.random.default_rng([seed, 0])
+    n = config.bars
+    regime = _regimes(market, n, config.stay_probability)
+    common = market.standard_normal(n)
+    rho = config.correlation
+    out = []
+    for i, symbol in enumerate(symbols):
+        own = np.random.default_rng([seed, i + 1])
+        scale = float(np.exp(0.3 * own.standard_normal()))
+        shocks = np.sqrt(rho) * common + np.sqrt(1.0 - rho) * own.standard_normal(n)
+        symbol_config = msgspec.structs.replace(
+            config, base_volatility=config.base_volatility * scale
+        )
+        data = generate_market(
+            symbol_config,
+            symbol=symbol,
+            seed=int(own.integers(2**31)),
+            bar_minutes=bar_minutes,
+            regime=regime,
+            shocks=shocks,
+        )
+        data.report.source = f"synthetic(seed={seed}, symbol {i})"
+        out.append(data)
+    return out

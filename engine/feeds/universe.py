@@ -26,8 +26,16 @@ import pandas as pd
 
 from engine.core.errors import ConfigError, DataError
 from engine.feeds.bardata import FIELDS, BarData, DataReport
-from engine.feeds.bars import bars_fingerprint, bars_from_frame, first_row, load_bars, read_frame
+from engine.feeds.bars import (
+    bars_fingerprint,
+    bars_from_frame,
+    first_row,
+    load_bars,
+    read_frame,
+    window,
+)
 from engine.feeds.config import DataConfig
+from engine.feeds.synthetic import generate_universe
 
 __all__ = ["Universe", "load_universe", "symbol_files"]
 
@@ -165,11 +173,13 @@ def load_universe(
     seed: int = 0,
 ) -> Universe:
     """Load and validate every symbol's bars (module docstring). The synthetic market
-    draws symbol ``i`` with seed ``seed + i``; ``own`` are the instruments' own files."""
+    is a correlated one (:func:`engine.feeds.synthetic.generate_universe`, windowed by
+    ``data.start`` / ``data.end``); ``own`` are the instruments' own files."""
     if config.source == "synthetic":
-        return Universe(
-            [load_bars(config, symbol, seed=seed + i) for i, symbol in enumerate(symbols)]
+        series = generate_universe(
+            config.synthetic, list(symbols), seed=seed, bar_minutes=config.bar_minutes
         )
+        return Universe([window(data, config) for data in series])
     files = symbol_files(config, symbols, own, base)
     long_frame: pd.DataFrame | None = None
     series = []

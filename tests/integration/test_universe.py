@@ -429,3 +429,46 @@ def test_the_daily_universe_scenario_adds_up_its_symbols_run_alone(zvt_daily_pat
     assert together.summary.final_equity - CASH == pytest.approx(total, rel=1e-9)
     assert together.summary.trades > 300
     assert len(together.equity) == pd.read_parquet(zvt_daily_path)["timestamp"].nunique()
+
+
+def test_the_synthetic_universe_is_correlated_as_configured(tmp_path: Path) -> None:
+    """`emarl data synthetic --symbols 6`: the shocks' pairwise correlation (the
+    close-to-close log returns of the trending and volatile regimes, where no mean
+    reversion acts) is the configured one, to sampling error."""
+    from typer.testing import CliRunner
+
+    from engine.app.cli import app
+
+    out = tmp_path / "universe.parquet"
+    done = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "synthetic",
+            "--symbols",
+            "6",
+            "--bars",
+            "20000",
+            "--correlation",
+            "0.5",
+            "-o",
+            str(out),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    frame = pd.read_parquet(out)
+    assert sorted(frame["symbol"].unique()) == [f"S{i:03d}" for i in range(6)]
+    closes = frame.pivot(index="timestamp", columns="symbol", values="close")
+    regime = frame.pivot(index="timestamp", columns="symbol", values="regime")["S000"]
+    assert (frame.groupby("timestamp")["regime"].nunique() == 1).all()  # one market regime
+    returns = np.log(closes).diff()[regime.isin([0, 1, 3])].dropna()
+    pairs = returns.corr().to_numpy()[np.triu_indices(6, 1)]
+    assert abs(pairs.mean() - 0.5) < 0.03
+    # and a scenario reads it as a universe, symbol by symbol
+    config = parse_scenario(
+        f'[data]\npath = "{out}"\nsymbol_column = "symbol"\n'
+        + "".join(f'[[instruments]]\nsymbol = "S{i:03d}"\n' for i in range(6))
+    )
+    result = emarl.backtest(config, persist=False)
+    assert len(result.equity) == 20_000 and result.symbols is not None
+    assert len(result.symbols) == 6

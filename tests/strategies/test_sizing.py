@@ -81,7 +81,7 @@ def test_inverse_volatility_weights_match_numpy() -> None:
     )
     assert view.weight("A") == pytest.approx(1 / 3)  # no volatility known yet
     scale = {"A": 0.01, "B": 0.02, "C": 0.04}
-    prices = {s: 10.0 for s in symbols}
+    prices = dict.fromkeys(symbols, 10.0)
     for k in range(30):
         for s in symbols:
             prices[s] *= math.exp(rng.normal(0, scale[s]))

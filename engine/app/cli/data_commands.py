@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from engine.app.cli.common import OutputFormat, _emit, _fail
-from engine.core.errors import DataError, EmarlError
+from engine.core.errors import ConfigError, DataError, EmarlError
 
 data_app = typer.Typer(
     help="Prepare market data files.", no_args_is_help=True, rich_markup_mode=None
@@ -146,23 +146,49 @@ def data_synthetic(
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path(
         "data/synthetic_30m.parquet"
     ),
-    bars: Annotated[int, typer.Option(help="Number of bars.")] = 20_000,
+    bars: Annotated[int, typer.Option(help="Number of bars (per symbol).")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    symbols: Annotated[
+        int,
+        typer.Option(
+            help="More than 1: a correlated multi-asset market, one long file with a "
+            "symbol column (S000, S001...; read it with data.symbol_column = 'symbol')."
+        ),
+    ] = 1,
+    correlation: Annotated[
+        float, typer.Option(help="With --symbols: the correlation of any two symbols' shocks.")
+    ] = 0.3,
 ) -> None:
     """Write the seeded synthetic regime market (with its true regime column) to Parquet.
 
-    Example: emarl data synthetic --bars 200000 --seed 1 -o data/synthetic.parquet
+    Example: emarl data synthetic --bars 200000 --seed 1 -o data/synthetic.parquet;
+    emarl data synthetic --symbols 100 --bars 20000 -o data/universe.parquet
     """
     # the synthetic market loads pandas and numpy: only when the command runs
+    import pandas as pd
+
     from engine.feeds.config import SyntheticConfig
-    from engine.feeds.synthetic import generate_market
+    from engine.feeds.synthetic import generate_market, generate_universe
 
     try:
-        config = SyntheticConfig(bars=bars)
+        if symbols < 1:
+            raise ConfigError(f"--symbols must be at least 1, got {symbols}")
+        config = SyntheticConfig(bars=bars, correlation=correlation)
         config.check()
-        frame = generate_market(config, seed=seed).frame().reset_index()
+        if symbols == 1:
+            frame = generate_market(config, seed=seed).frame().reset_index()
+        else:
+            names = [f"S{i:03d}" for i in range(symbols)]
+            frame = pd.concat(
+                [
+                    data.frame().reset_index().assign(symbol=data.symbol)
+                    for data in generate_universe(config, names, seed=seed)
+                ],
+                ignore_index=True,
+            )
     except EmarlError as exc:
         raise _fail(exc) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
-    typer.echo(f"wrote {len(frame):,} synthetic bars (seed {seed}) to {out}")
+    what = f"{symbols} symbols' " if symbols > 1 else ""
+    typer.echo(f"wrote {len(frame):,} synthetic bars of {what}market (seed {seed}) to {out}")
