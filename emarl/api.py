@@ -383,84 +383,63 @@ class Result:
 
     def plot(self) -> go.Figure:
         """Price with the fills, equity, drawdown and position, one panel each (a universe:
-        each symbol's close relative to its first, and its position)."""
+        each symbol's close relative to its first, and each symbol's position)."""
         equity = self.equity
-        if isinstance(self._collector, UniverseCollector):
-            return self._plot_universe(equity)
-        fills = self.fills
+        universe = isinstance(self._collector, UniverseCollector)
         fig = make_subplots(
             rows=4,
             cols=1,
             shared_xaxes=True,
             row_heights=[0.4, 0.25, 0.15, 0.2],
             vertical_spacing=0.03,
-            subplot_titles=("price and fills", "equity", "drawdown %", "position"),
+            subplot_titles=(
+                "close / first close" if universe else "price and fills",
+                "equity",
+                "drawdown %",
+                "positions" if universe else "position",
+            ),
         )
-        fig.add_trace(go.Scatter(x=equity.index, y=equity["mark"], name="close"), row=1, col=1)
+        prices = self._universe_prices() if universe else self._price_and_fills(equity)
+        for trace in prices:
+            fig.add_trace(trace, row=1, col=1)
+        fig.add_trace(go.Scatter(x=equity.index, y=equity["equity"], name="equity"), row=2, col=1)
+        drawdown = 100 * equity["drawdown"]
+        fig.add_trace(
+            go.Scatter(x=equity.index, y=drawdown, name="drawdown %", fill="tozeroy"), row=3, col=1
+        )
+        positions = self.positions
+        for symbol in self.config.symbols:
+            name = f"{symbol} position" if universe else "position"
+            fig.add_trace(
+                go.Scatter(x=positions.index, y=positions[symbol], name=name), row=4, col=1
+            )
+        label = self.strategy.get("import_path") or self.strategy.get("kind", "")
+        what = f"{len(self.config.symbols)} symbols" if universe else self.config.symbols[0]
+        fig.update_layout(title=f"{self.config.run.name}: {label} on {what}", height=950)
+        return fig
+
+    def _price_and_fills(self, equity: pd.DataFrame) -> list[go.Scatter]:
+        fills = self.fills
+        traces = [go.Scatter(x=equity.index, y=equity["mark"], name="close")]
         for side, marker, colour in (
             ("buy", "triangle-up", "#2e7d32"),
             ("sell", "triangle-down", "#c62828"),
         ):
             chosen = fills[fills["side"] == side]
-            fig.add_trace(
+            traces.append(
                 go.Scatter(
                     x=chosen.index,
                     y=chosen["price"],
                     mode="markers",
                     name=side,
                     marker={"symbol": marker, "color": colour, "size": 8},
-                ),
-                row=1,
-                col=1,
+                )
             )
-        fig.add_trace(go.Scatter(x=equity.index, y=equity["equity"], name="equity"), row=2, col=1)
-        fig.add_trace(
-            go.Scatter(
-                x=equity.index, y=100 * equity["drawdown"], name="drawdown %", fill="tozeroy"
-            ),
-            row=3,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(x=equity.index, y=equity["position"], name="position"), row=4, col=1
-        )
-        label = self.strategy.get("import_path") or self.strategy.get("kind", "")
-        fig.update_layout(
-            title=f"{self.config.run.name}: {label} on {self.config.symbols[0]}",
-            height=900,
-        )
-        return fig
+        return traces
 
-    def _plot_universe(self, equity: pd.DataFrame) -> go.Figure:
-        fig = make_subplots(
-            rows=4,
-            cols=1,
-            shared_xaxes=True,
-            row_heights=[0.35, 0.25, 0.15, 0.25],
-            vertical_spacing=0.03,
-            subplot_titles=("close / first close", "equity", "drawdown %", "positions"),
-        )
-        marks, positions = self.marks, self.positions
-        for symbol in self.config.symbols:
-            close = marks[symbol].replace(0.0, np.nan)
+    def _universe_prices(self) -> list[go.Scatter]:
+        traces = []
+        for symbol, close in self.marks.replace(0.0, np.nan).items():
             first = close.dropna().iloc[0] if close.notna().any() else 1.0
-            fig.add_trace(go.Scatter(x=close.index, y=close / first, name=symbol), row=1, col=1)
-            fig.add_trace(
-                go.Scatter(x=positions.index, y=positions[symbol], name=f"{symbol} position"),
-                row=4,
-                col=1,
-            )
-        fig.add_trace(go.Scatter(x=equity.index, y=equity["equity"], name="equity"), row=2, col=1)
-        fig.add_trace(
-            go.Scatter(
-                x=equity.index, y=100 * equity["drawdown"], name="drawdown %", fill="tozeroy"
-            ),
-            row=3,
-            col=1,
-        )
-        label = self.strategy.get("import_path") or self.strategy.get("kind", "")
-        fig.update_layout(
-            title=f"{self.config.run.name}: {label} on {len(self.config.symbols)} symbols",
-            height=1000,
-        )
-        return fig
+            traces.append(go.Scatter(x=close.index, y=close / first, name=str(symbol)))
+        return traces

@@ -26,6 +26,7 @@ from engine.core.bus import MessageBus
 from engine.core.clock import SimulatedClock
 from engine.core.errors import ConfigError
 from engine.core.events import RunFinished
+from engine.feeds.bardata import FIELDS
 from engine.feeds.bars import BarData, load_bars
 from engine.feeds.universe import Universe, load_universe, symbols_label
 
@@ -248,51 +249,22 @@ def load_data(config: ScenarioConfig) -> BarData | Universe:
 async def _replay(
     data: BarData | Universe, kernel: Kernel, progress: Callable[[int, int], None] | None
 ) -> None:
-    """Drive every bar in order, yielding to the event loop between chunks."""
-    if isinstance(data, Universe):
-        await _replay_universe(data, kernel, progress)
-        return
+    """Drive every bar in order (a universe's in time-slice order, :mod:`engine.feeds.
+    universe`), yielding to the event loop between chunks. Within a chunk, plain calls."""
     total = len(data)
     drive = kernel.drive
+    universe = isinstance(data, Universe)
+    symbols = data.symbols if isinstance(data, Universe) else []
+    names = ["ts", *FIELDS, "symbol_index"] if universe else ["ts", *FIELDS]
     for start in range(0, total, CHUNK):
         stop = min(start + CHUNK, total)
-        columns = zip(
-            data.ts[start:stop].tolist(),
-            data.open[start:stop].tolist(),
-            data.high[start:stop].tolist(),
-            data.low[start:stop].tolist(),
-            data.close[start:stop].tolist(),
-            data.volume[start:stop].tolist(),
-            strict=True,
-        )
-        for ts, o, h, lo, c, v in columns:
-            drive(ts, o, h, lo, c, v)
-        if progress is not None:
-            progress(stop, total)
-        await asyncio.sleep(0)
-
-
-async def _replay_universe(
-    data: Universe, kernel: Kernel, progress: Callable[[int, int], None] | None
-) -> None:
-    """Drive every bar event in time-slice order (:mod:`engine.feeds.universe`)."""
-    total = len(data)
-    drive = kernel.drive
-    symbols = data.symbols
-    for start in range(0, total, CHUNK):
-        stop = min(start + CHUNK, total)
-        columns = zip(
-            data.ts[start:stop].tolist(),
-            data.open[start:stop].tolist(),
-            data.high[start:stop].tolist(),
-            data.low[start:stop].tolist(),
-            data.close[start:stop].tolist(),
-            data.volume[start:stop].tolist(),
-            data.symbol_index[start:stop].tolist(),
-            strict=True,
-        )
-        for ts, o, h, lo, c, v, j in columns:
-            drive(ts, o, h, lo, c, v, None, symbols[j])
+        columns = [getattr(data, name)[start:stop].tolist() for name in names]
+        if universe:
+            for ts, o, h, lo, c, v, j in zip(*columns, strict=True):
+                drive(ts, o, h, lo, c, v, None, symbols[j])
+        else:
+            for ts, o, h, lo, c, v in zip(*columns, strict=True):
+                drive(ts, o, h, lo, c, v)
         if progress is not None:
             progress(stop, total)
         await asyncio.sleep(0)

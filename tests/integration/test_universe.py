@@ -177,6 +177,8 @@ def test_every_time_slice_keeps_the_account_identity(two_symbols: Path) -> None:
     np.testing.assert_allclose(
         result.equity["equity"], result.equity["cash"] + value, rtol=1e-12, atol=1e-6
     )
+    names = [trace.name for trace in result.plot().data]
+    assert names == ["A", "B", "equity", "drawdown %", "A position", "B position"]
 
 
 def test_the_merge_is_by_time_then_by_the_scenarios_order() -> None:
