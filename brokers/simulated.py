@@ -134,20 +134,21 @@ class SimulatedBroker:
 
     # -- commands -----------------------------------------------------------
 
-    def _ids(self) -> tuple[int, int]:
-        return self._last_ts, self._bus.next_seq()
-
-    def on_submit_order(self, command: SubmitOrder) -> None:
-        bus = self._bus
-        ts, seq = self._ids()
-        common: dict[str, Any] = {
+    def _order_fields(self, command: SubmitOrder | CancelOrder, ts: int) -> dict[str, Any]:
+        """The fields every event about ``command``'s order carries: stamped ``ts``, with
+        the bus's next sequence number."""
+        return {
             "ts_event": ts,
             "ts_init": ts,
-            "seq": seq,
+            "seq": self._bus.next_seq(),
             "order_id": command.order_id,
             "strategy_id": command.strategy_id,
             "symbol": command.symbol,
         }
+
+    def on_submit_order(self, command: SubmitOrder) -> None:
+        bus = self._bus
+        common = self._order_fields(command, self._last_ts)
         if command.symbol not in self._symbols:
             bus.publish(OrderRejected(**common, reason=f"unknown symbol: {command.symbol!r}"))
             return
@@ -165,7 +166,7 @@ class SimulatedBroker:
         if reason is not None:
             bus.publish(OrderDenied(**common, reason=reason))
             return
-        day = self._day(ts) if command.time_in_force == DAY else None
+        day = self._day(self._last_ts) if command.time_in_force == DAY else None
         self._working.append(WorkingOrder(command, day))
         bus.publish(OrderAccepted(**common))
 
@@ -196,34 +197,15 @@ class SimulatedBroker:
         return None
 
     def on_cancel_order(self, command: CancelOrder) -> None:
-        ts, seq = self._ids()
+        common = self._order_fields(command, self._last_ts)
         for order in self.working_orders:
             if order.command.order_id == command.order_id:
                 order.closed = True
                 if order in self._working:
                     self._working.remove(order)
-                self._bus.publish(
-                    OrderCanceled(
-                        ts_event=ts,
-                        ts_init=ts,
-                        seq=seq,
-                        order_id=command.order_id,
-                        strategy_id=command.strategy_id,
-                        symbol=command.symbol,
-                    )
-                )
+                self._bus.publish(OrderCanceled(**common))
                 return
-        self._bus.publish(
-            OrderRejected(
-                ts_event=ts,
-                ts_init=ts,
-                seq=seq,
-                order_id=command.order_id,
-                strategy_id=command.strategy_id,
-                symbol=command.symbol,
-                reason="cancel: no working order with this id",
-            )
-        )
+        self._bus.publish(OrderRejected(**common, reason="cancel: no working order with this id"))
 
     # -- bars ---------------------------------------------------------------
 
@@ -253,16 +235,7 @@ class SimulatedBroker:
                 if day is None:
                     day = self._day(bar.ts_event)
                 if day != order.day:
-                    self._bus.publish(
-                        OrderExpired(
-                            ts_event=bar.ts_event,
-                            ts_init=bar.ts_event,
-                            seq=self._bus.next_seq(),
-                            order_id=command.order_id,
-                            strategy_id=command.strategy_id,
-                            symbol=command.symbol,
-                        )
-                    )
+                    self._bus.publish(OrderExpired(**self._order_fields(command, bar.ts_event)))
                     continue
             price, reference = self._match(order, bar)
             if price is not None:
