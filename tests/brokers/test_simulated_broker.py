@@ -121,6 +121,7 @@ class Desk:
         stop: float | None = None,
         tif: str = GTC,
         symbol: str = SYMBOL,
+        parent: str | None = None,
     ) -> SubmitOrder:
         self.order_count += 1
         return SubmitOrder(
@@ -136,6 +137,7 @@ class Desk:
             limit_price=limit,
             stop_price=stop,
             time_in_force=tif,  # type: ignore[arg-type]
+            parent_order_id=parent,
         )
 
     def submit(
