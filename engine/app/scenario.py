@@ -112,6 +112,7 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
         "min_hold_bars": 0,
     },
     "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
+    "sma_cross": {"stop_loss": 0.0, "take_profit": 0.0},
     "train": {"reward_turnover": 0.0, "validation_end": "", "validate_every": 5, "patience": 0},
 }
 
