@@ -235,6 +235,9 @@ class PortfolioSnapshotRow(EventRow, Base):
     exposure: Mapped[float]
     fees: Mapped[float]
     turnover: Mapped[float]
+    #: cumulative borrow fees on short positions and interest on negative cash
+    borrow_fees: Mapped[float] = mapped_column(server_default="0")
+    financing: Mapped[float] = mapped_column(server_default="0")
 
     __table_args__ = (NO_ROWID,)
 

@@ -61,6 +61,8 @@ class ResultsCollector:
         self.mark = np.zeros(size)
         self.count = 0
         self.fees = 0.0
+        self.borrow_fees = 0.0
+        self.financing = 0.0
         self.first_open = float("nan")
         self.fills: list[OrderFilled] = []
         self.orders = 0
@@ -103,6 +105,8 @@ class ResultsCollector:
         self.cash[i] = snapshot.cash
         self.mark[i] = snapshot.mark_price
         self.fees = snapshot.fees
+        self.borrow_fees = snapshot.borrow_fees
+        self.financing = snapshot.financing
         self.count = i + 1
 
     def _grow(self) -> None:
@@ -267,7 +271,17 @@ def summarize(
     )
     fills = collector.fill_arrays()
     cash = config.broker.initial_cash
-    summary = compute_summary(ts, equity, position, cash, fills, collector.fees, gaps)
+    summary = compute_summary(
+        ts,
+        equity,
+        position,
+        cash,
+        fills,
+        collector.fees,
+        gaps,
+        borrow_fees=collector.borrow_fees,
+        financing=collector.financing,
+    )
     # the mark before each bar (the first bar's open for the first), then the bars' closes
     before = collector.first_open if first == 0 else collector.mark[first - 1]
     marks = np.concatenate([[before], collector.mark[first:n]])

@@ -8,7 +8,7 @@ type errors name the section and key::
     [run]        name, seed
     [data]       where the bars come from and how to validate them
     [instrument] symbol, lot size
-    [broker]     cash, costs, fill rules, margin
+    [broker]     cash, costs, fill rules, margin, borrow fee and financing
     [strategy]   kind = "sma_cross" | ... and the strategy's parameters
     [indicators] the 13 features' parameters (indicators.params.IndicatorParams)
     [storage]    database URL and flush interval
@@ -98,6 +98,7 @@ StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
 # Keys added after scenarios were stored, per section (strategies by kind): to_dict leaves
 # them out at their defaults, so the config hash of a scenario that does not use them stays.
 _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "broker": {"borrow_fee_bps": 0.0, "financing_rate_bps": 0.0},
     "data": {
         "source_bar_minutes": 0,
         "max_price": 1e15,
@@ -147,7 +148,7 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
         out.pop("base_dir", None)
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
-        sections = [("data", out["data"])]
+        sections = [("broker", out["broker"]), ("data", out["data"])]
         if isinstance(out.get("train"), dict):
             sections.append(("train", out["train"]))
         strategy = out.get("strategy")

@@ -226,7 +226,8 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag=True, gc=False, 
     """The account after a bar: one per bar per symbol, marked at the bar's close.
 
     ``cash + position * mark_price == equity`` holds for every snapshot.
-    ``fees`` and ``turnover`` are cumulative over the run.
+    ``fees`` (commissions), ``turnover``, ``borrow_fees`` (on short positions) and
+    ``financing`` (interest on negative cash) are cumulative over the run.
     """
 
     symbol: str
@@ -240,6 +241,8 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag=True, gc=False, 
     exposure: float
     fees: float
     turnover: float
+    borrow_fees: float = 0.0
+    financing: float = 0.0
 
 
 class Features(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):

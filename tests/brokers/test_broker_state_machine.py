@@ -6,7 +6,8 @@ force (some for an unknown symbol or off the lot size), brackets (an entry with 
 stop-loss, a take-profit or both, of its size or less) and cancels (of live,
 finished and unknown ids, entries and exits alike) on a bus wired like production.
 A checker reads the recorded messages after every step and holds the broker to its
-invariants, recomputing cash and position from the fills on its own: nothing
+invariants, recomputing cash and position from the fills (and the holding costs, borrow fees and
+financing, from what was held at each close) on its own: nothing
 happens to an order after it is finished (no order is both filled and cancelled),
 exits close no more than their entry filled and never flip the position, a
 bracket's exits are cancelled only when they have nothing left to close, and no
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from brokers.config import BrokerConfig
+from brokers.costs import YEAR_NS
 from brokers.portfolio import Portfolio
 from brokers.simulated import SimulatedBroker
 from engine.core.bus import MessageBus
@@ -82,6 +84,10 @@ class Checker:
         self.exited: dict[str, float] = {}
         self.cut: set[str] = set()
         self.stopped_ts: dict[str, int] = {}
+        # holding costs: what was held at the last close (time, position, mark, cash)
+        self.held: tuple[int, float, float, float] | None = None
+        self.borrow_fees = 0.0
+        self.financing = 0.0
 
     def date(self, ts: int) -> date:
         return datetime.fromtimestamp(ts // 10**9, UTC).astimezone(self.zone).date()
@@ -241,6 +247,17 @@ class Checker:
             assert self.stopped_ts.get(entry_id) != fill.ts_event, "take-profit after stop-loss"
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        # holding costs on what the account held at the previous close, since then
+        if self.held is not None:
+            ts, position, mark, cash = self.held
+            years = (snapshot.ts_event - ts) / YEAR_NS
+            borrow = -position * mark * self.config.borrow_fee_bps / 1e4 * years
+            financing = -cash * self.config.financing_rate_bps / 1e4 * years
+            self.borrow_fees += max(borrow, 0.0)
+            self.financing += max(financing, 0.0)
+            self.cash -= max(borrow, 0.0) + max(financing, 0.0)
+        assert snapshot.borrow_fees == pytest.approx(self.borrow_fees, rel=1e-9, abs=1e-9)
+        assert snapshot.financing == pytest.approx(self.financing, rel=1e-9, abs=1e-9)
         value = snapshot.position * snapshot.mark_price
         assert snapshot.cash + value == pytest.approx(snapshot.equity, rel=1e-9, abs=1e-9)
         assert snapshot.cash == pytest.approx(self.cash, rel=1e-9, abs=1e-6)
@@ -248,6 +265,7 @@ class Checker:
         assert self.last_bar is not None
         assert snapshot.mark_price == self.last_bar.close
         self.mark = snapshot.mark_price
+        self.held = (snapshot.ts_event, self.position, snapshot.mark_price, self.cash)
 
 
 class BrokerMachine(RuleBasedStateMachine):
@@ -267,6 +285,8 @@ class BrokerMachine(RuleBasedStateMachine):
         max_participation=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
         margin_rate=st.sampled_from([0.25, 0.5, 1.0]),
         allow_short=st.booleans(),
+        borrow_fee_bps=st.sampled_from([0.0, 0.0, 250.0]),
+        financing_rate_bps=st.sampled_from([0.0, 0.0, 800.0]),
         lot=st.sampled_from([1.0, 10.0, 100.0]),
         zone=st.sampled_from(["UTC", "Asia/Shanghai"]),
     )
@@ -275,7 +295,12 @@ class BrokerMachine(RuleBasedStateMachine):
         self.lot = lot
         self.bus = MessageBus()
         self.bus.subscribe("*", self.events.append)
-        self.portfolio = Portfolio(self.bus, CASH)
+        self.portfolio = Portfolio(
+            self.bus,
+            CASH,
+            borrow_fee_bps=config.borrow_fee_bps,
+            financing_rate_bps=config.financing_rate_bps,
+        )
         self.broker = SimulatedBroker(
             self.bus, self.portfolio, config, symbols=(SYMBOL,), lot_size=lot, timezone=zone
         )

@@ -65,11 +65,17 @@ class Desk:
         self.events: list[Message] = []
         self.bus.subscribe("*", self.events.append)
         self.clock = SimulatedClock(0)
-        self.portfolio = Portfolio(self.bus, cash)
+        rules = BrokerConfig(initial_cash=cash, **config)
+        self.portfolio = Portfolio(
+            self.bus,
+            cash,
+            borrow_fee_bps=rules.borrow_fee_bps,
+            financing_rate_bps=rules.financing_rate_bps,
+        )
         self.broker = SimulatedBroker(
             self.bus,
             self.portfolio,
-            BrokerConfig(initial_cash=cash, **config),
+            rules,
             symbols=(SYMBOL,),
             lot_size=lot_size,
             timezone=timezone,
