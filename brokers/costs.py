@@ -9,6 +9,11 @@ pays max(minimum, |traded| p rate + |traded| per_unit), nothing when nothing tra
     previous (open - previous close) + traded (open - fill) + target (close - open)
         - commission
 
+Holding a position or a loan costs by the time it is held (:func:`carry_charge`): the
+notional times the annual rate times the years elapsed, a year being :data:`YEAR_NS`,
+365.25 days of calendar time. The :class:`~brokers.portfolio.Portfolio` charges it on
+short positions (``borrow_fee_bps``) and on negative cash (``financing_rate_bps``).
+
 The :class:`~brokers.simulated.SimulatedBroker` charges :func:`market_fill` and
 :func:`commission` on every fill. The meta-investor's coalition P&L and the training
 market charge the same on every trade they imagine: their numba kernels compile these
@@ -20,14 +25,26 @@ all agree bit for bit (tests/brokers/test_costs.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 if TYPE_CHECKING:
     from brokers.config import BrokerConfig
 
-__all__ = ["CostRates", "commission", "market_fill", "step_pnl", "trade_costs"]
+__all__ = [
+    "YEAR_NS",
+    "CostRates",
+    "carry_charge",
+    "commission",
+    "market_fill",
+    "step_pnl",
+    "trade_costs",
+]
+
+#: One year of calendar time in ns, 365.25 days: the year of annual rates (borrow fees,
+#: financing) and of annualised statistics (engine.app.metrics) alike
+YEAR_NS: Final = 31_557_600 * 10**9
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,12 @@ def commission(size: float, price: float, rate: float, per_unit: float, minimum:
         return 0.0
     charged = size * price * rate + size * per_unit
     return charged if charged >= minimum else minimum
+
+
+def carry_charge(notional: float, annual_rate: float, elapsed_ns: int) -> float:
+    """What holding ``notional`` (≥ 0) for ``elapsed_ns`` costs at ``annual_rate`` (a share
+    a year, bps / 1e4): notional x rate x elapsed / :data:`YEAR_NS`."""
+    return notional * annual_rate * (elapsed_ns / YEAR_NS)
 
 
 def step_pnl(

@@ -2,7 +2,8 @@
 
 An order submitted while bar ``t`` is being processed (on its close) works
 from bar ``t+1`` on. On each new bar, before anything else sees it, working
-orders are checked in submission order:
+orders are checked in submission order (the exits of brackets after the others,
+below):
 
 * **market**: fills at the bar's open, moved against the order by
   ``slippage_bps``.
@@ -24,13 +25,43 @@ orders are checked in submission order:
   share of the bar's volume (rounded down to the lot size); the rest keeps
   working (a partial fill): a triggered stop's remainder as a market order, a
   triggered stop-limit's as a limit order. A zero-volume bar fills nothing.
-* **orders sent during a bar's fills** (say, a handler cancelling the other
-  side of a bracket when one side fills): a cancel takes effect at once, and
-  the cancelled order does not fill on this bar or later; a new order works
-  from the next bar.
+* **orders sent during a bar's fills** (say, a handler cancelling an order when
+  another fills): a cancel takes effect at once, and the cancelled order does not
+  fill on this bar or later; a new order works from the next bar.
 * **costs** (:mod:`brokers.costs`, the rule the meta-investor and the training market
   charge too): commission per fill = max(minimum, notional x bps / 1e4 + quantity x
   per-unit); slippage is reported per fill in account currency.
+
+Brackets (:meth:`strategies.base.Strategy.submit_bracket` sends one; the book is
+:mod:`brokers.orders`): an entry order (market, limit or stop) and exits, orders whose
+``parent_order_id`` names the entry, submitted while it works: a stop on the other
+side (the stop-loss) and a limit on the other side (the take-profit), either or both.
+
+* **contingent on the entry**: an exit works only for what its entry has filled and
+  no exit has closed yet (after a partial entry fill, for the part filled), and never
+  for more than the position on the entry's side (exits only reduce it). Exits are
+  left out of the pre-trade checks: they only close what their entry opened.
+* **one-cancels-the-other**: a fill of one exit lowers what the others may fill;
+  once the exits have closed all the entry filled (one exit filled in full), the
+  others are cancelled at once (``OrderCanceled``, reason ``oco: ...``). Cancelling
+  the entry, or its expiry, before it fills cancels its exits (reason
+  ``contingency: ...``); after a partial fill they stay, for the part filled.
+  Cancelling an exit leaves the others working. A strategy that closes the position
+  by other orders cancels the exits itself (``Strategy.cancel_bracket``).
+* **exits on a bar** are matched after the other orders, in this order: those that
+  fill at the open (the open at or beyond their price: a gap fills at the open, a
+  stop with slippage, a limit without; a triggered stop's remainder), then
+  stop-losses, then take-profits.
+* **the entry's bar**: an entry filled at a bar's open (a market entry, or a limit
+  or stop gapped through) leaves its exits the whole bar. One filled inside the
+  bar (a limit or stop touched there) leaves them only the rest of the bar, whose
+  path is unknown, so the worst case is assumed: its stop-loss fills on that bar
+  when the bar's range reaches the stop, at the stop (or at the entry's price if
+  that is already beyond it), its take-profit not before the next bar.
+* **stop-loss and take-profit in one bar**: when one bar's range reaches both
+  (neither at the open), the stop-loss fills and the take-profit does not: the
+  path inside a bar is unknown, so the adverse exit is assumed to come first. No
+  take-profit fills on a bar on which a stop-loss of its entry filled.
 
 **A universe** (several symbols on one clock, :mod:`engine.feeds.universe`): each
 symbol's orders fill against its own bars, with its own lot size and costs; an order
@@ -41,7 +72,8 @@ whole account's exposure must fit the equity.
 
 Pre-trade checks on submission, in this order: unknown symbol or a quantity
 that is not a multiple of the lot size are broker refusals
-(``OrderRejected``); a short when shorting is off, or a position the equity
+(``OrderRejected``), so is an exit whose entry is not working (reason
+``contingency: ...``); a short when shorting is off, or a position the equity
 cannot carry (|position after all working orders and this one| x last close x
 ``margin_rate`` > equity) are risk refusals (``OrderDenied``).
 """
@@ -54,8 +86,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from brokers.config import BrokerConfig
 from brokers.costs import CostRates, commission, market_fill
+from brokers.orders import EPSILON, Bracket, WorkingOrder
 from brokers.portfolio import Portfolio
 from engine.core.bus import Bus
 from engine.core.events import (
@@ -77,33 +112,8 @@ from engine.core.events import (
 
 __all__ = ["SimulatedBroker", "WorkingOrder"]
 
-
-class WorkingOrder:
-    """Mutable broker-side state of an accepted order."""
-
-    __slots__ = (
-        "closed",
-        "command",
-        "day",
-        "filled",
-        "order_type",
-        "sign",
-        "ts",
-    )
-
-    def __init__(self, command: SubmitOrder, day: int | None, ts: int = 0) -> None:
-        self.command = command
-        #: the end of the bar on whose close it was sent: it works on later bars only
-        self.ts = ts
-        self.sign = 1.0 if command.side == BUY else -1.0
-        self.filled = 0.0
-        self.closed = False
-        self.order_type = command.order_type
-        self.day = day
-
-    @property
-    def leaves(self) -> float:
-        return self.command.quantity - self.filled
+# The order in which a bar matches a bracket's exits (see the module docstring).
+_AT_OPEN, _STOP_LOSS, _TAKE_PROFIT = 0, 1, 2
 
 
 class SimulatedBroker:
@@ -180,19 +190,49 @@ class SimulatedBroker:
                 )
             )
             return
-        reason = self._risk_check(command)
-        if reason is not None:
-            bus.publish(OrderDenied(**common, reason=reason))
-            return
+        entry: WorkingOrder | None = None
+        if command.parent_order_id is not None:
+            entry, refusal = self._entry_of(command)
+            if entry is None:
+                bus.publish(OrderRejected(**common, reason=refusal))
+                return
+        else:
+            reason = self._risk_check(command)
+            if reason is not None:
+                bus.publish(OrderDenied(**common, reason=reason))
+                return
         day = self._day(self._last_ts) if command.time_in_force == DAY else None
-        self._working.append(WorkingOrder(command, day, self._last_ts))
+        order = WorkingOrder(command, day, self._last_ts)
+        if entry is not None:
+            Bracket.lead(entry).attach(order)
+        self._working.append(order)
         bus.publish(OrderAccepted(**common))
+
+    def _entry_of(self, command: SubmitOrder) -> tuple[WorkingOrder | None, str]:
+        """The working entry order an exit belongs to, or None and why it cannot be one."""
+        parent = command.parent_order_id
+        entry = next((o for o in self.working_orders if o.command.order_id == parent), None)
+        if entry is None or entry.command.symbol != command.symbol:
+            return None, f"contingency: no working {command.symbol} order {parent!r} to exit"
+        if entry.is_exit:
+            return None, f"contingency: order {parent!r} is an exit, which has no exits"
+        if command.order_type not in (LIMIT, STOP):
+            return None, (
+                "contingency: an exit is a stop (stop-loss) or a limit (take-profit) order, "
+                f"got {command.order_type}"
+            )
+        if command.side == entry.command.side:
+            return None, (
+                f"contingency: an exit is on the other side of its entry ({entry.command.side})"
+            )
+        return entry, ""
 
     def _risk_check(self, command: SubmitOrder) -> str | None:
         symbol = command.symbol
         projected = self._portfolio.position(symbol).quantity
         for order in self.working_orders:
-            if order.command.symbol == symbol:
+            # exits only close what their entry opened: the entry is counted, they are not
+            if order.command.symbol == symbol and not order.is_exit:
                 projected += order.sign * order.leaves
         projected += command.quantity if command.side == BUY else -command.quantity
         if projected < -1e-12 and not self._config.allow_short:
@@ -219,7 +259,7 @@ class SimulatedBroker:
 
     def _other_exposure(self, symbol: str) -> float:
         """|position after the working orders| x last close, summed over the symbols but
-        ``symbol``."""
+        ``symbol`` (exits left out, as in the check of ``symbol``)."""
         projected = {
             other: position.quantity
             for other, position in self._portfolio.positions.items()
@@ -227,7 +267,7 @@ class SimulatedBroker:
         }
         for order in self.working_orders:
             other = order.command.symbol
-            if other != symbol:
+            if other != symbol and not order.is_exit:
                 projected[other] = projected.get(other, 0.0) + order.sign * order.leaves
         last = self._last_close
         return sum(abs(quantity) * last.get(other, 0.0) for other, quantity in projected.items())
@@ -236,12 +276,35 @@ class SimulatedBroker:
         common = self._order_fields(command, self._last_ts)
         for order in self.working_orders:
             if order.command.order_id == command.order_id:
-                order.closed = True
-                if order in self._working:
-                    self._working.remove(order)
+                self._close(order)
                 self._bus.publish(OrderCanceled(**common))
+                if order.bracket is not None and not order.is_exit:
+                    self._entry_closed(order.bracket, self._last_ts, "was canceled")
                 return
         self._bus.publish(OrderRejected(**common, reason="cancel: no working order with this id"))
+
+    def _close(self, order: WorkingOrder) -> None:
+        order.closed = True
+        if order in self._working:
+            self._working.remove(order)
+
+    def _cancel(self, order: WorkingOrder, ts: int, reason: str) -> None:
+        """Cancel a working order on the broker's own account (a bracket's rules)."""
+        self._close(order)
+        self._bus.publish(OrderCanceled(**self._order_fields(order.command, ts), reason=reason))
+
+    def _entry_closed(self, bracket: Bracket, ts: int, how: str) -> None:
+        """The entry stopped working before it filled in full: its exits keep working for
+        what it filled, and are cancelled when that is nothing (left)."""
+        entry_id = bracket.entry.command.order_id
+        for order in bracket.live_exits():
+            if order.leaves <= EPSILON:
+                self._cancel(
+                    order,
+                    ts,
+                    f"contingency: entry {entry_id} {how} with nothing left to exit "
+                    f"(filled {bracket.entry.filled:g}, exited {bracket.exited:g})",
+                )
 
     # -- bars ---------------------------------------------------------------
 
@@ -258,30 +321,98 @@ class SimulatedBroker:
         # Orders submitted while this bar's fills are published work from the next bar;
         # orders cancelled meanwhile are skipped.
         day: int | None = None
-        still: list[WorkingOrder] = []
+        exits: list[WorkingOrder] | None = None
         self._matching, self._working = self._working, []
         for order in self._matching:
             if order.closed:
                 continue
             command = order.command
             if command.symbol != bar.symbol or order.ts >= bar.ts_event:
-                still.append(order)  # another symbol's, or sent in this time slice
-                continue
+                continue  # another symbol's, or sent in this time slice
             if order.day is not None:
                 if day is None:
                     day = self._day(bar.ts_event)
                 if day != order.day:
+                    order.closed = True
                     self._bus.publish(OrderExpired(**self._order_fields(command, bar.ts_event)))
+                    if order.bracket is not None and not order.is_exit:
+                        self._entry_closed(order.bracket, bar.ts_event, "expired")
                     continue
+            if order.is_exit:
+                if exits is None:
+                    exits = []
+                exits.append(order)
+                continue
             price, reference = self._match(order, bar)
             if price is not None:
-                self._fill(order, bar, price, reference)
-            if order.leaves > 1e-12 and not order.closed:
-                still.append(order)
-            else:
+                self._fill(order, bar, price, reference, order.leaves)
+            if order.leaves <= EPSILON:
                 order.closed = True
-        self._matching = []
-        self._working = [o for o in still if not o.closed] + self._working
+        if exits is not None:
+            self._match_exits(exits, bar)
+        matched, self._matching = self._matching, []
+        self._working = [o for o in matched if not o.closed] + self._working
+
+    def _match_exits(self, exits: list[WorkingOrder], bar: Bar) -> None:
+        """Match the exits of brackets on this bar, after the other orders (the rules are
+        in the module docstring)."""
+        ts = bar.ts_event
+        ranked = sorted((self._exit_phase(o, bar), i, o) for i, o in enumerate(exits))
+        for phase, _i, order in ranked:
+            bracket = order.bracket
+            if order.closed or bracket is None:
+                continue
+            held_at_open = bracket.held_at_open(ts)
+            against = bar
+            if phase == _STOP_LOSS:
+                room = bracket.held()
+                if held_at_open <= EPSILON:
+                    # the entry filled inside this bar: the rest of the bar starts at its price
+                    against = msgspec.structs.replace(bar, open=bracket.inside_price)
+            elif phase == _TAKE_PROFIT and bracket.stopped_ts == ts:
+                continue  # the stop-loss is assumed to have come first
+            else:
+                room = held_at_open
+            position = self._portfolio.position(order.command.symbol).quantity
+            room = min(room, order.leaves, max(-order.sign * position, 0.0))
+            if room <= EPSILON:
+                continue
+            price, reference = self._match(order, against)
+            if price is None:
+                continue
+            self._fill(order, bar, price, reference, room)
+            if order.leaves <= EPSILON:
+                order.closed = True
+            if bracket.exited >= bracket.target - EPSILON:
+                for other in bracket.live_exits():
+                    self._cancel(
+                        other,
+                        ts,
+                        f"oco: exit {order.command.order_id} closed what entry "
+                        f"{bracket.entry.command.order_id} opened",
+                    )
+
+    def _exit_phase(self, order: WorkingOrder, bar: Bar) -> int:
+        bracket = order.bracket
+        assert bracket is not None  # an exit belongs to a bracket
+        if bracket.held_at_open(bar.ts_event) > EPSILON and self._opens_through(order, bar.open):
+            return _AT_OPEN
+        return _TAKE_PROFIT if order.command.order_type == LIMIT else _STOP_LOSS
+
+    @staticmethod
+    def _opens_through(order: WorkingOrder, price: float) -> bool:
+        """Whether a bar opening at ``price`` fills ``order`` at its open."""
+        kind = order.order_type
+        if kind == MARKET:
+            return True
+        buy = order.sign > 0.0
+        if kind == LIMIT:
+            limit = order.command.limit_price
+            assert limit is not None  # guaranteed by SubmitOrder.__post_init__
+            return price <= limit if buy else price >= limit
+        stop = order.command.stop_price
+        assert stop is not None
+        return price >= stop if buy else price <= stop
 
     def _match(self, order: WorkingOrder, bar: Bar) -> tuple[float | None, float]:
         """The fill price on this bar (None: no fill) and the slippage reference price."""
@@ -331,9 +462,12 @@ class SimulatedBroker:
     def _slipped(self, price: float, buy: bool, symbol: str) -> float:
         return market_fill(price, 1.0 if buy else -1.0, self._slips[symbol])
 
-    def _fill(self, order: WorkingOrder, bar: Bar, price: float, reference: float) -> None:
+    def _fill(
+        self, order: WorkingOrder, bar: Bar, price: float, reference: float, quantity: float
+    ) -> None:
+        """Fill at most ``quantity`` of ``order`` at ``price`` (slippage measured from
+        ``reference``), within the volume cap."""
         config = self._config
-        quantity = order.leaves
         if config.max_participation > 0.0:
             lot = self._lots[bar.symbol]
             cap = math.floor(bar.volume * config.max_participation / lot) * lot
@@ -342,6 +476,14 @@ class SimulatedBroker:
                 return
         command = order.command
         order.filled += quantity
+        bracket = order.bracket
+        if bracket is not None:
+            if not order.is_exit:
+                bracket.entry_filled(bar.ts_event, quantity, reference, reference == bar.open)
+            else:
+                bracket.exited += quantity
+                if command.order_type == STOP:
+                    bracket.stopped_ts = bar.ts_event
         costs = self._costs[bar.symbol]
         charged = commission(
             quantity, price, costs.rate, costs.commission_per_unit, costs.commission_minimum

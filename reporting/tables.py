@@ -43,6 +43,8 @@ METRICS = (
     ("exposure", "exposure (time in market)", "pct"),
     ("turnover", "turnover (x mean equity)", "num"),
     ("fees", "fees", "money"),
+    ("borrow_fees", "borrow fees (shorts)", "money"),
+    ("financing", "financing (negative cash)", "money"),
     ("initial_equity", "initial equity", "money"),
     ("final_equity", "final equity", "money"),
     ("bars", "bars", "int"),

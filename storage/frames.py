@@ -156,7 +156,8 @@ def _agent_frame(
 
 
 def snapshots_frame(engine: Engine, run_id: int) -> pd.DataFrame:
-    """Per-bar portfolio snapshots: position, mark price, cash, P&L, equity, fees."""
+    """Per-bar portfolio snapshots: position, mark price, cash, P&L, equity, fees, borrow
+    fees and financing."""
     row = PortfolioSnapshotRow
     columns = (
         row.symbol,
@@ -168,6 +169,8 @@ def snapshots_frame(engine: Engine, run_id: int) -> pd.DataFrame:
         row.unrealised_pnl,
         row.equity,
         row.fees,
+        row.borrow_fees,
+        row.financing,
     )
     return _frame(engine, row, run_id, columns)
 

@@ -185,6 +185,8 @@ class Order(EventRow, Base):
     limit_price: Mapped[float | None]
     stop_price: Mapped[float | None]
     time_in_force: Mapped[str] = mapped_column(String(4))
+    #: the entry order of a bracket whose exit this order is (NULL: not an exit)
+    parent_order_id: Mapped[Ident | None]
 
     __table_args__ = (Index("ix_orders_run_order", "run_id", "order_id"), NO_ROWID)
 
@@ -233,6 +235,9 @@ class PortfolioSnapshotRow(EventRow, Base):
     exposure: Mapped[float]
     fees: Mapped[float]
     turnover: Mapped[float]
+    #: cumulative borrow fees on short positions and interest on negative cash
+    borrow_fees: Mapped[float] = mapped_column(server_default="0")
+    financing: Mapped[float] = mapped_column(server_default="0")
 
     __table_args__ = (NO_ROWID,)
 

@@ -13,7 +13,8 @@ bus it talks to and subscribed once, in the kernel's order.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Self, runtime_checkable
+import math
+from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
 
 from engine.core.bus import Bus
 from engine.core.clock import Clock
@@ -21,8 +22,10 @@ from engine.core.errors import ConfigError
 from engine.core.events import (
     BUY,
     GTC,
+    LIMIT,
     MARKET,
     SELL,
+    STOP,
     AgentAction,
     Bar,
     CancelOrder,
@@ -34,7 +37,7 @@ from engine.core.events import (
     SubmitOrder,
 )
 
-__all__ = ["Agent", "Component", "Strategy"]
+__all__ = ["Agent", "BracketOrders", "Component", "Strategy"]
 
 
 @runtime_checkable
@@ -84,6 +87,15 @@ class Agent:
                 confidence=confidence,
             )
         )
+
+
+class BracketOrders(NamedTuple):
+    """The order ids of a bracket (:meth:`Strategy.submit_bracket`); None for a leg not
+    sent."""
+
+    entry: str
+    stop_loss: str | None
+    take_profit: str | None
 
 
 class Strategy:
@@ -187,8 +199,11 @@ class Strategy:
         limit_price: float | None = None,
         stop_price: float | None = None,
         time_in_force: str = GTC,
+        parent_order_id: str | None = None,
     ) -> str:
-        """Send a :class:`SubmitOrder` for this strategy's symbol; return its order id."""
+        """Send a :class:`SubmitOrder` for this strategy's symbol; return its order id.
+        With ``parent_order_id`` the order is an exit of that entry (see
+        :meth:`submit_bracket`)."""
         self._order_count += 1
         now = self._clock.now_ns()
         order_id = f"{self.strategy_id}-{self._order_count}"
@@ -208,9 +223,71 @@ class Strategy:
                 limit_price=limit_price,
                 stop_price=stop_price,
                 time_in_force=time_in_force,  # type: ignore[arg-type]
+                parent_order_id=parent_order_id,
             )
         )
         return order_id
+
+    def submit_bracket(
+        self,
+        side: str,
+        quantity: float,
+        *,
+        stop_loss: float | None,
+        take_profit: float | None,
+        order_type: str = MARKET,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        time_in_force: str = GTC,
+    ) -> BracketOrders:
+        """Send an entry order and its exits: a stop-loss (a stop order at ``stop_loss``)
+        and a take-profit (a limit order at ``take_profit``) on the other side, either
+        may be None. The broker holds them as one bracket (:mod:`brokers.simulated`): the
+        exits work only for what the entry has filled, and when one closes the position
+        the other is cancelled. For a buy the stop-loss is below the take-profit, for a
+        sell above; a bracket without either exit, or with them the wrong way round, is
+        a :class:`ValueError`."""
+        if stop_loss is None and take_profit is None:
+            raise ValueError("submit_bracket: give a stop_loss, a take_profit or both")
+        for name, price in (("stop_loss", stop_loss), ("take_profit", take_profit)):
+            if price is not None and not (price > 0.0 and math.isfinite(price)):
+                raise ValueError(f"submit_bracket: {name} must be a positive price, got {price!r}")
+        buy = side == BUY
+        if (
+            stop_loss is not None
+            and take_profit is not None
+            and (stop_loss >= take_profit if buy else stop_loss <= take_profit)
+        ):
+            raise ValueError(
+                f"submit_bracket: a {side}'s stop_loss ({stop_loss:g}) must be "
+                f"{'below' if buy else 'above'} its take_profit ({take_profit:g})"
+            )
+        entry = self.submit_order(
+            side,
+            quantity,
+            order_type,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            time_in_force=time_in_force,
+        )
+        exit_side = SELL if buy else BUY
+        loss = profit = None
+        if stop_loss is not None:
+            loss = self.submit_order(
+                exit_side, quantity, STOP, stop_price=stop_loss, parent_order_id=entry
+            )
+        if take_profit is not None:
+            profit = self.submit_order(
+                exit_side, quantity, LIMIT, limit_price=take_profit, parent_order_id=entry
+            )
+        return BracketOrders(entry, loss, profit)
+
+    def cancel_bracket(self, bracket: BracketOrders) -> None:
+        """Cancel what of ``bracket`` still works: its exits, then its entry (a strategy
+        that closes the position by other orders cancels the bracket first)."""
+        for order_id in (bracket.stop_loss, bracket.take_profit, bracket.entry):
+            if order_id is not None and order_id in self.open_orders:
+                self.cancel_order(order_id)
 
     def cancel_order(self, order_id: str) -> None:
         """Ask the broker to cancel a working order."""

@@ -10,6 +10,15 @@ With ``[strategy.sizing]`` other than ``units`` (:mod:`strategies.sizing`), a po
 is sized when the signal changes direction (a share of equity, or a volatility target,
 and the symbol's weight in a universe) and then held until the next change.
 
+With ``stop_loss`` or ``take_profit`` (fractions; 0 = off, the default) every entry is
+a bracket (:meth:`~strategies.base.Strategy.submit_bracket`, the broker's rules in
+:mod:`brokers.simulated`): a market entry with a stop-loss ``stop_loss`` below the
+close the entry is decided on (above, for a short) and a take-profit ``take_profit``
+above it (below). The strategy then acts when the target changes, not whenever it
+differs from the position: an exit that closes the position leaves it flat until the
+next crossover. A crossover cancels the working exits, closes the position with a
+market order and sends the new bracket (none when the new target is flat).
+
 The means are running sums (re-summed every 4,096 bars). When the two means
 are within 1e-9 of each other, relative, the comparison is redone with
 exactly rounded sums (``math.fsum``), so decisions never depend on the order
@@ -26,8 +35,8 @@ from engine.core.bus import Bus
 from engine.core.clock import Clock
 from engine.core.configs import ConfigStruct, positive
 from engine.core.errors import ConfigError
-from engine.core.events import Bar
-from strategies.base import Strategy
+from engine.core.events import BUY, SELL, Bar
+from strategies.base import BracketOrders, Strategy
 from strategies.sizing import AccountView, Allocation, SizingConfig
 
 __all__ = ["SmaCross", "SmaCrossConfig"]
@@ -43,7 +52,13 @@ class SmaCrossConfig(
 ):
     """Long when SMA(fast) > SMA(slow), short when below (flat when ``long_only``);
     ``sizing`` and ``allocation`` size a new position (:mod:`strategies.sizing`), by
-    default ``quantity`` units."""
+    default ``quantity`` units.
+
+    ``stop_loss`` and ``take_profit`` (0 = off) put a stop-loss and a take-profit on
+    every entry, as fractions of the close the entry is decided on (the entry fills
+    at the next open, so its price is not known yet): a long bought on a close of 100
+    with ``stop_loss = 0.02`` and ``take_profit = 0.05`` exits at 98 or 105.
+    """
 
     fast: int = 10
     slow: int = 30
@@ -51,6 +66,8 @@ class SmaCrossConfig(
     long_only: bool = False
     sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
     allocation: Allocation = "equal"
+    stop_loss: float = 0.0
+    take_profit: float = 0.0
 
     def check(self) -> None:
         if self.fast < 1 or self.slow < 2:
@@ -63,6 +80,13 @@ class SmaCrossConfig(
             )
         positive("strategy.quantity", self.quantity)
         self.sizing.check()
+        for name in ("stop_loss", "take_profit"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(
+                    f"strategy.{name} must be a fraction of the entry price in [0, 1) "
+                    f"(0 = off), got {value}"
+                )
 
 
 class SmaCross(Strategy):
@@ -88,6 +112,10 @@ class SmaCross(Strategy):
         self._sum_slow = 0.0
         self._long = config.quantity
         self._short = 0.0 if config.long_only else -config.quantity
+        self._bracketed = config.stop_loss > 0.0 or config.take_profit > 0.0
+        # with exits: the target last acted on, and its bracket
+        self._acted = 0.0
+        self._bracket: BracketOrders | None = None
 
     def on_bar(self, bar: Bar) -> None:
         close = bar.close
@@ -119,10 +147,18 @@ class SmaCross(Strategy):
             target = self._short
         else:
             return
-        if self._account is not None:
+        if self._bracketed:
+            self._trade_with_exits(target, close)
+        elif self._account is not None:
             self._resize(target, close)
         elif target != self.position and not self.open_orders:
             self.target_position(target)
+
+    def _units(self, close: float) -> float:
+        """The size of a new position: sized by the account view, or ``quantity``."""
+        if self._account is None:
+            return self.config.quantity
+        return self._account.units(self.symbol, close, self._lot, self.config.quantity)
 
     def _resize(self, target: float, close: float) -> None:
         """Sized positions: trade only when the direction changes (then to a newly sized
@@ -130,9 +166,38 @@ class SmaCross(Strategy):
         direction = (target > 0) - (target < 0)
         if self.open_orders or direction == (self.position > 0) - (self.position < 0):
             return
-        config = self.config
-        assert self._account is not None
-        units = self._account.units(self.symbol, close, self._lot, config.quantity)
-        wanted = direction * units
+        wanted = direction * self._units(close)
         if wanted != self.position:
             self.target_position(wanted)
+
+    def _trade_with_exits(self, target: float, close: float) -> None:
+        """Act on a new target: cancel the exits, close the position, send a bracket."""
+        direction = (target > 0) - (target < 0)
+        if direction == (self._acted > 0) - (self._acted < 0):
+            return
+        bracket = self._bracket
+        exits = set() if bracket is None else {bracket.stop_loss, bracket.take_profit}
+        if self.open_orders - exits:
+            return  # an order still works (an entry partly filled): wait for it
+        if bracket is not None:
+            self.cancel_bracket(bracket)
+            self._bracket = None
+        if self.position:
+            self.submit_order(SELL if self.position > 0 else BUY, abs(self.position))
+        if target:
+            config = self.config
+            sign = 1.0 if target > 0 else -1.0
+            units = self._units(close)
+            if units <= 0.0:
+                return  # cannot be sized yet: try again on the next bar
+            self._bracket = self.submit_bracket(
+                BUY if target > 0 else SELL,
+                units,
+                stop_loss=close * (1.0 - sign * config.stop_loss) if config.stop_loss else None,
+                take_profit=(
+                    close * (1.0 + sign * config.take_profit) if config.take_profit else None
+                ),
+            )
+            if self._bracket.entry not in self.open_orders:
+                return  # refused (the broker answers at once): try again on the next bar
+        self._acted = target

@@ -167,7 +167,12 @@ def build_kernel(
     """Build every component of a run, subscribing nothing. ``bars`` (a backtest's, or
     None in a paper run) give the options' horizon when ``expiry_bars`` is 0 and the
     future the scripted ``oracle`` reads; ``strategy`` replaces the scenario's."""
-    portfolio = Portfolio(bus, config.broker.initial_cash)
+    portfolio = Portfolio(
+        bus,
+        config.broker.initial_cash,
+        borrow_fee_bps=config.broker.borrow_fee_bps,
+        financing_rate_bps=config.broker.financing_rate_bps,
+    )
     universe = config.universe
     broker = SimulatedBroker(
         bus,

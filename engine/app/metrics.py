@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from brokers.costs import YEAR_NS  # a year of calendar time, as rates are charged
 from engine.app.significance import edge_figures
 from engine.core import accounting
 
@@ -46,8 +47,6 @@ __all__ = [
     "round_trips",
     "window_summaries",
 ]
-
-YEAR_NS = int(365.25 * 86_400 * 1e9)
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,9 @@ class Summary:
     turnover: float
     fees: float
     periods_per_year: float
+    #: holding costs charged by the portfolio (brokers.portfolio); fees are commissions
+    borrow_fees: float = 0.0
+    financing: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,11 +108,15 @@ def compute_summary(
     fees: float,
     bar_gaps: int = 0,
     trips: np.ndarray | None = None,
+    *,
+    borrow_fees: float = 0.0,
+    financing: float = 0.0,
 ) -> Summary:
     """All statistics of a run; NaN where a statistic is undefined (too few bars, no trades).
 
     ``trips``: the round trips' P&L when the caller has them (by default they are made
-    from ``fills``, which must then start flat)."""
+    from ``fills``, which must then start flat). ``fees`` (commissions), ``borrow_fees``
+    and ``financing`` are the run's totals, reported as they are."""
     n = len(equity)
     nan = float("nan")
     if n == 0:
@@ -134,6 +140,8 @@ def compute_summary(
             0.0,
             fees,
             nan,
+            borrow_fees,
+            financing,
         )
     returns = bar_returns(equity, initial_equity)
     span_years = (int(ts[-1]) - int(ts[0])) / YEAR_NS
@@ -181,6 +189,8 @@ def compute_summary(
         turnover=turnover,
         fees=fees,
         periods_per_year=periods,
+        borrow_fees=borrow_fees,
+        financing=financing,
     )
 
 

@@ -62,6 +62,8 @@ class ResultsCollector:
         self.mark = np.zeros(size)
         self.count = 0
         self.fees = 0.0
+        self.borrow_fees = 0.0
+        self.financing = 0.0
         self.first_open = float("nan")
         self.fills: list[OrderFilled] = []
         self.orders = 0
@@ -104,6 +106,8 @@ class ResultsCollector:
         self.cash[i] = snapshot.cash
         self.mark[i] = snapshot.mark_price
         self.fees = snapshot.fees
+        self.borrow_fees = snapshot.borrow_fees
+        self.financing = snapshot.financing
         self.count = i + 1
 
     def _grow(self) -> None:
@@ -292,7 +296,16 @@ def summarize(
     fills = collector.fill_arrays()
     cash = config.broker.initial_cash
     summary = compute_summary(
-        ts, equity, position, cash, fills, collector.fees, gaps, trips=collector.trips(fills)
+        ts,
+        equity,
+        position,
+        cash,
+        fills,
+        collector.fees,
+        gaps,
+        trips=collector.trips(fills),
+        borrow_fees=collector.borrow_fees,
+        financing=collector.financing,
     )
     marks = collector.benchmark_marks(first)
     edge = edge_of(equity, cash, summary.periods_per_year, marks, config.run.seed) if n else None

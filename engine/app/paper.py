@@ -257,6 +257,8 @@ class PaperTrader:
                 "position": position.quantity,
                 "equity": portfolio.equity,
                 "fees": portfolio.fees,
+                "borrow_fees": portfolio.borrow_fees,
+                "financing": portfolio.financing,
             }
             for key, value in rebuilt.items():
                 if not math.isclose(value, snapshot[key], rel_tol=1e-12, abs_tol=1e-9):

@@ -8,7 +8,7 @@ type errors name the section and key::
     [run]        name, seed
     [data]       where the bars come from and how to validate them
     [instrument] symbol, lot size (or a universe: [[instruments]], one table each)
-    [broker]     cash, costs, fill rules, margin
+    [broker]     cash, costs, fill rules, margin, borrow fee and financing
     [strategy]   kind = "sma_cross" | ... and the strategy's parameters
     [indicators] the 13 features' parameters (indicators.params.IndicatorParams)
     [storage]    database URL and flush interval
@@ -110,6 +110,7 @@ StrategyConfig = SmaCrossConfig | ScriptedEnsembleConfig | MappoEnsembleConfig
 # Keys added after scenarios were stored, per section (strategies by kind): to_dict leaves
 # them out at their defaults, so the config hash of a scenario that does not use them stays.
 _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "broker": {"borrow_fee_bps": 0.0, "financing_rate_bps": 0.0},
     "data": {
         "source_bar_minutes": 0,
         "max_price": 1e15,
@@ -127,7 +128,12 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
     "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
     "instrument": {"path": "", "commission_bps": None, "slippage_bps": None},
     "synthetic": {"correlation": 0.3},
-    "sma_cross": {"sizing": msgspec.to_builtins(SizingConfig()), "allocation": "equal"},
+    "sma_cross": {
+        "sizing": msgspec.to_builtins(SizingConfig()),
+        "allocation": "equal",
+        "stop_loss": 0.0,
+        "take_profit": 0.0,
+    },
     "train": {"reward_turnover": 0.0, "validation_end": "", "validate_every": 5, "patience": 0},
 }
 
@@ -206,10 +212,10 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
         if out.get("train") is None:  # scenarios without [train] keep their hash
             out.pop("train", None)
         data = [("data", out["data"]), ("synthetic", out["data"]["synthetic"])]
-        sections = [*data, ("instrument", out["instrument"])]
+        sections = [("broker", out["broker"]), *data, ("instrument", out["instrument"])]
         if out["instruments"]:
             out.pop("instrument")  # a universe's instruments are its [[instruments]]
-            sections = data
+            sections = [("broker", out["broker"]), *data]
             sections += [("instrument", item) for item in out["instruments"]]
         else:
             out.pop("instruments")

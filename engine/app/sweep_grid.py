@@ -40,7 +40,9 @@ METRICS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(Summary) if f.name not in ("start_ns", "end_ns")
 )
 #: Metrics where smaller is better; everything else sorts largest first.
-SMALLER_IS_BETTER = frozenset({"annual_volatility", "fees", "turnover", "bar_gaps"})
+SMALLER_IS_BETTER = frozenset(
+    {"annual_volatility", "fees", "borrow_fees", "financing", "turnover", "bar_gaps"}
+)
 
 
 def _split_values(text: str) -> list[str]:

@@ -77,6 +77,8 @@ class UniverseCollector(ResultsCollector):
             self._gross = sum(held)
         self.position[i] = self._gross
         self.fees = snapshot.fees
+        self.borrow_fees = snapshot.borrow_fees
+        self.financing = snapshot.financing
 
     def _grow(self) -> None:
         super()._grow()

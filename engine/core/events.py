@@ -96,7 +96,12 @@ class Bar(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=Tru
 
 
 class SubmitOrder(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
-    """Command: place an order with the broker."""
+    """Command: place an order with the broker.
+
+    ``parent_order_id`` makes the order an exit of a bracket: it works only for what
+    that entry order has filled, and the exits of one entry are one-cancels-the-other
+    (the rules are in :mod:`brokers.simulated`).
+    """
 
     order_id: str
     strategy_id: str
@@ -107,6 +112,7 @@ class SubmitOrder(Message, frozen=True, kw_only=True, tag=True, gc=False, array_
     limit_price: float | None = None
     stop_price: float | None = None
     time_in_force: TimeInForce = "gtc"
+    parent_order_id: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.quantity > 0 and math.isfinite(self.quantity)):
@@ -220,7 +226,8 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag=True, gc=False, 
     """The account after a bar: one per bar per symbol, marked at the bar's close.
 
     ``cash + position * mark_price == equity`` holds for every snapshot.
-    ``fees`` and ``turnover`` are cumulative over the run.
+    ``fees`` (commissions), ``turnover``, ``borrow_fees`` (on short positions) and
+    ``financing`` (interest on negative cash) are cumulative over the run.
     """
 
     symbol: str
@@ -234,6 +241,8 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True, tag=True, gc=False, 
     exposure: float
     fees: float
     turnover: float
+    borrow_fees: float = 0.0
+    financing: float = 0.0
 
 
 class Features(Message, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):

@@ -2,10 +2,16 @@
 
 Hypothesis publishes bars (valid OHLC, volume sometimes 0, steps from half an
 hour to a day so DAY orders meet new dates), orders of every type and time in
-force (some for an unknown symbol or off the lot size) and cancels (of live,
-finished and unknown ids) on a bus wired like production. A checker reads the
-recorded messages after every step and holds the broker to its invariants,
-recomputing cash and position from the fills on its own.
+force (some for an unknown symbol or off the lot size), brackets (an entry with a
+stop-loss, a take-profit or both, of its size or less) and cancels (of live,
+finished and unknown ids, entries and exits alike) on a bus wired like production.
+A checker reads the recorded messages after every step and holds the broker to its
+invariants, recomputing cash and position from the fills (and the holding costs, borrow fees and
+financing, from what was held at each close) on its own: nothing
+happens to an order after it is finished (no order is both filled and cancelled),
+exits close no more than their entry filled and never flip the position, a
+bracket's exits are cancelled only when they have nothing left to close, and no
+take-profit fills on a bar after a stop-loss of its entry.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from brokers.config import BrokerConfig
+from brokers.costs import YEAR_NS
 from brokers.portfolio import Portfolio
 from brokers.simulated import SimulatedBroker
 from engine.core.bus import MessageBus
@@ -72,6 +79,15 @@ class Checker:
         self.mark = 0.0
         self.cancel_for: str | None = None
         self.last_bar: Bar | None = None
+        # brackets, by entry id: what the exits closed, whether the entry stopped working
+        # before it filled in full, the bar of its last stop-loss fill
+        self.exited: dict[str, float] = {}
+        self.cut: set[str] = set()
+        self.stopped_ts: dict[str, int] = {}
+        # holding costs: what was held at the last close (time, position, mark, cash)
+        self.held: tuple[int, float, float, float] | None = None
+        self.borrow_fees = 0.0
+        self.financing = 0.0
 
     def date(self, ts: int) -> date:
         return datetime.fromtimestamp(ts // 10**9, UTC).astimezone(self.zone).date()
@@ -93,6 +109,10 @@ class Checker:
                 assert event.reason
                 return
             assert isinstance(event, OrderCanceled), event
+            assert event.reason == "requested", event
+        elif isinstance(event, OrderCanceled):
+            # the broker's own cancel: an exit of a bracket with nothing left to close
+            self.check_contingent_cancel(event)
         if isinstance(event, Bar):
             self.on_bar(event)
         elif isinstance(event, SubmitOrder):
@@ -117,6 +137,11 @@ class Checker:
         if isinstance(event, OrderAccepted):
             assert order_id not in self.live
             assert order.symbol == SYMBOL
+            if order.parent_order_id is not None:
+                # an exit is accepted only while its entry works
+                assert order.parent_order_id in self.live, event
+                assert order.order_type in (LIMIT, STOP)
+                self.exited.setdefault(order.parent_order_id, 0.0)
             self.live.add(order_id)
             self.filled[order_id] = 0.0
         elif isinstance(event, (OrderRejected, OrderDenied)):
@@ -139,6 +164,34 @@ class Checker:
     def close(self, order_id: str) -> None:
         self.live.discard(order_id)
         self.finished.add(order_id)
+        order = self.orders[order_id]
+        if order_id in self.exited and self.filled[order_id] < order.quantity - 1e-9:
+            self.cut.add(order_id)  # an entry that stopped working before it filled in full
+
+    def target(self, entry_id: str) -> float:
+        """What a bracket's exits may close in all: the entry's size, or what it filled
+        once it stopped working before that."""
+        if entry_id in self.cut:
+            return self.filled[entry_id]
+        return self.orders[entry_id].quantity
+
+    def exit_leaves(self, order: SubmitOrder) -> float:
+        assert order.parent_order_id is not None
+        entry_id = order.parent_order_id
+        own = order.quantity - self.filled[order.order_id]
+        return min(own, self.target(entry_id) - self.exited[entry_id])
+
+    def check_contingent_cancel(self, event: OrderCanceled) -> None:
+        order = self.orders[event.order_id]
+        entry_id = order.parent_order_id
+        assert entry_id is not None, f"{event!r}: the broker cancels only exits by itself"
+        assert event.order_id in self.live, event
+        assert self.exit_leaves(order) <= 1e-9, event
+        if event.reason.startswith("oco:"):
+            assert self.exited[entry_id] >= self.target(entry_id) - 1e-9, event
+        else:
+            assert event.reason.startswith("contingency:"), event
+            assert entry_id in self.cut, event
 
     def on_fill(self, order: SubmitOrder, fill: OrderFilled) -> None:
         config = self.config
@@ -150,7 +203,11 @@ class Checker:
         self.filled[fill.order_id] = total
         assert total <= order.quantity + 1e-9
         assert fill.filled_quantity == pytest.approx(total, abs=1e-9)
-        assert fill.leaves_quantity == pytest.approx(order.quantity - total, abs=1e-9)
+        entry_id = order.parent_order_id
+        if entry_id is None:
+            assert fill.leaves_quantity == pytest.approx(order.quantity - total, abs=1e-9)
+        else:
+            self.on_exit_fill(entry_id, order, fill)
         bar = self.bars[fill.ts_event]
         if config.max_participation > 0.0:
             assert fill.quantity <= bar.volume * config.max_participation + 1e-9
@@ -175,7 +232,32 @@ class Checker:
         if fill.leaves_quantity <= 1e-12:
             self.close(fill.order_id)
 
+    def on_exit_fill(self, entry_id: str, order: SubmitOrder, fill: OrderFilled) -> None:
+        # the exit closes what its entry filled, never more, and never flips the position
+        exited = self.exited[entry_id] + fill.quantity
+        self.exited[entry_id] = exited
+        assert exited <= self.filled[entry_id] + 1e-9, "an exit closed more than its entry filled"
+        held = self.position if fill.side == SELL else -self.position
+        assert fill.quantity <= held + 1e-9, "an exit flipped the position"
+        assert fill.leaves_quantity == pytest.approx(self.exit_leaves(order), abs=1e-9)
+        assert fill.filled_quantity + fill.leaves_quantity <= order.quantity + 1e-9
+        if order.order_type == STOP:
+            self.stopped_ts[entry_id] = fill.ts_event
+        else:
+            assert self.stopped_ts.get(entry_id) != fill.ts_event, "take-profit after stop-loss"
+
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        # holding costs on what the account held at the previous close, since then
+        if self.held is not None:
+            ts, position, mark, cash = self.held
+            years = (snapshot.ts_event - ts) / YEAR_NS
+            borrow = -position * mark * self.config.borrow_fee_bps / 1e4 * years
+            financing = -cash * self.config.financing_rate_bps / 1e4 * years
+            self.borrow_fees += max(borrow, 0.0)
+            self.financing += max(financing, 0.0)
+            self.cash -= max(borrow, 0.0) + max(financing, 0.0)
+        assert snapshot.borrow_fees == pytest.approx(self.borrow_fees, rel=1e-9, abs=1e-9)
+        assert snapshot.financing == pytest.approx(self.financing, rel=1e-9, abs=1e-9)
         value = snapshot.position * snapshot.mark_price
         assert snapshot.cash + value == pytest.approx(snapshot.equity, rel=1e-9, abs=1e-9)
         assert snapshot.cash == pytest.approx(self.cash, rel=1e-9, abs=1e-6)
@@ -183,6 +265,7 @@ class Checker:
         assert self.last_bar is not None
         assert snapshot.mark_price == self.last_bar.close
         self.mark = snapshot.mark_price
+        self.held = (snapshot.ts_event, self.position, snapshot.mark_price, self.cash)
 
 
 class BrokerMachine(RuleBasedStateMachine):
@@ -202,6 +285,8 @@ class BrokerMachine(RuleBasedStateMachine):
         max_participation=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
         margin_rate=st.sampled_from([0.25, 0.5, 1.0]),
         allow_short=st.booleans(),
+        borrow_fee_bps=st.sampled_from([0.0, 0.0, 250.0]),
+        financing_rate_bps=st.sampled_from([0.0, 0.0, 800.0]),
         lot=st.sampled_from([1.0, 10.0, 100.0]),
         zone=st.sampled_from(["UTC", "Asia/Shanghai"]),
     )
@@ -210,7 +295,12 @@ class BrokerMachine(RuleBasedStateMachine):
         self.lot = lot
         self.bus = MessageBus()
         self.bus.subscribe("*", self.events.append)
-        self.portfolio = Portfolio(self.bus, CASH)
+        self.portfolio = Portfolio(
+            self.bus,
+            CASH,
+            borrow_fee_bps=config.borrow_fee_bps,
+            financing_rate_bps=config.financing_rate_bps,
+        )
         self.broker = SimulatedBroker(
             self.bus, self.portfolio, config, symbols=(SYMBOL,), lot_size=lot, timezone=zone
         )
@@ -282,23 +372,76 @@ class BrokerMachine(RuleBasedStateMachine):
             limit_price = round(self.close * (1.0 + first), 2)
         if order_type in (STOP, STOP_LIMIT):
             stop_price = round(self.close * (1.0 + second), 2)
+        self.send(
+            side,
+            quantity,
+            order_type,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            time_in_force=time_in_force,
+            symbol="Y" if unknown_symbol else SYMBOL,
+        )
+
+    def send(self, side: str, quantity: float, order_type: str, **fields: Any) -> str:
         self.count += 1
+        order_id = f"O{self.count}"
         self.bus.publish(
             SubmitOrder(
                 ts_event=self.last_ts,
                 ts_init=self.last_ts,
                 seq=self.bus.next_seq(),
-                order_id=f"O{self.count}",
+                order_id=order_id,
                 strategy_id="machine",
-                symbol="Y" if unknown_symbol else SYMBOL,
+                symbol=fields.pop("symbol", SYMBOL),
                 side=side,  # type: ignore[arg-type]
                 quantity=quantity,
                 order_type=order_type,  # type: ignore[arg-type]
-                limit_price=limit_price,
-                stop_price=stop_price,
-                time_in_force=time_in_force,  # type: ignore[arg-type]
+                **fields,
             )
         )
+        return order_id
+
+    @rule(
+        side=st.sampled_from([BUY, SELL]),
+        lots=st.integers(1, 12),
+        exit_lots=st.integers(1, 12),
+        entry_type=st.sampled_from([MARKET, LIMIT, STOP]),
+        time_in_force=st.sampled_from([GTC, DAY]),
+        offset=offsets,
+        loss=st.floats(0.002, 0.05),
+        profit=st.floats(0.002, 0.05),
+        legs=st.sampled_from(["both", "both", "stop-loss", "take-profit"]),
+    )
+    def bracket(
+        self,
+        side: str,
+        lots: int,
+        exit_lots: int,
+        entry_type: str,
+        time_in_force: str,
+        offset: float,
+        loss: float,
+        profit: float,
+        legs: str,
+    ) -> None:
+        price = round(self.close * (1.0 + offset), 2)
+        entry = self.send(
+            side,
+            lots * self.lot,
+            entry_type,
+            limit_price=price if entry_type == LIMIT else None,
+            stop_price=price if entry_type == STOP else None,
+            time_in_force=time_in_force,
+        )
+        sign = 1.0 if side == BUY else -1.0
+        exit_side = SELL if side == BUY else BUY
+        quantity = min(exit_lots, lots) * self.lot  # of the entry's size, or less
+        if legs != "take-profit":
+            stop = round(self.close * (1.0 - sign * loss), 2)
+            self.send(exit_side, quantity, STOP, stop_price=stop, parent_order_id=entry)
+        if legs != "stop-loss":
+            limit = round(self.close * (1.0 + sign * profit), 2)
+            self.send(exit_side, quantity, LIMIT, limit_price=limit, parent_order_id=entry)
 
     @rule(pick=st.integers(0, 1_000))
     def cancel(self, pick: int) -> None:

@@ -65,11 +65,17 @@ class Desk:
         self.events: list[Message] = []
         self.bus.subscribe("*", self.events.append)
         self.clock = SimulatedClock(0)
-        self.portfolio = Portfolio(self.bus, cash)
+        rules = BrokerConfig(initial_cash=cash, **config)
+        self.portfolio = Portfolio(
+            self.bus,
+            cash,
+            borrow_fee_bps=rules.borrow_fee_bps,
+            financing_rate_bps=rules.financing_rate_bps,
+        )
         self.broker = SimulatedBroker(
             self.bus,
             self.portfolio,
-            BrokerConfig(initial_cash=cash, **config),
+            rules,
             symbols=(SYMBOL,),
             lot_size=lot_size,
             timezone=timezone,
@@ -121,6 +127,7 @@ class Desk:
         stop: float | None = None,
         tif: str = GTC,
         symbol: str = SYMBOL,
+        parent: str | None = None,
     ) -> SubmitOrder:
         self.order_count += 1
         return SubmitOrder(
@@ -136,6 +143,7 @@ class Desk:
             limit_price=limit,
             stop_price=stop,
             time_in_force=tif,  # type: ignore[arg-type]
+            parent_order_id=parent,
         )
 
     def submit(

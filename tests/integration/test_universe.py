@@ -474,3 +474,15 @@ def test_the_synthetic_universe_is_correlated_as_configured(tmp_path: Path) -> N
     result = emarl.backtest(config, persist=False)
     assert len(result.equity) == 20_000 and result.symbols is not None
     assert len(result.symbols) == 6
+
+
+def test_holding_costs_are_the_accounts_in_a_universe(two_symbols: Path) -> None:
+    """A short in each symbol pays its borrow fee; the account's total is the sum of what
+    each symbol pays when it runs alone (the charge is per symbol, on its own bars)."""
+    costs = "borrow_fee_bps = 300.0"
+    together = emarl.backtest(_scenario(two_symbols, ["A", "B"], costs=costs), persist=False)
+    alone = [emarl.backtest(_scenario(two_symbols, [s], costs=costs), persist=False) for s in "AB"]
+    assert together.summary.borrow_fees > 0
+    assert together.summary.borrow_fees == pytest.approx(
+        sum(run.summary.borrow_fees for run in alone), rel=1e-9
+    )

@@ -356,6 +356,9 @@ def _print_status(info: dict[str, Any]) -> None:
         table.add_row("equity", f"{snapshot['equity']:,.2f}")
         table.add_row("mark (last close)", f"{snapshot['mark_price']:.6g}")
         table.add_row("fees", f"{snapshot['fees']:,.2f}")
+        for key, label in (("borrow_fees", "borrow fees"), ("financing", "financing")):
+            if snapshot.get(key):
+                table.add_row(label, f"{snapshot[key]:,.2f}")
     feed = info["feed"]
     if feed is not None:
         table.add_row("feed", f"{feed['feed']} (client id {feed['client_id']})")

@@ -52,6 +52,11 @@ def _metric_rows(s: dict[str, Any], fills: int | None) -> list[tuple[str, str]]:
         ("exposure (time in market)", f"{s['exposure']:.1%}"),
         ("turnover (x mean equity)", _num(s["turnover"])),
         ("fees", _num(s["fees"])),
+        *[
+            (label, _num(s[key]))
+            for key, label in (("borrow_fees", "borrow fees"), ("financing", "financing"))
+            if s.get(key)
+        ],
         ("bars per year (annualisation)", _num(s["periods_per_year"], 0)),
         *_edge_rows(s.get("edge")),
     ]
