@@ -96,6 +96,7 @@ class Portfolio:
         # a universe's position value: re-summed on each time slice's first bar, kept up
         # to date within the slice (a bar moves it by its position x the price change)
         self._value = 0.0
+        self._gross = 0.0  # Σ |position| x mark, kept the same way
         self._slice_ts = -1
         self._borrow_rate = borrow_fee_bps / 1e4
         self._financing_rate = financing_rate_bps / 1e4
@@ -118,6 +119,8 @@ class Portfolio:
 
     @property
     def equity(self) -> float:
+        if self._slice_ts >= 0:  # a universe's, kept up to date (:meth:`_account_value`)
+            return self.cash + self._value
         value = 0.0
         for position in self.positions.values():
             value += position.quantity * position.mark_price
@@ -130,10 +133,12 @@ class Portfolio:
         self.fees += fill.commission
         self.turnover += notional
         position = self.position(fill.symbol)
+        before = abs(position.quantity)
         position.apply(signed, fill.price)
         if position.mark_price == 0.0:
             position.mark_price = fill.price
         self._value += signed * position.mark_price
+        self._gross += (abs(position.quantity) - before) * position.mark_price
 
     def on_bar(self, bar: Bar) -> None:
         position = self.positions.get(bar.symbol)
@@ -204,14 +209,29 @@ class Portfolio:
         if bar.ts_event != self._slice_ts:
             position.mark_price = bar.close
             self._slice_ts = bar.ts_event
-            total = 0.0
+            total = gross = 0.0
             for each in self.positions.values():
-                total += each.quantity * each.mark_price
-            self._value = total
+                value = each.quantity * each.mark_price
+                total += value
+                gross += abs(value)
+            self._value, self._gross = total, gross
         else:
-            self._value += position.quantity * (bar.close - position.mark_price)
+            change = bar.close - position.mark_price
+            self._value += position.quantity * change
+            self._gross += abs(position.quantity) * change
             position.mark_price = bar.close
         return self._value
+
+    def gross_exposure(self, but: str) -> float:
+        """Σ |position| x mark over the symbols but ``but`` (a universe's margin)."""
+        own = self.positions.get(but)
+        mine = abs(own.quantity) * own.mark_price if own is not None else 0.0
+        if self._slice_ts >= 0:
+            return max(self._gross - mine, 0.0)
+        total = 0.0
+        for each in self.positions.values():
+            total += abs(each.quantity) * each.mark_price
+        return max(total - mine, 0.0)
 
     def _not_finite(self, bar: Bar, position: Position, value: float, equity: float) -> None:
         figures = {

@@ -141,6 +141,8 @@ class SimulatedBroker:
         )
         self._zone = ZoneInfo(timezone)
         self._working: list[WorkingOrder] = []
+        # the symbols with a working order (a universe's bars of others skip the matching)
+        self._working_symbols: set[str] = set()
         # Orders being matched against the current bar (cancels and risk checks see them).
         self._matching: list[WorkingOrder] = []
         self._fill_count = 0
@@ -206,6 +208,7 @@ class SimulatedBroker:
         if entry is not None:
             Bracket.lead(entry).attach(order)
         self._working.append(order)
+        self._working_symbols.add(command.symbol)
         bus.publish(OrderAccepted(**common))
 
     def _entry_of(self, command: SubmitOrder) -> tuple[WorkingOrder | None, str]:
@@ -259,18 +262,20 @@ class SimulatedBroker:
 
     def _other_exposure(self, symbol: str) -> float:
         """|position after the working orders| x last close, summed over the symbols but
-        ``symbol`` (exits left out, as in the check of ``symbol``)."""
-        projected = {
-            other: position.quantity
-            for other, position in self._portfolio.positions.items()
-            if other != symbol
-        }
+        ``symbol`` (exits left out, as in the check of ``symbol``): the portfolio's gross
+        exposure of the others, moved by their working orders."""
+        portfolio = self._portfolio
+        exposure = portfolio.gross_exposure(symbol)
+        pending: dict[str, float] = {}
         for order in self.working_orders:
             other = order.command.symbol
             if other != symbol and not order.is_exit:
-                projected[other] = projected.get(other, 0.0) + order.sign * order.leaves
-        last = self._last_close
-        return sum(abs(quantity) * last.get(other, 0.0) for other, quantity in projected.items())
+                pending[other] = pending.get(other, 0.0) + order.sign * order.leaves
+        for other, change in pending.items():
+            held = portfolio.position(other).quantity
+            price = self._last_close.get(other, 0.0)
+            exposure += (abs(held + change) - abs(held)) * price
+        return exposure
 
     def on_cancel_order(self, command: CancelOrder) -> None:
         common = self._order_fields(command, self._last_ts)
@@ -313,7 +318,7 @@ class SimulatedBroker:
 
     def on_bar(self, bar: Bar) -> None:
         self._last_ts = bar.ts_event
-        if self._working:
+        if self._working and bar.symbol in self._working_symbols:
             self._process(bar)
         self._last_close[bar.symbol] = bar.close
 
@@ -352,6 +357,7 @@ class SimulatedBroker:
             self._match_exits(exits, bar)
         matched, self._matching = self._matching, []
         self._working = [o for o in matched if not o.closed] + self._working
+        self._working_symbols = {o.command.symbol for o in self._working}
 
     def _match_exits(self, exits: list[WorkingOrder], bar: Bar) -> None:
         """Match the exits of brackets on this bar, after the other orders (the rules are
