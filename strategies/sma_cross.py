@@ -113,6 +113,7 @@ class SmaCross(Strategy):
         self._long = config.quantity
         self._short = 0.0 if config.long_only else -config.quantity
         self._bracketed = config.stop_loss > 0.0 or config.take_profit > 0.0
+        self._plain = not self._bracketed and self._account is None
         # with exits: the target last acted on, and its bracket
         self._acted = 0.0
         self._bracket: BracketOrders | None = None
@@ -147,12 +148,13 @@ class SmaCross(Strategy):
             target = self._short
         else:
             return
-        if self._bracketed:
+        if self._plain:  # fixed units, no exits: the hot path
+            if target != self.position and not self.open_orders:
+                self.target_position(target)
+        elif self._bracketed:
             self._trade_with_exits(target, close)
-        elif self._account is not None:
+        else:
             self._resize(target, close)
-        elif target != self.position and not self.open_orders:
-            self.target_position(target)
 
     def _units(self, close: float) -> float:
         """The size of a new position: sized by the account view, or ``quantity``."""

@@ -252,19 +252,14 @@ async def _replay(
     """Drive every bar in order (a universe's in time-slice order, :mod:`engine.feeds.
     universe`), yielding to the event loop between chunks. Within a chunk, plain calls."""
     total = len(data)
-    drive = kernel.drive
-    universe = isinstance(data, Universe)
     symbols = data.symbols if isinstance(data, Universe) else []
-    names = ["ts", *FIELDS, "symbol_index"] if universe else ["ts", *FIELDS]
     for start in range(0, total, CHUNK):
         stop = min(start + CHUNK, total)
-        columns = [getattr(data, name)[start:stop].tolist() for name in names]
-        if universe:
-            for ts, o, h, lo, c, v, j in zip(*columns, strict=True):
-                drive(ts, o, h, lo, c, v, None, symbols[j])
-        else:
-            for ts, o, h, lo, c, v in zip(*columns, strict=True):
-                drive(ts, o, h, lo, c, v)
+        ts, o, h, lo, c, v = (getattr(data, n)[start:stop].tolist() for n in ("ts", *FIELDS))
+        names = None
+        if isinstance(data, Universe):
+            names = [symbols[j] for j in data.symbol_index[start:stop].tolist()]
+        kernel.feed(ts, o, h, lo, c, v, names)
         if progress is not None:
             progress(stop, total)
         await asyncio.sleep(0)

@@ -116,6 +116,39 @@ class Kernel:
         self.components = listed
         self.started = True
 
+    def feed(
+        self,
+        ts: list[int],
+        open: list[float],
+        high: list[float],
+        low: list[float],
+        close: list[float],
+        volume: list[float],
+        symbols: list[str] | None = None,
+    ) -> None:
+        """:meth:`drive` for a replay: feed a chunk of bars, each at its own end time, in
+        one loop with the bus and clock bound once (a backtest's inner loop). ``symbols``
+        names each bar's symbol (a universe's); by default every bar is the first
+        symbol's."""
+        clock = self.clock
+        publish, next_seq = self.bus.publish, self.bus.next_seq
+        names = symbols if symbols is not None else [self.symbol] * len(ts)
+        for t, o, h, lo, c, v, name in zip(ts, open, high, low, close, volume, names, strict=True):
+            clock.time_ns = t
+            publish(
+                Bar(
+                    ts_event=t,
+                    ts_init=t,
+                    seq=next_seq(),
+                    symbol=name,
+                    open=o,
+                    high=h,
+                    low=lo,
+                    close=c,
+                    volume=v,
+                )
+            )
+
     def drive(
         self,
         ts: int,

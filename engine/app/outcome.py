@@ -18,7 +18,7 @@ import numpy as np
 from engine.app.metrics import Summary, compute_summary, edge_of, window_summaries
 from engine.app.provenance import TrainingRecord
 from engine.app.scenario import ScenarioConfig, config_hash
-from engine.core.bus import Bus
+from engine.core.bus import MessageBus
 from engine.core.events import (
     Bar,
     OrderDenied,
@@ -52,7 +52,7 @@ class ResultsCollector:
     fills; the orders sent, denied and rejected by kind. Arrays start at ``capacity``
     (a backtest's bar count: never grown) and double when full (a paper run)."""
 
-    def __init__(self, bus: Bus, capacity: int = 1024) -> None:
+    def __init__(self, bus: MessageBus, capacity: int = 1024) -> None:
         self._bus = bus
         size = max(int(capacity), 1)
         self.ts = np.zeros(size, dtype=np.int64)
@@ -61,9 +61,9 @@ class ResultsCollector:
         self.cash = np.zeros(size)
         self.mark = np.zeros(size)
         self.count = 0
-        self.fees = 0.0
-        self.borrow_fees = 0.0
-        self.financing = 0.0
+        self._capacity = size
+        #: the latest snapshot (its cumulative fees are the run's)
+        self.last: PortfolioSnapshot | None = None
         self.first_open = float("nan")
         self.fills: list[OrderFilled] = []
         self.orders = 0
@@ -84,6 +84,7 @@ class ResultsCollector:
         # publishes it from its own Bar handler, which runs before this one)
         if self.first_open != self.first_open:
             self.first_open = bar.open
+        self._bus.unsubscribe(self.on_bar)  # only the first bar's open is needed
 
     def on_order(self, _command: SubmitOrder) -> None:
         self.orders += 1
@@ -98,22 +99,33 @@ class ResultsCollector:
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         i = self.count
-        if i == len(self.ts):
+        if i == self._capacity:
             self._grow()
         self.ts[i] = snapshot.ts_event
         self.equity[i] = snapshot.equity
         self.position[i] = snapshot.position
         self.cash[i] = snapshot.cash
         self.mark[i] = snapshot.mark_price
-        self.fees = snapshot.fees
-        self.borrow_fees = snapshot.borrow_fees
-        self.financing = snapshot.financing
+        self.last = snapshot
         self.count = i + 1
 
     def _grow(self) -> None:
         for name in ("ts", "equity", "position", "cash", "mark"):
             column = getattr(self, name)
             setattr(self, name, np.concatenate([column, np.zeros_like(column)]))
+        self._capacity = len(self.ts)
+
+    @property
+    def fees(self) -> float:
+        return 0.0 if self.last is None else self.last.fees
+
+    @property
+    def borrow_fees(self) -> float:
+        return 0.0 if self.last is None else self.last.borrow_fees
+
+    @property
+    def financing(self) -> float:
+        return 0.0 if self.last is None else self.last.financing
 
     def trips(self, fills: dict[str, np.ndarray]) -> np.ndarray | None:
         """The round trips' P&L, when the fills alone do not give them (None: they do)."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.app.metrics import round_trips
 from engine.app.outcome import ResultsCollector
-from engine.core.bus import Bus
+from engine.core.bus import MessageBus
 from engine.core.events import BUY, Bar, PortfolioSnapshot
 
 __all__ = ["UniverseCollector"]
@@ -34,7 +34,7 @@ class UniverseCollector(ResultsCollector):
     that exposure is the share of slices with any position), and ``positions`` and
     ``marks`` by symbol (columns in the scenario's order)."""
 
-    def __init__(self, bus: Bus, symbols: Sequence[str], capacity: int = 1024) -> None:
+    def __init__(self, bus: MessageBus, symbols: Sequence[str], capacity: int = 1024) -> None:
         super().__init__(bus, capacity)
         self.symbols = list(symbols)
         self._column = {symbol: i for i, symbol in enumerate(self.symbols)}
@@ -48,10 +48,13 @@ class UniverseCollector(ResultsCollector):
         self._gross = 0.0
 
     def on_bar(self, bar: Bar) -> None:
-        if self._unseen and bar.symbol in self._unseen:
+        if bar.symbol in self._unseen:
             self._unseen.discard(bar.symbol)
             self.first_opens[self._column[bar.symbol]] = bar.open
-            super().on_bar(bar)
+            if self.first_open != self.first_open:
+                self.first_open = bar.open
+            if not self._unseen:  # every symbol's first open is known
+                self._bus.unsubscribe(self.on_bar)
 
     def on_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         i = self.count - 1
@@ -76,9 +79,7 @@ class UniverseCollector(ResultsCollector):
         if self._gross < 1e-9:  # about flat: re-summed, so that flat is exactly 0
             self._gross = sum(held)
         self.position[i] = self._gross
-        self.fees = snapshot.fees
-        self.borrow_fees = snapshot.borrow_fees
-        self.financing = snapshot.financing
+        self.last = snapshot
 
     def _grow(self) -> None:
         super()._grow()
