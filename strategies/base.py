@@ -205,18 +205,11 @@ class Strategy:
         With ``parent_order_id`` the order is an exit of that entry (see
         :meth:`submit_bracket`)."""
         self._order_count += 1
-        now = self._clock.now_ns()
         order_id = f"{self.strategy_id}-{self._order_count}"
         self.open_orders.add(order_id)
-        bus = self._bus
-        bus.publish(
+        self._bus.publish(
             SubmitOrder(
-                ts_event=now,
-                ts_init=now,
-                seq=bus.next_seq(),
-                order_id=order_id,
-                strategy_id=self.strategy_id,
-                symbol=self.symbol,
+                **self._command_fields(order_id),
                 side=side,  # type: ignore[arg-type]
                 quantity=quantity,
                 order_type=order_type,  # type: ignore[arg-type]
@@ -291,18 +284,20 @@ class Strategy:
 
     def cancel_order(self, order_id: str) -> None:
         """Ask the broker to cancel a working order."""
-        bus = self._bus
+        self._bus.publish(CancelOrder(**self._command_fields(order_id)))
+
+    def _command_fields(self, order_id: str) -> dict[str, Any]:
+        """What every command of this strategy about ``order_id`` carries: stamped now,
+        the next sequence number, the order, the strategy and the symbol."""
         now = self._clock.now_ns()
-        bus.publish(
-            CancelOrder(
-                ts_event=now,
-                ts_init=now,
-                seq=bus.next_seq(),
-                order_id=order_id,
-                strategy_id=self.strategy_id,
-                symbol=self.symbol,
-            )
-        )
+        return {
+            "ts_event": now,
+            "ts_init": now,
+            "seq": self._bus.next_seq(),
+            "order_id": order_id,
+            "strategy_id": self.strategy_id,
+            "symbol": self.symbol,
+        }
 
     def target_position(self, target: float) -> str | None:
         """Send a market order that takes the position to ``target`` (none if already there)."""
