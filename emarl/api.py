@@ -54,7 +54,7 @@ from engine.app.kernel import custom_strategy
 from engine.app.metrics import Summary
 from engine.app.outcome import ResultsCollector
 from engine.app.scenario import ScenarioConfig, load_scenario, scenario_from_dict
-from engine.app.sweep_grid import set_path
+from engine.app.sweep_grid import with_overrides
 from engine.app.universe_results import UniverseCollector
 from engine.core.bus import MessageBus
 from engine.core.errors import ConfigError
@@ -120,11 +120,7 @@ def scenario(
         )
     if not overrides:
         return config
-    raw = copy.deepcopy(config.to_dict())
-    for key, value in overrides.items():
-        set_path(raw, key, value)
-    described = ", ".join(f"{key}={value!r}" for key, value in overrides.items())
-    return scenario_from_dict(raw, source=f"overrides {described}", base_dir=config.base_dir)
+    return with_overrides(config, dict(overrides), source="overrides")
 
 
 def backtest(

@@ -6,11 +6,13 @@ time slice is its last snapshot (every bar of the slice is then marked). Between
 symbol's bars its position and mark carry forward.
 
 Per symbol (:meth:`UniverseCollector.symbol_figures`): fills, round trips, fees, the final
-position and mark, and the **P&L contribution** ``-Σ signed quantity x price - Σ
-commission + final position x final mark``; the contributions add up to the account's
-final equity minus its initial cash. The benchmark of a universe (``edge`` in the
-summary) is the equal-weight buy-and-hold of its symbols from the first bar: the mean over
-symbols of close / first close (1 before a symbol's first bar).
+position and mark, the borrow fees charged on its shorts, and the **P&L contribution**
+``-Σ signed quantity x price - Σ commission - borrow fees + final position x final
+mark``; the contributions, less the account's margin financing (which belongs to no
+symbol), add up to the account's final equity minus its initial cash. The benchmark of a
+universe (``edge`` in the summary) is the equal-weight buy-and-hold of its symbols from
+the first bar: the mean over symbols of close / first close (1 before a symbol's first
+bar).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class UniverseCollector(ResultsCollector):
         self._unseen = set(self.symbols)  # symbols whose first bar has not come yet
         self._held = [0.0] * len(self.symbols)  # |position| by symbol, this row
         self._gross = 0.0
+        self._borrowed = [0.0] * len(self.symbols)  # borrow fees charged, by symbol
 
     def on_bar(self, bar: Bar) -> None:
         if bar.symbol in self._unseen:
@@ -79,6 +82,10 @@ class UniverseCollector(ResultsCollector):
         if self._gross < 1e-9:  # about flat: re-summed, so that flat is exactly 0
             self._gross = sum(held)
         self.position[i] = self._gross
+        last = self.last
+        if snapshot.borrow_fees:  # charged on this bar's symbol (brokers.portfolio)
+            before = last.borrow_fees if last is not None else 0.0
+            self._borrowed[j] += snapshot.borrow_fees - before
         self.last = snapshot
 
     def _grow(self) -> None:
@@ -94,16 +101,20 @@ class UniverseCollector(ResultsCollector):
 
     def trips(self, fills: dict[str, np.ndarray]) -> np.ndarray:
         """The round trips' P&L, symbol by symbol (a trip is flat to flat in one symbol)."""
-        parts = [
-            round_trips(
+        parts = list(self._symbol_trips(fills).values())
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def _symbol_trips(self, fills: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for symbol in self.symbols:
+            mask = fills["symbol"] == symbol
+            out[symbol] = round_trips(
                 fills["side"][mask],
                 fills["quantity"][mask],
                 fills["price"][mask],
                 fills["commission"][mask],
             )
-            for mask in (fills["symbol"] == symbol for symbol in self.symbols)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return out
 
     def benchmark_marks(self, first: int) -> np.ndarray:
         """The equal-weight buy-and-hold index over rows ``first:`` (module docstring),
@@ -124,7 +135,7 @@ class UniverseCollector(ResultsCollector):
         """Each symbol's fills, round trips, fees, final position and mark and P&L
         contribution (module docstring)."""
         fills = self.fill_arrays()
-        trips = self.trips(fills)
+        trips = self._symbol_trips(fills)
         n = self.count
         out: dict[str, dict[str, Any]] = {}
         for j, symbol in enumerate(self.symbols):
@@ -134,20 +145,15 @@ class UniverseCollector(ResultsCollector):
             position = float(self.positions[n - 1, j]) if n else 0.0
             mark = float(self.marks[n - 1, j]) if n else 0.0
             flows = -float(np.sum(signed * fills["price"][mask])) - fees
-            symbol_trips = round_trips(
-                fills["side"][mask],
-                fills["quantity"][mask],
-                fills["price"][mask],
-                fills["commission"][mask],
-            )
+            symbol_trips = trips[symbol]
             out[symbol] = {
                 "fills": int(mask.sum()),
                 "trades": len(symbol_trips),
                 "win_rate": float(np.mean(symbol_trips > 0)) if len(symbol_trips) else None,
                 "fees": fees,
+                "borrow_fees": self._borrowed[j],
                 "final_position": position,
                 "final_mark": mark,
-                "pnl": flows + position * mark,
+                "pnl": flows + position * mark - self._borrowed[j],
             }
-        assert len(trips) == sum(figures["trades"] for figures in out.values())
         return out

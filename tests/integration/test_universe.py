@@ -486,3 +486,10 @@ def test_holding_costs_are_the_accounts_in_a_universe(two_symbols: Path) -> None
     assert together.summary.borrow_fees == pytest.approx(
         sum(run.summary.borrow_fees for run in alone), rel=1e-9
     )
+    symbols = together.symbols
+    for symbol, run in zip("AB", alone, strict=True):
+        assert symbols.loc[symbol, "borrow_fees"] == pytest.approx(
+            run.summary.borrow_fees, rel=1e-9
+        )
+    # the contributions, net of each symbol's borrow fees, add up to the account's P&L
+    assert symbols["pnl"].sum() == pytest.approx(together.summary.final_equity - CASH, rel=1e-9)
