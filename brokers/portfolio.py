@@ -93,6 +93,7 @@ class Portfolio:
         self.borrow_fees = 0.0
         self.financing = 0.0
         self.positions: dict[str, Position] = {}
+        self._many = False  # positions in more than one symbol (a universe)
         # a universe's position value: re-summed on each time slice's first bar, kept up
         # to date within the slice (a bar moves it by its position x the price change)
         self._value = 0.0
@@ -115,6 +116,7 @@ class Portfolio:
         position = self.positions.get(symbol)
         if position is None:
             position = self.positions[symbol] = Position(symbol)
+            self._many = len(self.positions) > 1
         return position
 
     @property
@@ -141,41 +143,48 @@ class Portfolio:
         self._gross += (abs(position.quantity) - before) * position.mark_price
 
     def on_bar(self, bar: Bar) -> None:
-        position = self.positions.get(bar.symbol)
+        symbol = bar.symbol
+        position = self.positions.get(symbol)
         if position is None:
-            position = self.position(bar.symbol)
-        if self._charging:
+            position = self.position(symbol)
+        charging = self._charging
+        if charging:
             self._charge(bar, position.quantity)
+        close = bar.close
         quantity = position.quantity
-        value = quantity * bar.close
-        if len(self.positions) == 1:
-            position.mark_price = bar.close
-            equity = self.cash + value
+        value = quantity * close
+        cash = self.cash
+        if not self._many:
+            position.mark_price = close
+            equity = cash + value
         else:
-            equity = self.cash + self._account_value(bar, position)
+            equity = cash + self._account_value(bar, position)
+        avg_price = position.avg_price
+        realised = position.realised_pnl
+        fees = self.fees
+        turnover = self.turnover
         # one test for all: a sum is finite only if every term is (NaN and inf spread)
-        if not math.isfinite(
-            equity + value + position.avg_price + position.realised_pnl + self.fees + self.turnover
-        ):
+        if not math.isfinite(equity + value + avg_price + realised + fees + turnover):
             self._not_finite(bar, position, value, equity)
+        ts = bar.ts_event
         bus = self._bus
         snapshot = PortfolioSnapshot(
-            ts_event=bar.ts_event,
-            ts_init=bar.ts_event,
+            ts_event=ts,
+            ts_init=ts,
             seq=bus.next_seq(),
-            symbol=bar.symbol,
+            symbol=symbol,
             position=quantity,
-            avg_price=position.avg_price,
-            mark_price=bar.close,
-            cash=self.cash,
-            realised_pnl=position.realised_pnl,
-            unrealised_pnl=(bar.close - position.avg_price) * quantity if quantity else 0.0,
+            avg_price=avg_price,
+            mark_price=close,
+            cash=cash,
+            realised_pnl=realised,
+            unrealised_pnl=(close - avg_price) * quantity if quantity else 0.0,
             equity=equity,
             exposure=abs(value) / equity if equity > 0.0 else float("inf"),
-            fees=self.fees,
-            turnover=self.turnover,
+            fees=fees,
+            turnover=turnover,
         )
-        if self._charging:
+        if charging:
             # set apart: msgspec builds a struct from more than 15 keywords on a path
             # about three times slower, measured here (the snapshot is made every bar)
             snapshot = msgspec.structs.replace(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import logging
 import os
 import sys
@@ -132,7 +133,7 @@ class Kernel:
         symbol's."""
         clock = self.clock
         publish, next_seq = self.bus.publish, self.bus.next_seq
-        names = symbols if symbols is not None else [self.symbol] * len(ts)
+        names = symbols if symbols is not None else itertools.repeat(self.symbol, len(ts))
         for t, o, h, lo, c, v, name in zip(ts, open, high, low, close, volume, names, strict=True):
             clock.time_ns = t
             publish(

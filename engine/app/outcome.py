@@ -62,6 +62,7 @@ class ResultsCollector:
         self.mark = np.zeros(size)
         self.count = 0
         self._capacity = size
+        self._bind()
         #: the latest snapshot (its cumulative fees are the run's)
         self.last: PortfolioSnapshot | None = None
         self.first_open = float("nan")
@@ -101,19 +102,27 @@ class ResultsCollector:
         i = self.count
         if i == self._capacity:
             self._grow()
-        self.ts[i] = snapshot.ts_event
-        self.equity[i] = snapshot.equity
-        self.position[i] = snapshot.position
-        self.cash[i] = snapshot.cash
-        self.mark[i] = snapshot.mark_price
+        # through memoryviews of the arrays: a scalar store costs about 2/3 of numpy's
+        ts, equity, position, cash, mark = self._views
+        ts[i] = snapshot.ts_event
+        equity[i] = snapshot.equity
+        position[i] = snapshot.position
+        cash[i] = snapshot.cash
+        mark[i] = snapshot.mark_price
         self.last = snapshot
         self.count = i + 1
+
+    def _bind(self) -> None:
+        self._views = tuple(
+            memoryview(getattr(self, name)) for name in ("ts", "equity", "position", "cash", "mark")
+        )
 
     def _grow(self) -> None:
         for name in ("ts", "equity", "position", "cash", "mark"):
             column = getattr(self, name)
             setattr(self, name, np.concatenate([column, np.zeros_like(column)]))
         self._capacity = len(self.ts)
+        self._bind()
 
     @property
     def fees(self) -> float:
