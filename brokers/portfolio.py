@@ -57,13 +57,16 @@ class Position(AverageCost):
     """The open position in one symbol, booked by average cost
     (:mod:`engine.core.accounting`)."""
 
-    __slots__ = ("mark_price", "realised_pnl", "symbol")
+    __slots__ = ("costs", "mark_price", "realised_pnl", "symbol")
 
     def __init__(self, symbol: str) -> None:
         super().__init__()
         self.symbol = symbol
         self.realised_pnl = 0.0
         self.mark_price = 0.0
+        #: this symbol's commissions and borrow fees so far (a universe's per-symbol P&L:
+        #: ``realised_pnl + unrealised_pnl - costs``)
+        self.costs = 0.0
 
     def apply(self, signed_quantity: float, price: float) -> None:
         self.realised_pnl += self.fill(signed_quantity, price)
@@ -135,6 +138,7 @@ class Portfolio:
         self.fees += fill.commission
         self.turnover += notional
         position = self.position(fill.symbol)
+        position.costs += fill.commission
         before = abs(position.quantity)
         position.apply(signed, fill.price)
         if position.mark_price == 0.0:
@@ -201,6 +205,7 @@ class Portfolio:
                 fee = carry_charge(-held[1] * held[2], self._borrow_rate, ts - held[0])
                 self.cash -= fee
                 self.borrow_fees += fee
+                self.positions[bar.symbol].costs += fee
             self._held[bar.symbol] = (ts, quantity, bar.close)
         if self._financing_rate > 0.0:
             last = self._cash_ts

@@ -46,7 +46,7 @@ __all__ = [
 DEFAULT_URL = "sqlite:///runs/emarl.db"
 # The newest migration; a test checks it against the migrations folder. A database
 # already there is used without importing Alembic (which keeps commands quick).
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key of schema changes: the bytes of "emarl" as a number
 _ADVISORY_LOCK_KEY = int.from_bytes(b"emarl", "big")

@@ -294,7 +294,8 @@ class PaperBar(Base):
     ``feed_seq`` is the feed's sequence number; ``seq`` the bar's on the run's bus and
     ``last_seq`` the last message it led to. ``received_ns`` is when the bar arrived
     (the run's clock while it was processed) and ``digest`` a hash of every message it
-    led to: a resumed run re-drives the stored bars and checks both.
+    led to: a resumed run re-drives the stored bars and checks both. In a universe every
+    symbol's bars share the feed's sequence (``symbol`` names the bar's).
     """
 
     __tablename__ = "paper_bars"
@@ -311,6 +312,8 @@ class PaperBar(Base):
     close: Mapped[float]
     volume: Mapped[float]
     digest: Mapped[str] = mapped_column(String(32))
+    #: the bar's symbol in a paper run of a universe (NULL: the run's one symbol)
+    symbol: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (NO_ROWID,)
 

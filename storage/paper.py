@@ -97,6 +97,8 @@ class StoredBar:
     close: float
     volume: float
     digest: str
+    #: the bar's symbol in a universe (None: the run's one symbol)
+    symbol: str | None = None
 
 
 def find_paper_run(engine: Engine, name: str) -> PaperRun | None:
@@ -301,6 +303,7 @@ def stored_bars(engine: Engine, run_id: int, chunk: int = 5_000) -> Iterator[Sto
         PaperBar.close,
         PaperBar.volume,
         PaperBar.digest,
+        PaperBar.symbol,
     ]
     after = -1
     while True:
@@ -325,6 +328,7 @@ def stored_bars(engine: Engine, run_id: int, chunk: int = 5_000) -> Iterator[Sto
                 float(row[8]),
                 float(row[9]),
                 str(row[10]),
+                row[11],
             )
         if len(rows) < chunk:
             return
@@ -387,6 +391,7 @@ def run_status(
             .first()
         )
         out["snapshot"] = None if snapshot is None else dict(snapshot)
+        out["symbols"] = _symbol_rows(connection, run_id)
         state = (
             connection.execute(select(PaperState.__table__).where(PaperState.run_id == run_id))
             .mappings()
@@ -423,6 +428,33 @@ def run_status(
     return out
 
 
+def _symbol_rows(connection: Connection, run_id: int) -> list[dict[str, Any]]:
+    """Per symbol (a universe's; one row for one instrument), its latest snapshot's
+    position, average price, mark, realised and unrealised P&L and time, by symbol."""
+    snap = PortfolioSnapshotRow.__table__
+    latest = (
+        select(snap.c.symbol, func.max(snap.c.seq).label("seq"))
+        .where(snap.c.run_id == run_id)
+        .group_by(snap.c.symbol)
+        .subquery()
+    )
+    query = (
+        select(
+            snap.c.symbol,
+            snap.c.position,
+            snap.c.avg_price,
+            snap.c.mark_price,
+            snap.c.realised_pnl,
+            snap.c.unrealised_pnl,
+            snap.c.ts_event,
+        )
+        .join(latest, and_(snap.c.symbol == latest.c.symbol, snap.c.seq == latest.c.seq))
+        .where(snap.c.run_id == run_id)
+        .order_by(snap.c.symbol)
+    )
+    return _dicts(connection, query)
+
+
 def _dicts(connection: Connection, query: Executable) -> list[dict[str, Any]]:
     return [dict(row) for row in connection.execute(query).mappings()]
 
@@ -443,6 +475,7 @@ def _open_orders(connection: Connection, run_id: int) -> list[dict[str, Any]]:
         select(
             Order.order_id,
             Order.ts_event,
+            Order.symbol,
             Order.side,
             Order.order_type,
             Order.quantity,
@@ -459,26 +492,20 @@ def _open_orders(connection: Connection, run_id: int) -> list[dict[str, Any]]:
 
 
 def _agent_weights(connection: Connection, run_id: int) -> list[dict[str, Any]]:
-    valuation = ValuationRow
-    newest = _per_key(
-        valuation, run_id, valuation.agent_index, func.max(valuation.seq).label("seq")
+    """Each agent's latest valuation (in a universe, on each symbol)."""
+    v = ValuationRow
+    newest = (
+        select(v.symbol, v.agent_index, func.max(v.seq).label("seq"))
+        .where(v.run_id == run_id)
+        .group_by(v.symbol, v.agent_index)
+        .subquery()
     )
     query = (
         select(
-            ValuationRow.agent_index,
-            ValuationRow.agent_id,
-            ValuationRow.weight,
-            ValuationRow.share_price,
-            ValuationRow.option_value,
-            ValuationRow.ts_event,
+            v.symbol, v.agent_index, v.agent_id, v.weight, v.share_price, v.option_value, v.ts_event
         )
-        .join(
-            newest,
-            and_(
-                ValuationRow.agent_index == newest.c.agent_index, ValuationRow.seq == newest.c.seq
-            ),
-        )
-        .where(ValuationRow.run_id == run_id)
-        .order_by(ValuationRow.agent_index)
+        .join(newest, and_(v.symbol == newest.c.symbol, v.seq == newest.c.seq))
+        .where(v.run_id == run_id)
+        .order_by(v.symbol, v.agent_index)
     )
     return _dicts(connection, query)

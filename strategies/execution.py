@@ -14,7 +14,9 @@ __all__ = ["TargetExecution", "check_execution"]
 
 
 def check_execution(strategy: Any) -> None:
-    """The ensembles' execution keys: ``no_trade_band`` in [0, 1), ``min_hold_bars`` >= 0."""
+    """The ensembles' execution keys: ``no_trade_band`` in [0, 1), ``min_hold_bars`` >= 0,
+    and their ``[strategy.sizing]``."""
+    strategy.sizing.check()
     if not 0.0 <= strategy.no_trade_band < 1.0:
         raise ConfigError(
             f"strategy.no_trade_band must be in [0, 1) (a share of max_position), "

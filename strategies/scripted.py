@@ -29,6 +29,7 @@ from engine.core.events import Bar
 from strategies.base import Agent
 from strategies.execution import check_execution
 from strategies.meta.params import MetaInvestorParams, check_panel
+from strategies.sizing import Allocation, SizingConfig
 
 __all__ = ["PastAndFuture", "ScriptedAgent", "ScriptedEnsembleConfig"]
 
@@ -55,7 +56,8 @@ class ScriptedEnsembleConfig(
     """Scripted agents (``oracle``, ``contrarian``, ``random``, ``neutral``, ``trend``,
     ``mean_revert``; see :mod:`strategies.scripted`) weighted by the meta-investor;
     ``lookback`` is the bars the ``trend`` and ``mean_revert`` rules read;
-    ``no_trade_band`` and ``min_hold_bars`` as for ``mappo_ensemble``; ``meta`` is the
+    ``no_trade_band``, ``min_hold_bars``, ``sizing`` and ``allocation`` as for
+    ``mappo_ensemble``; ``meta`` is the
     meta-investor's :class:`~strategies.meta.params.MetaInvestorParams` (``n_agents``: one
     per rule of ``agents``, set when the scenario is read). ``oracle`` and ``contrarian``
     read the next bar on purpose: they exist to show and test the meta-investor, not to
@@ -67,6 +69,8 @@ class ScriptedEnsembleConfig(
     lookback: int = 20
     no_trade_band: float = 0.0
     min_hold_bars: int = 0
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
+    allocation: Allocation = "equal"
     meta: MetaInvestorParams = msgspec.field(default_factory=MetaInvestorParams)
 
     def check(self) -> None:

@@ -15,8 +15,12 @@ signal changes direction; the position is then held, not rebalanced bar by bar:
 Units are rounded down to the lot size. ``equity`` is the account's equity after the
 latest bar. ``weight`` is the symbol's share of the account (``strategy.allocation``):
 ``equal`` gives each of the N symbols 1/N; ``inverse_volatility`` gives each symbol
-``(1/σ_s) / Σ (1/σ_j)`` over the symbols whose σ is known (1/N until any is). With one
-symbol the weight is 1.
+``(1/σ_s) / Σ (1/σ_j)`` over the symbols whose σ is known (1/N until any is);
+``confidence`` (an ensemble's) gives each symbol ``c_s / Σ c_j``, where ``c_s`` is the
+confidence (floored at 0) of the latest target its meta-investor published, 1/N until any
+is positive. A meta-investor sizes its own symbol before it publishes that bar's target,
+so its own ``c_s`` is its previous bar's; the symbols decided before it in the time slice
+count with this bar's. With one symbol the weight is 1.
 
 :class:`AccountView` keeps what sizing reads, for every symbol of a run at once: the
 equity (from the portfolio's snapshots) and each symbol's running sums of log returns
@@ -33,12 +37,12 @@ from typing import Literal
 from engine.core.bus import Bus
 from engine.core.configs import ConfigStruct, positive
 from engine.core.errors import ConfigError
-from engine.core.events import Bar, PortfolioSnapshot
+from engine.core.events import Bar, PortfolioSnapshot, TargetPosition
 
 __all__ = ["AccountView", "Allocation", "SizingConfig"]
 
 YEAR_NS = int(365.25 * 86_400 * 1e9)
-Allocation = Literal["equal", "inverse_volatility"]
+Allocation = Literal["equal", "inverse_volatility", "confidence"]
 
 
 class SizingConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -122,10 +126,19 @@ class AccountView:
         self.allocation = allocation
         self.equity = initial_equity
         self.returns = {symbol: _Returns(sizing.lookback) for symbol in self.symbols}
+        #: ``confidence`` allocation: each symbol's latest published confidence (>= 0)
+        self.confidence = dict.fromkeys(self.symbols, 0.0)
 
     def subscribe(self) -> None:
-        self._bus.subscribe(Bar, self.on_bar)
+        if self.sizing.method == "volatility_target" or self.allocation == "inverse_volatility":
+            self._bus.subscribe(Bar, self.on_bar)  # only a volatility reads the returns
         self._bus.subscribe(PortfolioSnapshot, self.on_snapshot)
+        if self.allocation == "confidence":
+            self._bus.subscribe(TargetPosition, self.on_target)
+
+    def on_target(self, decision: TargetPosition) -> None:
+        if decision.symbol in self.confidence:
+            self.confidence[decision.symbol] = max(decision.confidence, 0.0)
 
     def on_bar(self, bar: Bar) -> None:
         returns = self.returns.get(bar.symbol)
@@ -140,6 +153,9 @@ class AccountView:
         n = len(self.symbols)
         if n == 1 or self.allocation == "equal":
             return 1.0 / n
+        if self.allocation == "confidence":
+            total = sum(self.confidence.values())
+            return self.confidence[symbol] / total if total > 0.0 else 1.0 / n
         inverse = {}
         for name, returns in self.returns.items():
             sigma = returns.volatility()

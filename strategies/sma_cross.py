@@ -80,6 +80,11 @@ class SmaCrossConfig(
             )
         positive("strategy.quantity", self.quantity)
         self.sizing.check()
+        if self.allocation == "confidence":
+            raise ConfigError(
+                "strategy.allocation = 'confidence' splits the account by the meta-investors' "
+                "confidence (an ensemble's); sma_cross takes 'equal' or 'inverse_volatility'"
+            )
         for name in ("stop_loss", "take_profit"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

@@ -36,11 +36,12 @@ import dataclasses
 import inspect
 import itertools
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -67,7 +68,7 @@ from strategies.meta.investor import MetaInvestor
 from strategies.meta.params import MetaInvestorParams
 from strategies.scripted import ScriptedAgent, ScriptedEnsembleConfig
 from strategies.sizing import AccountView
-from strategies.sma_cross import SmaCross
+from strategies.sma_cross import SmaCross, SmaCrossConfig
 
 __all__ = ["Kernel", "StrategyFactory", "build_kernel", "build_strategy", "custom_strategy"]
 
@@ -89,8 +90,8 @@ class Kernel:
     portfolio: Portfolio
     #: the strategy's components, in their order
     strategy: list[Component]
-    #: the ensemble's meta-investor (None for a strategy without one)
-    meta: MetaInvestor | None = None
+    #: the ensemble's meta-investors, one a symbol (none for a strategy without one)
+    metas: list[MetaInvestor] = field(default_factory=list)
     #: what the checkpoint of a learned ensemble was trained on (None otherwise)
     training_record: TrainingRecord | None = None
     components: list[tuple[str, Component]] = field(default_factory=list)
@@ -183,11 +184,54 @@ class Kernel:
         )
         return seq
 
+    @property
+    def meta(self) -> MetaInvestor | None:
+        """The (first symbol's) meta-investor; None for a strategy without one."""
+        return self.metas[0] if self.metas else None
+
     def agent_summary(self) -> list[dict[str, float | str]] | None:
-        return None if self.meta is None else self.meta.agent_summary()
+        """Per agent: its Shapley P&L (in a universe summed over the symbols), and its
+        share price and weight (in a universe, their means over the symbols)."""
+        if not self.metas:
+            return None
+        rows = [meta.agent_summary() for meta in self.metas]
+        if len(rows) == 1:
+            return rows[0]
+        n = len(rows)
+        return [
+            {
+                "agent": first["agent"],
+                "shapley_pnl": sum(float(r[i]["shapley_pnl"]) for r in rows),
+                "share_price": sum(float(r[i]["share_price"]) for r in rows) / n,
+                "weight": sum(float(r[i]["weight"]) for r in rows) / n,
+            }
+            for i, first in enumerate(rows[0])
+        ]
 
     def panel_summary(self) -> dict[str, float | int] | None:
-        return None if self.meta is None else self.meta.panel_summary()
+        """The meta-investor's panel figures (in a universe: steps summed, the lowest and
+        highest share price over the symbols, the other figures' step-weighted means)."""
+        if not self.metas:
+            return None
+        panels = [meta.panel_summary() for meta in self.metas]
+        if len(panels) == 1:
+            return panels[0]
+        steps = sum(int(p["steps"]) for p in panels)
+        counted = [p for p in panels if p["steps"]]
+
+        def mean(key: str) -> float:
+            if not steps:
+                return math.nan
+            return sum(float(p[key]) * int(p["steps"]) for p in counted) / steps
+
+        return {
+            "steps": steps,
+            "effective_agents": mean("effective_agents"),
+            "share_price_min": min((p["share_price_min"] for p in counted), default=math.nan),
+            "share_price_max": max((p["share_price_max"] for p in counted), default=math.nan),
+            "exposure_mean": mean("exposure_mean"),
+            "bubble_threshold": panels[0]["bubble_threshold"],
+        }
 
 
 def build_kernel(
@@ -229,35 +273,48 @@ def build_kernel(
         built = strategy(config, gated, clock)
         components = list(built) if isinstance(built, Sequence) else [built]
     else:
-        components = build_strategy(config, gated, clock, bars)
-    meta = next((c for c in components if isinstance(c, MetaInvestor)), None)
-    return Kernel(config, bus, clock, broker, portfolio, components, meta, record)
+        components = build_strategy(config, gated, clock, bars, portfolio)
+    metas = [c for c in components if isinstance(c, MetaInvestor)]
+    return Kernel(config, bus, clock, broker, portfolio, components, metas, record)
 
 
 def build_strategy(
-    config: ScenarioConfig, bus: Bus, clock: SimulatedClock, bars: Any = None
+    config: ScenarioConfig,
+    bus: Bus,
+    clock: SimulatedClock,
+    bars: Any = None,
+    portfolio: Portfolio | None = None,
 ) -> list[Component]:
     """The components of the strategy the scenario names, in their order, on ``bus``
-    (a custom :data:`StrategyFactory` can wrap or extend them)."""
-    start = trade_start_ns(config)
-    if isinstance(config.strategy, MappoEnsembleConfig):
-        return _learned_ensemble(config, bus, clock, bars, start)
-    if isinstance(config.strategy, ScriptedEnsembleConfig):
-        return _scripted_ensemble(config, bus, clock, bars, start)
+    (a custom :data:`StrategyFactory` can wrap or extend them).
+
+    In a universe every symbol gets its own strategy, in the scenario's order: an SMA
+    crossover each; an ensemble's meta-investor, feature engine, agents and executor each
+    (the learned agents' weights loaded once and shared), its meta-investor credited with
+    its symbol's P&L, which ``portfolio`` counts. Sized by the account, an account view
+    comes first (:mod:`strategies.sizing`)."""
     strategy = config.strategy
     account = None
     if strategy.sizing.method != "units":  # sized by equity: the account view comes first
         account = AccountView(
             bus, config.symbols, strategy.sizing, strategy.allocation, config.broker.initial_cash
         )
-    lots = {i.symbol: i.lot_size for i in config.universe}
-    single = len(config.universe) == 1
-    # a universe: one crossover per symbol, in the scenario's order
-    crossovers: list[Component] = [
-        SmaCross(bus, clock, s, strategy, "sma" if single else f"sma-{s}", account, lots[s])
-        for s in config.symbols
-    ]
-    return crossovers if account is None else [account, *crossovers]
+    if isinstance(strategy, SmaCrossConfig):
+        lots = {i.symbol: i.lot_size for i in config.universe}
+        single = len(config.universe) == 1
+        built: list[Component] = [
+            SmaCross(bus, clock, s, strategy, "sma" if single else f"sma-{s}", account, lots[s])
+            for s in config.symbols
+        ]
+    else:
+        if len(config.universe) > 1 and portfolio is None:
+            raise ConfigError(
+                "an ensemble in a universe credits each symbol's meta-investor with that "
+                "symbol's P&L: build_strategy needs the run's portfolio (portfolio=...)"
+            )
+        ensemble = _Ensemble(config, bus, clock, bars, account, portfolio)
+        built = [c for j in range(len(config.universe)) for c in ensemble.on_symbol(j)]
+    return built if account is None else [account, *built]
 
 
 def instrument_costs(config: ScenarioConfig, instrument: InstrumentConfig) -> CostRates:
@@ -274,88 +331,154 @@ def instrument_costs(config: ScenarioConfig, instrument: InstrumentConfig) -> Co
     )
 
 
-def _meta_investor(
-    config: Any,
-    bus: Bus,
-    clock: SimulatedClock,
-    ids: Sequence[str],
-    params: MetaInvestorParams,
-    bars: Any,
-    start: int | None,
-) -> MetaInvestor:
-    strategy = config.strategy
-    return MetaInvestor(
-        bus,
-        clock,
-        config.universe[0].symbol,
-        list(ids),
-        params,
-        config.broker,
-        max_position=strategy.max_position,
-        confidence_threshold=strategy.confidence_threshold,
-        lot_size=config.universe[0].lot_size,
-        horizon_bars=len(bars) if bars is not None else 0,
-        # its own stream: Monte Carlo credit draws do not shift the agents' draws
-        rng=np.random.default_rng([config.run.seed, 1]),
-        no_trade_band=strategy.no_trade_band,
-        min_hold_bars=strategy.min_hold_bars,
-        trade_start_ns=start,
+class _Ensemble:
+    """Builds an ensemble's components for each symbol of the run (one in a single-
+    instrument run): what all symbols share is made once here."""
+
+    def __init__(
+        self,
+        config: ScenarioConfig,
+        bus: Bus,
+        clock: SimulatedClock,
+        bars: Any,
+        account: AccountView | None,
+        portfolio: Portfolio | None,
+    ) -> None:
+        self.config, self.bus, self.clock = config, bus, clock
+        self.account, self.portfolio = account, portfolio
+        self.start = trade_start_ns(config)
+        self.single = len(config.universe) == 1
+        self.bars = bars
+        self.rng = np.random.default_rng(config.run.seed)  # the agents' draws, all symbols
+        # an ensemble's config (mappo_ensemble or scripted_ensemble)
+        self.strategy: Any = cast(Any, config.strategy)
+        self.ids: tuple[str, ...]
+        if isinstance(self.strategy, MappoEnsembleConfig):
+            self.learned = _load_panel(config)
+            self.params, self.ids = self.learned.params, AGENTS
+        else:
+            self.params = self.strategy.meta
+            self.ids = tuple(f"{rule}-{i}" for i, rule in enumerate(self.strategy.agents))
+
+    def on_symbol(self, j: int) -> list[Component]:
+        """The meta-investor, the agents (a learned panel: the feature engine and the
+        panel) and the executor of the ``j``-th symbol."""
+        config, bus, clock = self.config, self.bus, self.clock
+        instrument = config.universe[j]
+        symbol = instrument.symbol
+        strategy = self.strategy
+        name = "meta" if self.single else f"meta-{symbol}"
+        costs = None
+        if not self.single:
+            position = self.portfolio.position(symbol)  # type: ignore[union-attr]
+
+            def costs() -> float:
+                return position.costs
+
+        bars = self.bars
+        if bars is not None and not self.single:
+            bars = bars.series[j]  # the symbol's own bars
+        # the options' horizon when expiry_bars is 0 (a paper run has no bars: 0)
+        horizon = 0 if bars is None else len(bars)
+        meta = MetaInvestor(
+            bus,
+            clock,
+            symbol,
+            list(self.ids),
+            self.params,
+            _instrument_broker(config, instrument),
+            max_position=strategy.max_position,
+            confidence_threshold=strategy.confidence_threshold,
+            lot_size=instrument.lot_size,
+            horizon_bars=horizon,
+            strategy_id=name,
+            # its own stream: Monte Carlo credit draws do not shift the agents' draws
+            rng=np.random.default_rng(
+                [config.run.seed, 1] if self.single else [config.run.seed, 1, j]
+            ),
+            no_trade_band=strategy.no_trade_band,
+            min_hold_bars=strategy.min_hold_bars,
+            trade_start_ns=self.start,
+            account=self.account,
+            symbol_costs=costs,
+        )
+        execution = TargetExecution(bus, clock, symbol, name)
+        if isinstance(strategy, ScriptedEnsembleConfig):
+            agents: list[Component] = [
+                ScriptedAgent(
+                    bus,
+                    clock,
+                    symbol,
+                    self.ids[i],
+                    i,
+                    rule,
+                    data=bars,
+                    rng=self.rng,
+                    lookback=strategy.lookback,
+                )
+                for i, rule in enumerate(strategy.agents)
+            ]
+            return [meta, *agents, execution]
+        return [meta, *self.learned.components(bus, clock, symbol, self.rng), execution]
+
+
+def _instrument_broker(config: ScenarioConfig, instrument: InstrumentConfig) -> Any:
+    """``[broker]`` with the instrument's own commission and slippage (the meta-investor's
+    model prices its coalitions with them)."""
+    rates = instrument_costs(config, instrument)
+    return msgspec.structs.replace(
+        config.broker, commission_bps=rates.commission_bps, slippage_bps=rates.slippage_bps
     )
 
 
-def _scripted_ensemble(
-    config: Any, bus: Bus, clock: SimulatedClock, bars: Any, start: int | None
-) -> list[Component]:
-    strategy = config.strategy
-    symbol = config.universe[0].symbol
-    ids = [f"{rule}-{i}" for i, rule in enumerate(strategy.agents)]
-    meta = _meta_investor(config, bus, clock, ids, strategy.meta, bars, start)
-    rng = np.random.default_rng(config.run.seed)
-    agents: list[Component] = [
-        ScriptedAgent(
-            bus, clock, symbol, ids[i], i, rule, data=bars, rng=rng, lookback=strategy.lookback
-        )
-        for i, rule in enumerate(strategy.agents)
-    ]
-    return [meta, *agents, TargetExecution(bus, clock, symbol)]
+@dataclass
+class _LearnedPanel:
+    """A checkpoint's policies, loaded once: each symbol's panel shares their weights."""
+
+    config: ScenarioConfig
+    params: MetaInvestorParams
+    policies: list[Any]
+
+    def components(
+        self, bus: Bus, clock: SimulatedClock, symbol: str, rng: np.random.Generator
+    ) -> list[Component]:
+        """The feature engine and the agent panel of ``symbol``."""
+        # torch-free: the policies are numpy copies (loaded in _load_panel)
+        from indicators.engine import FeatureEngine
+        from strategies.marl.agents import AgentPanel, LearnedAgent
+
+        strategy: Any = self.config.strategy  # a mappo_ensemble's
+        agents = [
+            LearnedAgent(
+                bus,
+                clock,
+                symbol,
+                i,
+                policy,
+                deterministic=strategy.deterministic,
+                vote=strategy.vote,
+                rng=rng,
+                sampling_temperature=strategy.sampling_temperature,
+                uncertainty_bonus=strategy.uncertainty_bonus,
+            )
+            for i, policy in enumerate(self.policies)
+        ]
+        return [FeatureEngine(bus, clock, symbol, self.config.indicators), AgentPanel(agents)]
 
 
-def _learned_ensemble(
-    config: Any, bus: Bus, clock: SimulatedClock, bars: Any, start: int | None
-) -> list[Component]:
+def _load_panel(config: ScenarioConfig) -> _LearnedPanel:
     # torch (the checkpoint) loads only for a learned ensemble: a second of start-up
-    from indicators.engine import FeatureEngine
-    from strategies.marl.agents import AgentPanel, LearnedAgent, NumpyPolicy
+    from strategies.marl.agents import NumpyPolicy
     from strategies.marl.checkpoint import feature_signature, load_checkpoint
 
-    strategy = config.strategy
+    strategy: Any = config.strategy  # a mappo_ensemble's
     checkpoint = load_checkpoint(checkpoint_path(config), feature_signature(config.indicators))
     params = strategy.meta
     raw = checkpoint.meta.get("allocator_raw")
     if raw is not None and params.allocator is None:
         # a learned allocator's raw weights, unless the scenario names an allocator itself
         params = params.with_fields(allocator="softmax", softmax_raw_weights=tuple(raw))
-    meta = _meta_investor(config, bus, clock, AGENTS, params, bars, start)
-    symbol = config.universe[0].symbol
-    rng = np.random.default_rng(config.run.seed)
-    agents = [
-        LearnedAgent(
-            bus,
-            clock,
-            symbol,
-            i,
-            NumpyPolicy(policy),
-            deterministic=strategy.deterministic,
-            vote=strategy.vote,
-            rng=rng,
-            sampling_temperature=strategy.sampling_temperature,
-            uncertainty_bonus=strategy.uncertainty_bonus,
-        )
-        for i, policy in enumerate(checkpoint.policies)
-    ]
-    features = FeatureEngine(bus, clock, symbol, config.indicators)
-    execution = TargetExecution(bus, clock, symbol)
-    return [meta, features, AgentPanel(agents), execution]
+    return _LearnedPanel(config, params, [NumpyPolicy(p) for p in checkpoint.policies])
 
 
 def custom_strategy(

@@ -113,7 +113,7 @@ class ResultsCollector:
         self.count = i + 1
 
     def _bind(self) -> None:
-        self._views = tuple(
+        self._views: tuple[Any, ...] = tuple(
             memoryview(getattr(self, name)) for name in ("ts", "equity", "position", "cash", "mark")
         )
 

@@ -53,6 +53,7 @@ from engine.app.paper_session import PaperOptions, PaperSession
 from engine.app.provenance import TrainingRecord
 from engine.app.scenario import ScenarioConfig, config_hash
 from engine.app.session import RunSession
+from engine.app.universe_results import UniverseCollector
 from engine.app.warmup import trade_start_ns
 from engine.core.bus import ANY, MessageBus
 from engine.core.clock import SimulatedClock
@@ -153,18 +154,24 @@ class PaperTrader:
         self.run_id = session.run_id
         bus = self.bus = session.bus
         self.kernel = kernel or build_paper_kernel(config, bus)
-        self.symbol = config.single("paper trading").symbol
+        self.symbols = config.symbols
+        self.symbol = self.symbols[0]
+        self.universe = len(self.symbols) > 1
         self.recorder = session.recorder
-        self.collector = ResultsCollector(bus)
+        self.collector = (
+            UniverseCollector(bus, self.symbols) if self.universe else ResultsCollector(bus)
+        )
         self.kernel.start(self.recorder, observers=[self.collector])
         self._hash = hashlib.blake2b(digest_size=16)
         self.last_seq = 0
         bus.subscribe(ANY, self._observe)
         if limits is None:
             limits = PaperOptions(run_name="x").limits(config)
-        self.guard = FeedGuard(limits)
+        # a guard per symbol: each judges its symbol's prices against its own last close
+        n = len(self.symbols)
+        self.guards = {symbol: FeedGuard(limits, per_slice=n) for symbol in self.symbols}
         self.gate = FeedGate(
-            feed, self.symbol, max_bytes=max_message_bytes, key=key, max_gap=limits.max_gap
+            feed, self.symbols, max_bytes=max_message_bytes, key=key, max_gap=limits.max_gap
         )
         self.bars = 0
         self.dropped = 0
@@ -184,7 +191,14 @@ class PaperTrader:
         """Dispatch one bar at its arrival time; its bus seq and the hash of what it led to."""
         self._hash = hashlib.blake2b(digest_size=16)
         seq = self.kernel.drive(
-            bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume, received_ns
+            bar.ts_event,
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            bar.volume,
+            received_ns,
+            bar.symbol or self.symbol,
         )
         return seq, self._hash.hexdigest()
 
@@ -236,7 +250,9 @@ class PaperTrader:
             count += 1
             last_feed_seq = stored.feed_seq
             last_ts = stored.ts_event
-            self.guard.accepted(stored.close)
+            symbol = stored.symbol or self.symbol
+            self.guards[symbol].accepted(stored.close)
+            self.gate.last_ts_of[symbol] = last_ts
         problems = []
         if count != state["bars"]:
             problems.append(f"{count} bars stored, the state says {state['bars']}")
@@ -251,7 +267,7 @@ class PaperTrader:
         if count and snapshot is None:
             problems.append("no portfolio snapshot stored")
         elif snapshot is not None:
-            position = portfolio.position(self.symbol)
+            position = portfolio.position(snapshot["symbol"])
             rebuilt = {
                 "cash": portfolio.cash,
                 "position": position.quantity,
@@ -285,7 +301,8 @@ class PaperTrader:
         verdict = self.gate.check(topic_name, data, retained=retained)
         if verdict.action == PROCESS:
             assert verdict.bar is not None
-            judgement = self.guard.judge(
+            guard = self.guards[verdict.bar.symbol]
+            judgement = guard.judge(
                 verdict.seq, verdict.bar, self.gate.last_seq, self.gate.last_ts, received
             )
             if judgement.action != ACCEPT:
@@ -294,9 +311,9 @@ class PaperTrader:
                 log.warning("feed gap: %s before seq %d; trading on", judgement.gap.describe(),
                             verdict.seq)  # fmt: skip
             self._process(verdict.seq, verdict.bar, received, judgement.gap)
-            self.guard.accepted(verdict.bar.close)
+            guard.accepted(verdict.bar.close)
             self.last_received_ns = received
-            ended = self.gate.accepted(verdict.seq, verdict.bar.ts_event)
+            ended = self.gate.accepted(verdict.seq, verdict.bar.ts_event, verdict.bar.symbol)
             if ended is not None:
                 return ended
         elif verdict.action == DROP:
@@ -349,6 +366,7 @@ class PaperTrader:
             close=bar.close,
             volume=bar.volume,
             digest=digest,
+            symbol=bar.symbol if self.universe else None,
         )
         writer = bar_writer(
             self.run_id,

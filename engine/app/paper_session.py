@@ -124,8 +124,13 @@ class PaperSession:
         self.options = options
         self.stop = stop
         self.on_ready = on_ready
-        feed, symbol = options.feed, trader.symbol
-        self.topics = [(topic(feed, Bar, symbol), 1), (topic(feed, RunFinished, symbol), 1)]
+        feed = options.feed
+        # every symbol's bars and end marker (a universe's symbols share one feed sequence)
+        self.topics = [
+            (topic(feed, kind, symbol), 1)
+            for symbol in trader.symbols
+            for kind in (Bar, RunFinished)
+        ]
         outbox = getattr(trader.bus, "outbox", None)
         self.outbox: list[tuple[str, bytes]] | None = outbox
         # Messages to send again after a reconnect: those whose sending failed, and after

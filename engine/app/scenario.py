@@ -124,8 +124,16 @@ _LATER_DEFAULTS: dict[str, dict[str, Any]] = {
         "allow_transfer": False,
         "no_trade_band": 0.0,
         "min_hold_bars": 0,
+        "sizing": msgspec.to_builtins(SizingConfig()),
+        "allocation": "equal",
     },
-    "scripted_ensemble": {"lookback": 20, "no_trade_band": 0.0, "min_hold_bars": 0},
+    "scripted_ensemble": {
+        "lookback": 20,
+        "no_trade_band": 0.0,
+        "min_hold_bars": 0,
+        "sizing": msgspec.to_builtins(SizingConfig()),
+        "allocation": "equal",
+    },
     "instrument": {"path": "", "commission_bps": None, "slippage_bps": None},
     "synthetic": {"correlation": 0.3},
     "sma_cross": {
@@ -171,13 +179,6 @@ class ScenarioConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fie
         repeated = sorted({s for s in symbols if symbols.count(s) > 1})
         if repeated:
             raise ConfigError(f"[[instruments]] lists {', '.join(repeated)} more than once")
-        if len(universe) > 1 and not isinstance(self.strategy, SmaCrossConfig):
-            kind = type(self.strategy).__struct_config__.tag
-            raise ConfigError(
-                f"strategy {kind!r} trades one instrument; a universe of "
-                f"{len(universe)} instruments runs sma_cross or a strategy of your own "
-                "(emarl.backtest(..., strategy=...))"
-            )
         self.storage.check()
         if self.train is not None:
             self.train.check()

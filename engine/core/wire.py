@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -201,12 +202,17 @@ class FeedGate:
     An end marker whose sequence number is ahead of the bars waits until the
     missing bars arrive; one more than ``max_gap`` bars ahead is quarantined.
     With ``key``, unsigned or badly signed messages are dropped.
+
+    A universe's feed (``symbol`` a sequence of symbols) carries every symbol's bars on
+    the symbol's own topic under one sequence, in time-slice order: the bars of one time
+    share a time, so a bar is out of order when its time is before the last accepted
+    bar's or not after its own symbol's last one.
     """
 
     def __init__(
         self,
         source: str,
-        symbol: str,
+        symbol: str | Sequence[str],
         *,
         last_seq: int = 0,
         last_ts: int = 0,
@@ -217,15 +223,20 @@ class FeedGate:
         self.source = source
         self.key = key
         self.max_gap = max_gap
-        self.symbol = symbol
+        self.symbols = (symbol,) if isinstance(symbol, str) else tuple(symbol)
+        self.symbol = self.symbols[0]
+        self.universe = len(self.symbols) > 1
+        #: a universe's: each symbol's last accepted bar time
+        self.last_ts_of: dict[str, int] = {}
         self.last_seq = last_seq
         self.last_ts = last_ts
         self.max_bytes = max_bytes
         self.end_seq: int | None = None
         self.missing: set[int] = set()  # sequence numbers skipped by a gap (the newest)
         self.topics = {
-            f"emarl/{source}/{event_name(Bar)}/{symbol}",
-            f"emarl/{source}/{event_name(RunFinished)}/{symbol}",
+            f"emarl/{source}/{event_name(kind)}/{name}"
+            for name in self.symbols
+            for kind in (Bar, RunFinished)
         }
 
     def check(self, topic: str, data: bytes, *, retained: bool = False) -> Verdict:
@@ -244,9 +255,10 @@ class FeedGate:
             return self._end(seq)
         if not isinstance(message, Bar):
             return Verdict(DROP, f"seq {seq}: a {event_name(type(message))} is not a bar")
-        if message.symbol != self.symbol:
+        if message.symbol not in self.symbols:
+            trades = " ".join(self.symbols)
             return Verdict(
-                DROP, f"seq {seq}: bar for {message.symbol!r}, this run trades {self.symbol!r}"
+                DROP, f"seq {seq}: bar for {message.symbol!r}, this run trades {trades!r}"
             )
         problem = _bar_problem(message)
         if problem is not None:
@@ -269,7 +281,16 @@ class FeedGate:
                 f"seq {seq}: retained bar ahead of the stream (expecting {self.last_seq + 1}); "
                 "the queued bars come first",
             )
-        if message.ts_event <= self.last_ts:
+        if self.universe:
+            own = self.last_ts_of.get(message.symbol, 0)
+            if message.ts_event < self.last_ts or message.ts_event <= own:
+                return Verdict(
+                    DROP,
+                    f"seq {seq}: out of order: bar time {message.ts_event} of "
+                    f"{message.symbol} is before the last accepted bar's {self.last_ts} or "
+                    f"not after its symbol's last {own}",
+                )
+        elif message.ts_event <= self.last_ts:
             return Verdict(
                 DROP,
                 f"seq {seq}: out of order: bar time {message.ts_event} is not after the last "
@@ -280,8 +301,10 @@ class FeedGate:
         gap = seq - self.last_seq - 1 if self.last_seq else 0
         return Verdict(PROCESS, seq=seq, bar=message, gap=gap)
 
-    def accepted(self, seq: int, ts: int) -> Verdict | None:
-        """Record an accepted bar; returns an ``end`` verdict when the feed is now complete."""
+    def accepted(self, seq: int, ts: int, symbol: str | None = None) -> Verdict | None:
+        """Record an accepted bar (of ``symbol``, by default the first); returns an ``end``
+        verdict when the feed is now complete."""
+        self.last_ts_of[self.symbol if symbol is None else symbol] = ts
         if self.last_seq and seq > self.last_seq + 1:
             self.missing.update(range(max(self.last_seq + 1, seq - MAX_REMEMBERED), seq))
             if len(self.missing) > MAX_REMEMBERED:

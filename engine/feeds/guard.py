@@ -124,9 +124,11 @@ class Judgement:
 class FeedGuard:
     """Judges each well-formed bar of a feed (module docstring)."""
 
-    def __init__(self, limits: FeedLimits) -> None:
+    def __init__(self, limits: FeedLimits, per_slice: int = 1) -> None:
         limits.check()
         self.limits = limits
+        #: a universe's symbols: the most bars one time slice holds (see _implausible)
+        self.per_slice = per_slice
         self.log_jump = math.log1p(limits.max_jump)
         self.last_close: float | None = None
         self.in_a_row = 0
@@ -175,7 +177,17 @@ class FeedGuard:
                     f"{last_seq}; --max-gap {limits.max_gap})"
                 )
             steps = seq - last_seq
-            if bar.ts_event - last_ts < steps * limits.bar_ns:
+            n = self.per_slice
+            if n > 1:  # a universe: k bar lengths later, at most (k + 1) n - 1 bars
+                slices = (bar.ts_event - last_ts) // limits.bar_ns
+                if steps > (slices + 1) * n - 1:
+                    return (
+                        f"bar time does not fit its sequence number: {steps} step(s) after "
+                        f"the bar at seq {last_seq} hold more than the {n} symbols' bars of "
+                        f"{slices + 1} time slice(s); it is "
+                        f"{(bar.ts_event - last_ts) / 60e9:g} min later"
+                    )
+            elif bar.ts_event - last_ts < steps * limits.bar_ns:
                 return (
                     f"bar time does not fit its sequence number: {steps} step(s) after the bar "
                     f"at seq {last_seq} need {steps} bar length(s), it is "

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import aiomqtt
 
     from engine.feeds.bars import BarData
+    from engine.feeds.universe import Universe
 
 __all__ = [
     "DEFAULT_URL",
@@ -457,7 +458,7 @@ class PublishReport:
 
 
 async def publish_bars(
-    data: BarData,
+    data: BarData | Universe,
     settings: MqttSettings,
     *,
     feed: str,
@@ -468,7 +469,9 @@ async def publish_bars(
     stop: asyncio.Event | None = None,
     key: bytes | None = None,
 ) -> PublishReport:
-    """Publish ``data`` bar by bar to ``emarl/<feed>/bar/<symbol>`` (QoS 1, retained).
+    """Publish ``data`` bar by bar to ``emarl/<feed>/bar/<symbol>`` (QoS 1, retained);
+    a universe's bars each to their symbol's topic, in time-slice order, under one
+    sequence (the end marker on the first symbol's topic).
 
     Bars carry feed sequence numbers 1..n; with ``end`` a
     :class:`~engine.core.events.RunFinished` marker follows as number n+1 on
@@ -482,9 +485,13 @@ async def publish_bars(
     """
 
     quiet_socket_races()
-    symbol = data.symbol
-    bar_topic = topic(feed, Bar, symbol)
-    end_topic = topic(feed, RunFinished, symbol)
+    index = getattr(data, "symbol_index", None)  # a Universe's (pandas loads not here)
+    if index is not None:  # each bar on its symbol's topic, one sequence
+        names, which = list(data.symbols), index.tolist()  # type: ignore[union-attr]
+    else:
+        names, which = [data.symbol], None
+    bar_topics = [topic(feed, Bar, name) for name in names]
+    end_topic = topic(feed, RunFinished, names[0])
     total = len(data)
     ts = data.ts.tolist()
     columns = (
@@ -501,7 +508,7 @@ async def publish_bars(
             ts_event=ts[i],
             ts_init=now,
             seq=i + 1,
-            symbol=symbol,
+            symbol=names[0 if which is None else which[i]],
             open=columns[0][i],
             high=columns[1][i],
             low=columns[2][i],
@@ -530,7 +537,7 @@ async def publish_bars(
             continue
         delays = backoff_delays()
         if not connected_once:
-            log.info("publishing %d bars to %s from seq 1", total, bar_topic)
+            log.info("publishing %d bars to %s from seq 1", total, " ".join(bar_topics))
         connected_once = True
         try:
             while confirmed < total:
@@ -546,7 +553,8 @@ async def publish_bars(
                     stop_at = confirmed + 1
                 sends = []
                 for i in range(confirmed, stop_at):
-                    sends.append(client.publish(bar_topic, payload(i), qos=1, retain=True))
+                    at = bar_topics[0 if which is None else which[i]]
+                    sends.append(client.publish(at, payload(i), qos=1, retain=True))
                     if on_published is not None:
                         on_published(i + 1, time.monotonic_ns())
                 results = await until_disconnected(

@@ -12,6 +12,7 @@ from engine.core.configs import ConfigStruct, non_negative, positive
 from engine.core.errors import ConfigError
 from strategies.execution import check_execution
 from strategies.meta.params import MetaInvestorParams, check_panel
+from strategies.sizing import Allocation, SizingConfig
 
 __all__ = ["AGENTS", "MappoEnsembleConfig", "TrainConfig"]
 
@@ -38,7 +39,12 @@ class MappoEnsembleConfig(
     Execution: a target that differs from the position by less than ``no_trade_band``
     (a share of ``max_position``) is not traded, and a position is held at least
     ``min_hold_bars`` bars before it changes again (both 0: off); the meta-investor's
-    credit models the same rule. ``meta`` is the meta-investor's
+    credit models the same rule. ``sizing`` and ``allocation`` (:mod:`strategies.sizing`)
+    set the position ``max_position`` stands for: by default ``max_position`` units; sized
+    by equity, the units that ``[strategy.sizing]`` gives at the bar's close (the symbol's
+    share of the account by ``allocation``, ``confidence`` included), re-sized at every
+    decision. In a universe each symbol has its own meta-investor, feature engine and
+    panel, the agents' weights shared (:mod:`engine.app.kernel`). ``meta`` is the meta-investor's
     :class:`~strategies.meta.params.MetaInvestorParams` (``n_agents`` is 3, one per
     agent); its ``allocator`` left unset takes a checkpoint's learned allocator when it
     has one."""
@@ -53,6 +59,8 @@ class MappoEnsembleConfig(
     allow_transfer: bool = False
     no_trade_band: float = 0.0
     min_hold_bars: int = 0
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
+    allocation: Allocation = "equal"
     meta: MetaInvestorParams = msgspec.field(default_factory=MetaInvestorParams)
 
     def check(self) -> None:

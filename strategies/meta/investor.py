@@ -55,6 +55,14 @@ differs from the model's one-bar counterfactual (``value_model``) on those
 steps, the coalitions below N keep the model's values, and the Shapley values
 still add up to the realised P&L.
 
+In a universe each symbol has its own meta-investor, and the equity change above is the
+symbol's own P&L: the change of its realised plus unrealised P&L less its commissions and
+borrow fees (``symbol_costs``, the portfolio's count), which the other symbols' prices
+do not move. Over a run the credit of every symbol then adds up to the account's P&L
+less the financing of a margin debit, which belongs to the account, not to a symbol.
+Sized by the account (``account``, :mod:`strategies.sizing`), ``max_position`` is the
+units the sizing gives at the decision bar's close; the model uses the same size.
+
 Warm-up: before ``run.trade_start`` (``trade_start_ns``) no order goes out. The
 decisions then build a shadow position, and each step is credited with the P&L that
 shadow position would have made (v(N) the model's), so that credit, share prices, weights
@@ -98,6 +106,7 @@ from strategies.meta.decision import (
 )
 from strategies.meta.shapley import coalition_masks
 from strategies.meta.step import MetaInvestorParams, MetaInvestorState, MetaStepResult
+from strategies.sizing import AccountView
 
 __all__ = ["MetaInvestor"]
 
@@ -132,6 +141,8 @@ class MetaInvestor:
         no_trade_band: float = 0.0,
         min_hold_bars: int = 0,
         trade_start_ns: int | None = None,
+        account: AccountView | None = None,
+        symbol_costs: Callable[[], float] | None = None,
     ) -> None:
         if len(agent_ids) != params.n_agents:
             raise ValueError(
@@ -142,6 +153,10 @@ class MetaInvestor:
         self._bus = bus
         self._clock = clock
         self.symbol = symbol
+        #: sizes ``max_position`` by the account ([strategy.sizing]); None: units
+        self._account = None if account is None or account.sizing.method == "units" else account
+        #: a universe's: the symbol's commissions and borrow fees so far (module docstring)
+        self._symbol_costs = symbol_costs
         self.agent_ids = tuple(agent_ids)
         self.state = MetaInvestorState(params, rng)
         self._broker = broker
@@ -221,7 +236,11 @@ class MetaInvestor:
         return np.array(self._cumulative_phi)
 
     def on_portfolio_snapshot(self, snapshot: PortfolioSnapshot) -> None:
-        self._equity = snapshot.equity
+        costs = self._symbol_costs
+        if costs is None:
+            self._equity = snapshot.equity
+        else:  # a universe: the symbol's own P&L stands for the equity (module docstring)
+            self._equity = snapshot.realised_pnl + snapshot.unrealised_pnl - costs()
         if snapshot.position != self._position:
             self._changed_at = self._bars
         self._position = snapshot.position
@@ -260,7 +279,10 @@ class MetaInvestor:
         weights = self.state.weights  # a copy
         votes = self._votes.copy()
         out = self._decision
-        size = self.max_position * self.state.exposure
+        cap = self.max_position
+        if self._account is not None:  # sized by the account at the decision bar's close
+            cap = self._account.units(self.symbol, self._last_close, self.lot_size, cap)
+        size = cap * self.state.exposure
         band = self.no_trade_band * size
         # a position younger than min_hold_bars holds whatever the votes (every coalition too)
         young = self._bars - self._changed_at < self.min_hold_bars

@@ -32,28 +32,6 @@ CASH = 1_000_000.0
 QUANTITY = 1_000.0
 
 
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    frame.reset_index().rename(columns={"timestamp": "timestamp"}).to_csv(path, index=False)
-
-
-def _bars(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[["open", "high", "low", "close", "volume"]]
-
-
-@pytest.fixture(scope="module")
-def two_symbols(weichai_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two real series on the same 30-minute calendar: Weichai's first 6,000 bars (A),
-    and its next 6,000 bars' prices stamped with A's times (B)."""
-    config = parse_scenario(f'[data]\npath = "{weichai_path}"\ntimezone = "Asia/Shanghai"')
-    frame = load_bars(config.data, "W", path=weichai_path).frame()
-    a = _bars(frame.iloc[:6_000])
-    b = _bars(frame.iloc[6_000:12_000]).set_axis(a.index)
-    folder = tmp_path_factory.mktemp("two")
-    for symbol, part in (("A", a), ("B", b)):
-        _write(part, folder / f"{symbol}.csv")
-    return folder
-
-
 def _scenario(folder: Path, symbols: list[str], extra: str = "", costs: str = "") -> Any:
     instruments = "".join(f'[[instruments]]\nsymbol = "{s}"\n' for s in symbols)
     return parse_scenario(
@@ -370,11 +348,6 @@ def test_what_runs_on_one_instrument_refuses_a_universe(two_symbols: Path) -> No
         config.single("paper trading")
     with pytest.raises(ConfigError, match="not both"):
         parse_scenario('[instrument]\nsymbol = "A"\n[[instruments]]\nsymbol = "B"\n')
-    with pytest.raises(ConfigError, match="scripted_ensemble' trades one instrument"):
-        parse_scenario(
-            '[data]\nsource = "synthetic"\n[[instruments]]\nsymbol = "A"\n'
-            '[[instruments]]\nsymbol = "B"\n[strategy]\nkind = "scripted_ensemble"\n'
-        )
 
 
 def test_one_instrument_in_either_form_gives_the_same_run(two_symbols: Path) -> None:

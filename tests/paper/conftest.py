@@ -67,3 +67,31 @@ def demo_subset(
     scenario = folder / f"{source.stem}_{bars}.toml"
     scenario.write_text(text, encoding="utf-8")
     return scenario
+
+
+def universe_subset(weichai_path: Path, folder: Path, bars: int, db_url: str) -> Path:
+    """The SMA reference on a universe of two symbols, ``bars`` bar-events in all, in one
+    long file: A is Weichai's first ``bars / 2`` bars, B its next ``bars / 2`` bars' prices
+    stamped with A's times (so every time slice holds both)."""
+    import pandas as pd
+
+    half = bars // 2
+    frame = pd.read_parquet(weichai_path)
+    a = frame.iloc[:half].assign(symbol="A")
+    b = frame.iloc[half : 2 * half].assign(symbol="B", timestamp=a["timestamp"].to_numpy())
+    data = folder / f"universe_{bars}.parquet"
+    pd.concat([a, b], ignore_index=True).to_parquet(data, index=False)
+    text = DEMO.read_text(encoding="utf-8")
+    text = text.replace(
+        'path = "../data/weichai_30m.parquet"', f'path = "{data}"\nsymbol_column = "symbol"'
+    )
+    text = text.replace('url = "sqlite:///runs/emarl.db"', f'url = "{db_url}"')
+    instrument = '[instrument]\nsymbol = "000338.SZ"\nlot_size = 100\n'
+    assert instrument in text
+    text = text.replace(
+        instrument, "".join(f'[[instruments]]\nsymbol = "{s}"\nlot_size = 100\n' for s in "AB")
+    )
+    text = text.replace('name = "weichai-sma"', 'name = "weichai-sma-universe"')
+    scenario = folder / f"universe_{bars}.toml"
+    scenario.write_text(text, encoding="utf-8")
+    return scenario

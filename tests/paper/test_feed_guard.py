@@ -122,3 +122,27 @@ def test_a_resumed_run_measures_jumps_from_its_stored_close_and_keeps_its_positi
     state = load_state(again.engine, again.run_id)
     assert state is not None and state["last_feed_seq"] == 60 and state["quarantined"] == 1
     assert again.on_message(*items[60]).action == PROCESS  # the real bar 61
+
+
+def _most_bars_between(last: int, ts: int, symbols: int) -> int:
+    """Brute force: the most sequence steps from the bar at slice ``last`` (the first of
+    its slice, at worst) to one at slice ``ts`` (the last of its slice, at best), when
+    every slice holds a bar of each of ``symbols`` symbols."""
+    events = [(t, j) for t in range(last, ts + 1) for j in range(symbols)]
+    return events.index((ts, symbols - 1)) - events.index((last, 0))
+
+
+@pytest.mark.parametrize("symbols", [2, 3, 5])
+def test_a_universes_sequence_may_hold_every_symbols_bars_of_each_time_slice(
+    symbols: int,
+) -> None:
+    judge = FeedGuard(FeedLimits(bar_ns=BAR_NS, on_gap="continue"), per_slice=symbols)
+    for later in range(4):
+        most = _most_bars_between(0, later, symbols)
+        for steps in range(1, most + 3):
+            verdict = judge.judge(10 + steps, bar(10 + steps, ts=(10 + later) * BAR_NS), 10,
+                                  10 * BAR_NS, NOW)  # fmt: skip
+            fits = steps <= most
+            assert (verdict.action == ACCEPT) == fits, (later, steps, verdict.reason)
+            if not fits:
+                assert f"the {symbols} symbols' bars" in verdict.reason

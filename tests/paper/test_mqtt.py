@@ -8,6 +8,7 @@ on a free port (unlimited queues); the bad-input test uses the shared broker.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from engine.app.scenario import load_scenario
 from storage.db import connect
 from tests import golden
 from tests.paper.broker import Mosquitto
-from tests.paper.conftest import SCENARIOS, demo_subset
+from tests.paper.conftest import SCENARIOS, demo_subset, universe_subset
 
 pytestmark = pytest.mark.service
 
@@ -135,13 +136,61 @@ def test_replay_into_paper_gives_the_backtest_fills(
     assert (marks[0][1] is not None) == (source == "demo.toml")
 
 
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(
+def test_a_universe_replayed_into_paper_gives_the_backtest_ledger_and_status_by_symbol(
     mosquitto: Mosquitto, weichai_path: Path, tmp_path: Path
 ) -> None:
-    bars = 1_000
+    bars = 1_200  # bar-events: 600 time slices of A and B, each bar on its symbol's topic
+    url = f"sqlite:///{tmp_path / 'universe.db'}"
+    scenario = universe_subset(weichai_path, tmp_path, bars, url)
+    log = tmp_path / "paper.log"
+    paper = emarl("paper", str(scenario), "--bus", mosquitto.url, "--run", "two", log=log)
+    wait_for(log, "listening on", paper)
+    publish = emarl("publish", str(scenario), "--bus", mosquitto.url, "--speed", "max",
+                    log=tmp_path / "publish.log")  # fmt: skip
+    finish(publish, tmp_path / "publish.log")
+    finish(paper, log)
+    assert "published 1,200 bars of A B" in (tmp_path / "publish.log").read_text()
+    fills, snapshots = backtest_ledger(scenario, url)
+    run_id = paper_run_id(url, "two")
+    stored = rows(url, FILLS, run_id)
+    assert stored == fills and {fill[6] for fill in fills} == {"A", "B"}
+    assert rows(url, SNAPSHOTS, run_id) == snapshots
+    symbols = rows(url, "SELECT DISTINCT symbol FROM paper_bars WHERE run_id = :r", run_id)
+    assert sorted(symbols) == [("A",), ("B",)]
+    # emarl status: a row per symbol, each at its own latest snapshot
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.app.cli", "status", str(run_id), "--db", url,
+         "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    status = json.loads(done.stdout)
+    expected = {}
+    for symbol in ("A", "B"):
+        (position,) = rows(
+            url,
+            "SELECT position FROM portfolio_snapshots WHERE run_id = :r AND symbol = "
+            f"'{symbol}' ORDER BY seq DESC LIMIT 1",
+            run_id,
+        )[0:1]
+        expected[symbol] = position[0]
+    assert {r["symbol"]: r["position"] for r in status["symbols"]} == expected
+    assert status["feed"]["bars"] == bars and status["feed"]["last_feed_seq"] == bars
+    table = subprocess.run(
+        [sys.executable, "-m", "engine.app.cli", "status", str(run_id), "--db", url],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "positions by symbol" in table
+
+
+@pytest.mark.parametrize("symbols", [1, 2], ids=["one-symbol", "two-symbols"])
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(
+    mosquitto: Mosquitto, weichai_path: Path, tmp_path: Path, symbols: int
+) -> None:
+    bars = 1_000  # bar-events: with two symbols, 500 time slices of both
     path = tmp_path / "crash.db"
     url = f"sqlite:///{path}"
-    scenario = demo_subset(weichai_path, tmp_path, bars, url)
+    subset = demo_subset if symbols == 1 else universe_subset
+    scenario = subset(weichai_path, tmp_path, bars, url)
     seed = int(os.environ.get("EMARL_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     args = ("paper", str(scenario), "--bus", mosquitto.url, "--run", "crash")
@@ -208,8 +257,14 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     assert rows(url, FILLS, run_id) == fills, f"seed {seed}"
     stored = rows(url, SNAPSHOTS, run_id)
     assert stored == snapshots, f"seed {seed}"
-    for _seq, _ts, position, _avg, mark, cash, _pnl, equity, _fees in stored:
-        assert math.isclose(cash + position * mark, equity, rel_tol=1e-12, abs_tol=1e-6)
+    # the account identity: equity = cash + every symbol's position at its latest mark
+    held: dict[str, float] = {}
+    identity = "SELECT symbol, position, mark_price, cash, equity FROM portfolio_snapshots "
+    for symbol, position, mark, cash, equity in rows(url, identity + "WHERE run_id = :r "
+                                                     "ORDER BY seq", run_id):  # fmt: skip
+        held[symbol] = position * mark
+        assert math.isclose(cash + sum(held.values()), equity, rel_tol=1e-12, abs_tol=1e-6)
+    assert len(held) == symbols
     feed_seqs = rows(url, "SELECT feed_seq FROM paper_bars WHERE run_id = :r ORDER BY 1", run_id)
     assert [s for (s,) in feed_seqs] == list(range(1, bars + 1))
     text_log = log.read_text()

@@ -177,3 +177,27 @@ def test_feed_keys_shorter_than_16_bytes_are_refused() -> None:
     assert feed_key(None) is None and feed_key("x" * 16) == b"x" * 16
     with pytest.raises(ConfigError, match="at least 16 bytes"):
         feed_key("short")
+
+
+def test_a_universe_gate_takes_every_symbols_bar_of_a_time_slice_once() -> None:
+    gate = FeedGate("feed", ["A", "B"])
+    assert {"emarl/feed/bar/A", "emarl/feed/bar/B", "emarl/feed/run_finished/B"} <= gate.topics
+
+    def send(seq: int, symbol: str, ts: int) -> str:
+        verdict = gate.check(f"emarl/feed/bar/{symbol}", pack("feed", seq, bar(seq, ts,
+                             symbol=symbol)))  # fmt: skip
+        if verdict.action == PROCESS:
+            gate.accepted(seq, ts, symbol)
+        return verdict.action + " " + verdict.reason
+
+    slice_ns = 1_800_000_000_000
+    assert send(1, "A", slice_ns).startswith(PROCESS)
+    assert send(2, "B", slice_ns).startswith(PROCESS)  # the same time, another symbol
+    again = send(3, "B", slice_ns)  # B's bar of that time a second time
+    assert again.startswith(DROP) and "not after its symbol's last" in again
+    older = send(3, "A", slice_ns // 2)
+    assert older.startswith(DROP) and "before the last accepted bar's" in older
+    unknown = gate.check("emarl/feed/bar/A", pack("feed", 3, bar(3, 2 * slice_ns, symbol="C")))
+    assert unknown.action == DROP and "bar for 'C', this run trades 'A B'" in unknown.reason
+    assert send(3, "A", 2 * slice_ns).startswith(PROCESS)
+    assert gate.last_ts_of == {"A": 2 * slice_ns, "B": slice_ns}

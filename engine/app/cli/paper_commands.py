@@ -258,29 +258,35 @@ def publish(
         )
         if file.suffix.lower() == ".toml":
             config = load_scenario(file)
-            data_config = config.data
-            name = symbol or config.single("emarl publish").symbol
+            if len(config.universe) > 1:  # every symbol's bars, on each symbol's topic
+                data: Any = _universe_bars(config, symbol, timezone, bar_minutes, bars)
+                name = " ".join(config.symbols)
+            else:
+                data_config = config.data
+                name = symbol or config.single("emarl publish").symbol
+                data = None
             path = config.data_path()
             seed = config.run.seed
         else:
             if symbol is None:
                 raise ConfigError("--symbol is required when FILE is a data file")
             data_config = DataConfig(path=str(file))
-            path, name, seed = file, symbol, 0
-        changes: dict[str, Any] = {}
-        if timezone is not None:
-            changes["timezone"] = timezone
-        if bar_minutes is not None:
-            changes["bar_minutes"] = bar_minutes
-        if changes:
-            data_config = msgspec.structs.replace(data_config, **changes)
-        data_config.check()
-        InstrumentConfig(symbol=name).check()
-        data = load_bars(data_config, name, path=path, seed=seed)
-        if bars is not None:
-            if bars < 1:
-                raise ConfigError(f"--bars must be at least 1, got {bars}")
-            data = first_bars(data, bars)
+            path, name, seed, data = file, symbol, 0, None
+        if data is None:
+            changes: dict[str, Any] = {}
+            if timezone is not None:
+                changes["timezone"] = timezone
+            if bar_minutes is not None:
+                changes["bar_minutes"] = bar_minutes
+            if changes:
+                data_config = msgspec.structs.replace(data_config, **changes)
+            data_config.check()
+            InstrumentConfig(symbol=name).check()
+            data = load_bars(data_config, name, path=path, seed=seed)
+            if bars is not None:
+                if bars < 1:
+                    raise ConfigError(f"--bars must be at least 1, got {bars}")
+                data = first_bars(data, bars)
         key = feed_key_bytes(feed_key)
         report = asyncio.run(
             publish_bars(data, settings, feed=feed, speed=factor, end=end, key=key)
@@ -289,9 +295,25 @@ def publish(
         raise _fail(exc) from None
     typer.echo(
         f"published {report.bars:,} bars of {name} to {settings.describe()} "
-        f"(emarl/{feed}/bar/{name}) in {report.seconds:.2f} s"
+        f"(emarl/{feed}/bar/{'<symbol>' if ' ' in name else name}) in {report.seconds:.2f} s"
         + (f", {report.reconnects} reconnects" if report.reconnects else "")
     )
+
+
+def _universe_bars(
+    config: Any, symbol: str | None, timezone: str | None, minutes: int | None, bars: int | None
+) -> Any:
+    """A universe scenario's bars, merged in time-slice order (``emarl publish``)."""
+    from engine.app.backtest import load_data  # loads the bars (pandas): only when publishing
+
+    given = {"--symbol": symbol, "--timezone": timezone, "--bar-minutes": minutes, "--bars": bars}
+    refused = [option for option, value in given.items() if value is not None]
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)}: a universe's bars are the scenario's (every "
+            "[[instruments]] symbol, its data section); set them there"
+        )
+    return load_data(config)
 
 
 def status(
@@ -350,11 +372,16 @@ def _print_status(info: dict[str, Any]) -> None:
         table.add_row(
             "bars stored", f"{'?' if stored is None else f'{stored:,}'} of {info['bars']:,}"
         )
+    by_symbol = info.get("symbols") or []
+    universe = len(by_symbol) > 1  # positions by symbol, in a table of their own below
     if snapshot is not None:
-        table.add_row("position", f"{snapshot['position']:,.6g} @ avg {snapshot['avg_price']:.6g}")
+        if not universe:
+            position = f"{snapshot['position']:,.6g} @ avg {snapshot['avg_price']:.6g}"
+            table.add_row("position", position)
         table.add_row("cash", f"{snapshot['cash']:,.2f}")
         table.add_row("equity", f"{snapshot['equity']:,.2f}")
-        table.add_row("mark (last close)", f"{snapshot['mark_price']:.6g}")
+        if not universe:
+            table.add_row("mark (last close)", f"{snapshot['mark_price']:.6g}")
         table.add_row("fees", f"{snapshot['fees']:,.2f}")
         for key, label in (("borrow_fees", "borrow fees"), ("financing", "financing")):
             if snapshot.get(key):
@@ -400,13 +427,39 @@ def _print_status(info: dict[str, Any]) -> None:
     if info["error"]:
         table.add_row("error", info["error"])
     _console().print(table)
+    if universe:
+        for row in by_symbol:
+            row["last bar"] = _fmt_time(row["ts_event"])
+        _emit(
+            by_symbol,
+            [
+                "symbol",
+                "position",
+                "avg_price",
+                "mark_price",
+                "realised_pnl",
+                "unrealised_pnl",
+                "last bar",
+            ],
+            OutputFormat.table,
+            title="positions by symbol",
+        )
     orders = info["open_orders"]
     if orders:
         for order in orders:
             order["time"] = _fmt_time(order["ts_event"])
         _emit(
             orders,
-            ["order_id", "time", "side", "order_type", "quantity", "filled", "limit_price"],
+            [
+                "order_id",
+                "time",
+                "symbol",
+                "side",
+                "order_type",
+                "quantity",
+                "filled",
+                "limit_price",
+            ],
             OutputFormat.table,
             title="open orders",
         )
@@ -415,7 +468,8 @@ def _print_status(info: dict[str, Any]) -> None:
     if info["agents"]:
         _emit(
             info["agents"],
-            ["agent_index", "agent_id", "weight", "share_price", "option_value"],
+            (["symbol"] if universe else [])
+            + ["agent_index", "agent_id", "weight", "share_price", "option_value"],
             OutputFormat.table,
             title="agent weights (latest valuation)",
         )
