@@ -6,9 +6,9 @@ symbol, market orders, 1 bp commission; SQLite persistence of orders, fills and 
 snapshot per bar per symbol on. Then the learned ensemble on ``--learned-symbols``
 symbols x ``--learned-bars`` bars: the shipped checkpoint's three agents (weights shared)
 with a feature engine and a meta-investor per symbol, persistence on (Shapley values and
-valuations included): up to ``max_position`` units a symbol, then sized by equity with
-the account split by the meta-investors' confidence (a target within 20% of the position
-untraded). A bar-event is one symbol's bar. Each figure comes from a fresh process (peak
+valuations included), with the demo's execution rule (a target change under a tenth of
+the position untraded, a position held at least 8 bars): up to ``max_position`` units a
+symbol, then sized by equity with the account split by the meta-investors' confidence. A bar-event is one symbol's bar. Each figure comes from a fresh process (peak
 RSS is the process's); the rate is over the whole run (start-up included), the replay's
 over its bars alone. Figures are printed, not asserted.
 
@@ -36,7 +36,8 @@ kind = "mappo_ensemble"
 checkpoint = "{ROOT / "checkpoints" / "weichai_mappo.pt"}"
 allow_transfer = true
 max_position = 1000
-no_trade_band = 0.2
+no_trade_band = 0.1
+min_hold_bars = 8
 """
 BY_CONFIDENCE = """
 allocation = "confidence"

@@ -438,6 +438,8 @@ class _LearnedPanel:
     config: ScenarioConfig
     params: MetaInvestorParams
     policies: list[Any]
+    #: the first symbol's panel: the others read its copy of the weights
+    first: Any = None
 
     def components(
         self, bus: Bus, clock: SimulatedClock, symbol: str, rng: np.random.Generator
@@ -463,7 +465,9 @@ class _LearnedPanel:
             )
             for i, policy in enumerate(self.policies)
         ]
-        return [FeatureEngine(bus, clock, symbol, self.config.indicators), AgentPanel(agents)]
+        panel = AgentPanel(agents, shared=self.first)
+        self.first = self.first or panel
+        return [FeatureEngine(bus, clock, symbol, self.config.indicators), panel]
 
 
 def _load_panel(config: ScenarioConfig) -> _LearnedPanel:
