@@ -8,9 +8,10 @@ symbols x ``--learned-bars`` bars: the shipped checkpoint's three agents (weight
 with a feature engine and a meta-investor per symbol, persistence on (Shapley values and
 valuations included), with the demo's execution rule (a target change under a tenth of
 the position untraded, a position held at least 8 bars): up to ``max_position`` units a
-symbol, then sized by equity with the account split by the meta-investors' confidence. A bar-event is one symbol's bar. Each figure comes from a fresh process (peak
-RSS is the process's); the rate is over the whole run (start-up included), the replay's
-over its bars alone. Figures are printed, not asserted.
+symbol, then sized by equity with the account split by the meta-investors' confidence.
+A bar-event is one symbol's bar. Each figure comes from a fresh process (peak RSS is the
+process's); the rate is over the whole run (start-up included), the replay's over its
+bars alone. Figures are printed, not asserted.
 
     python benchmarks/bench_universe.py [--symbols 100] [--bars 20000]
         [--learned-symbols 20] [--learned-bars 10000]

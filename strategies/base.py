@@ -36,6 +36,7 @@ from engine.core.events import (
     OrderRejected,
     SubmitOrder,
 )
+from strategies.sizing import AccountView
 
 __all__ = ["Agent", "BracketOrders", "Component", "Strategy"]
 
@@ -127,6 +128,18 @@ class Strategy:
         self._bus = bus
         self._order_count = 0
         self._clock = clock
+        #: what :meth:`size` reads when the scenario sizes by the account (set by the
+        #: kernel: the run's account view and the instrument's lot size)
+        self.account: AccountView | None = None
+        self.lot_size = 1.0
+
+    def size(self, price: float, quantity: float) -> float:
+        """The units of a new position at ``price``: ``quantity`` with ``units`` sizing,
+        else what the scenario's ``[strategy.sizing]`` and ``allocation`` give for this
+        symbol (:mod:`strategies.sizing`; 0 while it cannot size yet)."""
+        if self.account is None:
+            return quantity
+        return self.account.units(self.symbol, price, self.lot_size, quantity)
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:

@@ -106,8 +106,8 @@ class SmaCross(Strategy):
         lot: float = 1.0,
     ) -> None:
         super().__init__(strategy_id, bus, symbol, clock)
-        self._account = None if config.sizing.method == "units" else account
-        self._lot = lot
+        self.account = None if config.sizing.method == "units" else account
+        self.lot_size = lot
         self.config = config
         self._fast = config.fast
         self._slow = config.slow
@@ -118,7 +118,7 @@ class SmaCross(Strategy):
         self._long = config.quantity
         self._short = 0.0 if config.long_only else -config.quantity
         self._bracketed = config.stop_loss > 0.0 or config.take_profit > 0.0
-        self._plain = not self._bracketed and self._account is None
+        self._plain = not self._bracketed and self.account is None
         # with exits: the target last acted on, and its bracket
         self._acted = 0.0
         self._bracket: BracketOrders | None = None
@@ -163,9 +163,7 @@ class SmaCross(Strategy):
 
     def _units(self, close: float) -> float:
         """The size of a new position: sized by the account view, or ``quantity``."""
-        if self._account is None:
-            return self.config.quantity
-        return self._account.units(self.symbol, close, self._lot, self.config.quantity)
+        return self.size(close, self.config.quantity)
 
     def _resize(self, target: float, close: float) -> None:
         """Sized positions: trade only when the direction changes (then to a newly sized

@@ -502,11 +502,21 @@ def custom_strategy(
 
         def build(config: ScenarioConfig, bus: Bus, clock: SimulatedClock) -> Any:
             symbols = config.symbols
-            if len(symbols) == 1:
-                return cls.create(bus, clock, symbols[0], **params)
-            # a universe: one per symbol, each with its own state
             name = cls.__name__.lower()
-            return [cls.create(bus, clock, s, f"{name}-{s}", **params) for s in symbols]
+            # a universe: one per symbol, each with its own state
+            built: list[Any] = [
+                cls.create(bus, clock, s, "" if len(symbols) == 1 else f"{name}-{s}", **params)
+                for s in symbols
+            ]
+            sizing = config.strategy.sizing  # [strategy.sizing]: what Strategy.size reads
+            if sizing.method == "units":
+                return built
+            cash = config.broker.initial_cash
+            account = AccountView(bus, symbols, sizing, config.strategy.allocation, cash)
+            lots = {i.symbol: i.lot_size for i in config.universe}
+            for strategy_ in built:
+                strategy_.account, strategy_.lot_size = account, lots[strategy_.symbol]
+            return [account, *built]
 
     elif callable(strategy) and not isinstance(strategy, type):
         function = strategy

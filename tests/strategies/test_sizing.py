@@ -169,6 +169,40 @@ def test_a_sized_sma_enters_with_the_computed_units_and_holds(tmp_path: Path) ->
         assert order["quantity"] == abs(position) + new
 
 
+class _BuyOnce(emarl.Strategy):
+    """Buys ``size(close, quantity)`` units on its third bar, and holds."""
+
+    quantity: float = 7.0
+
+    def setup(self) -> None:
+        self.seen = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.seen += 1
+        if self.seen == 3:
+            self.target_position(self.size(bar.close, self.quantity))
+
+
+@pytest.mark.parametrize("method", ["units", "equity_fraction"])
+def test_a_strategy_of_your_own_sizes_with_the_scenarios_sizing(
+    tmp_path: Path, method: str
+) -> None:
+    closes = [10.0, 11.0, 12.0, 13.0, 14.0]
+    times = pd.date_range("2024-01-02 00:30", periods=len(closes), freq="30min", tz="UTC")
+    frame = pd.DataFrame({"timestamp": times, "open": closes, "high": closes, "low": closes,
+                          "close": closes, "volume": 1e9})  # fmt: skip
+    frame.to_csv(tmp_path / "bars.csv", index=False)
+    config = parse_scenario(
+        f'[data]\npath = "{tmp_path / "bars.csv"}"\n[instrument]\nsymbol = "X"\nlot_size = 10\n'
+        "[broker]\ninitial_cash = 10000.0\n"
+        f'[strategy]\n[strategy.sizing]\nmethod = "{method}"\nfraction = 0.25\n'
+    )
+    result = emarl.backtest(config, _BuyOnce, persist=False)
+    (quantity,) = result.orders["quantity"].tolist()
+    # units: the strategy's own quantity; by equity: 0.25 x 10,000 / 12 = 208.3 -> 200
+    assert quantity == (7.0 if method == "units" else 200.0)
+
+
 def test_sizing_is_checked_and_left_out_of_the_stored_config_at_its_default() -> None:
     with pytest.raises(ConfigError, match="method"):
         parse_scenario('[strategy]\n[strategy.sizing]\nmethod = "kelly"\n')
