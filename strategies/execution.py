@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from engine.core.bus import Bus
 from engine.core.clock import Clock
+from engine.core.configs import ConfigStruct
 from engine.core.errors import ConfigError
 from engine.core.events import Bar, TargetPosition
 from strategies.base import Strategy
+from strategies.meta.params import MetaInvestorParams
+from strategies.sizing import Allocation, SizingConfig
 
-__all__ = ["TargetExecution", "check_execution"]
+__all__ = ["EnsembleConfig", "TargetExecution", "check_execution"]
+
+
+class EnsembleConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every ensemble's ``[strategy]`` holds beside its agents: the confidence a
+    decision needs, the execution rule (``no_trade_band``, ``min_hold_bars``), the sizing
+    and allocation (:mod:`strategies.sizing`) and the meta-investor's ``[strategy.meta]``."""
+
+    confidence_threshold: float = 0.0
+    no_trade_band: float = 0.0
+    min_hold_bars: int = 0
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
+    allocation: Allocation = "equal"
+    meta: MetaInvestorParams = msgspec.field(default_factory=MetaInvestorParams)
 
 
 def check_execution(strategy: Any) -> None:

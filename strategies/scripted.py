@@ -18,18 +18,16 @@ import math
 from collections import deque
 from typing import Protocol
 
-import msgspec
 import numpy as np
 
 from engine.core.bus import Bus
 from engine.core.clock import Clock
-from engine.core.configs import ConfigStruct, positive
+from engine.core.configs import positive
 from engine.core.errors import ConfigError
 from engine.core.events import Bar
 from strategies.base import Agent
-from strategies.execution import check_execution
-from strategies.meta.params import MetaInvestorParams, check_panel
-from strategies.sizing import Allocation, SizingConfig
+from strategies.execution import EnsembleConfig, check_execution
+from strategies.meta.params import check_panel
 
 __all__ = ["PastAndFuture", "ScriptedAgent", "ScriptedEnsembleConfig"]
 
@@ -46,7 +44,7 @@ RULES = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
 
 
 class ScriptedEnsembleConfig(
-    ConfigStruct,
+    EnsembleConfig,
     frozen=True,
     kw_only=True,
     forbid_unknown_fields=True,
@@ -65,13 +63,7 @@ class ScriptedEnsembleConfig(
 
     agents: tuple[str, ...] = ("oracle", "contrarian", "random")
     max_position: float = 1_000.0
-    confidence_threshold: float = 0.0
     lookback: int = 20
-    no_trade_band: float = 0.0
-    min_hold_bars: int = 0
-    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
-    allocation: Allocation = "equal"
-    meta: MetaInvestorParams = msgspec.field(default_factory=MetaInvestorParams)
 
     def check(self) -> None:
         check_execution(self)

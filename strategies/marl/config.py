@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import msgspec
-
 from engine.core.configs import ConfigStruct, non_negative, positive
 from engine.core.errors import ConfigError
-from strategies.execution import check_execution
-from strategies.meta.params import MetaInvestorParams, check_panel
-from strategies.sizing import Allocation, SizingConfig
+from strategies.execution import EnsembleConfig, check_execution
+from strategies.meta.params import check_panel
 
 __all__ = ["AGENTS", "MappoEnsembleConfig", "TrainConfig"]
 
@@ -21,7 +18,7 @@ AGENTS = ("mlmi", "nwrqk", "regime")
 
 
 class MappoEnsembleConfig(
-    ConfigStruct,
+    EnsembleConfig,
     frozen=True,
     kw_only=True,
     forbid_unknown_fields=True,
@@ -51,17 +48,11 @@ class MappoEnsembleConfig(
 
     checkpoint: str = ""
     max_position: float = 10_000.0
-    confidence_threshold: float = 0.0
     deterministic: bool = True
     sampling_temperature: float = 1.0
     uncertainty_bonus: float = 0.0
     vote: Literal["action", "probabilities"] = "action"
     allow_transfer: bool = False
-    no_trade_band: float = 0.0
-    min_hold_bars: int = 0
-    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
-    allocation: Allocation = "equal"
-    meta: MetaInvestorParams = msgspec.field(default_factory=MetaInvestorParams)
 
     def check(self) -> None:
         check_execution(self)
