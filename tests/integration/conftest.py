@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -31,3 +32,32 @@ def two_symbols(weichai_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
     for symbol, part in (("A", a), ("B", b)):
         _write(part, folder / f"{symbol}.csv")
     return folder
+
+
+def universe_scenario(
+    folder: Path,
+    symbols: list[str],
+    cash: float,
+    strategy: str,
+    *,
+    extra: str = "",
+    broker: str = "",
+) -> Any:
+    """A universe of ``symbols`` on the files ``folder/<symbol>.csv`` (UTC, off-grid bars
+    dropped); ``extra`` goes into ``[data]``, ``broker`` and ``strategy`` into theirs."""
+    instruments = "".join(f'[[instruments]]\nsymbol = "{s}"\n' for s in symbols)
+    return parse_scenario(
+        f"""
+[data]
+path = "{folder}/{{symbol}}.csv"
+timezone = "UTC"
+on_off_grid = "drop"
+{extra}
+{instruments}
+[broker]
+initial_cash = {cash}
+{broker}
+[strategy]
+{strategy}
+"""
+    )

@@ -25,6 +25,7 @@ from engine.core.errors import ConfigError, DataError
 from engine.core.events import BUY, Bar, OrderFilled, SubmitOrder
 from engine.feeds.bars import load_bars
 from engine.feeds.universe import Universe
+from tests.integration.conftest import universe_scenario
 
 bt = pytest.importorskip("backtrader")
 
@@ -33,24 +34,8 @@ QUANTITY = 1_000.0
 
 
 def _scenario(folder: Path, symbols: list[str], extra: str = "", costs: str = "") -> Any:
-    instruments = "".join(f'[[instruments]]\nsymbol = "{s}"\n' for s in symbols)
-    return parse_scenario(
-        f"""
-[data]
-path = "{folder}/{{symbol}}.csv"
-timezone = "UTC"
-on_off_grid = "drop"
-{extra}
-{instruments}
-[broker]
-initial_cash = {CASH}
-{costs}
-[strategy]
-fast = 10
-slow = 30
-quantity = {QUANTITY}
-"""
-    )
+    strategy = f"fast = 10\nslow = 30\nquantity = {QUANTITY}"
+    return universe_scenario(folder, symbols, CASH, strategy, extra=extra, broker=costs)
 
 
 def _fills(result: emarl.Result) -> list[tuple[int, str, str, float, float]]:

@@ -33,6 +33,7 @@ from engine.core.events import (
 )
 from storage.db import connect
 from storage.models import ShapleyValueRow
+from tests.integration.conftest import universe_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "checkpoints" / "weichai_mappo.pt"
@@ -40,25 +41,11 @@ CASH = 10_000_000.0
 
 
 def _learned(folder: Path, symbols: list[str], broker: str = "", strategy: str = "") -> Any:
-    instruments = "".join(f'[[instruments]]\nsymbol = "{s}"\n' for s in symbols)
-    return parse_scenario(
-        f"""
-[data]
-path = "{folder}/{{symbol}}.csv"
-timezone = "UTC"
-on_off_grid = "drop"
-{instruments}
-[broker]
-initial_cash = {CASH}
-{broker}
-[strategy]
-kind = "mappo_ensemble"
-checkpoint = "{CHECKPOINT}"
-allow_transfer = true
-max_position = 1000
-{strategy}
-"""
+    learned = (
+        f'kind = "mappo_ensemble"\ncheckpoint = "{CHECKPOINT}"\nallow_transfer = true\n'
+        f"max_position = 1000\n{strategy}"
     )
+    return universe_scenario(folder, symbols, CASH, learned, broker=broker)
 
 
 def _tap(messages: list[Any]) -> Any:

@@ -345,6 +345,15 @@ def status(
     _print_status(info)
 
 
+def _timed_table(
+    rows: list[dict[str, Any]], columns: list[str], title: str, label: str = "time"
+) -> None:
+    """Print ``rows`` as a table with each row's ``ts_event`` shown as ``label``."""
+    for row in rows:
+        row[label] = _fmt_time(row["ts_event"])
+    _emit(rows, columns, OutputFormat.table, title=title)
+
+
 def _print_status(info: dict[str, Any]) -> None:
     from rich.table import Table  # rich loads only when a table is printed
 
@@ -428,41 +437,13 @@ def _print_status(info: dict[str, Any]) -> None:
         table.add_row("error", info["error"])
     _console().print(table)
     if universe:
-        for row in by_symbol:
-            row["last bar"] = _fmt_time(row["ts_event"])
-        _emit(
-            by_symbol,
-            [
-                "symbol",
-                "position",
-                "avg_price",
-                "mark_price",
-                "realised_pnl",
-                "unrealised_pnl",
-                "last bar",
-            ],
-            OutputFormat.table,
-            title="positions by symbol",
-        )
+        columns = ["symbol", "position", "avg_price", "mark_price", "realised_pnl"]
+        columns += ["unrealised_pnl", "last bar"]
+        _timed_table(by_symbol, columns, "positions by symbol", "last bar")
     orders = info["open_orders"]
     if orders:
-        for order in orders:
-            order["time"] = _fmt_time(order["ts_event"])
-        _emit(
-            orders,
-            [
-                "order_id",
-                "time",
-                "symbol",
-                "side",
-                "order_type",
-                "quantity",
-                "filled",
-                "limit_price",
-            ],
-            OutputFormat.table,
-            title="open orders",
-        )
+        columns = ["order_id", "time", "symbol", "side", "order_type", "quantity", "filled"]
+        _timed_table(orders, [*columns, "limit_price"], "open orders")
     else:
         _console().print("open orders: none")
     if info["agents"]:
