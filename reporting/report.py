@@ -158,31 +158,26 @@ def run_sections(
     actions = agent_actions_frame(engine, run_id)
     shapley = shapley_frame(engine, run_id)
     valuations = valuations_frame(engine, run_id)
+    # a universe: a meta-investor per symbol, drawn together (said under each figure)
+    n = len(per_symbol or ())
+    mean = f"The mean over the {n} symbols' meta-investors at each time." if n > 1 else ""
     if len(actions):
-        sections.append(
-            Section("Agent actions", figure=shaded(figures.agent_actions_figure(actions, buckets)))
-        )
+        note = f"The {n} symbols' panels together." if n > 1 else ""
+        figure = shaded(figures.agent_actions_figure(actions, buckets))
+        sections.append(Section("Agent actions", figure=figure, note=note))
     if len(valuations):
-        sections.append(
-            Section("Ensemble weights", figure=shaded(figures.weights_figure(valuations, buckets)))
-        )
+        figure = shaded(figures.weights_figure(valuations, buckets))
+        sections.append(Section("Ensemble weights", figure=figure, note=mean))
     if len(shapley):
-        sections.append(
-            Section("Shapley attribution", figure=shaded(figures.shapley_figure(shapley, buckets)))
-        )
+        note = f"Each agent's credit summed over the {n} symbols." if n > 1 else ""
+        figure = shaded(figures.shapley_figure(shapley, buckets))
+        sections.append(Section("Shapley attribution", figure=figure, note=note))
     if len(valuations):
-        sections.append(
-            Section(
-                "Share prices and option values",
-                figure=shaded(figures.valuations_figure(valuations, buckets)),
-            )
-        )
-        sections.append(
-            Section(
-                "Bubbles",
-                figure=shaded(figures.bubbles_figure(valuations, _bubble_threshold(info), buckets)),
-            )
-        )
+        figure = shaded(figures.valuations_figure(valuations, buckets))
+        sections.append(Section("Share prices and option values", figure=figure, note=mean))
+        threshold = _bubble_threshold(info)
+        figure = shaded(figures.bubbles_figure(valuations, threshold, buckets))
+        sections.append(Section("Bubbles", figure=figure, note=mean))
     if not (len(actions) or len(shapley) or len(valuations)):
         kind = strategy_label(json.dumps(info["config"])) or "this strategy"
         sections.append(

@@ -31,6 +31,7 @@ from engine.core.events import (
     ShapleyRecord,
     TargetPosition,
 )
+from reporting import build_report
 from storage.db import connect
 from storage.models import ShapleyValueRow
 from tests.integration.conftest import universe_scenario
@@ -245,3 +246,7 @@ url = "sqlite:///{tmp_path}/runs.db"
     assert set(stored) == {"A", "B"}
     for symbol, phi in stored.items():
         assert phi == pytest.approx(sum(credit[symbol].values()), rel=1e-9, abs=1e-6)
+    # the report draws the meta-investors together and says so under each figure
+    page = build_report(connect(config.storage.url), str(result.run_id))
+    assert "credit summed over the 2 symbols" in page and "panels together" in page
+    assert page.count("The mean over the 2 symbols&#x27; meta-investors at each time.") == 3

@@ -120,11 +120,16 @@ def backtest(
             title="by symbol: fills, round trips, fees, final position, P&L contribution",
         )
     if result.agents:
+        title = "agents: cumulative Shapley P&L, final share price, weight"
+        if result.outcome.symbols:  # a meta-investor per symbol (Kernel.agent_summary)
+            title += (
+                f" (P&L summed over the {len(result.outcome.symbols)} symbols, the rest their mean)"
+            )
         _emit(
             result.agents,
             ["agent", "shapley_pnl", "share_price", "weight"],
             OutputFormat.table,
-            title="agents: cumulative Shapley P&L, final share price, weight",
+            title=title,
         )
 
 
