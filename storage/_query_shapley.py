@@ -19,36 +19,39 @@ __all__ = ["shapley_count", "shapley_rows"]
 _SHAPLEY = ShapleyValueRow.__tablename__
 _VALUATIONS = ValuationRow.__tablename__
 
-# Each Shapley value joined to its agent's valuation at the same bar, through the index
-# on valuations (run_id, ts_event, agent_index). Without statistics SQLite's planner
+# Each Shapley value joined to its agent's valuation at the same bar (of the same symbol:
+# a universe has a meta-investor per symbol), through the index on valuations (run_id,
+# ts_event, agent_index). Without statistics SQLite's planner
 # prefers the primary key (run_id, seq), which scans the run's valuations for every
 # Shapley value (quadratic), so the index is named there.
 _SHAPLEY_FROM = (
     f"FROM {_SHAPLEY} AS s JOIN {_VALUATIONS} AS v{{hint}} "
     "ON v.run_id = s.run_id AND v.ts_event = s.ts_event AND v.agent_index = s.agent_index "
-    "WHERE s.run_id = :run_id"
+    "AND v.symbol = s.symbol WHERE s.run_id = :run_id"
 )
-_SHAPLEY_ROWS = (
-    "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
-    "v.share_price, v.option_value, v.weight, v.bubble " + _SHAPLEY_FROM + " ORDER BY s.seq"
+_COLUMNS = (
+    "SELECT s.ts_event, s.symbol, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, "
+    "s.stderr, v.share_price, v.option_value, v.weight, v.bubble "
 )
+_SHAPLEY_ROWS = _COLUMNS + _SHAPLEY_FROM + " ORDER BY s.seq"
 # the last rows only: the run's last Shapley values first (its primary key, backwards)
 _SHAPLEY_LAST = (
-    "SELECT s.ts_event, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, s.stderr, "
-    f"v.share_price, v.option_value, v.weight, v.bubble FROM (SELECT * FROM {_SHAPLEY} "
+    _COLUMNS + f"FROM (SELECT * FROM {_SHAPLEY} "
     f"WHERE run_id = :run_id ORDER BY seq DESC LIMIT :limit) AS s JOIN {_VALUATIONS} AS v"
     "{hint} ON v.run_id = s.run_id AND v.ts_event = s.ts_event "
-    "AND v.agent_index = s.agent_index ORDER BY s.seq"
+    "AND v.agent_index = s.agent_index AND v.symbol = s.symbol ORDER BY s.seq"
 )
-# per agent: steps, total credit and the last step, then that step's valuation
+# per agent (and symbol): steps, total credit and the last step, then that step's valuation
 _SHAPLEY_TOTALS = (
-    "SELECT t.agent_index, l.agent_id, t.steps, t.shapley_pnl, w.share_price, "
-    "w.option_value, w.weight, w.bubble FROM (SELECT s.agent_index AS agent_index, "
-    "count(*) AS steps, sum(s.phi) AS shapley_pnl, max(s.seq) AS last_seq "
+    "SELECT t.symbol, t.agent_index, l.agent_id, t.steps, t.shapley_pnl, w.share_price, "
+    "w.option_value, w.weight, w.bubble FROM (SELECT s.symbol AS symbol, "
+    "s.agent_index AS agent_index, count(*) AS steps, sum(s.phi) AS shapley_pnl, "
+    "max(s.seq) AS last_seq "
     + _SHAPLEY_FROM
-    + f" GROUP BY s.agent_index) AS t JOIN {_SHAPLEY} AS l ON l.run_id = :run_id "
+    + f" GROUP BY s.symbol, s.agent_index) AS t JOIN {_SHAPLEY} AS l ON l.run_id = :run_id "
     f"AND l.seq = t.last_seq JOIN {_VALUATIONS} AS w{{hint}} ON w.run_id = l.run_id "
-    "AND w.ts_event = l.ts_event AND w.agent_index = l.agent_index ORDER BY t.agent_index"
+    "AND w.ts_event = l.ts_event AND w.agent_index = l.agent_index AND w.symbol = l.symbol "
+    "ORDER BY t.symbol, t.agent_index"
 )
 
 
@@ -65,9 +68,10 @@ def shapley_rows(
     include_incomplete: bool = False,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Per bar and agent: Shapley credit with the agent's valuation after that step.
+    """Per bar, symbol and agent: Shapley credit with the agent's valuation after that step.
 
-    With ``aggregate``, one row per agent, computed in SQL: steps, total and mean
+    With ``aggregate``, one row per agent (in a universe, per symbol and agent), computed
+    in SQL: steps, total and mean
     credit, and the share price, option value, weight and bubble of its last step.
     ``limit``: only the last ``limit`` rows (still oldest first).
     """
@@ -99,6 +103,7 @@ def _shapley_totals(engine: Engine, run_id: int) -> list[dict[str, Any]]:
         total = float(row["shapley_pnl"])
         out.append(
             {
+                "symbol": row["symbol"],
                 "agent_index": row["agent_index"],
                 "agent_id": row["agent_id"],
                 "steps": steps,

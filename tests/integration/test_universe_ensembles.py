@@ -34,6 +34,7 @@ from engine.core.events import (
 from reporting import build_report
 from storage.db import connect
 from storage.models import ShapleyValueRow
+from storage.query import shapley_rows
 from tests.integration.conftest import universe_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,6 +247,14 @@ url = "sqlite:///{tmp_path}/runs.db"
     assert set(stored) == {"A", "B"}
     for symbol, phi in stored.items():
         assert phi == pytest.approx(sum(credit[symbol].values()), rel=1e-9, abs=1e-6)
+    # emarl shapley: each value with its own symbol's valuation, totals per symbol and agent
+    engine = connect(config.storage.url)
+    rows = shapley_rows(engine, result.run_id)
+    assert len(rows) == sum(1 for m in messages if isinstance(m, ShapleyRecord))
+    totals = shapley_rows(engine, result.run_id, aggregate=True)
+    assert len(totals) == 6
+    for row in totals:
+        assert row["shapley_pnl"] == pytest.approx(credit[row["symbol"]][row["agent_id"]])
     # the report draws the meta-investors together and says so under each figure
     page = build_report(connect(config.storage.url), str(result.run_id))
     assert "credit summed over the 2 symbols" in page and "panels together" in page

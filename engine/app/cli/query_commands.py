@@ -333,6 +333,8 @@ def shapley(
             "weight",
             "bubble",
         ]
+    if len({row["symbol"] for row in rows}) > 1:  # a universe: a meta-investor per symbol
+        columns.insert(1, "symbol")
     _emit(rows, columns, output, title="Shapley credit (times UTC)")
 
 
