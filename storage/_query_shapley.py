@@ -23,9 +23,10 @@ _VALUATIONS = ValuationRow.__tablename__
 # a universe has a meta-investor per symbol), through the index on valuations (run_id,
 # ts_event, agent_index). Without statistics SQLite's planner
 # prefers the primary key (run_id, seq), which scans the run's valuations for every
-# Shapley value (quadratic), so the index is named there.
+# Shapley value (quadratic), so the index is named there, and the join order is fixed
+# (see _shapley_sql).
 _SHAPLEY_FROM = (
-    f"FROM {_SHAPLEY} AS s JOIN {_VALUATIONS} AS v{{hint}} "
+    f"FROM {_SHAPLEY} AS s {{join}} {_VALUATIONS} AS v{{hint}} "
     "ON v.run_id = s.run_id AND v.ts_event = s.ts_event AND v.agent_index = s.agent_index "
     "AND v.symbol = s.symbol WHERE s.run_id = :run_id"
 )
@@ -37,7 +38,7 @@ _SHAPLEY_ROWS = _COLUMNS + _SHAPLEY_FROM + " ORDER BY s.seq"
 # the last rows only: the run's last Shapley values first (its primary key, backwards)
 _SHAPLEY_LAST = (
     _COLUMNS + f"FROM (SELECT * FROM {_SHAPLEY} "
-    f"WHERE run_id = :run_id ORDER BY seq DESC LIMIT :limit) AS s JOIN {_VALUATIONS} AS v"
+    f"WHERE run_id = :run_id ORDER BY seq DESC LIMIT :limit) AS s {{join}} {_VALUATIONS} AS v"
     "{hint} ON v.run_id = s.run_id AND v.ts_event = s.ts_event "
     "AND v.agent_index = s.agent_index AND v.symbol = s.symbol ORDER BY s.seq"
 )
@@ -49,15 +50,21 @@ _SHAPLEY_TOTALS = (
     "max(s.seq) AS last_seq "
     + _SHAPLEY_FROM
     + f" GROUP BY s.symbol, s.agent_index) AS t JOIN {_SHAPLEY} AS l ON l.run_id = :run_id "
-    f"AND l.seq = t.last_seq JOIN {_VALUATIONS} AS w{{hint}} ON w.run_id = l.run_id "
+    f"AND l.seq = t.last_seq {{join}} {_VALUATIONS} AS w{{hint}} ON w.run_id = l.run_id "
     "AND w.ts_event = l.ts_event AND w.agent_index = l.agent_index AND w.symbol = l.symbol "
     "ORDER BY t.symbol, t.agent_index"
 )
 
 
 def _shapley_sql(engine: Engine, sql: str) -> TextClause:
-    hint = " INDEXED BY ix_valuations_run_ts_agent" if engine.dialect.name == "sqlite" else ""
-    return text(sql.replace("{hint}", hint))
+    if engine.dialect.name == "sqlite":
+        # CROSS JOIN fixes the order of the loops (SQLite's rule): the Shapley values
+        # outside, each looking up its valuation by the index. Left to itself, the planner
+        # may put the valuations outside and scan the run's Shapley values for each one.
+        hint, join = " INDEXED BY ix_valuations_run_ts_agent", "CROSS JOIN"
+    else:
+        hint, join = "", "JOIN"
+    return text(sql.replace("{hint}", hint).replace("{join}", join))
 
 
 def shapley_rows(
