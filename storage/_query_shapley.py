@@ -93,9 +93,9 @@ def shapley_rows(
 
 
 def shapley_count(engine: Engine, run_id: int) -> int:
-    """How many rows :func:`shapley_rows` gives for a run (its Shapley values that have
-    their valuation)."""
-    query = _shapley_sql(engine, "SELECT count(*) " + _SHAPLEY_FROM)
+    """How many rows :func:`shapley_rows` gives for a run: its Shapley values (each is
+    stored with its valuation, in the same transaction), counted on their primary key."""
+    query = text(f"SELECT count(*) FROM {_SHAPLEY} WHERE run_id = :run_id")
     with storage_errors(f"counting the Shapley values of run {run_id}"), engine.connect() as c:
         return int(c.execute(query, {"run_id": run_id}).scalar_one())
 
