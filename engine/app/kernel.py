@@ -184,14 +184,9 @@ class Kernel:
         )
         return seq
 
-    @property
-    def meta(self) -> MetaInvestor | None:
-        """The (first symbol's) meta-investor; None for a strategy without one."""
-        return self.metas[0] if self.metas else None
-
     def agent_summary(self) -> list[dict[str, float | str]] | None:
         """Per agent: its Shapley P&L (in a universe summed over the symbols), and its
-        share price and weight (in a universe, their means over the symbols)."""
+        share price and weight (in a universe, their means over the ``symbols`` it adds)."""
         if not self.metas:
             return None
         rows = [meta.agent_summary() for meta in self.metas]
@@ -204,6 +199,7 @@ class Kernel:
                 "shapley_pnl": sum(float(r[i]["shapley_pnl"]) for r in rows),
                 "share_price": sum(float(r[i]["share_price"]) for r in rows) / n,
                 "weight": sum(float(r[i]["weight"]) for r in rows) / n,
+                "symbols": n,
             }
             for i, first in enumerate(rows[0])
         ]
