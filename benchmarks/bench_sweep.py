@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from engine.app.backtest import run_backtest  # noqa: E402
 from engine.app.scenario import parse_scenario  # noqa: E402
 from engine.app.sweep import (  # noqa: E402
+    Batch,
     build_tasks,
     dask_client,
     parse_grid,
@@ -80,7 +81,9 @@ def sequential(bars: int, folder: str, persist: bool) -> tuple[float, int]:
 def swept(bars: int, folder: str, client, name: str, keep_messages: bool = True):
     config = scenario(bars, f"sqlite:///{folder}/{name}.db")
     started = time.perf_counter()
-    result = run_sweep(config, parse_grid(GRID), client=client, keep_messages=keep_messages)
+    result = run_sweep(
+        config, parse_grid(GRID), batch=Batch(client=client, keep_messages=keep_messages)
+    )
     wall = time.perf_counter() - started
     if result.failed:
         raise SystemExit(f"{result.failed} sweep tasks failed: {result.rows[-1]['error']}")

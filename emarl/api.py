@@ -39,10 +39,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,9 @@ from engine.core.events import (
 from strategies.base import Strategy
 
 __all__ = ["OrderLog", "Result", "backtest", "backtest_async", "scenario"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ORDER_COLUMNS = (
     "order_id",
@@ -123,29 +127,6 @@ def scenario(
     return with_overrides(config, dict(overrides), source="overrides")
 
 
-def backtest(
-    source: ScenarioConfig | str | Path | Mapping[str, Any],
-    strategy: type[Strategy] | Callable[..., Any] | None = None,
-    *,
-    overrides: Mapping[str, Any] | None = None,
-    db_url: str | None = None,
-    persist: bool = True,
-    name: str | None = None,
-    **params: Any,
-) -> Result:
-    """Backtest ``source`` (module docstring) and return its :class:`Result`; inside a
-    running event loop the run goes on a loop of its own in a worker thread."""
-    run = backtest_async(
-        source, strategy, overrides=overrides, db_url=db_url, persist=persist, name=name, **params
-    )
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(run)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="emarl-backtest") as pool:
-        return pool.submit(asyncio.run, run).result()
-
-
 async def backtest_async(
     source: ScenarioConfig | str | Path | Mapping[str, Any],
     strategy: type[Strategy] | Callable[..., Any] | None = None,
@@ -156,7 +137,8 @@ async def backtest_async(
     name: str | None = None,
     **params: Any,
 ) -> Result:
-    """:func:`backtest` as a coroutine, on the running event loop."""
+    """Backtest ``source`` (module docstring) on the running event loop and return its
+    :class:`Result`; :func:`backtest` is the same call from code that does not await."""
     config = scenario(source, overrides)
     factory = record = None
     if strategy is not None:
@@ -186,6 +168,31 @@ async def backtest_async(
     )
     strategy_config = record or config.to_dict()["strategy"]
     return Result(config, result, log[0], strategy_config)
+
+
+def _blocking(coroutine: Callable[P, Coroutine[Any, Any, R]], doc: str) -> Callable[P, R]:
+    """``coroutine`` as a plain call (documented by ``doc``): on ``asyncio.run``, or,
+    inside a running event loop (a notebook's), on a loop of its own in a worker thread."""
+
+    @functools.wraps(coroutine)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        work = coroutine(*args, **kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(work)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="emarl-backtest") as pool:
+            return pool.submit(asyncio.run, work).result()
+
+    call.__doc__ = doc
+    return call
+
+
+backtest = _blocking(
+    backtest_async,
+    """Backtest ``source`` (module docstring) and return its :class:`Result`, in a script
+    or inside a running event loop; the arguments are :func:`backtest_async`'s.""",
+)
 
 
 @dataclass

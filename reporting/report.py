@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,23 +162,37 @@ def run_sections(
     # a universe: a meta-investor per symbol, drawn together (said under each figure)
     n = len(per_symbol or ())
     mean = f"The mean over the {n} symbols' meta-investors at each time." if n > 1 else ""
-    if len(actions):
-        note = f"The {n} symbols' panels together." if n > 1 else ""
-        figure = shaded(figures.agent_actions_figure(actions, buckets))
-        sections.append(Section("Agent actions", figure=figure, note=note))
-    if len(valuations):
-        figure = shaded(figures.weights_figure(valuations, buckets))
-        sections.append(Section("Ensemble weights", figure=figure, note=mean))
-    if len(shapley):
-        note = f"Each agent's credit summed over the {n} symbols." if n > 1 else ""
-        figure = shaded(figures.shapley_figure(shapley, buckets))
-        sections.append(Section("Shapley attribution", figure=figure, note=note))
-    if len(valuations):
-        figure = shaded(figures.valuations_figure(valuations, buckets))
-        sections.append(Section("Share prices and option values", figure=figure, note=mean))
-        threshold = _bubble_threshold(info)
-        figure = shaded(figures.bubbles_figure(valuations, threshold, buckets))
-        sections.append(Section("Bubbles", figure=figure, note=mean))
+    threshold = _bubble_threshold(info)
+    agent_figures: list[tuple[str, Any, Callable[[], Any], str]] = [
+        (
+            "Agent actions",
+            actions,
+            lambda: figures.agent_actions_figure(actions, buckets),
+            f"The {n} symbols' panels together.",
+        ),
+        ("Ensemble weights", valuations, lambda: figures.weights_figure(valuations, buckets), mean),
+        (
+            "Shapley attribution",
+            shapley,
+            lambda: figures.shapley_figure(shapley, buckets),
+            f"Each agent's credit summed over the {n} symbols.",
+        ),
+        (
+            "Share prices and option values",
+            valuations,
+            lambda: figures.valuations_figure(valuations, buckets),
+            mean,
+        ),
+        (
+            "Bubbles",
+            valuations,
+            lambda: figures.bubbles_figure(valuations, threshold, buckets),
+            mean,
+        ),
+    ]
+    for title, frame, draw, note in agent_figures:
+        if len(frame):
+            sections.append(Section(title, figure=shaded(draw()), note=note if n > 1 else ""))
     if not (len(actions) or len(shapley) or len(valuations)):
         kind = strategy_label(json.dumps(info["config"])) or "this strategy"
         sections.append(

@@ -73,6 +73,7 @@ from storage.sweeps import create_sweep, finish_sweep, record_task, store_run
 
 __all__ = [
     "METRICS",
+    "Batch",
     "SweepResult",
     "SweepStore",
     "TaskOutcome",
@@ -102,6 +103,53 @@ def is_postgres(url: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """How a sweep or a walk-forward runs its tasks and where it stores them.
+
+    ``db_url`` (default: the scenario's ``[storage] url``) receives the sweep row and
+    each task's run, with its orders, fills and snapshots unless ``keep_messages`` is
+    off. ``client`` is an already open Dask client; otherwise one is opened on
+    ``scheduler`` (``tcp://host:8786``) or on a local cluster of ``workers`` processes,
+    and closed at the end. Dask re-runs a failed task ``retries`` times. A task that
+    trains does ``train_updates`` MAPPO updates (default: the scenario's) and writes its
+    checkpoint under ``checkpoint_dir`` (default ``runs/<kind>-<id>/``). ``progress`` is
+    called with (tasks done, tasks) as results come in.
+    """
+
+    db_url: str | None = None
+    scheduler: str | None = None
+    workers: int = 2
+    retries: int = 2
+    keep_messages: bool = True
+    scenario_path: str = ""
+    train_updates: int | None = None
+    checkpoint_dir: str | Path | None = None
+    progress: Callable[[int, int], None] | None = None
+    client: Any = None
+
+    def check_train_updates(self) -> None:
+        if self.train_updates is not None and self.train_updates < 1:
+            raise ConfigError(f"--train-updates must be at least 1, got {self.train_updates}")
+
+    def checkpoints(self, store: SweepStore, kind: str) -> Path:
+        """The folder of the checkpoints the tasks of ``store`` train."""
+        return Path(self.checkpoint_dir or Path("runs") / f"{kind}-{store.sweep_id}").resolve()
+
+    def report(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total)
+
+    @contextmanager
+    def dask(self) -> Iterator[Any]:
+        """The Dask client the tasks run on (module docstring)."""
+        if self.client is not None:
+            yield self.client
+            return
+        with dask_client(self.scheduler, self.workers) as opened:
+            yield opened
+
+
+@dataclass(frozen=True)
 class SweepStore:
     """The sweep row a sweep or walk-forward opened, and where its tasks write."""
 
@@ -119,24 +167,22 @@ class SweepStore:
         config: ScenarioConfig,
         *,
         kind: str,
-        db_url: str | None,
-        scenario_path: str,
+        batch: Batch,
         spec: dict[str, Any],
-        scheduler: str,
         tasks: int,
     ) -> SweepStore:
-        url = db_url or config.storage.url
+        url = batch.db_url or config.storage.url
         engine = connect(url)
         started = time.perf_counter()
         sweep_id = create_sweep(
             engine,
             kind=kind,
             name=config.run.name,
-            scenario=scenario_path,
+            scenario=batch.scenario_path,
             config=config.to_dict(),
-            spec=spec,
+            spec={**spec, "retries": batch.retries, "train_updates": batch.train_updates},
             code_version=code_version(),
-            scheduler=scheduler,
+            scheduler=batch.scheduler or f"local:{batch.workers}",
             tasks=tasks,
         )
         return cls(url, engine, sweep_id, is_postgres(url), started)
@@ -327,34 +373,22 @@ def run_sweep(
     grid: dict[str, list[Any]],
     *,
     seeds: int = 1,
-    db_url: str | None = None,
-    scheduler: str | None = None,
-    workers: int = 2,
-    retries: int = 2,
-    keep_messages: bool = True,
-    scenario_path: str = "",
     sort: str = "sharpe",
-    progress: Callable[[int, int], None] | None = None,
-    task_function: TaskFunction | None = None,
-    client: Any = None,
     train: bool | None = None,
-    train_updates: int | None = None,
-    checkpoint_dir: str | Path | None = None,
+    batch: Batch | None = None,
+    task_function: TaskFunction | None = None,
 ) -> SweepResult:
-    """Run every task of the grid on Dask, storing each result as it completes.
-
-    ``task_function`` (default :func:`run_task`) is what workers run; ``client``
-    an already open Dask client (otherwise one is opened from ``scheduler`` /
-    ``workers`` and closed at the end).
+    """Run every task of the grid on Dask (as ``batch`` says), storing each result as it
+    completes. ``task_function`` (default :func:`run_task`) is what workers run.
 
     ``train`` makes every task train the agents of a ``mappo_ensemble`` scenario on
-    the bars before ``run.trade_start`` (``train_updates`` MAPPO updates, default the
-    scenario's), then backtest with that checkpoint; it is on by default when a grid
-    key is in ``[train]``. Task ``k`` writes ``checkpoint_dir/task-k.pt`` (default
-    ``runs/sweep-<id>/``; on several machines, a folder they all see).
+    the bars before ``run.trade_start``, then backtest with that checkpoint; it is on by
+    default when a grid key is in ``[train]``. Task ``k`` writes ``task-k.pt`` in the
+    batch's checkpoint folder (on several machines, a folder they all see).
     """
+    batch = batch or Batch()
     check_metric(sort)
-    tasks = build_tasks(config, grid, seeds, scenario=scenario_path)
+    tasks = build_tasks(config, grid, seeds, scenario=batch.scenario_path)
     touches_train = [key for key in grid if key.split(".", 1)[0] == "train"]
     if train is None:
         train = bool(touches_train)
@@ -362,11 +396,9 @@ def run_sweep(
         raise ConfigError(
             f"--grid {touches_train[0]} changes [train], which only matters with --train"
         )
-    if train_updates is not None:
-        if not train:
-            raise ConfigError("--train-updates needs --train (each task trains, then backtests)")
-        if train_updates < 1:
-            raise ConfigError(f"--train-updates must be at least 1, got {train_updates}")
+    if batch.train_updates is not None and not train:
+        raise ConfigError("--train-updates needs --train (each task trains, then backtests)")
+    batch.check_train_updates()
     if train:
         for spec in tasks:  # every task has a training window before anything runs
             training_window(
@@ -377,26 +409,17 @@ def run_sweep(
     store = SweepStore.open(
         config,
         kind="sweep",
-        db_url=db_url,
-        scenario_path=scenario_path,
-        spec={
-            "grid": grid,
-            "seeds": seeds,
-            "sort": sort,
-            "retries": retries,
-            "train": train,
-            "train_updates": train_updates,
-        },
-        scheduler=scheduler or f"local:{workers}",
+        batch=batch,
+        spec={"grid": grid, "seeds": seeds, "sort": sort, "train": train},
         tasks=len(tasks),
     )
-    folder = Path(checkpoint_dir or Path("runs") / f"sweep-{store.sweep_id}").resolve()
+    folder = batch.checkpoints(store, "sweep")
     tasks = [
         dataclasses.replace(
             spec,
             sweep_id=store.sweep_id,
             train=train,
-            train_updates=train_updates,
+            train_updates=batch.train_updates,
             checkpoint=str(folder / f"task-{spec.task}.pt") if train else "",
         )
         for spec in tasks
@@ -417,17 +440,16 @@ def run_sweep(
     rows: list[dict[str, Any]] = []
     status = "failed"
     try:
-        with maybe_client(client, scheduler, workers) as dask:
-            n_workers = len(dask.scheduler_info().get("workers", {})) or workers
-            if progress is not None:
-                progress(0, len(tasks))
+        with batch.dask() as dask:
+            n_workers = len(dask.scheduler_info().get("workers", {})) or batch.workers
+            batch.report(0, len(tasks))
             for spec, outcome in as_completed(
                 dask,
                 function,
                 tasks,
-                arguments=lambda spec: (spec, store.url, store.parallel, keep_messages),
+                arguments=lambda spec: (spec, store.url, store.parallel, batch.keep_messages),
                 key=lambda spec: f"emarl-sweep-{store.sweep_id}-task-{spec.task}",
-                retries=retries,
+                retries=batch.retries,
                 lost=lambda spec, exc: lost_outcome(spec.task, exc),
             ):
                 outcome.run_id = store_outcome(store.engine, outcome)
@@ -448,8 +470,7 @@ def run_sweep(
                     new=False,
                 )
                 rows.append(_row(spec, outcome))
-                if progress is not None:
-                    progress(len(rows), len(tasks))
+                batch.report(len(rows), len(tasks))
         status = "completed"
     finally:
         wall = time.perf_counter() - store.started
@@ -476,12 +497,3 @@ def run_sweep(
         grid_keys=list(grid),
         deflated=deflated,
     )
-
-
-@contextmanager
-def maybe_client(client: Any, scheduler: str | None, workers: int) -> Iterator[Any]:
-    if client is not None:
-        yield client
-        return
-    with dask_client(scheduler, workers) as opened:
-        yield opened

@@ -44,9 +44,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +53,7 @@ import numpy as np
 from engine.app.metrics import compute_summary
 from engine.app.scenario import ScenarioConfig, config_hash, scenario_from_dict
 from engine.app.sweep import (
+    Batch,
     SweepStore,
     TaskOutcome,
     TaskSpec,
@@ -61,7 +61,6 @@ from engine.app.sweep import (
     build_tasks,
     check_metric,
     lost_outcome,
-    maybe_client,
     run_task,
     store_outcome,
     with_overrides,
@@ -253,38 +252,30 @@ def run_walk_forward(
     optimize: dict[str, list[Any]] | None = None,
     sort: str = "sharpe",
     trainer: Trainer | None = None,
-    db_url: str | None = None,
-    scheduler: str | None = None,
-    workers: int = 2,
-    retries: int = 2,
-    keep_messages: bool = True,
-    scenario_path: str = "",
-    progress: Callable[[int, int], None] | None = None,
-    client: Any = None,
-    train_updates: int | None = None,
     keep_checkpoint: bool = False,
-    checkpoint_dir: str | Path | None = None,
+    batch: Batch | None = None,
 ) -> WalkForwardResult:
-    """Lay the folds, run each on Dask (train step, then test), store and stitch.
+    """Lay the folds, run each on Dask as ``batch`` says (train step, then test), store
+    and stitch.
 
-    A ``mappo_ensemble`` scenario trains each fold (:class:`MappoTraining`, into
-    ``checkpoint_dir``, default ``runs/walkforward-<id>/``; ``train_updates`` MAPPO
-    updates, default the scenario's) unless ``keep_checkpoint`` says to test every
-    fold with the scenario's checkpoint.
+    A ``mappo_ensemble`` scenario trains each fold (:class:`MappoTraining`, into the
+    batch's checkpoint folder, with its ``train_updates``) unless ``keep_checkpoint``
+    says to test every fold with the scenario's checkpoint.
     """
     import pandas as pd  # pandas loads only when a walk-forward runs (the CLI starts without)
 
+    batch = batch or Batch()
     check_metric(sort)
     if trainer is not None and optimize:
         raise ConfigError("give a trainer or an --optimize grid, not both")
     learned = isinstance(config.strategy, MappoEnsembleConfig)
+    train_updates = batch.train_updates
     if not learned and (keep_checkpoint or train_updates is not None):
         option = "--keep-checkpoint" if keep_checkpoint else "--train-updates"
         raise ConfigError(f"{option} is for [strategy] kind = 'mappo_ensemble' scenarios")
     if keep_checkpoint and train_updates is not None:
         raise ConfigError("--train-updates and --keep-checkpoint: train, or keep, not both")
-    if train_updates is not None and train_updates < 1:
-        raise ConfigError(f"--train-updates must be at least 1, got {train_updates}")
+    batch.check_train_updates()
     train_each_fold = learned and not keep_checkpoint and trainer is None and not optimize
     if learned and not keep_checkpoint and (optimize or isinstance(trainer, NothingToTrain)):
         raise ConfigError(
@@ -323,15 +314,14 @@ def run_walk_forward(
                 train_config=train_config.to_dict(),
                 test_config=test_config.to_dict(),
                 base_dir=config.base_dir,
-                scenario=scenario_path,
+                scenario=batch.scenario_path,
                 require_checkpoint=learned and not keep_checkpoint,
             )
         )
     store = SweepStore.open(
         config,
         kind="walkforward",
-        db_url=db_url,
-        scenario_path=scenario_path,
+        batch=batch,
         spec={
             "train": str(train),
             "test": str(test),
@@ -339,15 +329,12 @@ def run_walk_forward(
             "optimize": optimize or {},
             "sort": sort,
             "trainer": MappoTraining.__name__ if trainer is None else type(trainer).__name__,
-            "train_updates": train_updates,
             "keep_checkpoint": keep_checkpoint,
         },
-        scheduler=scheduler or f"local:{workers}",
         tasks=len(folds),
     )
     if trainer is None:
-        folder = Path(checkpoint_dir or Path("runs") / f"walkforward-{store.sweep_id}").resolve()
-        trainer = MappoTraining(str(folder), train_updates)
+        trainer = MappoTraining(str(batch.checkpoints(store, "walkforward")), train_updates)
     specs = [dataclasses.replace(spec, sweep_id=store.sweep_id) for spec in specs]
     for fold in folds:
         record_fold(
@@ -370,16 +357,21 @@ def run_walk_forward(
     status = "failed"
     summary: dict[str, Any] = {}
     try:
-        with maybe_client(client, scheduler, workers) as dask:
-            if progress is not None:
-                progress(0, len(specs))
+        with batch.dask() as dask:
+            batch.report(0, len(specs))
             for spec, (trained, outcome) in as_completed(
                 dask,
                 run_fold,
                 specs,
-                arguments=lambda spec: (spec, trainer, store.url, store.parallel, keep_messages),
+                arguments=lambda spec: (
+                    spec,
+                    trainer,
+                    store.url,
+                    store.parallel,
+                    batch.keep_messages,
+                ),
                 key=lambda spec: f"emarl-walkforward-{store.sweep_id}-fold-{spec.fold.index}",
-                retries=retries,
+                retries=batch.retries,
                 lost=lambda spec, exc: (None, lost_outcome(spec.fold.index, exc)),
             ):
                 fold = spec.fold
@@ -421,8 +413,7 @@ def run_walk_forward(
                         outcome.equity,
                         float(fold_summary["initial_equity"]),
                     )
-                if progress is not None:
-                    progress(len(rows), len(specs))
+                batch.report(len(rows), len(specs))
         ordered = [rows[i] for i in sorted(rows)]
         ts, fold_of, equity, raw = stitch(
             [curves[i] for i in sorted(curves)], config.broker.initial_cash

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.app.cli import app
+from engine.app.sweep import Batch
 from engine.app.walkforward import Period, run_walk_forward
 from reporting.report import walk_forward_report
 from storage.db import connect
@@ -37,8 +38,7 @@ def walk_forward_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
             train=Period(2, "W"),
             test=Period(1, "W"),
             step=Period(1, "W"),
-            db_url=url,
-            client=c,
+            batch=Batch(db_url=url, client=c),
         )
     dispose_all()
     yield url, result.sweep_id

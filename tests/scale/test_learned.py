@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from engine.app.backtest import run_backtest
 from engine.app.scenario import ScenarioConfig
-from engine.app.sweep import parse_grid, run_sweep, with_overrides
+from engine.app.sweep import Batch, parse_grid, run_sweep, with_overrides
 from engine.app.walkforward import NothingToTrain, Period, run_walk_forward
 from engine.core.errors import ConfigError
 from storage.db import connect
@@ -61,10 +61,7 @@ def test_walk_forward_trains_each_fold_on_its_train_window_and_tests_with_it(
     result = run_walk_forward(
         config,
         **FOLDS,
-        train_updates=1,
-        checkpoint_dir=folder,
-        db_url=sqlite_url,
-        client=dask_client,
+        batch=Batch(train_updates=1, checkpoint_dir=folder, db_url=sqlite_url, client=dask_client),
     )
     folds = walk_forward_rows(connect(sqlite_url), result.sweep_id)
     assert len(folds) >= 2
@@ -107,19 +104,21 @@ def test_walk_forward_of_a_learned_scenario_never_tests_a_foreign_checkpoint_sil
 ) -> None:
     config = _mappo()
     with pytest.raises(ConfigError, match="--keep-checkpoint"):
-        run_walk_forward(config, **FOLDS, trainer=NothingToTrain(), db_url="sqlite://")
+        run_walk_forward(config, **FOLDS, trainer=NothingToTrain(), batch=Batch(db_url="sqlite://"))
     with pytest.raises(ConfigError, match="--keep-checkpoint"):
         run_walk_forward(
             config,
             **FOLDS,
             optimize=parse_grid(["strategy.max_position=50,100"]),
-            db_url="sqlite://",
+            batch=Batch(db_url="sqlite://"),
         )
     with pytest.raises(ConfigError, match="not both"):
-        run_walk_forward(config, **FOLDS, keep_checkpoint=True, train_updates=1, db_url="sqlite://")
+        run_walk_forward(
+            config, **FOLDS, keep_checkpoint=True, batch=Batch(train_updates=1, db_url="sqlite://")
+        )
     sma = synthetic_scenario(1_500, strategy="fast = 5\nslow = 20")
     with pytest.raises(ConfigError, match="mappo_ensemble"):
-        run_walk_forward(sma, **FOLDS, train_updates=1, db_url="sqlite://")
+        run_walk_forward(sma, **FOLDS, batch=Batch(train_updates=1, db_url="sqlite://"))
 
 
 def test_walk_forward_custom_train_step_that_keeps_the_checkpoint_fails_its_folds(
@@ -131,7 +130,7 @@ def test_walk_forward_custom_train_step_that_keeps_the_checkpoint_fails_its_fold
         return TrainResult(note="did nothing")
 
     result = run_walk_forward(
-        _mappo(), **FOLDS, trainer=lazy, db_url=sqlite_url, client=dask_client
+        _mappo(), **FOLDS, trainer=lazy, batch=Batch(db_url=sqlite_url, client=dask_client)
     )
     assert {f["status"] for f in result.folds} == {"failed"}
     assert all("--keep-checkpoint" in f["error"] for f in result.folds)
@@ -145,16 +144,15 @@ def test_sweep_with_train_grid_trains_then_backtests_each_task(
     config = _mappo(run='seed = 5\ntrade_start = "2020-01-20"')
     grid = parse_grid(["run.trade_start=2020-01-20,2020-01-02"])
     with pytest.raises(ConfigError, match="only matters with --train"):
-        run_sweep(config, parse_grid(["train.epochs=1,2"]), train=False, db_url=sqlite_url)
+        run_sweep(
+            config, parse_grid(["train.epochs=1,2"]), train=False, batch=Batch(db_url=sqlite_url)
+        )
     folder = tmp_path / "tasks"
     result = run_sweep(
         config,
         grid,
         train=True,
-        train_updates=1,
-        checkpoint_dir=folder,
-        db_url=sqlite_url,
-        client=dask_client,
+        batch=Batch(train_updates=1, checkpoint_dir=folder, db_url=sqlite_url, client=dask_client),
     )
     rows = {row["task"]: row for row in sweep_task_rows(connect(sqlite_url), result.sweep_id)}
     assert rows[0]["status"] == "completed"
@@ -173,10 +171,12 @@ def test_sweep_with_train_grid_trains_then_backtests_each_task(
 
 def test_sweep_grid_over_train_turns_training_on_and_needs_trade_start() -> None:
     with pytest.raises(ConfigError, match="set run.trade_start"):
-        run_sweep(_mappo(), parse_grid(["train.epochs=1,2"]), db_url="sqlite://")
+        run_sweep(_mappo(), parse_grid(["train.epochs=1,2"]), batch=Batch(db_url="sqlite://"))
     sma = synthetic_scenario(800, run='trade_start = "2020-01-05"', strategy="fast = 5\nslow = 20")
     with pytest.raises(ConfigError, match="mappo_ensemble"):
-        run_sweep(sma, parse_grid(["strategy.fast=3,4"]), train=True, db_url="sqlite://")
+        run_sweep(
+            sma, parse_grid(["strategy.fast=3,4"]), train=True, batch=Batch(db_url="sqlite://")
+        )
 
 
 def test_cli_walkforward_of_a_learned_scenario_options(tmp_path: Path) -> None:

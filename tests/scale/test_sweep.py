@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from engine.app.backtest import run_backtest
 from engine.app.sweep import (
+    Batch,
     TaskOutcome,
     TaskSpec,
     fills_hash,
@@ -47,7 +48,7 @@ def test_sweep_results_equal_the_same_backtests_run_one_by_one(
 ) -> None:
     config = _config()
     grid = parse_grid(["strategy.fast=3,8", "broker.commission_bps=0,2"])
-    result = run_sweep(config, grid, seeds=1, db_url=db_url, client=dask_client)
+    result = run_sweep(config, grid, seeds=1, batch=Batch(db_url=db_url, client=dask_client))
     assert len(result.rows) == 4 and result.failed == 0
     sequential_url = f"sqlite:///{tmp_path / 'one_by_one.db'}"
     sweep_engine = connect(db_url)
@@ -92,7 +93,7 @@ def test_sweep_failing_task_is_recorded_with_its_error_and_the_rest_run(
     dask_client: Any, sqlite_url: str
 ) -> None:
     grid = parse_grid(["data.end=2019-06-01,2030-01-01", "strategy.fast=3,8"])
-    result = run_sweep(_config(), grid, db_url=sqlite_url, client=dask_client)
+    result = run_sweep(_config(), grid, batch=Batch(db_url=sqlite_url, client=dask_client))
     rows = sweep_task_rows(connect(sqlite_url), result.sweep_id)
     failed = [r for r in rows if r["status"] == "failed"]
     completed = [r for r in rows if r["status"] == "completed"]
@@ -127,7 +128,10 @@ def test_sweep_worker_killed_mid_sweep_loses_no_result_and_its_task_is_rerun(
     grid = parse_grid(["strategy.fast=2,3,4,6,8"])
     task_function = functools.partial(kill_worker_once, str(marker), 3)
     result = run_sweep(
-        _config(), grid, db_url=sqlite_url, client=dask_client, task_function=task_function
+        _config(),
+        grid,
+        task_function=task_function,
+        batch=Batch(db_url=sqlite_url, client=dask_client),
     )
     assert marker.exists()  # a worker did die on task 3
     assert result.failed == 0
@@ -225,9 +229,8 @@ def test_sweep_postgres_worker_dying_after_commit_stores_no_duplicate_run(
     result = run_sweep(
         _config(),
         parse_grid(["strategy.fast=3,8"]),
-        db_url=postgres_url,
-        client=dask_client,
         task_function=task_function,
+        batch=Batch(db_url=postgres_url, client=dask_client),
     )
     assert marker.exists()
     assert result.failed == 0

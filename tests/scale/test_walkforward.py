@@ -12,7 +12,7 @@ import pytest
 
 from engine.app.backtest import run_backtest
 from engine.app.scenario import ScenarioConfig
-from engine.app.sweep import parse_grid, with_overrides
+from engine.app.sweep import Batch, parse_grid, with_overrides
 from engine.app.walkforward import (
     Period,
     TrainResult,
@@ -232,8 +232,7 @@ def test_walk_forward_optimises_in_sample_and_stitches_out_of_sample(
         test=Period(1, "W"),
         step=Period(1, "W"),
         optimize=grid,
-        db_url=sqlite_url,
-        client=dask_client,
+        batch=Batch(db_url=sqlite_url, client=dask_client),
     )
     folds = walk_forward_rows(connect(sqlite_url), result.sweep_id)
     assert len(folds) == len(result.folds) >= 3
@@ -297,8 +296,7 @@ def test_walk_forward_train_hook_sees_only_its_window_and_sets_the_test(
         test=Period(1, "W"),
         step=Period(1, "W"),
         trainer=RecordingTrainer(fast=4),
-        db_url=sqlite_url,
-        client=dask_client,
+        batch=Batch(db_url=sqlite_url, client=dask_client),
     )
     engine = connect(sqlite_url)
     for fold in walk_forward_rows(engine, result.sweep_id):
@@ -322,8 +320,7 @@ def test_walk_forward_without_optimize_has_nothing_to_train(dask_client: Any, db
         train=Period(2, "W"),
         test=Period(1, "W"),
         step=Period(1, "W"),
-        db_url=db_url,
-        client=dask_client,
+        batch=Batch(db_url=db_url, client=dask_client),
     )
     assert {f["train_note"] for f in result.folds} == {"nothing to train"}
     assert all(f["params"] == {} for f in result.folds)

@@ -7,12 +7,16 @@ It holds no command.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
+import inspect
 import json
 import os
 import sys
 import time
-from enum import Enum
-from typing import Annotated, Any
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -24,6 +28,44 @@ from engine.core.errors import (
     RunNotFoundError,
     StorageError,
 )
+
+R = TypeVar("R")
+
+
+def option_groups(command: Callable[..., R]) -> Callable[..., R]:
+    """Let ``command`` take a group of options the commands share as one argument.
+
+    Each keyword-only parameter of ``command`` whose type is a dataclass is shown to typer
+    as that dataclass's fields (each declared with its ``typer.Option`` and default), in
+    its place; a call gathers them back into one instance of the dataclass.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    shown: list[inspect.Parameter] = []
+    groups: dict[str, tuple[Any, list[str]]] = {}
+    for parameter in signature.parameters.values():
+        group = parameter.annotation
+        if not (isinstance(group, type) and dataclasses.is_dataclass(group)):
+            shown.append(parameter)
+            continue
+        hints = typing.get_type_hints(group, include_extras=True)
+        fields = dataclasses.fields(group)
+        groups[parameter.name] = (group, [f.name for f in fields])
+        shown += [
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+            )
+            for f in fields
+        ]
+
+    @functools.wraps(command)
+    def gathered(**values: Any) -> R:
+        for name, (group, fields) in groups.items():
+            values[name] = group(**{field: values.pop(field) for field in fields})
+        return command(**values)
+
+    gathered.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
+    return gathered
+
 
 DbOption = Annotated[
     str | None,
@@ -49,10 +91,7 @@ RunOption = Annotated[
 ]
 
 
-class OutputFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
+OutputFormat = Literal["table", "csv", "json"]
 
 
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
@@ -171,10 +210,10 @@ def _num(x: float, digits: int = 2) -> str:
 
 
 def _emit(rows: list[dict[str, Any]], columns: list[str], output: OutputFormat, title: str) -> None:
-    if output is OutputFormat.json:
+    if output == "json":
         typer.echo(json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=1))
         return
-    if output is OutputFormat.csv:
+    if output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([row.get(c) for c in columns] for row in rows)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from engine.app.cli.common import OutputFormat, _emit, _fail
+from engine.app.cli.common import _emit, _fail
 from engine.core.errors import ConfigError, DataError, EmarlError
 
 data_app = typer.Typer(
@@ -89,7 +89,7 @@ def features(
     _emit(
         rows,
         ["feature", "nan_after_warmup"],
-        OutputFormat.table,
+        "table",
         title=(
             f"{len(frame):,} bars of {data.symbol}; warm-up {params.warmup} bars; "
             f"first warm bar {first if first is not None else 'none'}; "

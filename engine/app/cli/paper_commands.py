@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -24,6 +24,7 @@ from engine.app.cli.common import (
     _emit,
     _fail,
     _fmt_time,
+    option_groups,
 )
 from engine.core.errors import ConfigError, EmarlError, HandlerError
 
@@ -35,28 +36,6 @@ MqttUrlOption = Annotated[
         help="MQTT broker URL: mqtt://[user[:password]@]host[:port], mqtts:// for TLS.",
     ),
 ]
-
-
-def _mqtt_settings(
-    url: str,
-    username: str | None,
-    password: str | None,
-    ca_file: Path | None,
-    cert_file: Path | None,
-    key_file: Path | None,
-    tls_insecure: bool,
-) -> Any:
-    from engine.feeds.mqtt import MqttSettings  # loads msgspec: only when connecting
-
-    return MqttSettings.from_url(
-        url,
-        username=username,
-        password=password,
-        ca_file=str(ca_file) if ca_file else None,
-        cert_file=str(cert_file) if cert_file else None,
-        key_file=str(key_file) if key_file else None,
-        tls_insecure=tls_insecure,
-    )
 
 
 def _log_to_stderr(quiet: bool) -> None:
@@ -80,6 +59,7 @@ KeyOption = Annotated[Path | None, typer.Option("--key-file", help="TLS client k
 InsecureOption = Annotated[
     bool, typer.Option("--tls-insecure", help="Do not check the broker's certificate.")
 ]
+LogQuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")]
 FeedKeyOption = Annotated[
     str | None,
     typer.Option(
@@ -91,19 +71,48 @@ FeedKeyOption = Annotated[
 ]
 
 
-class GapChoice(str, Enum):
-    halt = "halt"
-    continue_ = "continue"
+@dataclass(frozen=True)
+class MqttConnection:
+    """The options ``paper`` and ``publish`` share: the broker, its login and TLS, and
+    the feed's signing key."""
+
+    bus: MqttUrlOption = "mqtt://127.0.0.1:1883"
+    username: UserOption = None
+    password: PasswordOption = None
+    ca_file: CaOption = None
+    cert_file: CertOption = None
+    key_file: KeyOption = None
+    tls_insecure: InsecureOption = False
+    feed_key: FeedKeyOption = None
+
+    def settings(self) -> Any:
+        """The broker's :class:`~engine.feeds.mqtt.MqttSettings`."""
+        from engine.feeds.mqtt import MqttSettings  # loads msgspec: only when connecting
+
+        return MqttSettings.from_url(
+            self.bus,
+            username=self.username,
+            password=self.password,
+            ca_file=str(self.ca_file) if self.ca_file else None,
+            cert_file=str(self.cert_file) if self.cert_file else None,
+            key_file=str(self.key_file) if self.key_file else None,
+            tls_insecure=self.tls_insecure,
+        )
+
+    def key(self) -> bytes | None:
+        """The feed's signing key, checked (None: unsigned)."""
+        from engine.core.wire import feed_key
+
+        return feed_key(self.feed_key)
 
 
-class ImplausibleChoice(str, Enum):
-    drop = "drop"
-    halt = "halt"
+GapChoice = Literal["halt", "continue"]
+ImplausibleChoice = Literal["drop", "halt"]
 
 
+@option_groups
 def paper(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/demo.toml.")],
-    bus: MqttUrlOption = "mqtt://127.0.0.1:1883",
     run: Annotated[
         str | None,
         typer.Option(
@@ -143,20 +152,15 @@ def paper(
     on_gap: Annotated[
         GapChoice,
         typer.Option("--on-gap", help="Bars never received: halt the run, or trade on."),
-    ] = GapChoice.halt,
+    ] = "halt",
     on_implausible: Annotated[
         ImplausibleChoice,
         typer.Option("--on-implausible", help="An implausible bar: drop it, or halt the run."),
-    ] = ImplausibleChoice.drop,
-    feed_key: FeedKeyOption = None,
+    ] = "drop",
     db: DbOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
-    username: UserOption = None,
-    password: PasswordOption = None,
-    ca_file: CaOption = None,
-    cert_file: CertOption = None,
-    key_file: KeyOption = None,
-    tls_insecure: InsecureOption = False,
+    quiet: LogQuietOption = False,
+    *,
+    connection: MqttConnection,
 ) -> None:
     """Paper-trade a scenario on live bars from MQTT, storing every bar as it is processed.
 
@@ -169,14 +173,11 @@ def paper(
     # the paper run loads numba, pandas, numpy and SQLAlchemy: only when it runs
     from engine.app.paper import PaperOptions, run_paper
     from engine.app.scenario import load_scenario
-    from engine.core.wire import feed_key as feed_key_bytes
 
     _log_to_stderr(quiet)
     try:
         config = load_scenario(scenario)
-        settings = _mqtt_settings(
-            bus, username, password, ca_file, cert_file, key_file, tls_insecure
-        )
+        settings = connection.settings()
         options = PaperOptions(
             run_name=run or config.run.name,
             feed=feed,
@@ -186,9 +187,9 @@ def paper(
             new=new,
             max_gap=max_gap,
             max_jump=max_jump,
-            on_gap=on_gap.value,
-            on_implausible=on_implausible.value,
-            feed_key=feed_key_bytes(feed_key),
+            on_gap=on_gap,
+            on_implausible=on_implausible,
+            feed_key=connection.key(),
         )
         result = run_paper(
             config, settings, options, db_url=db or config.storage.url, scenario_path=str(scenario)
@@ -204,12 +205,12 @@ def paper(
         raise _fail(HandlerError(f"paper run {result.run_id} halted: {result.halt_reason}"))
 
 
+@option_groups
 def publish(
     file: Annotated[
         Path,
         typer.Argument(help="Bars to replay: a CSV or Parquet file, or a scenario TOML file."),
     ],
-    bus: MqttUrlOption = "mqtt://127.0.0.1:1883",
     symbol: Annotated[
         str | None, typer.Option(help="Symbol of the bars (default: the scenario's).")
     ] = None,
@@ -225,14 +226,9 @@ def publish(
     end: Annotated[
         bool, typer.Option("--end/--no-end", help="Send an end-of-feed marker after the bars.")
     ] = True,
-    feed_key: FeedKeyOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
-    username: UserOption = None,
-    password: PasswordOption = None,
-    ca_file: CaOption = None,
-    cert_file: CertOption = None,
-    key_file: KeyOption = None,
-    tls_insecure: InsecureOption = False,
+    quiet: LogQuietOption = False,
+    *,
+    connection: MqttConnection,
 ) -> None:
     """Replay a bar file onto MQTT with sequence numbers (QoS 1, the last bar retained).
 
@@ -244,7 +240,6 @@ def publish(
     import msgspec
 
     from engine.app.scenario import InstrumentConfig, load_scenario
-    from engine.core.wire import feed_key as feed_key_bytes
     from engine.feeds.bars import load_bars
     from engine.feeds.config import DataConfig
     from engine.feeds.mqtt import check_name, first_bars, parse_speed, publish_bars
@@ -253,9 +248,7 @@ def publish(
     try:
         check_name("feed", feed)
         factor = parse_speed(speed)
-        settings = _mqtt_settings(
-            bus, username, password, ca_file, cert_file, key_file, tls_insecure
-        )
+        settings = connection.settings()
         if file.suffix.lower() == ".toml":
             config = load_scenario(file)
             if len(config.universe) > 1:  # every symbol's bars, on each symbol's topic
@@ -287,7 +280,7 @@ def publish(
                 if bars < 1:
                     raise ConfigError(f"--bars must be at least 1, got {bars}")
                 data = first_bars(data, bars)
-        key = feed_key_bytes(feed_key)
+        key = connection.key()
         report = asyncio.run(
             publish_bars(data, settings, feed=feed, speed=factor, end=end, key=key)
         )
@@ -319,9 +312,7 @@ def _universe_bars(
 def status(
     run: Annotated[str, typer.Argument(help="Run id, run name (newest of that name) or 'latest'.")],
     db: DbOption = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="table or json.")
-    ] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = "table",
     include_incomplete: IncompleteOption = False,
 ) -> None:
     """A run's position, equity, last bar and its lag, feed gaps and quarantined bars, open
@@ -339,7 +330,7 @@ def status(
         )
     except EmarlError as exc:
         raise _fail(exc) from None
-    if output is OutputFormat.json:
+    if output == "json":
         typer.echo(json.dumps(info, indent=1, default=str))
         return
     _print_status(info)
@@ -351,7 +342,7 @@ def _timed_table(
     """Print ``rows`` as a table with each row's ``ts_event`` shown as ``label``."""
     for row in rows:
         row[label] = _fmt_time(row["ts_event"])
-    _emit(rows, columns, OutputFormat.table, title=title)
+    _emit(rows, columns, "table", title=title)
 
 
 def _print_status(info: dict[str, Any]) -> None:
@@ -451,6 +442,6 @@ def _print_status(info: dict[str, Any]) -> None:
             info["agents"],
             (["symbol"] if universe else [])
             + ["agent_index", "agent_id", "weight", "share_price", "option_value"],
-            OutputFormat.table,
+            "table",
             title="agent weights (latest valuation)",
         )

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -36,32 +35,15 @@ from engine.app.cli.common import (
 )
 from engine.core.errors import EmarlError
 
-
-class Side(str, Enum):
-    buy = "buy"
-    sell = "sell"
-
-
-class ExportFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    parquet = "parquet"
-
-
-class PnlGroup(str, Enum):
-    day = "day"
-    week = "week"
-    month = "month"
-    side = "side"
-    symbol = "symbol"
-    agent = "agent"
+Side = Literal["buy", "sell"]
+ExportFormat = Literal["table", "csv", "json", "parquet"]
+PnlGroup = Literal["day", "week", "month", "side", "symbol", "agent"]
 
 
 def runs(
     db: DbOption = None,
     limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 20,
-    output: FormatOption = OutputFormat.table,
+    output: FormatOption = "table",
     prune: Annotated[
         bool,
         typer.Option(
@@ -144,7 +126,7 @@ def runs(
         "trades",
         "denied",
     ]
-    _emit(rows, columns if output is not OutputFormat.table else shown, output, title="runs")
+    _emit(rows, columns if output != "table" else shown, output, title="runs")
 
 
 def trades(
@@ -165,7 +147,7 @@ def trades(
     ] = None,
     output: Annotated[
         ExportFormat, typer.Option("--format", help="Output format (parquet needs --out).")
-    ] = ExportFormat.table,
+    ] = "table",
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write to this file instead of the terminal."),
@@ -190,9 +172,9 @@ def trades(
         trade_rows,
     )
 
-    if output is ExportFormat.parquet and out is None:
+    if output == "parquet" and out is None:
         raise _bad_option("--format parquet writes a file: add --out FILE.parquet")
-    if out is not None and output is ExportFormat.table:
+    if out is not None and output == "table":
         raise _bad_option("--out writes csv, json or parquet: add --format csv|json|parquet")
     try:
         engine = connect(_db_url(db), create=False)
@@ -201,11 +183,11 @@ def trades(
             rows = pnl_rows(
                 engine,
                 run_id,
-                by.value,
+                by,
                 symbol=symbol,
                 since=since,
                 until=until,
-                side=side.value if side else None,
+                side=side,
             )
         else:
             rows = trade_rows(
@@ -214,27 +196,27 @@ def trades(
                 symbol=symbol,
                 since=since,
                 until=until,
-                side=side.value if side else None,
+                side=side,
             )
     except EmarlError as exc:
         raise _fail(exc) from None
     if not rows:
-        what = "Shapley values (does the run have agents?)" if by is PnlGroup.agent else "trades"
+        what = "Shapley values (does the run have agents?)" if by == "agent" else "trades"
         _console(stderr=True).print(f"no {what} match these filters")
         raise typer.Exit(1)
     if by is not None:
-        columns = list(AGENT_PNL_COLUMNS if by is PnlGroup.agent else (by.value, *PNL_COLUMNS))
-        title = f"P&L of run {run_id} by {by.value} (UTC)"
+        columns = list(AGENT_PNL_COLUMNS if by == "agent" else (by, *PNL_COLUMNS))
+        title = f"P&L of run {run_id} by {by} (UTC)"
         _export(rows, columns, output, out, title)
         return
-    shown = _limit(limit, output is ExportFormat.table and out is None)
+    shown = _limit(limit, output == "table" and out is None)
     if shown is not None and len(rows) > shown:
         _shown(shown, len(rows), "fills")
         rows = rows[len(rows) - shown :]
-    if output is not ExportFormat.parquet:
+    if output != "parquet":
         _fmt_times(rows, "time", "time")
     columns = list(TRADE_COLUMNS)
-    if output is ExportFormat.table:
+    if output == "table":
         columns = ["time", "side", "quantity", "price", "commission", "slippage", "order_id"]
     _export(rows, columns, output, out, f"trades of run {run_id} (times UTC)", times=("time",))
 
@@ -249,12 +231,13 @@ def _export(
 ) -> None:
     """Rows to the terminal, or to ``out`` as CSV, JSON or Parquet (``times`` columns hold
     int ns UTC and become timestamps in Parquet)."""
-    if out is None:
-        _emit(rows, columns, OutputFormat(output.value), title)
+    if out is None:  # parquet needs --out (checked first)
+        assert output != "parquet"
+        _emit(rows, columns, output, title)
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if output is ExportFormat.parquet:
+        if output == "parquet":
             import pandas as pd  # pandas loads only to write Parquet
 
             frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
@@ -262,7 +245,7 @@ def _export(
                 if name in frame:
                     frame[name] = pd.to_datetime(frame[name].astype("int64"), utc=True)
             frame.to_parquet(out, index=False)
-        elif output is ExportFormat.json:
+        elif output == "json":
             with out.open("w", encoding="utf-8") as handle:
                 json.dump([{c: r.get(c) for c in columns} for r in rows], handle, indent=1)
         else:
@@ -282,7 +265,7 @@ def shapley(
     aggregate: Annotated[
         bool, typer.Option("--aggregate", help="One row per agent instead of per bar.")
     ] = False,
-    output: FormatOption = OutputFormat.table,
+    output: FormatOption = "table",
     db: DbOption = None,
     include_incomplete: IncompleteOption = False,
     limit: LimitOption = None,
@@ -295,7 +278,7 @@ def shapley(
     from storage.db import connect
     from storage.query import shapley_count, shapley_rows
 
-    shown = None if aggregate else _limit(limit, output is OutputFormat.table)
+    shown = None if aggregate else _limit(limit, output == "table")
     try:
         engine = connect(_db_url(db), create=False)
         run_id = _resolve(engine, run, include_incomplete)
@@ -345,7 +328,7 @@ def compare(
     output: Annotated[
         OutputFormat,
         typer.Option("--format", help="table: metrics by runs; csv and json: one row per run."),
-    ] = OutputFormat.table,
+    ] = "table",
     db: DbOption = None,
     include_incomplete: IncompleteOption = False,
 ) -> None:
@@ -380,7 +363,7 @@ def compare(
         row["start"] = _fmt_time(row.pop("start_ns"))
         row["end"] = _fmt_time(row.pop("end_ns"))
         row["trained_until"] = _fmt_time(row.pop("trained_last_ns")) or None
-    if output is not OutputFormat.table:
+    if output != "table":
         _emit(rows, ["id", "name", "status", "symbol", "strategy", *metrics], output, title="")
         return
     # rich loads only when a table is printed

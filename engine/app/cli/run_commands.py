@@ -17,7 +17,6 @@ import typer
 
 from engine.app.cli.common import (
     DbOption,
-    OutputFormat,
     QuietOption,
     _console,
     _db_url,
@@ -116,7 +115,7 @@ def backtest(
         _emit(
             [{"symbol": k, **v} for k, v in result.outcome.symbols.items()],
             ["symbol", "fills", "trades", "win_rate", "fees", "final_position", "pnl"],
-            OutputFormat.table,
+            "table",
             title="by symbol: fills, round trips, fees, final position, P&L contribution",
         )
     if result.agents:
@@ -128,7 +127,7 @@ def backtest(
         _emit(
             result.agents,
             ["agent", "shapley_pnl", "share_price", "weight"],
-            OutputFormat.table,
+            "table",
             title=title,
         )
 
@@ -373,7 +372,7 @@ def evaluate(
     _emit(
         rows,
         [c for c in columns if c],
-        OutputFormat.table,
+        "table",
         title=f"{figures['bars']:,} bars from {_fmt_time(figures['first_bar_ns'])} "
         f"to {_fmt_time(figures['last_bar_ns'])}",
     )

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from engine.app.cli.common import (
     DbOption,
     FormatOption,
-    OutputFormat,
     QuietOption,
     _console,
     _emit,
     _fail,
     _num,
     _pct,
+    option_groups,
 )
 from engine.core.errors import EmarlError
+
+R = TypeVar("R")
 
 
 def _task_progress(label: str, quiet: bool) -> Any:
@@ -42,43 +46,6 @@ def _task_progress(label: str, quiet: bool) -> Any:
         console=_console(stderr=True),
         transient=True,
     )
-
-
-def _run_with_progress(label: str, quiet: bool, work: Any) -> Any:
-    bar = _task_progress(label, quiet)
-    if bar is None:
-        return work(None)
-    with bar:
-        task = bar.add_task(label, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return work(progress)
-
-
-def _dask_options(
-    db: str | None,
-    scheduler: str | None,
-    workers: int,
-    retries: int,
-    summary_only: bool,
-    scenario: Path,
-    train_updates: int | None,
-    checkpoint_dir: Path | None,
-) -> dict[str, Any]:
-    """The options ``run_sweep`` and ``run_walk_forward`` share: the database, the Dask
-    cluster and its retries, which rows each run keeps, and how each task trains."""
-    return {
-        "db_url": db,
-        "scheduler": scheduler,
-        "workers": workers,
-        "retries": retries,
-        "keep_messages": not summary_only,
-        "scenario_path": str(scenario),
-        "train_updates": train_updates,
-        "checkpoint_dir": checkpoint_dir,
-    }
 
 
 def _shorten(text: str | None, width: int) -> str | None:
@@ -130,17 +97,59 @@ CheckpointDirOption = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class DaskOptions:
+    """The options ``sweep`` and ``walkforward`` share: the Dask cluster and its retries,
+    the database and which rows each run keeps, how each task trains, and the output."""
+
+    sort: SortOption = "sharpe"
+    scheduler: SchedulerOption = None
+    workers: WorkersOption = 2
+    retries: RetriesOption = 2
+    summary_only: SummaryOnlyOption = False
+    train_updates: TrainUpdatesOption = None
+    checkpoint_dir: CheckpointDirOption = None
+    db: DbOption = None
+    quiet: QuietOption = False
+    output: FormatOption = "table"
+
+    def run(self, label: str, scenario: Path, work: Callable[[Any], R]) -> R:
+        """``work(batch)``, with the :class:`~engine.app.sweep.Batch` these options give
+        and a progress bar on a terminal."""
+        from engine.app.sweep import Batch  # loads numpy and msgspec: only when it runs
+
+        def batch(progress: Callable[[int, int], None] | None) -> Any:
+            return Batch(
+                db_url=self.db,
+                scheduler=self.scheduler,
+                workers=self.workers,
+                retries=self.retries,
+                keep_messages=not self.summary_only,
+                scenario_path=str(scenario),
+                train_updates=self.train_updates,
+                checkpoint_dir=self.checkpoint_dir,
+                progress=progress,
+            )
+
+        bar = _task_progress(label, self.quiet)
+        if bar is None:
+            return work(batch(None))
+        with bar:
+            task = bar.add_task(label, total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return work(batch(progress))
+
+
+@option_groups
 def sweep(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/demo.toml.")],
     grid: GridOption = None,
     seeds: Annotated[
         int, typer.Option(help="Seeds per combination: the scenario's seed, then +1, +2, ...")
     ] = 1,
-    scheduler: SchedulerOption = None,
-    workers: WorkersOption = 2,
-    sort: SortOption = "sharpe",
-    retries: RetriesOption = 2,
-    summary_only: SummaryOnlyOption = False,
     train_first: Annotated[
         bool,
         typer.Option(
@@ -149,11 +158,8 @@ def sweep(
             "run.trade_start, then backtests from it (on when a --grid key is in [train]).",
         ),
     ] = False,
-    train_updates: TrainUpdatesOption = None,
-    checkpoint_dir: CheckpointDirOption = None,
-    db: DbOption = None,
-    quiet: QuietOption = False,
-    output: FormatOption = OutputFormat.table,
+    *,
+    options: DaskOptions,
 ) -> None:
     """Backtest every combination of a parameter grid on Dask and rank the results.
 
@@ -168,24 +174,20 @@ def sweep(
     from engine.app.scenario import load_scenario
     from engine.app.sweep import check_metric, parse_grid, run_sweep
 
-    options = _dask_options(
-        db, scheduler, workers, retries, summary_only, scenario, train_updates, checkpoint_dir
-    )
     try:
         config = load_scenario(scenario)
-        check_metric(sort)
+        check_metric(options.sort)
         parsed = parse_grid(grid or [])
-        result = _run_with_progress(
+        result = options.run(
             "sweep",
-            quiet,
-            lambda progress: run_sweep(
+            scenario,
+            lambda batch: run_sweep(
                 config,
                 parsed,
                 seeds=seeds,
-                sort=sort,
-                progress=progress,
+                sort=options.sort,
                 train=True if train_first else None,
-                **options,
+                batch=batch,
             ),
         )
     except EmarlError as exc:
@@ -206,10 +208,10 @@ def sweep(
         "run_id",
         "error",
     ]
-    if sort not in columns:
-        columns.insert(columns.index("status") + 1, sort)
+    if options.sort not in columns:
+        columns.insert(columns.index("status") + 1, options.sort)
     rows = result.rows
-    if output is OutputFormat.table:
+    if options.output == "table":
         rows = [{**row, "error": _shorten(row["error"], 70)} for row in rows]
     else:
         columns += ["fills_hash", "wall_seconds", "worker"]
@@ -218,14 +220,14 @@ def sweep(
     _emit(
         rows,
         columns,
-        output,
+        options.output,
         title=f"sweep {result.sweep_id}: {len(result.rows)} tasks on {result.workers} workers "
-        f"in {result.wall_seconds:.1f} s, best {sort} first",
+        f"in {result.wall_seconds:.1f} s, best {options.sort} first",
     )
     deflated = result.deflated
-    if output is OutputFormat.table and deflated.get("best_task") is not None:
+    if options.output == "table" and deflated.get("best_task") is not None:
         _console().print(
-            f"deflated Sharpe ratio of the best by {sort} (task {deflated['best_task']}): "
+            f"deflated Sharpe ratio of the best by {options.sort} (task {deflated['best_task']}): "
             f"{deflated['dsr']:.1%} probability that its true Sharpe ratio beats "
             f"{deflated['expected_max_sharpe']:.2f}, what the best of {deflated['trials']} "
             "trials without skill would show (Bailey and López de Prado 2014)",
@@ -239,6 +241,7 @@ def sweep(
         raise typer.Exit(1)
 
 
+@option_groups
 def walkforward(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/demo.toml.")],
     train: Annotated[
@@ -256,12 +259,6 @@ def walkforward(
             "Without it the train step has nothing to learn.",
         ),
     ] = None,
-    sort: SortOption = "sharpe",
-    scheduler: SchedulerOption = None,
-    workers: WorkersOption = 2,
-    retries: RetriesOption = 2,
-    summary_only: SummaryOnlyOption = False,
-    train_updates: TrainUpdatesOption = None,
     keep_checkpoint: Annotated[
         bool,
         typer.Option(
@@ -270,10 +267,8 @@ def walkforward(
             "training one per fold (it may have been trained on test bars).",
         ),
     ] = False,
-    checkpoint_dir: CheckpointDirOption = None,
-    db: DbOption = None,
-    quiet: QuietOption = False,
-    output: FormatOption = OutputFormat.table,
+    *,
+    options: DaskOptions,
 ) -> None:
     """Rolling walk-forward: train on each window, test out of sample on the next.
 
@@ -289,34 +284,30 @@ def walkforward(
     from engine.app.sweep import check_metric, parse_grid
     from engine.app.walkforward import parse_period, run_walk_forward
 
-    options = _dask_options(
-        db, scheduler, workers, retries, summary_only, scenario, train_updates, checkpoint_dir
-    )
     try:
         config = load_scenario(scenario)
-        check_metric(sort)
+        check_metric(options.sort)
         train_period = parse_period(train, "--train")
         test_period = parse_period(test, "--test")
         step_period = parse_period(step, "--step") if step else test_period
         grid = parse_grid(optimize or [])
-        result = _run_with_progress(
+        result = options.run(
             "walk-forward",
-            quiet,
-            lambda progress: run_walk_forward(
+            scenario,
+            lambda batch: run_walk_forward(
                 config,
                 train=train_period,
                 test=test_period,
                 step=step_period,
                 optimize=grid or None,
-                sort=sort,
-                progress=progress,
+                sort=options.sort,
                 keep_checkpoint=keep_checkpoint,
-                **options,
+                batch=batch,
             ),
         )
     except EmarlError as exc:
         raise _fail(exc) from None
-    if output is OutputFormat.json:
+    if options.output == "json":
         typer.echo(
             json.dumps(
                 {"sweep_id": result.sweep_id, "folds": result.folds, "summary": result.summary},
@@ -326,9 +317,9 @@ def walkforward(
         )
     else:
         zone = config.data.timezone
-        if output is OutputFormat.csv:
+        if options.output == "csv":
             rows = [_fold_row(fold, zone) for fold in result.folds]
-            _emit(rows, [*FOLD_TABLE_COLUMNS, "note"], output, title="")
+            _emit(rows, [*FOLD_TABLE_COLUMNS, "note"], options.output, title="")
         else:
             _console().print(
                 walk_forward_table(
