@@ -32,7 +32,10 @@ def walk_forward_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     config = synthetic_scenario(
         1_900, run="seed = 5", strategy="fast = 5\nslow = 20\nquantity = 10"
     )
-    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as c:
+    # its HTTP server on a free loopback port: the scale tests' cluster may hold Dask's 8787
+    with Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+    ) as c:
         result = run_walk_forward(
             config,
             train=Period(2, "W"),

@@ -101,7 +101,7 @@ class MqttConnection:
 
     def key(self) -> bytes | None:
         """The feed's signing key, checked (None: unsigned)."""
-        from engine.core.wire import feed_key
+        from engine.core.wire import feed_key  # loads msgspec: only when connecting
 
         return feed_key(self.feed_key)
 
