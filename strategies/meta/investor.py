@@ -83,7 +83,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from operator import add as _add
-from typing import TypedDict
 
 import numpy as np
 
@@ -110,21 +109,6 @@ from strategies.meta.step import MetaInvestorParams, MetaInvestorState, MetaStep
 from strategies.sizing import AccountView
 
 __all__ = ["MetaInvestor"]
-
-
-class _Stamp(TypedDict):
-    """The times every record of one step carries."""
-
-    ts_event: int
-    ts_init: int
-
-
-class _AgentNames(TypedDict):
-    """What names an agent on each of its Shapley records and valuations."""
-
-    symbol: str
-    agent_id: str
-    agent_index: int
 
 
 class MetaInvestor:
@@ -174,10 +158,6 @@ class MetaInvestor:
         #: a universe's: the symbol's commissions and borrow fees so far (module docstring)
         self._symbol_costs = symbol_costs
         self.agent_ids = tuple(agent_ids)
-        self._agents: list[_AgentNames] = [
-            {"symbol": symbol, "agent_id": agent_id, "agent_index": i}
-            for i, agent_id in enumerate(self.agent_ids)
-        ]
         self.state = MetaInvestorState(params, rng)
         self._broker = broker
         self.max_position = max_position
@@ -430,17 +410,21 @@ class MetaInvestor:
         self._price_high = max(self._price_high, _unscaled(max(prices), exponent))
         coalitions = result.coalition_count
         method = result.method
+        symbol = self.symbol
         bus = self._bus
         next_seq = bus.next_seq
         publish = bus.publish
-        # every record of a step carries its time and its agent
-        stamp: _Stamp = {"ts_event": bar.ts_event, "ts_init": self._clock.now_ns()}
-        for i, agent in enumerate(self._agents):
+        ts = bar.ts_event
+        now = self._clock.now_ns()
+        for i, agent_id in enumerate(self.agent_ids):
             publish(
                 ShapleyRecord(
-                    **stamp,
-                    **agent,
+                    ts_event=ts,
+                    ts_init=now,
                     seq=next_seq(),
+                    symbol=symbol,
+                    agent_id=agent_id,
+                    agent_index=i,
                     decision_ts=decision_ts,
                     phi=phi[i],
                     value_full=actual,
@@ -450,12 +434,15 @@ class MetaInvestor:
                     stderr=stderr[i],
                 )
             )
-        for i, agent in enumerate(self._agents):
+        for i, agent_id in enumerate(self.agent_ids):
             publish(
                 Valuation(
-                    **stamp,
-                    **agent,
+                    ts_event=ts,
+                    ts_init=now,
                     seq=next_seq(),
+                    symbol=symbol,
+                    agent_id=agent_id,
+                    agent_index=i,
                     share_price=prices[i],
                     volatility=volatilities[i],
                     strike=strikes[i],
