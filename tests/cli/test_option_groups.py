@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
+from engine.app.cli import app
 from engine.app.cli.common import option_groups
+from engine.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,55 @@ def test_a_group_s_options_are_in_the_help_and_checked_like_any_other() -> None:
     bad = CliRunner().invoke(app, ["connect", "host", "--port", "many"])
     assert bad.exit_code == 2
     assert "--port" in bad.output
+
+
+def test_paper_without_options_runs_with_the_engine_s_default_paper_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The CLI declares its own defaults (it starts without the engine): they must be
+    ``PaperOptions``' and ``MqttSettings``' own, or the CLI and the API part ways."""
+    import engine.app.paper as paper
+    from engine.feeds.mqtt import MqttSettings
+
+    calls: list[tuple[Any, Any]] = []
+
+    def fake_run_paper(config: Any, settings: Any, options: Any, **_: Any) -> Any:
+        calls.append((settings, options))
+        return paper.PaperResult(
+            run_id=1, outcome="end", bars=0, replayed=0, dropped=0, reconnects=0, wall_seconds=0
+        )
+
+    monkeypatch.setattr(paper, "run_paper", fake_run_paper)
+    monkeypatch.delenv("EMARL_MQTT_URL", raising=False)
+    monkeypatch.delenv("EMARL_FEED_KEY", raising=False)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[run]\nname = "p"\n[data]\nsource = "synthetic"\n')
+    result = CliRunner().invoke(app, ["paper", str(scenario), "--quiet"])
+    assert result.exit_code == 0, result.output
+    [(settings, options)] = calls
+    assert options == paper.PaperOptions(run_name="p")
+    assert settings == MqttSettings.from_url("mqtt://127.0.0.1:1883")
+
+
+@pytest.mark.parametrize("command", ["sweep", "walkforward"])
+def test_sweep_and_walkforward_without_options_run_with_the_default_batch(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import engine.app.sweep as sweep
+    import engine.app.walkforward as walkforward
+
+    batches: list[Any] = []
+
+    def fake(*_: Any, batch: Any, **__: Any) -> Any:
+        batches.append(batch)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(sweep, "run_sweep", fake)
+    monkeypatch.setattr(walkforward, "run_walk_forward", fake)
+    monkeypatch.delenv("EMARL_DB", raising=False)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[run]\nname = "p"\n[data]\nsource = "synthetic"\n')
+    result = CliRunner().invoke(app, [command, str(scenario), "--quiet"])
+    assert result.exit_code != 0 and "stop here" in result.output
+    [batch] = batches
+    assert batch == sweep.Batch(scenario_path=str(scenario))
