@@ -59,21 +59,24 @@ __all__ = [
     "reason_kind",
 ]
 
+Side = Literal["buy", "sell"]
 BUY: Final = "buy"
 SELL: Final = "sell"
+
+OrderType = Literal["market", "limit", "stop", "stop_limit"]
 MARKET: Final = "market"
 LIMIT: Final = "limit"
 STOP: Final = "stop"
 STOP_LIMIT: Final = "stop_limit"
+
+TimeInForce = Literal["gtc", "day"]
 GTC: Final = "gtc"
 DAY: Final = "day"
+
+#: an agent's vote (AgentAction.action), also the index of its probability
 BEARISH: Final = 0
 NEUTRAL: Final = 1
 BULLISH: Final = 2
-
-Side = Literal["buy", "sell"]
-OrderType = Literal["market", "limit", "stop", "stop_limit"]
-TimeInForce = Literal["gtc", "day"]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag=True, gc=False, array_like=True):
