@@ -18,9 +18,9 @@ from plotly.subplots import make_subplots
 
 from reporting.downsample import DEFAULT_BUCKETS, bucket_means, minmax_indices
 from reporting.trades import fill_kinds
+from storage.training import LEARNING_CURVES
 
 __all__ = [
-    "LEARNING_METRICS",
     "agent_actions_figure",
     "bubbles_figure",
     "equity_figure",
@@ -41,16 +41,6 @@ LONG, SHORT = "#1a9850", "#d73027"
 # Markers drawn at once per trace: every fill is in the figure, and zooming in shows
 # every one in view, but drawing tens of thousands of SVG markers would stall the page.
 MAX_MARKERS = 1_500
-LEARNING_METRICS = (
-    "episode_return",
-    "episode_pnl",
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "approx_kl",
-    "clip_fraction",
-    "explained_variance",
-)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -448,7 +438,7 @@ def monthly_returns_figure(table: pd.DataFrame) -> go.Figure:
 def learning_curves_figure(metrics: pd.DataFrame) -> go.Figure:
     """Training curves, one panel per metric against the update number.
 
-    ``metrics`` has an ``update`` column and any of ``LEARNING_METRICS``
+    ``metrics`` has an ``update`` column and any of ``LEARNING_CURVES``
     (episode return, policy and value loss, entropy, approximate KL, clip
     fraction, explained variance); other columns are ignored. Raises
     ``ValueError`` when ``update`` or every metric is missing.
@@ -456,10 +446,10 @@ def learning_curves_figure(metrics: pd.DataFrame) -> go.Figure:
 
     if "update" not in metrics.columns:
         raise ValueError("learning curves need an 'update' column")
-    present = [name for name in LEARNING_METRICS if name in metrics.columns]
+    present = [name for name in LEARNING_CURVES if name in metrics.columns]
     if not present:
         raise ValueError(
-            f"learning curves need at least one of {', '.join(LEARNING_METRICS)}; "
+            f"learning curves need at least one of {', '.join(LEARNING_CURVES)}; "
             f"got columns {', '.join(map(str, metrics.columns))}"
         )
     frame = metrics.sort_values("update")

@@ -15,18 +15,15 @@ from storage.jobs import end_job, insert_job
 from storage.models import TrainingMetric, TrainingRun
 
 __all__ = [
+    "LEARNING_CURVES",
     "add_training_metric",
     "create_training_run",
     "finish_training_run",
     "training_metrics",
 ]
 
-_METRIC_FIELDS = (
-    "update",
-    "stage",
-    "complexity",
-    "episodes",
-    "agent_steps",
+#: the per-update figures a learning curve plots (reporting.figures.learning_curves_figure)
+LEARNING_CURVES = (
     "episode_return",
     "episode_pnl",
     "policy_loss",
@@ -35,6 +32,14 @@ _METRIC_FIELDS = (
     "approx_kl",
     "clip_fraction",
     "explained_variance",
+)
+_METRIC_FIELDS = (
+    "update",
+    "stage",
+    "complexity",
+    "episodes",
+    "agent_steps",
+    *LEARNING_CURVES,
     "weights",
     "seconds",
 )
