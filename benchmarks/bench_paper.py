@@ -8,9 +8,11 @@ port; ``emarl paper`` runs as its own process, as in production.
   t's open) arrives on ``emarl/<run>/order_filled/<symbol>`` is measured for
   every fill (SMA(1)/SMA(2) on the synthetic market, so it trades often). Each
   fill is committed to SQLite before it is sent.
-* Throughput: the Weichai bars are published at ``--speed max``; the rate is
-  taken from the arrival times the run stored with its first and last bar
-  (every bar committed in its own transaction), on SQLite and on PostgreSQL.
+* Throughput: the Weichai bars are published at ``--speed max`` (never more than
+  500 bars ahead of the run, engine.feeds.readers, so the publisher finishes with
+  the run); the rate is taken from the arrival times the run stored with its first
+  and last bar (every bar committed in its own transaction), on SQLite and on
+  PostgreSQL.
 
 Figures are printed, not asserted.
 
@@ -37,14 +39,8 @@ from engine.app.scenario import load_scenario, parse_scenario  # noqa: E402
 from engine.core.events import OrderFilled  # noqa: E402
 from engine.core.wire import unpack  # noqa: E402
 from engine.feeds.bars import load_bars  # noqa: E402
-from engine.feeds.mqtt import (  # noqa: E402
-    MqttSettings,
-    close_client,
-    connect_client,
-    first_bars,
-    make_client,
-    publish_bars,
-)
+from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client  # noqa: E402
+from engine.feeds.replay import first_bars, publish_bars  # noqa: E402
 from tests.paper.broker import Mosquitto  # noqa: E402
 
 POSTGRES_URL = os.environ.get("EMARL_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

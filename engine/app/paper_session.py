@@ -7,9 +7,11 @@ id stable for the run, hands each message to the synchronous core
 background once the bar is committed, and acknowledges a message only after that: a
 process killed at any point gets its unacknowledged bars again. A held end marker is
 acknowledged with the end of the feed; a halt (see :mod:`engine.feeds.guard`) is not
-acknowledged, so a restart reads that bar first. Lost connections are retried with
-jittered exponential backoff. A watchdog logs a stale feed and refreshes the run's
-heartbeat while it waits for bars.
+acknowledged, so a restart reads that bar first. Every 25 messages it reports how far it
+has read, so that a replay does not outrun it (:mod:`engine.feeds.readers`); it clears
+the report when it stops, and its connection's will clears it when the connection is
+lost. Lost connections are retried with jittered exponential backoff. A watchdog logs a
+stale feed and refreshes the run's heartbeat while it waits for bars.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,7 @@ from engine.feeds.mqtt import (
     connect_client,
     make_client,
 )
+from engine.feeds.readers import PROGRESS_EVERY, progress, reader_topic
 from storage.runs import HEARTBEAT_SECONDS, touch_run
 
 if TYPE_CHECKING:
@@ -141,6 +144,10 @@ class PaperSession:
         if outbox:
             outbox.clear()
         self.sending: set[asyncio.Task[None]] = set()
+        # how far it has read, for publishers that must not outrun it (engine.feeds.readers)
+        self.progress_topic = reader_topic(feed, client_id)
+        self.read_seq = 0
+        self.read = 0
         self.sent_batches = 0
         self.reconnects = 0
         self.accepted = 0
@@ -156,7 +163,11 @@ class PaperSession:
         try:
             while not self.stop.is_set():
                 client = make_client(
-                    self.settings, client_id=self.client_id, persistent=True, manual_ack=True
+                    self.settings,
+                    client_id=self.client_id,
+                    persistent=True,
+                    manual_ack=True,
+                    will=aiomqtt.Will(self.progress_topic, b"", qos=1, retain=True),
                 )
                 try:
                     await connect_client(client, self.settings)
@@ -189,6 +200,8 @@ class PaperSession:
                         await self._send(client, batch)
                     outcome = await self._consume_until_stopped(client)
                     await self._drain()
+                    with contextlib.suppress(aiomqtt.MqttError):  # else the will clears it
+                        await self._send(client, [(self.progress_topic, b"")], retain=True)
                     await close_client(client)
                     return outcome
                 except aiomqtt.MqttError as exc:
@@ -210,9 +223,11 @@ class PaperSession:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
 
-    async def _send(self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]) -> None:
+    async def _send(
+        self, client: aiomqtt.Client, messages: list[tuple[str, bytes]], retain: bool = False
+    ) -> None:
         results = await asyncio.gather(
-            *(client.publish(name, payload, qos=1) for name, payload in messages),
+            *(client.publish(name, payload, qos=1, retain=retain) for name, payload in messages),
             return_exceptions=True,
         )
         for result in results:
@@ -231,7 +246,21 @@ class PaperSession:
                 log.debug("sending %d messages failed (%s); will resend", len(messages), exc)
                 self.unsent.append((number, messages))
 
-        task = asyncio.create_task(send())
+        self._background(send())
+
+    def _report(self, client: aiomqtt.Client) -> None:
+        """Say how far the run has read, in the background (a lost report is replaced by
+        the next one)."""
+        message = [(self.progress_topic, progress(self.read_seq))]
+
+        async def send() -> None:
+            with contextlib.suppress(Exception):
+                await self._send(client, message, retain=True)
+
+        self._background(send())
+
+    def _background(self, send: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(send)
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
 
@@ -255,6 +284,10 @@ class PaperSession:
             if verdict.action == HALT:  # not acknowledged: a restart reads it first
                 return "halted"
             ack(client, message.mid)
+            self.read += 1
+            self.read_seq = max(self.read_seq, verdict.seq)
+            if self.read % PROGRESS_EVERY == 0:
+                self._report(client)
             if verdict.action == PROCESS:
                 self.accepted += 1
                 if self.stale:

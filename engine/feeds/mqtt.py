@@ -10,7 +10,7 @@
   what it publishes onto ``emarl/<run>/<event>/<symbol>``: the messages wait
   in :attr:`MqttBus.outbox` until the asyncio shell sends them, after the bar
   that produced them is committed.
-* :func:`publish_bars` is the market-data simulator behind ``emarl publish``.
+* :mod:`engine.feeds.replay` holds the market-data simulator behind ``emarl publish``.
 * :func:`backoff_delays` gives the jittered exponential reconnection delays.
 
 Every aiomqtt or paho exception is translated into :class:`BusError` here or
@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import logging
 import random
 import re
 import socket
 import ssl
-import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -42,14 +40,12 @@ import aiomqtt
 
 from engine.core.bus import ANY, MessageBus, topic
 from engine.core.errors import BusError, ConfigError
-from engine.core.events import Bar, Message, RunFinished
+from engine.core.events import Bar, Message
 from engine.core.wire import pack
 
 if TYPE_CHECKING:
     import aiomqtt
 
-    from engine.feeds.bars import BarData
-    from engine.feeds.universe import Universe
 
 __all__ = [
     "DEFAULT_URL",
@@ -57,8 +53,6 @@ __all__ = [
     "MqttSettings",
     "backoff_delays",
     "connect_client",
-    "parse_speed",
-    "publish_bars",
 ]
 
 log = logging.getLogger("emarl.mqtt")
@@ -199,13 +193,15 @@ def make_client(
     client_id: str | None = None,
     persistent: bool = False,
     manual_ack: bool = False,
+    will: aiomqtt.Will | None = None,
 ) -> aiomqtt.Client:
     """An aiomqtt client (not yet connected).
 
     With ``manual_ack`` a received QoS 1 message is acknowledged only when
     :func:`ack` is called, after the bar it carries is committed: a process
     killed before that gets the message again from the broker. aiomqtt has no
-    public switch for this, so it is set on the paho client it wraps.
+    public switch for this, so it is set on the paho client it wraps. ``will`` is what
+    the broker publishes when the connection is lost.
     """
 
     client = aiomqtt.Client(
@@ -215,6 +211,7 @@ def make_client(
         password=settings.password,
         identifier=client_id,
         clean_session=not persistent,
+        will=will,
         keepalive=settings.keepalive,
         tls_context=settings.tls_context(),
         tls_insecure=settings.tls_insecure if settings.tls else None,
@@ -415,171 +412,3 @@ class MqttBus(MessageBus):
         if name is None:
             name = self._topics[key] = topic(self.run, message_type, symbol)
         self.outbox.append((name, pack(self.run, message.seq, message)))
-
-
-def first_bars(data: BarData, count: int) -> BarData:
-    """The first ``count`` bars of ``data``."""
-
-    regime = None if data.regime is None else data.regime[:count]
-    return dataclasses.replace(
-        data,
-        ts=data.ts[:count],
-        open=data.open[:count],
-        high=data.high[:count],
-        low=data.low[:count],
-        close=data.close[:count],
-        volume=data.volume[:count],
-        regime=regime,
-    )
-
-
-def parse_speed(speed: str) -> float | None:
-    """``max`` -> None (no pacing), ``realtime`` -> 1, ``60x`` -> 60."""
-    text = speed.strip().lower()
-    if text == "max":
-        return None
-    if text == "realtime":
-        return 1.0
-    if text.endswith("x"):
-        try:
-            factor = float(text[:-1])
-        except ValueError:
-            factor = -1.0
-        if factor > 0.0:
-            return factor
-    raise ConfigError(f"--speed {speed!r}: use realtime, max, or a factor such as 60x")
-
-
-@dataclass(frozen=True)
-class PublishReport:
-    bars: int
-    seconds: float
-    reconnects: int
-
-
-async def publish_bars(
-    data: BarData | Universe,
-    settings: MqttSettings,
-    *,
-    feed: str,
-    speed: float | None = None,
-    end: bool = True,
-    window: int = 200,
-    on_published: Callable[[int, int], None] | None = None,
-    stop: asyncio.Event | None = None,
-    key: bytes | None = None,
-) -> PublishReport:
-    """Publish ``data`` bar by bar to ``emarl/<feed>/bar/<symbol>`` (QoS 1, retained);
-    a universe's bars each to their symbol's topic, in time-slice order, under one
-    sequence (the end marker on the first symbol's topic).
-
-    Bars carry feed sequence numbers 1..n; with ``end`` a
-    :class:`~engine.core.events.RunFinished` marker follows as number n+1 on
-    ``emarl/<feed>/run_finished/<symbol>``. ``speed`` None sends as fast as the
-    broker acknowledges (``window`` messages in flight); a factor paces bars by
-    their timestamps divided by it. Lost connections are retried with
-    jittered backoff, re-sending every bar the broker had not acknowledged.
-    ``on_published(seq, monotonic_ns)`` is called as each bar is handed to the
-    client (benchmarks use it). With ``key`` every envelope is signed
-    (HMAC-SHA256, see :mod:`engine.core.wire`).
-    """
-
-    quiet_socket_races()
-    index = getattr(data, "symbol_index", None)  # a Universe's (pandas loads not here)
-    if index is not None:  # each bar on its symbol's topic, one sequence
-        names, which = list(data.symbols), index.tolist()  # type: ignore[union-attr]
-    else:
-        names, which = [data.symbol], None
-    bar_topics = [topic(feed, Bar, name) for name in names]
-    end_topic = topic(feed, RunFinished, names[0])
-    total = len(data)
-    ts = data.ts.tolist()
-    columns = (
-        data.open.tolist(),
-        data.high.tolist(),
-        data.low.tolist(),
-        data.close.tolist(),
-        data.volume.tolist(),
-    )
-
-    def payload(i: int) -> bytes:
-        now = time.time_ns()
-        bar = Bar(
-            ts_event=ts[i],
-            ts_init=now,
-            seq=i + 1,
-            symbol=names[0 if which is None else which[i]],
-            open=columns[0][i],
-            high=columns[1][i],
-            low=columns[2][i],
-            close=columns[3][i],
-            volume=columns[4][i],
-        )
-        return pack(feed, i + 1, bar, key)
-
-    started = time.perf_counter()
-    start_wall = time.monotonic()
-    confirmed = 0  # bars [0, confirmed) are acknowledged by the broker
-    reconnects = 0
-    delays = backoff_delays()
-    connected_once = False
-    while True:
-        client = make_client(settings)
-        try:
-            await connect_client(client, settings)
-        except BusError as exc:
-            if not connected_once:
-                raise
-            reconnects += 1
-            delay = next(delays)
-            log.warning("%s; retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            continue
-        delays = backoff_delays()
-        if not connected_once:
-            log.info("publishing %d bars to %s from seq 1", total, " ".join(bar_topics))
-        connected_once = True
-        try:
-            while confirmed < total:
-                if stop is not None and stop.is_set():
-                    return PublishReport(confirmed, time.perf_counter() - started, reconnects)
-                if speed is None:
-                    stop_at = min(confirmed + window, total)
-                else:
-                    due = start_wall + (ts[confirmed] - ts[0]) / 1e9 / speed
-                    wait = due - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    stop_at = confirmed + 1
-                sends = []
-                for i in range(confirmed, stop_at):
-                    at = bar_topics[0 if which is None else which[i]]
-                    sends.append(client.publish(at, payload(i), qos=1, retain=True))
-                    if on_published is not None:
-                        on_published(i + 1, time.monotonic_ns())
-                results = await until_disconnected(
-                    client, asyncio.gather(*sends, return_exceptions=True)
-                )
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
-                confirmed = stop_at
-            if end:
-                marker = RunFinished(
-                    ts_event=ts[-1] if ts else 0, ts_init=time.time_ns(), seq=total + 1, bars=total
-                )
-                await client.publish(end_topic, pack(feed, total + 1, marker, key), qos=1)
-            await close_client(client)
-            return PublishReport(total, time.perf_counter() - started, reconnects)
-        except aiomqtt.MqttError as exc:
-            reconnects += 1
-            delay = next(delays)
-            log.warning(
-                "connection to %s lost after %d acknowledged bars (%s); retrying in %.1f s",
-                settings.describe(),
-                confirmed,
-                exc,
-                delay,
-            )
-            await close_client(client)
-            await asyncio.sleep(delay)

@@ -123,3 +123,29 @@ def test_sweep_and_walkforward_without_options_run_with_the_default_batch(
     assert result.exit_code != 0 and "stop here" in result.output
     [batch] = batches
     assert batch == sweep.Batch(scenario_path=str(scenario))
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], "default"), (["--max-lead", "0"], None)])
+def test_publish_waits_for_readers_by_the_engine_s_default_lead(
+    given: list[str], expected: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``emarl publish`` hands ``publish_bars`` the engine's own ``MAX_LEAD`` unless told
+    otherwise; ``--max-lead 0`` does not wait for readers."""
+    import engine.feeds.replay as replay
+    from engine.feeds.readers import MAX_LEAD
+
+    leads: list[Any] = []
+
+    async def fake_publish(*_: Any, max_lead: Any, **__: Any) -> Any:
+        leads.append(max_lead)
+        return replay.PublishReport(bars=0, seconds=0.0, reconnects=0)
+
+    monkeypatch.setattr(replay, "publish_bars", fake_publish)
+    monkeypatch.delenv("EMARL_MQTT_URL", raising=False)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[run]\nname = "p"\n[data]\nsource = "synthetic"\n')
+    result = CliRunner().invoke(app, ["publish", str(scenario), "--bars", "5", *given])
+    assert result.exit_code == 0, result.output
+    assert leads == [MAX_LEAD if expected == "default" else expected]
+    refused = CliRunner().invoke(app, ["publish", str(scenario), "--max-lead", "-1"])
+    assert refused.exit_code != 0 and "--max-lead must be 0" in refused.output

@@ -83,7 +83,8 @@ class Mosquitto:
     """``mosquitto`` with its own config: unlimited queues, optional persistence.
 
     The system broker's default of 1,000 queued messages per offline client would
-    drop bars during a fast replay into a killed subscriber; this one queues all.
+    drop bars during a fast replay into a killed subscriber; this one queues all, or
+    ``max_queued`` per client.
 
     ``users`` (name -> password) turns anonymous access off and writes a password
     file with ``mosquitto_passwd``. ``tls`` makes the listener TLS-only with those
@@ -97,6 +98,7 @@ class Mosquitto:
         persistence: bool = False,
         users: Mapping[str, str] | None = None,
         tls: Certificates | None = None,
+        max_queued: int = 0,
     ) -> None:
         self.folder = folder
         self.port = free_port()
@@ -108,7 +110,7 @@ class Mosquitto:
         lines = [
             f"listener {self.port} {self.host}",
             "set_tcp_nodelay true",
-            "max_queued_messages 0",
+            f"max_queued_messages {max_queued}",
             "max_inflight_messages 20",
             # started as root, mosquitto would switch to a user that cannot write here
             f"user {getpass.getuser()}",

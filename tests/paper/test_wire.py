@@ -8,7 +8,8 @@ import pytest
 from engine.core.errors import ConfigError
 from engine.core.events import Bar, PortfolioSnapshot, RunFinished
 from engine.core.wire import DROP, END, HOLD, PROCESS, Envelope, FeedGate, WireError, pack, unpack
-from engine.feeds.mqtt import MqttSettings, backoff_delays, parse_speed
+from engine.feeds.mqtt import MqttSettings, backoff_delays
+from engine.feeds.replay import parse_speed
 
 BAR_TOPIC = "emarl/feed/bar/SYM"
 END_TOPIC = "emarl/feed/run_finished/SYM"

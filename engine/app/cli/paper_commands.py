@@ -226,6 +226,13 @@ def publish(
     end: Annotated[
         bool, typer.Option("--end/--no-end", help="Send an end-of-feed marker after the bars.")
     ] = True,
+    max_lead: Annotated[
+        int,
+        typer.Option(
+            help="Send no bar more than N numbers past the slowest paper run reading the feed "
+            "(below the broker's queue per client; 0: do not wait for readers).",
+        ),
+    ] = 500,
     quiet: LogQuietOption = False,
     *,
     connection: MqttConnection,
@@ -242,12 +249,15 @@ def publish(
     from engine.app.scenario import InstrumentConfig, load_scenario
     from engine.feeds.bars import load_bars
     from engine.feeds.config import DataConfig
-    from engine.feeds.mqtt import check_name, first_bars, parse_speed, publish_bars
+    from engine.feeds.mqtt import check_name
+    from engine.feeds.replay import first_bars, parse_speed, publish_bars
 
     _log_to_stderr(quiet)
     try:
         check_name("feed", feed)
         factor = parse_speed(speed)
+        if max_lead < 0:
+            raise ConfigError(f"--max-lead must be 0 (do not wait) or more, got {max_lead}")
         settings = connection.settings()
         if file.suffix.lower() == ".toml":
             config = load_scenario(file)
@@ -282,7 +292,9 @@ def publish(
                 data = first_bars(data, bars)
         key = connection.key()
         report = asyncio.run(
-            publish_bars(data, settings, feed=feed, speed=factor, end=end, key=key)
+            publish_bars(
+                data, settings, feed=feed, speed=factor, end=end, key=key, max_lead=max_lead or None
+            )
         )
     except EmarlError as exc:
         raise _fail(exc) from None
@@ -290,6 +302,7 @@ def publish(
         f"published {report.bars:,} bars of {name} to {settings.describe()} "
         f"(emarl/{feed}/bar/{'<symbol>' if ' ' in name else name}) in {report.seconds:.2f} s"
         + (f", {report.reconnects} reconnects" if report.reconnects else "")
+        + (f", {report.waited:.2f} s waiting for readers" if report.waited >= 0.01 else "")
     )
 
 
@@ -396,12 +409,13 @@ def _print_status(info: dict[str, Any]) -> None:
                 f"{_fmt_time(feed['last_bar_ns'])} UTC, lag {age(feed['bar_lag_seconds'])}",
             )
             table.add_row("last bar received", age(feed["receive_lag_seconds"]))
-        table.add_row(
-            "feed state",
-            f"STALE (no bar for over {feed['stale_after_seconds']:.0f} s)"
-            if feed["stale"]
-            else "live",
-        )
+        if info["status"] != "running":
+            state = f"not read (the run is {info['status']})"
+        elif feed["stale"]:
+            state = f"STALE (no bar for over {feed['stale_after_seconds']:.0f} s)"
+        else:
+            state = "live"
+        table.add_row("feed state", state)
         table.add_row("dropped messages", f"{feed['dropped']:,}")
         if feed["last_drop"]:
             table.add_row("last dropped", feed["last_drop"])

@@ -1,0 +1,133 @@
+"""A feed's readers and how far each has got, so that a fast replay never outruns them.
+
+A paper run acknowledges a bar only after committing it, so the bars a replay sends
+faster than the run stores them wait at the broker, and a broker keeps only so many
+for one subscriber: Mosquitto drops every bar past ``max_queued_messages`` (1,000 by
+default), and the run then halts at a gap. So every paper run says how far it has got:
+
+* it publishes the last feed sequence number it committed on
+  ``emarl/<feed>/reader/<client id>`` (retained, QoS 1) when it connects and every
+  :data:`PROGRESS_EVERY` bars after that;
+* the broker clears that message (an empty retained one, the connection's will) when
+  the run's connection is lost, and a run that stops clears it itself;
+* ``emarl publish`` follows the messages (:class:`Readers`) and never sends a bar more
+  than ``max_lead`` (:data:`MAX_LEAD`) numbers past the slowest reader's.
+
+A reader that says nothing for ``stall_seconds`` while the publisher waits for it (a
+run stuck, or a message left behind by a broker that lost the run's will) is passed
+by, with a warning, until it speaks again. The messages are not signed: a forged one
+can at most make a replay wait that long, or not wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiomqtt
+
+__all__ = ["MAX_LEAD", "PROGRESS_EVERY", "Readers", "progress", "reader_topic"]
+
+log = logging.getLogger("emarl.mqtt")
+
+#: a reader reports its progress every this many committed bars
+PROGRESS_EVERY = 25
+#: how many feed numbers a publisher may run ahead of its slowest reader (Mosquitto
+#: queues 1,000 unacknowledged messages per subscriber by default)
+MAX_LEAD = 500
+#: how long a silent reader holds a publisher up before it is passed by
+STALL_SECONDS = 30.0
+
+
+def reader_topic(feed: str, client_id: str) -> str:
+    """Where the reader ``client_id`` of ``feed`` reports its progress."""
+    return f"emarl/{feed}/reader/{client_id}"
+
+
+def progress(seq: int) -> bytes:
+    """A progress message: the last committed feed sequence number, in decimal."""
+    return str(seq).encode()
+
+
+class Readers:
+    """What a publisher knows of a feed's readers: each one's last reported number."""
+
+    def __init__(
+        self, feed: str, max_lead: int = MAX_LEAD, stall_seconds: float = STALL_SECONDS
+    ) -> None:
+        if max_lead < 1:
+            raise ValueError(f"max_lead must be at least 1, got {max_lead}")
+        self.topic = reader_topic(feed, "+")
+        self.max_lead = max_lead
+        self.stall_seconds = stall_seconds
+        self.seqs: dict[str, int] = {}
+        self.heard: dict[str, float] = {}
+        self.passed: set[str] = set()
+        #: seconds spent waiting for readers
+        self.waited = 0.0
+        self._changed = asyncio.Event()
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """A reader's progress, or (empty) its departure."""
+        name = topic.rsplit("/", 1)[-1]
+        self.passed.discard(name)
+        if not payload:
+            self.seqs.pop(name, None)
+            self.heard.pop(name, None)
+        else:
+            try:
+                self.seqs[name] = int(payload)
+            except ValueError:
+                log.debug("ignoring reader message %r on %s", payload[:40], topic)
+                return
+            self.heard[name] = time.monotonic()
+        self._changed.set()
+
+    def limit(self) -> int | None:
+        """The highest number that may be sent now (None: no reader holds it back)."""
+        behind = [seq for name, seq in self.seqs.items() if name not in self.passed]
+        return min(behind) + self.max_lead if behind else None
+
+    async def wait_until(self, seq: int) -> None:
+        """Return once number ``seq`` may be sent (every reader not passed by is within
+        ``max_lead`` of it)."""
+        began = time.monotonic()
+        try:
+            while True:
+                limit = self.limit()
+                if limit is None or seq <= limit:
+                    return
+                slowest = min(
+                    (n for n in self.seqs if n not in self.passed), key=lambda n: self.seqs[n]
+                )
+                left = self.heard[slowest] + self.stall_seconds - time.monotonic()
+                if left <= 0:
+                    log.warning(
+                        "reader %s has reported nothing for %.0f s (at feed seq %d); "
+                        "publishing on without it (the broker may drop bars it has not read)",
+                        slowest,
+                        self.stall_seconds,
+                        self.seqs[slowest],
+                    )
+                    self.passed.add(slowest)
+                    continue
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=left)
+        finally:
+            self.waited += time.monotonic() - began
+
+    async def follow(self, client: aiomqtt.Client) -> None:
+        """Keep up with the reports of a client subscribed to :attr:`topic` until
+        cancelled or disconnected (a broker sends the retained ones first)."""
+        self.seqs.clear()
+        self.heard.clear()
+        try:
+            async for message in client.messages:
+                payload = message.payload
+                data = payload if isinstance(payload, bytes) else str(payload or "").encode()
+                self.on_message(str(message.topic), data)
+        except aiomqtt.MqttError:
+            return

@@ -1,0 +1,146 @@
+"""A replay never outruns the paper runs reading its feed (engine.feeds.readers).
+
+A broker keeps only so many unacknowledged bars per subscriber and drops the rest; a
+paper run acknowledges a bar only after committing it, so a replay at ``--speed max``
+used to overflow that queue and halt the run at a gap. The end-to-end tests run
+``emarl paper`` and ``emarl publish`` as processes against a private Mosquitto that
+queues 100 messages per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from engine.app.cli import app
+from engine.feeds.readers import PROGRESS_EVERY, Readers, progress, reader_topic
+from storage.db import connect
+from tests.paper.broker import Mosquitto
+from tests.paper.conftest import demo_subset
+from tests.paper.test_mqtt import emarl, finish, paper_run_id, wait_for
+
+
+def test_a_publisher_waits_for_its_slowest_reader_and_no_longer() -> None:
+    async def scenario() -> None:
+        readers = Readers("market", max_lead=100, stall_seconds=60.0)
+        assert readers.limit() is None  # nobody reads: nothing holds the replay back
+        readers.on_message(reader_topic("market", "a"), progress(400))
+        readers.on_message(reader_topic("market", "b"), progress(150))
+        assert readers.limit() == 250
+        await asyncio.wait_for(readers.wait_until(250), 1.0)  # within the lead: no wait
+        waiting = asyncio.create_task(readers.wait_until(300))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        readers.on_message(reader_topic("market", "b"), progress(175))  # not yet far enough
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        readers.on_message(reader_topic("market", "b"), progress(200))
+        await asyncio.wait_for(waiting, 1.0)
+        assert readers.waited >= 0.1
+        readers.on_message(reader_topic("market", "b"), b"")  # b is gone: a sets the pace
+        assert readers.limit() == 500
+        readers.on_message(reader_topic("market", "a"), b"not a number")  # ignored
+        assert readers.limit() == 500
+
+    asyncio.run(scenario())
+
+
+def test_a_silent_reader_is_passed_by_with_a_warning_until_it_reports_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        readers = Readers("market", max_lead=10, stall_seconds=0.2)
+        readers.on_message(reader_topic("market", "stuck"), progress(5))
+        began = time.monotonic()
+        await asyncio.wait_for(readers.wait_until(100), 2.0)
+        assert 0.15 <= time.monotonic() - began < 1.5
+        assert readers.limit() is None
+        readers.on_message(reader_topic("market", "stuck"), progress(6))  # back in the count
+        assert readers.limit() == 16
+
+    with caplog.at_level("WARNING", logger="emarl.mqtt"):
+        asyncio.run(scenario())
+    assert any("reader stuck has reported nothing" in r.getMessage() for r in caplog.records)
+
+
+def test_a_lead_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_lead must be at least 1"):
+        Readers("market", max_lead=0)
+
+
+@pytest.fixture
+def small_queue(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A private Mosquitto that queues at most 100 messages per client, as a busy
+    production broker would (Mosquitto's default is 1,000)."""
+    from tests.conftest import service_unavailable
+
+    if not Mosquitto.available():
+        service_unavailable("the mosquitto binary is not installed")
+    broker = Mosquitto(tmp_path / "mosquitto", max_queued=100)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def run_status(url: str, run_id: int) -> str:
+    with connect(url).connect() as connection:
+        query = text("SELECT status FROM runs WHERE id = :r")
+        return str(connection.execute(query, {"r": run_id}).scalar_one())
+
+
+@pytest.mark.service
+@pytest.mark.parametrize("lead", [120 - PROGRESS_EVERY, 0], ids=["waits", "control"])
+def test_a_replay_waits_for_a_stalled_reader_instead_of_overflowing_the_broker_queue(
+    small_queue: Mosquitto, weichai_path: Path, tmp_path: Path, lead: int
+) -> None:
+    """The paper run stops (SIGSTOP) for 2 s while bars come about every 2 ms. A replay that
+    waits for it (the broker holds 100 queued and 20 in-flight bars; reports come every
+    25 bars) loses nothing; the control, ``--max-lead 0`` (the old behaviour), overflows
+    the queue and the run halts at the gap the broker made."""
+    bars = 1_500
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    scenario = demo_subset(weichai_path, tmp_path, bars, url)
+    log = tmp_path / "paper.log"
+    paper = emarl("paper", str(scenario), "--bus", small_queue.url, "--run", "reader", log=log)
+    wait_for(log, "listening on", paper)
+    published = tmp_path / "publish.log"
+    publish = emarl("publish", str(scenario), "--bus", small_queue.url, "--speed", "8000000x",
+                    "--max-lead", str(lead), log=published)  # fmt: skip
+    wait_for(published, "publishing 1500 bars", publish)
+    time.sleep(0.3)
+    paper.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.0)
+    finally:
+        paper.send_signal(signal.SIGCONT)
+    finish(publish, published, 120)
+    run_id = paper_run_id(url, "reader")
+    if lead == 0:
+        assert paper.wait(timeout=120) == 1, log.read_text()
+        assert "halting: feed gap" in log.read_text()
+        assert run_status(url, run_id) == "halted"
+        return
+    finish(paper, log, 120)
+    assert f"feed ended after {bars} new bars" in log.read_text()
+    assert run_status(url, run_id) == "completed"
+    assert "s waiting for readers" in published.read_text()
+    status = CliRunner().invoke(app, ["status", "reader", "--db", url])
+    assert status.exit_code == 0, status.output
+    assert "not read (the run is completed)" in status.output and "live" not in status.output
+    # the run cleared its report as it stopped: nothing is left for the next replay
+    with subprocess.Popen(
+        ["mosquitto_sub", "-h", small_queue.host, "-p", str(small_queue.port),
+         "-t", "emarl/+/reader/#", "-v", "-W", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    ) as sub:  # fmt: skip
+        left, _ = sub.communicate(timeout=10)
+    assert left == b""
