@@ -9,8 +9,8 @@ process killed at any point gets its unacknowledged bars again. A held end marke
 acknowledged with the end of the feed; a halt (see :mod:`engine.feeds.guard`) is not
 acknowledged, so a restart reads that bar first. Every 25 messages it reports how far it
 has read, so that a replay does not outrun it (:mod:`engine.feeds.readers`); it clears
-the report when it stops, and its connection's will clears it when the connection is
-lost. Lost connections are retried with jittered exponential backoff. A watchdog logs a
+the report when it stops, and its connection's will marks it down when the connection
+is lost. Lost connections are retried with jittered exponential backoff. A watchdog logs a
 stale feed and refreshes the run's heartbeat while it waits for bars.
 """
 
@@ -48,7 +48,7 @@ from engine.feeds.mqtt import (
     connect_client,
     make_client,
 )
-from engine.feeds.readers import PROGRESS_EVERY, progress, reader_topic
+from engine.feeds.readers import DOWN, PROGRESS_EVERY, progress, reader_topic
 from storage.runs import HEARTBEAT_SECONDS, touch_run
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ class PaperSession:
                     client_id=self.client_id,
                     persistent=True,
                     manual_ack=True,
-                    will=aiomqtt.Will(self.progress_topic, b"", qos=1, retain=True),
+                    will=aiomqtt.Will(self.progress_topic, DOWN, qos=1, retain=True),
                 )
                 try:
                     await connect_client(client, self.settings)

@@ -5,18 +5,20 @@ faster than the run stores them wait at the broker, and a broker keeps only so m
 for one subscriber: Mosquitto drops every bar past ``max_queued_messages`` (1,000 by
 default), and the run then halts at a gap. So every paper run says how far it has got:
 
-* it publishes the last feed sequence number it committed on
-  ``emarl/<feed>/reader/<client id>`` (retained, QoS 1) when it connects and every
-  :data:`PROGRESS_EVERY` bars after that;
-* the broker clears that message (an empty retained one, the connection's will) when
-  the run's connection is lost, and a run that stops clears it itself;
+* every :data:`PROGRESS_EVERY` messages it has read and acknowledged, it publishes the
+  highest feed number among them on ``emarl/<feed>/reader/<client id>`` (retained,
+  QoS 1);
+* a run that stops clears that message (an empty retained one); when its connection is
+  lost, the broker replaces it with :data:`DOWN` (the connection's will);
 * ``emarl publish`` follows the messages (:class:`Readers`) and never sends a bar more
   than ``max_lead`` (:data:`MAX_LEAD`) numbers past the slowest reader's.
 
-A reader that says nothing for ``stall_seconds`` while the publisher waits for it (a
-run stuck, or a message left behind by a broker that lost the run's will) is passed
-by, with a warning, until it speaks again. The messages are not signed: a forged one
-can at most make a replay wait that long, or not wait.
+A reader that goes down while a replay follows it keeps its place: the replay waits
+for it to come back, as it waits for a reader that says nothing, for at most
+``stall_seconds`` (:data:`STALL_SECONDS`) after its last report, then passes it by with
+a warning until it reports again (the broker then queues what it can for the run).
+A reader already down when the replay starts is not waited for. The messages are not
+signed: a forged one can at most make a replay wait that long, or not wait.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 
 import aiomqtt
 
-__all__ = ["MAX_LEAD", "PROGRESS_EVERY", "Readers", "progress", "reader_topic"]
+__all__ = ["DOWN", "MAX_LEAD", "PROGRESS_EVERY", "Readers", "progress", "reader_topic"]
 
 log = logging.getLogger("emarl.mqtt")
 
@@ -37,8 +39,10 @@ PROGRESS_EVERY = 25
 #: how many feed numbers a publisher may run ahead of its slowest reader (Mosquitto
 #: queues 1,000 unacknowledged messages per subscriber by default)
 MAX_LEAD = 500
-#: how long a silent reader holds a publisher up before it is passed by
+#: how long a silent (or fallen) reader holds a publisher up before it is passed by
 STALL_SECONDS = 30.0
+#: what the broker publishes for a reader whose connection was lost
+DOWN = b"down"
 
 
 def reader_topic(feed: str, client_id: str) -> str:
@@ -70,8 +74,10 @@ class Readers:
         self._changed = asyncio.Event()
 
     def on_message(self, topic: str, payload: bytes) -> None:
-        """A reader's progress, or (empty) its departure."""
+        """A reader's progress, its departure (empty), or its fall (:data:`DOWN`)."""
         name = topic.rsplit("/", 1)[-1]
+        if payload == DOWN:  # its last report stands: the stall clock runs from there
+            return
         self.passed.discard(name)
         if not payload:
             self.seqs.pop(name, None)

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from engine.app.cli import app
-from engine.feeds.readers import PROGRESS_EVERY, Readers, progress, reader_topic
+from engine.feeds.readers import DOWN, PROGRESS_EVERY, Readers, progress, reader_topic
 from storage.db import connect
 from tests.paper.broker import Mosquitto
 from tests.paper.conftest import demo_subset
@@ -48,6 +48,10 @@ def test_a_publisher_waits_for_its_slowest_reader_and_no_longer() -> None:
         assert readers.limit() == 500
         readers.on_message(reader_topic("market", "a"), b"not a number")  # ignored
         assert readers.limit() == 500
+        readers.on_message(reader_topic("market", "a"), DOWN)  # fallen: its place stands
+        assert readers.limit() == 500
+        readers.on_message(reader_topic("market", "c"), DOWN)  # down before we met: ignored
+        assert readers.limit() == 500 and "c" not in readers.seqs
 
     asyncio.run(scenario())
 
@@ -144,3 +148,42 @@ def test_a_replay_waits_for_a_stalled_reader_instead_of_overflowing_the_broker_q
     ) as sub:  # fmt: skip
         left, _ = sub.communicate(timeout=10)
     assert left == b""
+
+
+@pytest.mark.service
+def test_a_reader_killed_and_restarted_mid_replay_is_waited_for_and_loses_no_bar(
+    small_queue: Mosquitto, weichai_path: Path, tmp_path: Path
+) -> None:
+    """SIGKILL: the broker marks the reader down, the replay keeps its place and waits;
+    the run, started again within the stall time, resumes and gets every bar."""
+    bars = 1_500
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    scenario = demo_subset(weichai_path, tmp_path, bars, url)
+    first, second = tmp_path / "paper1.log", tmp_path / "paper2.log"
+    args = ("paper", str(scenario), "--bus", small_queue.url, "--run", "phoenix")
+    paper = emarl(*args, log=first)
+    wait_for(first, "listening on", paper)
+    published = tmp_path / "publish.log"
+    publish = emarl("publish", str(scenario), "--bus", small_queue.url, "--speed", "8000000x",
+                    "--max-lead", str(120 - PROGRESS_EVERY), log=published)  # fmt: skip
+    wait_for(published, "publishing 1500 bars", publish)
+    time.sleep(0.5)
+    paper.kill()
+    paper.wait()
+    time.sleep(2.0)
+    again = emarl(*args, log=second)
+    finish(publish, published, 120)
+    finish(again, second, 120)
+    run_id = paper_run_id(url, "phoenix")
+    assert run_status(url, run_id) == "completed"
+    with connect(url).connect() as connection:
+        stored = connection.execute(
+            text("SELECT count(*), min(feed_seq), max(feed_seq) FROM paper_bars WHERE run_id = :r"),
+            {"r": run_id},
+        ).one()
+        gaps = connection.execute(
+            text("SELECT count(*) FROM feed_gaps WHERE run_id = :r"), {"r": run_id}
+        ).scalar_one()
+    assert tuple(stored) == (bars, 1, bars) and gaps == 0
+    assert "resumed; re-drove" in second.read_text()
+    assert "s waiting for readers" in published.read_text()
