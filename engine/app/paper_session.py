@@ -7,11 +7,12 @@ id stable for the run, hands each message to the synchronous core
 background once the bar is committed, and acknowledges a message only after that: a
 process killed at any point gets its unacknowledged bars again. A held end marker is
 acknowledged with the end of the feed; a halt (see :mod:`engine.feeds.guard`) is not
-acknowledged, so a restart reads that bar first. Every 25 messages it reports how far it
-has read, so that a replay does not outrun it (:mod:`engine.feeds.readers`); it clears
-the report when it stops, and its connection's will marks it down when the connection
-is lost. Lost connections are retried with jittered exponential backoff. A watchdog logs a
-stale feed and refreshes the run's heartbeat while it waits for bars.
+acknowledged, so a restart reads that bar first. As it connects, and every 25 messages
+after that, it reports how far it has read, so that a replay does not outrun it
+(:mod:`engine.feeds.readers`); it clears the report when it stops, and its connection's
+will marks it down when the connection is lost. Lost connections are retried with
+jittered exponential backoff. A watchdog logs a stale feed and refreshes the run's
+heartbeat while it waits for bars.
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ class PaperSession:
         self.sending: set[asyncio.Task[None]] = set()
         # how far it has read, for publishers that must not outrun it (engine.feeds.readers)
         self.progress_topic = reader_topic(feed, client_id)
-        self.read_seq = 0
+        #: the feed number of the last message read in the stream's order (a new bar or an
+        #: old one again); at first the last stored bar's (0: a new run)
+        self.position = trader.gate.last_seq
         self.read = 0
         self.sent_batches = 0
         self.reconnects = 0
@@ -183,6 +186,9 @@ class PaperSession:
                 delays = backoff_delays()
                 try:
                     await client.subscribe(self.topics)
+                    # known to a replay before it sends (engine.feeds.readers)
+                    position = [(self.progress_topic, progress(self.position))]
+                    await self._send(client, position, retain=True)
                     log.info(
                         "run %s (id %d): listening on %s at %s as %s",
                         self.options.run_name,
@@ -251,7 +257,7 @@ class PaperSession:
     def _report(self, client: aiomqtt.Client) -> None:
         """Say how far the run has read, in the background (a lost report is replaced by
         the next one)."""
-        message = [(self.progress_topic, progress(self.read_seq))]
+        message = [(self.progress_topic, progress(self.position))]
 
         async def send() -> None:
             with contextlib.suppress(Exception):
@@ -285,8 +291,9 @@ class PaperSession:
                 return "halted"
             ack(client, message.mid)
             self.read += 1
-            self.read_seq = max(self.read_seq, verdict.seq)
-            if self.read % PROGRESS_EVERY == 0:
+            if 0 < verdict.seq <= trader.gate.last_seq:  # not a bar ahead, nor the end marker
+                self.position = verdict.seq
+            if self.read % PROGRESS_EVERY == 1:  # the first message, then every 25th
                 self._report(client)
             if verdict.action == PROCESS:
                 self.accepted += 1

@@ -270,10 +270,11 @@ class FeedGate:
                     DROP,
                     f"seq {seq}: late: it was reported missing when seq {self.last_seq} or "
                     "an earlier bar was accepted",
+                    seq=seq,
                 )
             kind = "retained copy of" if retained else "duplicate of"
             return Verdict(
-                DROP, f"seq {seq}: {kind} an accepted bar (last accepted {self.last_seq})"
+                DROP, f"seq {seq}: {kind} an accepted bar (last accepted {self.last_seq})", seq=seq
             )
         if retained and seq != self.last_seq + 1:
             return Verdict(

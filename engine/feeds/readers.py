@@ -5,9 +5,12 @@ faster than the run stores them wait at the broker, and a broker keeps only so m
 for one subscriber: Mosquitto drops every bar past ``max_queued_messages`` (1,000 by
 default), and the run then halts at a gap. So every paper run says how far it has got:
 
-* every :data:`PROGRESS_EVERY` messages it has read and acknowledged, it publishes the
-  highest feed number among them on ``emarl/<feed>/reader/<client id>`` (retained,
-  QoS 1);
+* it publishes its position, the feed number of the last bar it has read in the
+  stream's order (a new bar, or an old one sent again), on
+  ``emarl/<feed>/reader/<client id>`` (retained, QoS 1): as it connects (the last bar
+  it stored; 0 for a new run), after the first message it reads and every
+  :data:`PROGRESS_EVERY` messages after that. A new run reads from wherever the
+  stream is, so a replay takes its 0 for the number it had reached when it heard it;
 * a run that stops clears that message (an empty retained one); when its connection is
   lost, the broker replaces it with :data:`DOWN` (the connection's will);
 * ``emarl publish`` follows the messages (:class:`Readers`) and never sends a bar more
@@ -69,6 +72,8 @@ class Readers:
         self.seqs: dict[str, int] = {}
         self.heard: dict[str, float] = {}
         self.passed: set[str] = set()
+        #: the replay's own position (a new reader starts there)
+        self.sent = 0
         #: seconds spent waiting for readers
         self.waited = 0.0
         self._changed = asyncio.Event()
@@ -84,7 +89,7 @@ class Readers:
             self.heard.pop(name, None)
         else:
             try:
-                self.seqs[name] = int(payload)
+                self.seqs[name] = int(payload) or self.sent
             except ValueError:
                 log.debug("ignoring reader message %r on %s", payload[:40], topic)
                 return

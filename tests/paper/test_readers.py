@@ -52,6 +52,9 @@ def test_a_publisher_waits_for_its_slowest_reader_and_no_longer() -> None:
         assert readers.limit() == 500
         readers.on_message(reader_topic("market", "c"), DOWN)  # down before we met: ignored
         assert readers.limit() == 500 and "c" not in readers.seqs
+        readers.sent = 3_000  # a new run (0) reads from where the replay is
+        readers.on_message(reader_topic("market", "d"), progress(0))
+        assert readers.seqs["d"] == 3_000 and readers.limit() == 500
 
     asyncio.run(scenario())
 
