@@ -37,7 +37,7 @@ __all__ = ["DOWN", "MAX_LEAD", "PROGRESS_EVERY", "Readers", "progress", "reader_
 
 log = logging.getLogger("emarl.mqtt")
 
-#: a reader reports its progress every this many committed bars
+#: a reader reports its position every this many messages read
 PROGRESS_EVERY = 25
 #: how many feed numbers a publisher may run ahead of its slowest reader (Mosquitto
 #: queues 1,000 unacknowledged messages per subscriber by default)
@@ -54,7 +54,7 @@ def reader_topic(feed: str, client_id: str) -> str:
 
 
 def progress(seq: int) -> bytes:
-    """A progress message: the last committed feed sequence number, in decimal."""
+    """A progress message: a reader's position (a feed number), in decimal."""
     return str(seq).encode()
 
 
