@@ -62,6 +62,9 @@ __all__ = ["PaperOptions", "PaperSession"]
 log = logging.getLogger("emarl.paper")
 
 NS_PER_MINUTE = 60_000_000_000
+#: how long the feed may be idle while bars the broker's newest one follows are missing
+#: before the run says so
+MISSING_AFTER_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ class PaperSession:
         self.reconnects = 0
         self.accepted = 0
         self.stale = False
+        self.missing_warned = 0
         self.bar_ns = trader.config.data.bar_minutes * NS_PER_MINUTE
         self.stale_ns = int(options.stale_after_bars * self.bar_ns)
 
@@ -342,6 +346,18 @@ class PaperSession:
                 except StorageError as exc:  # the next bar's transaction reports it too
                     log.warning("%s", exc)
             idle = time.time_ns() - self.trader.last_received_ns
+            due = self.trader.gate.due()
+            if due and idle > MISSING_AFTER_SECONDS * 1e9 and due.stop != self.missing_warned:
+                self.missing_warned = due.stop
+                log.warning(
+                    "feed seq %d..%d have not arrived, though the broker holds seq %d (the "
+                    "feed's newest bar): it may have dropped them while the run was down "
+                    "(a queue limit such as Mosquitto's max_queued_messages); publish them "
+                    "again, or the next bar brings the gap (--on-gap)",
+                    due.start,
+                    due.stop - 1,
+                    due.stop,
+                )
             if idle > self.stale_ns and not self.stale:
                 self.stale = True
                 log.warning(

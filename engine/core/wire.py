@@ -232,6 +232,9 @@ class FeedGate:
         self.last_ts = last_ts
         self.max_bytes = max_bytes
         self.end_seq: int | None = None
+        #: the highest feed number of a retained bar ahead of the stream: the feed has got
+        #: that far, so the bars before it are due (see :meth:`due`)
+        self.newest = 0
         self.missing: set[int] = set()  # sequence numbers skipped by a gap (the newest)
         self.topics = {
             f"emarl/{source}/{event_name(kind)}/{name}"
@@ -277,6 +280,7 @@ class FeedGate:
                 DROP, f"seq {seq}: {kind} an accepted bar (last accepted {self.last_seq})", seq=seq
             )
         if retained and seq != self.last_seq + 1:
+            self.newest = max(self.newest, seq)
             return Verdict(
                 DROP,
                 f"seq {seq}: retained bar ahead of the stream (expecting {self.last_seq + 1}); "
@@ -315,6 +319,11 @@ class FeedGate:
         if self.end_seq is not None and self.end_seq == seq + 1:
             return Verdict(END, seq=self.end_seq)
         return None
+
+    def due(self) -> range:
+        """The feed numbers known to exist (a retained bar ahead of the stream was seen)
+        that have not arrived yet."""
+        return range(self.last_seq + 1, max(self.newest, self.last_seq + 1))
 
     def _end(self, seq: int) -> Verdict:
         if seq <= self.last_seq:

@@ -10,6 +10,7 @@ queues 100 messages per client.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
 import time
@@ -190,3 +191,65 @@ def test_a_reader_killed_and_restarted_mid_replay_is_waited_for_and_loses_no_bar
     assert tuple(stored) == (bars, 1, bars) and gaps == 0
     assert "resumed; re-drove" in second.read_text()
     assert "s waiting for readers" in published.read_text()
+
+
+@pytest.mark.service
+def test_bars_the_broker_s_newest_bar_follows_are_reported_when_they_do_not_come(
+    system_broker: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """After an outage the broker may have dropped bars (a queue limit) and still hold the
+    feed's newest one, retained: a run that goes idle short of it says which are missing,
+    instead of waiting in silence, and takes them when they are published again."""
+    import os
+    import random
+
+    import engine.app.paper_session as paper_session
+    from engine.app.paper import PaperOptions, run_paper_async
+    from engine.core.events import Bar, RunFinished
+    from engine.core.wire import pack
+    from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
+    from tests.conftest import synthetic_scenario
+
+    monkeypatch.setattr(paper_session, "MISSING_AFTER_SECONDS", 0.3)
+    tag = f"due{os.getpid()}{random.randrange(1 << 20)}"
+    config = synthetic_scenario(10)
+    symbol = config.instrument.symbol
+    settings = MqttSettings.from_url(system_broker)
+    bar_topic = f"emarl/{tag}/bar/{symbol}"
+
+    def bar(seq: int) -> bytes:
+        message = Bar(ts_event=seq * 1_800_000_000_000, ts_init=0, seq=seq, symbol=symbol,
+                      open=10.0, high=11.0, low=9.0, close=10.5, volume=5.0)  # fmt: skip
+        return pack(tag, seq, message)
+
+    async def scenario() -> object:
+        client = make_client(settings)
+        await connect_client(client, settings)
+        await client.publish(bar_topic, bar(5), qos=1, retain=True)  # the feed's newest
+        try:
+            ready = asyncio.Event()
+            options = PaperOptions(run_name=tag, feed=tag, stale_after_bars=1 / 4500)
+            task = asyncio.create_task(
+                run_paper_async(
+                    config, settings, options, db_url=f"sqlite:///{tmp_path / 'd.db'}",
+                    on_ready=ready.set,
+                )
+            )  # fmt: skip
+            await asyncio.wait_for(ready.wait(), 30)
+            await asyncio.sleep(1.5)
+            for seq in range(1, 6):  # published again
+                await client.publish(bar_topic, bar(seq), qos=1)
+            marker = RunFinished(ts_event=0, ts_init=0, seq=6, bars=5)
+            await client.publish(f"emarl/{tag}/run_finished/{symbol}", pack(tag, 6, marker),
+                                 qos=1)  # fmt: skip
+            return await asyncio.wait_for(task, 30)
+        finally:
+            await client.publish(bar_topic, b"", qos=1, retain=True)  # no retained bar left
+            await close_client(client)
+
+    with caplog.at_level(logging.INFO, logger="emarl"):
+        result = asyncio.run(scenario())
+    assert result.bars == 5  # type: ignore[attr-defined]
+    said = "feed seq 1..4 have not arrived, though the broker holds seq 5"
+    assert [r.getMessage().startswith(said) for r in caplog.records].count(True) == 1
