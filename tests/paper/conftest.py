@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,28 @@ def universe_subset(weichai_path: Path, folder: Path, bars: int, db_url: str) ->
     scenario = folder / f"universe_{bars}.toml"
     scenario.write_text(text, encoding="utf-8")
     return scenario
+
+
+def flat_bar(feed: str, symbol: str, seq: int) -> bytes:
+    """Bar ``seq`` of ``feed`` on the wire: 30 minutes long, ending ``seq`` half hours
+    after the epoch, the same prices every time."""
+    from engine.core.events import Bar
+    from engine.core.wire import pack
+
+    message = Bar(ts_event=seq * 1_800_000_000_000, ts_init=0, seq=seq, symbol=symbol,
+                  open=10.0, high=11.0, low=9.0, close=10.5, volume=5.0)  # fmt: skip
+    return pack(feed, seq, message)
+
+
+async def started_paper(config: Any, settings: Any, options: Any, db_url: str) -> Any:
+    """A paper run in this process (a task), once it listens."""
+    import asyncio
+
+    from engine.app.paper import run_paper_async
+
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        run_paper_async(config, settings, options, db_url=db_url, on_ready=ready.set)
+    )
+    await asyncio.wait_for(ready.wait(), 30)
+    return task

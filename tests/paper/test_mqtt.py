@@ -28,7 +28,7 @@ from engine.app.scenario import load_scenario
 from storage.db import connect
 from tests import golden
 from tests.paper.broker import Mosquitto
-from tests.paper.conftest import SCENARIOS, demo_subset, universe_subset
+from tests.paper.conftest import SCENARIOS, demo_subset, flat_bar, started_paper, universe_subset
 
 pytestmark = pytest.mark.service
 
@@ -403,8 +403,8 @@ def test_bad_input_on_the_wire_is_dropped_with_a_reason(
 def test_a_silent_feed_is_logged_as_stale_and_then_live(
     system_broker: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from engine.app.paper import PaperOptions, run_paper_async
-    from engine.core.events import Bar, RunFinished
+    from engine.app.paper import PaperOptions
+    from engine.core.events import RunFinished
     from engine.core.wire import pack
     from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
     from tests.conftest import synthetic_scenario
@@ -414,27 +414,15 @@ def test_a_silent_feed_is_logged_as_stale_and_then_live(
     symbol = config.instrument.symbol
     settings = MqttSettings.from_url(system_broker)
 
-    def bar(seq: int) -> bytes:
-        message = Bar(ts_event=seq * 1_800_000_000_000, ts_init=0, seq=seq, symbol=symbol,
-                      open=10.0, high=11.0, low=9.0, close=10.5, volume=5.0)  # fmt: skip
-        return pack(tag, seq, message)
-
     async def scenario() -> object:
-        ready = asyncio.Event()
         # 30-minute bars: 0.4 s of silence is 1/4500 of a bar length
         options = PaperOptions(run_name=tag, feed=tag, stale_after_bars=1 / 4500)
-        task = asyncio.create_task(
-            run_paper_async(
-                config, settings, options, db_url=f"sqlite:///{tmp_path / 's.db'}",
-                on_ready=ready.set,
-            )
-        )  # fmt: skip
-        await asyncio.wait_for(ready.wait(), 30)
+        task = await started_paper(config, settings, options, f"sqlite:///{tmp_path / 's.db'}")
         client = make_client(settings)
         await connect_client(client, settings)
-        await client.publish(f"emarl/{tag}/bar/{symbol}", bar(1), qos=1)
+        await client.publish(f"emarl/{tag}/bar/{symbol}", flat_bar(tag, symbol, 1), qos=1)
         await asyncio.sleep(1.2)
-        await client.publish(f"emarl/{tag}/bar/{symbol}", bar(2), qos=1)
+        await client.publish(f"emarl/{tag}/bar/{symbol}", flat_bar(tag, symbol, 2), qos=1)
         marker = RunFinished(ts_event=0, ts_init=0, seq=3, bars=2)
         await client.publish(f"emarl/{tag}/run_finished/{symbol}", pack(tag, 3, marker), qos=1)
         await close_client(client)

@@ -24,7 +24,7 @@ from engine.app.cli import app
 from engine.feeds.readers import DOWN, PROGRESS_EVERY, Readers, progress, reader_topic
 from storage.db import connect
 from tests.paper.broker import Mosquitto
-from tests.paper.conftest import demo_subset
+from tests.paper.conftest import demo_subset, flat_bar, started_paper
 from tests.paper.test_mqtt import emarl, finish, paper_run_id, wait_for
 
 
@@ -205,8 +205,8 @@ def test_bars_the_broker_s_newest_bar_follows_are_reported_when_they_do_not_come
     import random
 
     import engine.app.paper_session as paper_session
-    from engine.app.paper import PaperOptions, run_paper_async
-    from engine.core.events import Bar, RunFinished
+    from engine.app.paper import PaperOptions
+    from engine.core.events import RunFinished
     from engine.core.wire import pack
     from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
     from tests.conftest import synthetic_scenario
@@ -218,28 +218,17 @@ def test_bars_the_broker_s_newest_bar_follows_are_reported_when_they_do_not_come
     settings = MqttSettings.from_url(system_broker)
     bar_topic = f"emarl/{tag}/bar/{symbol}"
 
-    def bar(seq: int) -> bytes:
-        message = Bar(ts_event=seq * 1_800_000_000_000, ts_init=0, seq=seq, symbol=symbol,
-                      open=10.0, high=11.0, low=9.0, close=10.5, volume=5.0)  # fmt: skip
-        return pack(tag, seq, message)
-
     async def scenario() -> object:
         client = make_client(settings)
         await connect_client(client, settings)
-        await client.publish(bar_topic, bar(5), qos=1, retain=True)  # the feed's newest
+        newest = flat_bar(tag, symbol, 5)
+        await client.publish(bar_topic, newest, qos=1, retain=True)
         try:
-            ready = asyncio.Event()
             options = PaperOptions(run_name=tag, feed=tag, stale_after_bars=1 / 4500)
-            task = asyncio.create_task(
-                run_paper_async(
-                    config, settings, options, db_url=f"sqlite:///{tmp_path / 'd.db'}",
-                    on_ready=ready.set,
-                )
-            )  # fmt: skip
-            await asyncio.wait_for(ready.wait(), 30)
+            task = await started_paper(config, settings, options, f"sqlite:///{tmp_path / 'd.db'}")
             await asyncio.sleep(1.5)
             for seq in range(1, 6):  # published again
-                await client.publish(bar_topic, bar(seq), qos=1)
+                await client.publish(bar_topic, flat_bar(tag, symbol, seq), qos=1)
             marker = RunFinished(ts_event=0, ts_init=0, seq=6, bars=5)
             await client.publish(f"emarl/{tag}/run_finished/{symbol}", pack(tag, 6, marker),
                                  qos=1)  # fmt: skip
