@@ -210,7 +210,7 @@ class PaperSession:
                         await self._send(client, batch)
                     outcome = await self._consume_until_stopped(client)
                     await self._drain()
-                    with contextlib.suppress(aiomqtt.MqttError):  # else the will clears it
+                    with contextlib.suppress(aiomqtt.MqttError):  # lost: the will marks it down
                         await self._send(client, [(self.progress_topic, b"")], retain=True)
                     await close_client(client)
                     return outcome
