@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -27,6 +27,9 @@ from engine.app.cli.common import (
     option_groups,
 )
 from engine.core.errors import EmarlError
+
+if TYPE_CHECKING:
+    from engine.app.scenario import ScenarioConfig
 
 R = TypeVar("R")
 
@@ -113,10 +116,27 @@ class DaskOptions:
     quiet: QuietOption = False
     output: FormatOption = "table"
 
-    def run(self, label: str, scenario: Path, work: Callable[[Any], R]) -> R:
-        """``work(batch)``, with the :class:`~engine.app.sweep.Batch` these options give
-        and a progress bar on a terminal."""
-        from engine.app.sweep import Batch  # loads numpy and msgspec: only when it runs
+    def run(
+        self, label: str, scenario: Path, work: Callable[[ScenarioConfig, Any], R]
+    ) -> tuple[ScenarioConfig, R]:
+        """Load ``scenario``, check ``--sort``, and do ``work(config, batch)`` with the
+        :class:`~engine.app.sweep.Batch` these options give and a progress bar on a
+        terminal; returns the config and what ``work`` returns. An
+        :class:`~engine.core.errors.EmarlError` exits with its one-line message."""
+        try:
+            return self._run(label, scenario, work)
+        except EmarlError as exc:
+            raise _fail(exc) from None
+
+    def _run(
+        self, label: str, scenario: Path, work: Callable[[ScenarioConfig, Any], R]
+    ) -> tuple[ScenarioConfig, R]:
+        # the scenario and the sweep load numpy and msgspec: only when it runs
+        from engine.app.scenario import load_scenario
+        from engine.app.sweep import Batch, check_metric
+
+        config = load_scenario(scenario)
+        check_metric(self.sort)
 
         def batch(progress: Callable[[int, int], None] | None) -> Any:
             return Batch(
@@ -133,14 +153,14 @@ class DaskOptions:
 
         bar = _task_progress(label, self.quiet)
         if bar is None:
-            return work(batch(None))
+            return config, work(config, batch(None))
         with bar:
             task = bar.add_task(label, total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return work(batch(progress))
+            return config, work(config, batch(progress))
 
 
 @option_groups
@@ -170,28 +190,24 @@ def sweep(
     Example: emarl sweep scenarios/weichai_sma.toml --grid strategy.fast=5,10
     --grid strategy.slow=30,60
     """
-    # the scenario and the sweep load numpy and msgspec: only when it runs
-    from engine.app.scenario import load_scenario
-    from engine.app.sweep import check_metric, parse_grid, run_sweep
+    from engine.app.sweep import parse_grid, run_sweep  # loads numpy: only when it runs
 
     try:
-        config = load_scenario(scenario)
-        check_metric(options.sort)
         parsed = parse_grid(grid or [])
-        result = options.run(
-            "sweep",
-            scenario,
-            lambda batch: run_sweep(
-                config,
-                parsed,
-                seeds=seeds,
-                sort=options.sort,
-                train=True if train_first else None,
-                batch=batch,
-            ),
-        )
     except EmarlError as exc:
         raise _fail(exc) from None
+    _, result = options.run(
+        "sweep",
+        scenario,
+        lambda config, batch: run_sweep(
+            config,
+            parsed,
+            seeds=seeds,
+            sort=options.sort,
+            train=True if train_first else None,
+            batch=batch,
+        ),
+    )
     columns = [
         "task",
         *result.grid_keys,
@@ -279,34 +295,31 @@ def walkforward(
 
     Example: emarl walkforward scenarios/weichai_sma.toml --train 24M --optimize strategy.fast=5,10
     """
-    # the scenario and the walk-forward load numpy and msgspec: only when it runs
-    from engine.app.scenario import load_scenario
-    from engine.app.sweep import check_metric, parse_grid
+    # the walk-forward loads numpy and msgspec: only when it runs
+    from engine.app.sweep import parse_grid
     from engine.app.walkforward import parse_period, run_walk_forward
 
     try:
-        config = load_scenario(scenario)
-        check_metric(options.sort)
         train_period = parse_period(train, "--train")
         test_period = parse_period(test, "--test")
         step_period = parse_period(step, "--step") if step else test_period
         grid = parse_grid(optimize or [])
-        result = options.run(
-            "walk-forward",
-            scenario,
-            lambda batch: run_walk_forward(
-                config,
-                train=train_period,
-                test=test_period,
-                step=step_period,
-                optimize=grid or None,
-                sort=options.sort,
-                keep_checkpoint=keep_checkpoint,
-                batch=batch,
-            ),
-        )
     except EmarlError as exc:
         raise _fail(exc) from None
+    config, result = options.run(
+        "walk-forward",
+        scenario,
+        lambda config, batch: run_walk_forward(
+            config,
+            train=train_period,
+            test=test_period,
+            step=step_period,
+            optimize=grid or None,
+            sort=options.sort,
+            keep_checkpoint=keep_checkpoint,
+            batch=batch,
+        ),
+    )
     if options.output == "json":
         typer.echo(
             json.dumps(
