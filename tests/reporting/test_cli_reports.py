@@ -153,6 +153,14 @@ def test_trades_by_bad_options(report_db: str, args: list[str], code: int, messa
     assert message in result.output
 
 
+def test_shapley_of_a_run_without_agents_names_its_strategy(report_db: str) -> None:
+    result = invoke("shapley", "--run", "2", "--db", report_db)
+    assert result.exit_code == 1
+    assert "run 2 has no Shapley values: its strategy (sma_cross) credited no agents" in (
+        result.output
+    )
+
+
 def test_new_verbs_have_help_with_an_example() -> None:
     listing = invoke("--help").output
     for verb in ("report", "compare"):

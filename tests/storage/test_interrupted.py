@@ -83,6 +83,25 @@ def count(url: str, table: str, run_id: int) -> int:
         )
 
 
+def run_row(url: str, name: str) -> dict[str, object]:
+    """What :func:`storage.runs.create_run` takes for a 10-bar run of the ensemble."""
+    config = parse_scenario(SCENARIO.format(name=name, bars=10, url=url))
+    return {
+        "name": name,
+        "kind": "backtest",
+        "scenario": "",
+        "symbol": "SYNTH",
+        "config": config.to_dict(),
+        "config_hash": "x",
+        "seed": 0,
+        "code_version": "x",
+        "bars": 10,
+        "bar_gaps": 0,
+        "first_bar_ns": None,
+        "last_bar_ns": None,
+    }
+
+
 def kill_backtest_at(scenario: Path, url: str, after: int, stored: int) -> int:
     """Start ``emarl backtest``, SIGKILL it once its run row has ``stored`` bars."""
     process = subprocess.Popen(
@@ -179,21 +198,7 @@ def test_running_rows_are_judged_by_process_and_heartbeat(db_url: str) -> None:
     from storage.runs import create_run, mark_interrupted
 
     engine = connect(db_url)
-    config = parse_scenario(SCENARIO.format(name="row", bars=10, url=db_url))
-    values = {
-        "name": "row",
-        "kind": "backtest",
-        "scenario": "",
-        "symbol": "SYNTH",
-        "config": config.to_dict(),
-        "config_hash": "x",
-        "seed": 0,
-        "code_version": "x",
-        "bars": 10,
-        "bar_gaps": 0,
-        "first_bar_ns": None,
-        "last_bar_ns": None,
-    }
+    values = run_row(db_url, "row")
     alive = create_run(engine, **values)  # this process, fresh heartbeat
     dead_here = create_run(engine, **values)
     elsewhere_fresh = create_run(engine, **values)
@@ -224,6 +229,29 @@ def test_running_rows_are_judged_by_process_and_heartbeat(db_url: str) -> None:
     # a tighter bound makes the other host's run stale too; a live process here is running
     later = now + 5 * 1_000_000_000
     assert mark_interrupted(engine, now_ns=later, stale_after=1.0) == {elsewhere_fresh}
+
+
+def test_shapley_of_a_run_not_yet_stepped_does_not_say_it_has_no_agents(db_url: str) -> None:
+    """A running ensemble that has stored no step yet has agents: ``emarl shapley`` says it
+    has stored none yet, after the warning; a completed one says what its strategy was."""
+    from storage.runs import RunStatus, create_run, finish_run
+
+    engine = connect(db_url)
+    values = run_row(db_url, "early")
+    running = create_run(engine, **values)  # this process, fresh heartbeat: running
+    result = invoke("shapley", "--run", str(running), "--db", db_url)
+    assert result.exit_code == 1
+    assert f"warning: run {running} is still running" in result.output
+    assert f"run {running} has stored no Shapley values yet" in result.output
+    assert "no agents" not in result.output
+    finished = create_run(engine, **values)
+    finish_run(engine, finished, status=RunStatus.COMPLETED, wall_seconds=0.0)
+    result = invoke("shapley", "--run", str(finished), "--db", db_url)
+    assert result.exit_code == 1 and "warning" not in result.output
+    assert (
+        f"run {finished} has no Shapley values: its strategy (scripted_ensemble) credited no "
+        "agents" in result.output
+    )
 
 
 def test_a_slow_run_flushes_for_its_heartbeat_before_its_batch_is_full(sqlite_url: str) -> None:

@@ -276,7 +276,7 @@ def shapley(
     """
     # storage loads SQLAlchemy: only when the command runs
     from storage.db import connect
-    from storage.query import shapley_count, shapley_rows
+    from storage.query import compare_rows, shapley_count, shapley_rows
 
     shown = None if aggregate else _limit(limit, output == "table")
     try:
@@ -285,10 +285,12 @@ def shapley(
         rows = shapley_rows(engine, run_id, aggregate=aggregate, limit=shown)
         if shown is not None and len(rows) == shown:
             _shown(shown, shapley_count(engine, run_id), "rows")
+        if not rows:  # the run's status and strategy say why
+            (info,) = compare_rows(engine, [run_id], include_incomplete=True)
     except EmarlError as exc:
         raise _fail(exc) from None
     if not rows:
-        _console(stderr=True).print("this run has no Shapley values (it had no agents)")
+        _console(stderr=True).print(_why_no_shapley(run_id, info), soft_wrap=True)
         raise typer.Exit(1)
     if aggregate:
         columns = [
@@ -319,6 +321,16 @@ def shapley(
     if len({row["symbol"] for row in rows}) > 1:  # a universe: a meta-investor per symbol
         columns.insert(1, "symbol")
     _emit(rows, columns, output, title="Shapley credit (times UTC)")
+
+
+def _why_no_shapley(run_id: int, info: dict[str, Any]) -> str:
+    """Why a run has no Shapley values: not stored yet (it is running or was cut short, so
+    its agents may not have settled a step), or its strategy credited no agents."""
+    if info["status"] != "completed":
+        return f"run {run_id} has stored no Shapley values yet"
+    return (
+        f"run {run_id} has no Shapley values: its strategy ({info['strategy']}) credited no agents"
+    )
 
 
 def compare(
