@@ -28,6 +28,7 @@ from engine.feeds.config import SyntheticConfig  # noqa: E402
 from engine.feeds.synthetic import generate_market  # noqa: E402
 from indicators.features import build_features, warm_mask  # noqa: E402
 from strategies.marl.config import TrainConfig  # noqa: E402
+from strategies.marl.env import TradingTerms  # noqa: E402
 from strategies.marl.evaluate import held_out_figures  # noqa: E402
 from strategies.marl.mappo import (  # noqa: E402
     join_markets,
@@ -96,12 +97,14 @@ def run(seed: int, train_seed: int, test_seed: int) -> None:
         training,
         HP,
         seed=seed,
-        costs=CostRates(0.5, 0.0, 0.0, 0.5),
-        max_position=100.0,
-        lot_size=1.0,
-        confidence_threshold=0.0,
-        initial_cash=1e6,
-        meta_params=MetaInvestorParams(allocator="equal"),
+        terms=TradingTerms(
+            CostRates(0.5, 0.0, 0.0, 0.5),
+            max_position=100.0,
+            lot_size=1.0,
+            confidence_threshold=0.0,
+            initial_cash=1e6,
+            meta=MetaInvestorParams(allocator="equal"),
+        ),
         inspect=inspect,
     )
     seconds = time.perf_counter() - started

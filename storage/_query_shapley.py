@@ -42,14 +42,15 @@ _SHAPLEY_LAST = (
     "{hint} ON v.run_id = s.run_id AND v.ts_event = s.ts_event "
     "AND v.agent_index = s.agent_index AND v.symbol = s.symbol ORDER BY s.seq"
 )
-# per agent (and symbol): steps, total credit and the last step, then that step's valuation
+# per agent (and symbol): steps, total credit and the last step, then that step's valuation.
+# The totals read the Shapley values alone: each is stored with its valuation, in the same
+# transaction (as shapley_count counts them), and joining the run's valuations only to count
+# them made PostgreSQL sort both tables (1.6 s against 0.17 s on 600,000 rows).
 _SHAPLEY_TOTALS = (
     "SELECT t.symbol, t.agent_index, l.agent_id, t.steps, t.shapley_pnl, w.share_price, "
-    "w.option_value, w.weight, w.bubble FROM (SELECT s.symbol AS symbol, "
-    "s.agent_index AS agent_index, count(*) AS steps, sum(s.phi) AS shapley_pnl, "
-    "max(s.seq) AS last_seq "
-    + _SHAPLEY_FROM
-    + f" GROUP BY s.symbol, s.agent_index) AS t JOIN {_SHAPLEY} AS l ON l.run_id = :run_id "
+    "w.option_value, w.weight, w.bubble FROM (SELECT symbol, agent_index, count(*) AS steps, "
+    f"sum(phi) AS shapley_pnl, max(seq) AS last_seq FROM {_SHAPLEY} WHERE run_id = :run_id "
+    f"GROUP BY symbol, agent_index) AS t JOIN {_SHAPLEY} AS l ON l.run_id = :run_id "
     f"AND l.seq = t.last_seq {{join}} {_VALUATIONS} AS w{{hint}} ON w.run_id = l.run_id "
     "AND w.ts_event = l.ts_event AND w.agent_index = l.agent_index AND w.symbol = l.symbol "
     "ORDER BY t.symbol, t.agent_index"

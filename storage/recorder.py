@@ -68,9 +68,19 @@ from storage.writer import WriterProcess
 if TYPE_CHECKING:
     from engine.core.bus import Bus  # the recorder only subscribes to a bus it is given
 
-__all__ = ["DEFAULT_TABLES", "WRITER_FLUSH_BARS", "Recorder", "TableSpec", "write_messages"]
+__all__ = [
+    "ANALYZE_AFTER_ROWS",
+    "DEFAULT_TABLES",
+    "WRITER_FLUSH_BARS",
+    "Recorder",
+    "TableSpec",
+    "write_messages",
+]
 
 WRITER_FLUSH_BARS = 1_000
+#: a run that stored this many rows or more refreshes PostgreSQL's statistics of its tables
+#: (:meth:`Recorder.refresh_statistics`)
+ANALYZE_AFTER_ROWS = 10_000
 
 _astuple = msgspec.structs.astuple
 
@@ -346,6 +356,30 @@ class Recorder:
     def on_run_finished(self, _event: RunFinished) -> None:
         self.flush()
         self.wait()
+
+    def refresh_statistics(self) -> bool:
+        """On PostgreSQL, once the run has stored :data:`ANALYZE_AFTER_ROWS` rows or more,
+        ANALYZE the tables it writes, so that the queries that read it next are planned
+        with its rows counted; returns whether it did.
+
+        Autovacuum would, but it may be off, or not yet awake when the run is read: with
+        the statistics of empty tables PostgreSQL sorted a 200,000-bar run's Shapley
+        values and valuations whole for three totals (1.6 s instead of 0.2 s), and its
+        report took 11 s instead of 6. ANALYZE samples a bounded number of rows, so it
+        costs a fraction of a second whatever the tables hold.
+        """
+        if self._engine.dialect.name != "postgresql" or self.rows_written < ANALYZE_AFTER_ROWS:
+            return False
+        preparer = self._engine.dialect.identifier_preparer
+        tables = sorted(
+            {preparer.format_table(table) for table, _sql, _conv in self._bound.values()}
+        )
+        with (
+            storage_errors(f"run {self.run_id}: refreshing the statistics of its tables"),
+            self._engine.begin() as connection,
+        ):
+            connection.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+        return True
 
     def write(self, messages: Iterable[Message]) -> int:
         """Store messages recorded elsewhere in one flush (through the writer process, if

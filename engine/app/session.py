@@ -9,6 +9,7 @@ the run ends ``completed`` with its summary (:func:`engine.app.outcome.summarize
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from engine.app.outcome import provenance, run_row
 from engine.app.provenance import TrainingRecord
 from engine.app.scenario import ScenarioConfig
 from engine.core.bus import MessageBus
+from engine.core.errors import StorageError
 from engine.feeds.bars import BarData
 from engine.feeds.universe import Universe
 from storage.models import RunStatus
@@ -25,6 +27,8 @@ from storage.paper import set_run_status
 from storage.recorder import Recorder
 from storage.runs import create_run, finish_run
 from storage.writer import WriterProcess
+
+log = logging.getLogger("emarl.session")
 
 __all__ = ["RunSession"]
 
@@ -103,7 +107,9 @@ class RunSession:
     def complete(
         self, summary: dict[str, Any] | None, wall_seconds: float | None = None, **values: Any
     ) -> None:
-        """Mark the run ``completed`` with its summary (every row is stored)."""
+        """Mark the run ``completed`` with its summary (every row is stored), then refresh
+        the statistics of its tables (:meth:`~storage.recorder.Recorder.refresh_statistics`;
+        a failure there is logged: the run is stored whole)."""
         finish_run(
             self.engine,
             self.run_id,
@@ -112,6 +118,14 @@ class RunSession:
             summary=summary,
             **values,
         )
+        try:
+            self.recorder.refresh_statistics()
+        except StorageError as exc:
+            log.warning(
+                "warning: %s; reading run %d may be slow until the tables are analyzed",
+                exc,
+                self.run_id,
+            )
 
     def fail(self, exc: BaseException, **values: Any) -> None:
         """Store what the recorder holds, then mark the run ``failed`` with the error."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from engine.app.backtest import run_backtest
 from engine.core.errors import ConfigError, RunNotFoundError, StorageError
 from storage.db import HEAD_REVISION, MIGRATIONS, connect
 from storage.models import Base, Fill, PortfolioSnapshotRow, Run
 from storage.query import FILL_COLUMNS, RUN_COLUMNS, list_runs, trade_rows, trades
+from storage.recorder import ANALYZE_AFTER_ROWS
 from tests.conftest import synthetic_scenario
 
 
@@ -281,3 +282,47 @@ def test_write_messages_of_a_recorded_run_stores_the_rows_its_recorder_stored(
     assert min(counts["fills"], counts["shapley_values"], counts["valuations"]) > 0
     assert written == sum(counts.values())
     assert stored == 300
+
+
+def _analyzed(url: str) -> dict[str, bool]:
+    """Per run table: whether ANALYZE has run on it (PostgreSQL's last_analyze, which
+    autovacuum does not set)."""
+    with connect(url, create=False).connect() as connection:
+        rows = connection.execute(
+            text("SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables")
+        ).all()
+    return {str(row[0]): bool(row[1]) for row in rows}
+
+
+def _estimated_rows(url: str, table: str, run_id: int) -> float:
+    """The planner's estimate of a run's rows in ``table``."""
+    with connect(url, create=False).connect() as connection:
+        plan = connection.execute(
+            text(f"EXPLAIN (FORMAT JSON) SELECT * FROM {table} WHERE run_id = {run_id}")
+        ).scalar_one()
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+@pytest.mark.service
+def test_a_large_run_refreshes_the_postgresql_statistics_of_its_tables(postgres_url: str) -> None:
+    """A run of ANALYZE_AFTER_ROWS rows or more analyzes the tables it wrote, so the next
+    read is planned with its rows counted; a small run leaves the statistics alone."""
+    small = run_backtest(synthetic_scenario(400), db_url=postgres_url)
+    assert small.rows_written < ANALYZE_AFTER_ROWS
+    assert not any(_analyzed(postgres_url).values())
+    ensemble = synthetic_scenario(
+        1_500,
+        strategy='kind = "scripted_ensemble"\nagents = ["random", "neutral", "random"]\n'
+        "max_position = 100",
+    )
+    large = run_backtest(ensemble, db_url=postgres_url)
+    assert large.rows_written >= ANALYZE_AFTER_ROWS
+    analyzed = _analyzed(postgres_url)
+    for table in ("portfolio_snapshots", "fills", "agent_actions", "shapley_values", "valuations"):
+        assert analyzed[table], table
+    with connect(postgres_url, create=False).connect() as connection:
+        stored = connection.execute(
+            text(f"SELECT count(*) FROM shapley_values WHERE run_id = {large.run_id}")
+        ).scalar_one()
+    assert stored > 3_000
+    assert _estimated_rows(postgres_url, "shapley_values", large.run_id) > stored / 2
