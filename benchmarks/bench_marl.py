@@ -34,7 +34,7 @@ from engine.app.scenario import load_scenario  # noqa: E402
 from engine.core.bus import MessageBus  # noqa: E402
 from engine.core.clock import SimulatedClock  # noqa: E402
 from engine.core.events import TargetPosition  # noqa: E402
-from engine.feeds.bars import load_bars  # noqa: E402
+from engine.feeds.bars import BarData, load_bars  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "demo.toml"
 
@@ -165,7 +165,9 @@ def bench_backtest(repeats: int = 3) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_backtest import backtrader_rate
 
-    backtrader = max(backtrader_rate(result.data) for _ in range(repeats))
+    bars = result.data
+    assert isinstance(bars, BarData)  # the demo scenario trades one instrument
+    backtrader = max(backtrader_rate(bars) for _ in range(repeats))
     print(
         f"full backtest, learned ensemble, persistence on:   {result.bars_per_second:10,.0f} bars/s"
         f"   ({len(result.data):,} bars in {result.wall_seconds:.2f} s, best of {repeats}; "

@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,6 +44,9 @@ from engine.feeds.bars import load_bars  # noqa: E402
 from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client  # noqa: E402
 from engine.feeds.replay import first_bars, publish_bars  # noqa: E402
 from tests.paper.broker import Mosquitto  # noqa: E402
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 POSTGRES_URL = os.environ.get("EMARL_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -149,7 +153,7 @@ def throughput(broker: Mosquitto, folder: Path, bars: int, db: str, label: str) 
     )
 
 
-def postgres_database() -> tuple[str, object] | None:
+def postgres_database() -> tuple[str, tuple[Engine, str]] | None:
     import sqlalchemy as sa
 
     admin = sa.create_engine(
@@ -183,7 +187,7 @@ def main() -> None:
             throughput(broker, folder, args.bars, f"sqlite:///{folder / 'tput.db'}", "SQLite")
             pg = postgres_database()
             if pg is not None:
-                url, (admin, name) = pg  # type: ignore[misc]
+                url, (admin, name) = pg
                 try:
                     throughput(broker, folder, args.bars, url, "PostgreSQL")
                 finally:
@@ -192,11 +196,11 @@ def main() -> None:
                     dispose_all()
                     import sqlalchemy as sa
 
-                    with admin.connect() as connection:  # type: ignore[attr-defined]
+                    with admin.connect() as connection:
                         connection.execute(
                             sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                         )
-                    admin.dispose()  # type: ignore[attr-defined]
+                    admin.dispose()
         finally:
             broker.stop()
 
