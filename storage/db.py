@@ -120,7 +120,10 @@ def connect(url: str = DEFAULT_URL, *, create: bool = True) -> Engine:
                 raise StorageError(f"no database at {path} (run a backtest first, or pass --db)")
             path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(parsed, future=True)
+        # A server may close a pooled connection while it sits idle (a restart, an idle
+        # timeout, an administrator): PostgreSQL connections are tested as they are taken
+        # from the pool and replaced if dead, instead of failing the next statement.
+        engine = create_engine(parsed, future=True, pool_pre_ping=not is_sqlite)
     except Exception as exc:
         raise StorageError(f"cannot open database {url!r}: {exc}") from exc
     if is_sqlite:

@@ -128,10 +128,17 @@ class RunSession:
             )
 
     def fail(self, exc: BaseException, **values: Any) -> None:
-        """Store what the recorder holds, then mark the run ``failed`` with the error."""
+        """Store what the recorder holds, then mark the run ``failed`` with the error.
+
+        A storage error on the way (the database may be what failed) is logged, not
+        raised, so that the caller goes on to raise ``exc``, the run's own error; a run
+        that could not be marked stays ``running`` until readers judge it
+        ``interrupted`` (its process is gone)."""
         try:
             self.recorder.abort()
-        finally:
+        except StorageError as stored:
+            log.warning("warning: run %d: its last rows were not stored: %s", self.run_id, stored)
+        try:
             finish_run(
                 self.engine,
                 self.run_id,
@@ -139,6 +146,12 @@ class RunSession:
                 wall_seconds=self.wall_seconds,
                 error=str(exc) or type(exc).__name__,
                 **values,
+            )
+        except StorageError as marked:
+            log.warning(
+                "warning: run %d could not be marked failed (%s); readers will show it interrupted",
+                self.run_id,
+                marked,
             )
 
     def set_status(self, status: RunStatus, *, error: str | None = None, **values: Any) -> None:

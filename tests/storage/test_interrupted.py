@@ -17,15 +17,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select, text, update
+import pytest
+from sqlalchemy import create_engine, func, select, text, update
 from typer.testing import CliRunner
 
 from engine.app.backtest import run_backtest
 from engine.app.cli import app
 from engine.app.scenario import parse_scenario
+from engine.core.errors import HandlerError
+from engine.core.events import Bar
 from storage.db import connect
-from storage.models import Run
+from storage.models import Run, RunStatus
+from tests.conftest import POSTGRES_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 BARS = 40_000
@@ -281,3 +286,114 @@ def test_a_slow_run_flushes_for_its_heartbeat_before_its_batch_is_full(sqlite_ur
         stored = connection.execute(select(Run.bars_stored).where(Run.id == run_id)).scalar_one()
     # flushed as bars 128 and 255 arrived (each after 127 more): the 254 before are stored
     assert stored == 254 == count(sqlite_url, "portfolio_snapshots", run_id)
+
+
+class DatabaseOutage:
+    """At bar ``at`` the database server closes every connection of the run (as a restart
+    or an administrator would), and with ``refuse`` it also refuses new ones and the
+    strategy then fails; the run's own process goes on."""
+
+    def __init__(self, bus: Any, url: str, at: int, *, refuse: bool = False) -> None:
+        self._bus = bus
+        self._url = url
+        self._at = at
+        self._refuse = refuse
+        self._bars = 0
+
+    def subscribe(self) -> None:
+        self._bus.subscribe(Bar, self.on_bar)
+
+    def on_bar(self, _bar: Bar) -> None:
+        self._bars += 1
+        if self._bars != self._at:
+            return
+        database = self._url.rsplit("/", 1)[1]
+        if self._refuse:
+            _allow_connections(database, False)
+        admin = _admin()
+        with admin.connect() as connection:
+            closed = connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": database},
+            ).all()
+        admin.dispose()
+        assert closed, "the run had no connection to close"
+        if self._refuse:
+            raise RuntimeError("the strategy failed while the database was down")
+
+
+def _admin() -> Any:
+    """An engine on the server's own database (not the run's), committing each statement."""
+    return create_engine(
+        POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+
+
+def _allow_connections(database: str, allowed: bool) -> None:
+    admin = _admin()
+    with admin.connect() as connection:
+        connection.exec_driver_sql(
+            f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}'
+        )
+    admin.dispose()
+
+
+def _outage(url: str, at: int, *, refuse: bool = False) -> Any:
+    return lambda _config, bus, _clock: DatabaseOutage(bus, url, at, refuse=refuse)
+
+
+def _run_row(url: str, run_id: int) -> tuple[str, str | None, int]:
+    with connect(url, create=False).connect() as connection:
+        row = connection.execute(
+            select(Run.status, Run.error, Run.bars_stored).where(Run.id == run_id)
+        ).one()
+    return row[0], row[1], row[2]
+
+
+@pytest.mark.service
+def test_connections_closed_by_the_server_between_writes_lose_nothing(postgres_url: str) -> None:
+    """The server closes the run's connections (the writer process's and the pooled one
+    the run opened with) between two flushes: each is found dead as it is taken from its
+    pool and replaced, and the run stores every bar."""
+    config = parse_scenario(SCENARIO.format(name="outage", bars=3_000, url=postgres_url))
+    result = run_backtest(
+        config,
+        db_url=postgres_url,
+        writer_process=True,
+        strategy_factory=_outage(postgres_url, 1_200),
+    )
+    assert _run_row(postgres_url, result.run_id or 0) == (RunStatus.COMPLETED, None, 3_000)
+    assert count(postgres_url, "portfolio_snapshots", result.run_id or 0) == 3_000
+
+
+@pytest.mark.service
+def test_a_run_that_fails_while_the_database_is_down_raises_its_own_error(
+    postgres_url: str,
+) -> None:
+    """The strategy fails while the database refuses connections: the run raises the
+    strategy's error, not one about storing its last rows or marking it failed (those are
+    logged); its row stays ``running``, for readers to judge once the database is back."""
+    config = parse_scenario(SCENARIO.format(name="down", bars=3_000, url=postgres_url))
+    database = postgres_url.rsplit("/", 1)[1]
+    try:
+        with pytest.raises(HandlerError, match="the strategy failed while the database"):
+            run_backtest(
+                config,
+                db_url=postgres_url,
+                strategy_factory=_outage(postgres_url, 700, refuse=True),
+            )
+    finally:
+        admin = create_engine(
+            postgres_url.replace("postgresql://", "postgresql+psycopg://").replace(
+                database, "test"
+            ),
+            isolation_level="AUTOCOMMIT",
+        )
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        admin.dispose()
+    status, error, stored = _run_row(postgres_url, 1)
+    assert status == RunStatus.RUNNING and error is None and 0 < stored < 700
