@@ -109,7 +109,7 @@ class RunSession:
     ) -> None:
         """Mark the run ``completed`` with its summary (every row is stored), then refresh
         the statistics of its tables (:meth:`~storage.recorder.Recorder.refresh_statistics`;
-        a failure there is logged: the run is stored whole)."""
+        a failure there is logged, not raised: the run is stored whole)."""
         finish_run(
             self.engine,
             self.run_id,
@@ -118,6 +118,9 @@ class RunSession:
             summary=summary,
             **values,
         )
+        self._refresh_statistics()
+
+    def _refresh_statistics(self) -> None:
         try:
             self.recorder.refresh_statistics()
         except StorageError as exc:
@@ -156,8 +159,11 @@ class RunSession:
 
     def set_status(self, status: RunStatus, *, error: str | None = None, **values: Any) -> None:
         """Set a paper run's status: ``running`` (with the process's identity), or
-        ``stopped`` or ``halted``, after which it may go on."""
+        ``stopped`` or ``halted``, after which it may go on (and the statistics of its
+        tables are refreshed, as when a run completes)."""
         set_run_status(self.engine, self.run_id, status, error=error, **values)
+        if status != RunStatus.RUNNING:
+            self._refresh_statistics()
 
     def close(self) -> None:
         """Stop the writer process (if any) once every row is committed."""

@@ -436,3 +436,42 @@ def test_a_silent_feed_is_logged_as_stale_and_then_live(
     live = [i for i, m in enumerate(messages) if m == "feed is live again"]
     # the 1.2 s of silence between the bars is reported, then the feed's return
     assert stale and live and stale[-1] < live[-1]
+
+
+@pytest.mark.service
+def test_a_stopped_paper_run_refreshes_the_statistics_of_its_tables(
+    system_broker: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paper run that stops (here at --max-bars) ANALYZEs its tables on PostgreSQL, as a
+    completed run does, once it stored ANALYZE_AFTER_ROWS rows (lowered to 1 here)."""
+    from engine.app.paper import PaperOptions
+    from engine.feeds.mqtt import MqttSettings, close_client, connect_client, make_client
+    from storage import recorder
+    from tests.conftest import synthetic_scenario
+
+    monkeypatch.setattr(recorder, "ANALYZE_AFTER_ROWS", 1)
+    tag = f"analyze{os.getpid()}{random.randrange(1 << 20)}"
+    config = synthetic_scenario(10)
+    symbol = config.instrument.symbol
+    settings = MqttSettings.from_url(system_broker)
+
+    async def scenario() -> object:
+        options = PaperOptions(run_name=tag, feed=tag, max_bars=2)
+        task = await started_paper(config, settings, options, postgres_url)
+        client = make_client(settings)
+        await connect_client(client, settings)
+        for seq in (1, 2):
+            await client.publish(f"emarl/{tag}/bar/{symbol}", flat_bar(tag, symbol, seq), qos=1)
+        await close_client(client)
+        return await asyncio.wait_for(task, 30)
+
+    result = asyncio.run(scenario())
+    assert result.outcome == "max_bars" and result.bars == 2  # type: ignore[attr-defined]
+    with connect(postgres_url).connect() as connection:
+        analyzed = connection.execute(
+            text(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE relname = 'portfolio_snapshots'"
+            )
+        ).scalar_one()
+    assert analyzed is True
