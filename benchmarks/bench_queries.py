@@ -58,21 +58,26 @@ url = "{url}"
 GOAL = {"report": 10.0}
 
 
-def emarl(*args: str) -> float:
-    """Seconds one ``emarl`` command takes, its output piped away; raises if it fails."""
+def emarl(*args: str) -> tuple[float, float]:
+    """Seconds one ``emarl`` command takes, its output piped away, and its peak resident
+    memory in MB; raises if it fails."""
     began = time.perf_counter()
-    done = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "engine.app.cli", *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        check=False,
     )
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    _pid, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not all children's
     seconds = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"emarl {' '.join(args)} exited {done.returncode}: {done.stderr}")
-    return seconds
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"emarl {' '.join(args)} exited {process.returncode}: {errors}")
+    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def store_runs(url: str, folder: Path, bars: int) -> tuple[str, str, float]:
@@ -89,7 +94,7 @@ def store_runs(url: str, folder: Path, bars: int) -> tuple[str, str, float]:
                 checkpoint=ROOT / "checkpoints" / "weichai_mappo.pt",
             )
         )
-        seconds = emarl("backtest", str(scenario), "--quiet")
+        seconds, _peak = emarl("backtest", str(scenario), "--quiet")
         from storage.db import connect, dispose_all
         from storage.query import resolve_run
 
@@ -132,7 +137,10 @@ def verbs(url: str, run_id: str, other: str, folder: Path) -> list[tuple[str, li
     ]
 
 
-def bench(url: str, bars: int, repeat: int, folder: Path) -> tuple[dict[str, float], str]:
+def bench(
+    url: str, bars: int, repeat: int, folder: Path
+) -> tuple[dict[str, tuple[float, float]], str]:
+    """Per verb: the median seconds and the largest peak memory (MB) of ``repeat`` runs."""
     run_id, other, backtest = store_runs(url, folder, bars)
     counts = row_counts(url, run_id)
     note = f"run {run_id}: {bars:,} bars backtested in {backtest:.1f} s; rows: " + ", ".join(
@@ -141,7 +149,8 @@ def bench(url: str, bars: int, repeat: int, folder: Path) -> tuple[dict[str, flo
     emarl("runs", "--db", url)  # the compiled-code cache and the file system warm up
     timings = {}
     for label, args in verbs(url, run_id, other, folder):
-        timings[label] = statistics.median(emarl(*args) for _ in range(repeat))
+        runs = [emarl(*args) for _ in range(repeat)]
+        timings[label] = (statistics.median(s for s, _ in runs), max(mb for _, mb in runs))
     return timings, note
 
 
@@ -169,7 +178,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="emarl-bench-queries-") as temp:
         folder = Path(temp)
         for backend in args.backends.split(","):
@@ -197,12 +206,17 @@ def main() -> None:
     if not results:
         return
     backends = list(results)
-    print(f"\nread verbs, median of {args.repeat} (s, each a fresh process; goal in brackets)")
-    print(f"{'verb':<24}" + "".join(f"{b:>13}" for b in backends) + "   goal")
+    print(
+        f"\nread verbs, median of {args.repeat} (s, each a fresh process; goal in brackets) "
+        "and peak memory (MB)"
+    )
+    print(f"{'verb':<24}" + "".join(f"{b:>13}{'MB':>7}" for b in backends) + "   goal")
     for label in next(iter(results.values())):
         goal = GOAL.get(label, 2.0)
-        cells = "".join(f"{results[b][label]:>13.2f}" for b in backends)
-        flag = "" if all(results[b][label] < goal for b in backends) else "   over"
+        cells = "".join(
+            f"{results[b][label][0]:>13.2f}{results[b][label][1]:>7.0f}" for b in backends
+        )
+        flag = "" if all(results[b][label][0] < goal for b in backends) else "   over"
         print(f"{label:<24}{cells}   < {goal:g}{flag}")
 
 

@@ -6,6 +6,7 @@ SQLite they name the index the join must use (below).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, TextClause, text
@@ -14,7 +15,13 @@ from storage._query_runs import resolve_run
 from storage.db import storage_errors
 from storage.models import ShapleyValueRow, ValuationRow
 
-__all__ = ["shapley_count", "shapley_rows"]
+__all__ = [
+    "SHAPLEY_ROW_KEYS",
+    "iter_shapley_rows",
+    "shapley_count",
+    "shapley_rows",
+    "shapley_symbols",
+]
 
 _SHAPLEY = ShapleyValueRow.__tablename__
 _VALUATIONS = ValuationRow.__tablename__
@@ -30,9 +37,15 @@ _SHAPLEY_FROM = (
     "ON v.run_id = s.run_id AND v.ts_event = s.ts_event AND v.agent_index = s.agent_index "
     "AND v.symbol = s.symbol WHERE s.run_id = :run_id"
 )
+_FROM_SHAPLEY = ("ts_event", "symbol", "agent_id", "agent_index", "phi", "value_full", "method",
+                 "stderr")  # fmt: skip
+_FROM_VALUATION = ("share_price", "option_value", "weight", "bubble")
+#: the fields of a row of :func:`shapley_rows`, in the order of :func:`iter_shapley_rows`
+SHAPLEY_ROW_KEYS = _FROM_SHAPLEY + _FROM_VALUATION
 _COLUMNS = (
-    "SELECT s.ts_event, s.symbol, s.agent_id, s.agent_index, s.phi, s.value_full, s.method, "
-    "s.stderr, v.share_price, v.option_value, v.weight, v.bubble "
+    "SELECT "
+    + ", ".join([f"s.{key}" for key in _FROM_SHAPLEY] + [f"v.{key}" for key in _FROM_VALUATION])
+    + " "
 )
 _SHAPLEY_ROWS = _COLUMNS + _SHAPLEY_FROM + " ORDER BY s.seq"
 # the last rows only: the run's last Shapley values first (its primary key, backwards)
@@ -91,6 +104,26 @@ def shapley_rows(
         result = c.execute(query, {"run_id": run_id, "limit": limit})
         keys = list(result.keys())
         return [dict(zip(keys, row, strict=True)) for row in result.all()]
+
+
+def iter_shapley_rows(
+    engine: Engine, run_id: int, *, batch: int = 20_000
+) -> Iterator[Sequence[Any]]:
+    """Every row :func:`shapley_rows` gives for a run (oldest first), as a sequence of
+    :data:`SHAPLEY_ROW_KEYS`, read ``batch`` rows at a time (on PostgreSQL through a
+    server-side cursor): the memory it takes does not grow with the run."""
+    query = _shapley_sql(engine, _SHAPLEY_ROWS)
+    with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
+        yield from c.execution_options(yield_per=batch).execute(
+            query, {"run_id": run_id, "limit": None}
+        )
+
+
+def shapley_symbols(engine: Engine, run_id: int) -> list[str]:
+    """The symbols a run's Shapley values are of (a universe has a meta-investor each)."""
+    query = text(f"SELECT DISTINCT symbol FROM {_SHAPLEY} WHERE run_id = :run_id ORDER BY 1")
+    with storage_errors(f"reading the Shapley values of run {run_id}"), engine.connect() as c:
+        return [str(symbol) for symbol in c.execute(query, {"run_id": run_id}).scalars()]
 
 
 def shapley_count(engine: Engine, run_id: int) -> int:

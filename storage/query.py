@@ -29,7 +29,13 @@ from storage._query_runs import (
     resolve_run,
     strategy_label,
 )
-from storage._query_shapley import shapley_count, shapley_rows
+from storage._query_shapley import (
+    SHAPLEY_ROW_KEYS,
+    iter_shapley_rows,
+    shapley_count,
+    shapley_rows,
+    shapley_symbols,
+)
 from storage._query_sweeps import (
     FOLD_COLUMNS,
     SWEEP_COLUMNS,
@@ -64,12 +70,14 @@ __all__ = [
     "PNL_COLUMNS",
     "PNL_GROUPS",
     "RUN_COLUMNS",
+    "SHAPLEY_ROW_KEYS",
     "SWEEP_COLUMNS",
     "SWEEP_TASK_COLUMNS",
     "TRADE_COLUMNS",
     "TRAINING_WINDOWS",
     "WINDOW_METRICS",
     "compare_rows",
+    "iter_shapley_rows",
     "list_runs",
     "list_sweeps",
     "parse_time",
@@ -80,6 +88,7 @@ __all__ = [
     "resolve_sweep",
     "shapley_count",
     "shapley_rows",
+    "shapley_symbols",
     "strategy_label",
     "sweep_info",
     "sweep_task_rows",

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import shutil
 from pathlib import Path
@@ -20,8 +22,10 @@ from typing import Any
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from engine.app.backtest import run_backtest
+from engine.app.cli import app
 from engine.app.scenario import parse_scenario
 from engine.core.errors import ConfigError
 from engine.core.events import (
@@ -253,6 +257,13 @@ url = "sqlite:///{tmp_path}/runs.db"
     assert len(rows) == sum(1 for m in messages if isinstance(m, ShapleyRecord))
     totals = shapley_rows(engine, result.run_id, aggregate=True)
     assert len(totals) == 6
+    streamed = CliRunner().invoke(
+        app, ["shapley", "--run", str(result.run_id), "--db", config.storage.url, "--format", "csv"]
+    )
+    lines = list(csv.DictReader(io.StringIO(streamed.stdout)))
+    assert [(r["symbol"], r["agent_id"], float(r["phi"])) for r in lines] == [
+        (r["symbol"], r["agent_id"], r["phi"]) for r in rows
+    ]
     for row in totals:
         assert row["shapley_pnl"] == pytest.approx(credit[row["symbol"]][row["agent_id"]])
     # the report draws the meta-investors together and says so under each figure

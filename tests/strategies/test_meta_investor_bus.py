@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
@@ -164,6 +167,21 @@ def test_shapley_query_per_bar_and_aggregated(sqlite_url: str) -> None:
     assert f"showing the last 1,000 of {len(rows):,} rows" in table.stderr
     everything = CliRunner().invoke(app, ["shapley", "--db", sqlite_url, "--format", "csv"])
     assert len(everything.stdout.splitlines()) == len(rows) + 1 and everything.stderr == ""
+    # every row to CSV is streamed: the same values as the rows read whole, to the digit, and
+    # the same text as the listing of the last len(rows) rows (read whole, by another query)
+    streamed = list(csv.DictReader(io.StringIO(everything.stdout)))
+    for key in ("phi", "value_full", "stderr", "share_price", "option_value", "weight", "bubble"):
+        assert [float(r[key]) for r in streamed] == [r[key] for r in rows], key
+    assert [(r["agent_id"], r["method"]) for r in streamed] == [
+        (r["agent_id"], r["method"]) for r in rows
+    ]
+    assert [r["time"] for r in streamed] == [
+        pd.Timestamp(r["ts_event"], unit="ns").strftime("%Y-%m-%d %H:%M:%S") for r in rows
+    ]
+    listed = CliRunner().invoke(
+        app, ["shapley", "--db", sqlite_url, "--format", "csv", "--limit", str(len(rows))]
+    )
+    assert listed.stdout == everything.stdout
 
 
 def test_scripted_ensemble_scenario_runs_and_reports_agents() -> None:

@@ -8,7 +8,10 @@ They load no numerical package, so they start quickly; the database layer
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import sys
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -276,51 +279,62 @@ def shapley(
     """
     # storage loads SQLAlchemy: only when the command runs
     from storage.db import connect
-    from storage.query import compare_rows, shapley_count, shapley_rows
+    from storage.query import compare_rows, shapley_count, shapley_rows, shapley_symbols
 
     shown = None if aggregate else _limit(limit, output == "table")
+    # every row to CSV: written as it is read, in memory that does not grow with the run
+    stream = output == "csv" and not aggregate and shown is None
+    rows: list[dict[str, Any]] = []
     try:
         engine = connect(_db_url(db), create=False)
         run_id = _resolve(engine, run, include_incomplete)
-        rows = shapley_rows(engine, run_id, aggregate=aggregate, limit=shown)
-        if shown is not None and len(rows) == shown:
-            _shown(shown, shapley_count(engine, run_id), "rows")
-        if not rows:  # the run's status and strategy say why
+        if stream:
+            found = shapley_count(engine, run_id)
+            symbols = shapley_symbols(engine, run_id)
+        else:
+            rows = shapley_rows(engine, run_id, aggregate=aggregate, limit=shown)
+            if shown is not None and len(rows) == shown:
+                _shown(shown, shapley_count(engine, run_id), "rows")
+            found = len(rows)
+            symbols = sorted({row["symbol"] for row in rows})
+        if not found:  # the run's status and strategy say why
             (info,) = compare_rows(engine, [run_id], include_incomplete=True)
     except EmarlError as exc:
         raise _fail(exc) from None
-    if not rows:
+    if not found:
         _console(stderr=True).print(_why_no_shapley(run_id, info), soft_wrap=True)
         raise typer.Exit(1)
-    if aggregate:
-        columns = [
-            "agent_index",
-            "agent_id",
-            "steps",
-            "shapley_pnl",
-            "mean_phi",
-            "share_price",
-            "option_value",
-            "weight",
-            "bubble",
-        ]
-    else:
-        _fmt_times(rows, "ts_event", "time")
-        columns = [
-            "time",
-            "agent_id",
-            "phi",
-            "value_full",
-            "method",
-            "stderr",
-            "share_price",
-            "option_value",
-            "weight",
-            "bubble",
-        ]
-    if len({row["symbol"] for row in rows}) > 1:  # a universe: a meta-investor per symbol
+    columns = list(SHAPLEY_TOTAL_COLUMNS if aggregate else SHAPLEY_COLUMNS)
+    if len(symbols) > 1:  # a universe: a meta-investor per symbol
         columns.insert(1, "symbol")
+    if stream:
+        try:
+            _stream_shapley_csv(engine, run_id, columns)
+        except EmarlError as exc:
+            raise _fail(exc) from None
+        return
+    if not aggregate:
+        _fmt_times(rows, "ts_event", "time")
     _emit(rows, columns, output, title="Shapley credit (times UTC)")
+
+
+SHAPLEY_COLUMNS = ("time", "agent_id", "phi", "value_full", "method", "stderr", "share_price",
+                   "option_value", "weight", "bubble")  # fmt: skip
+SHAPLEY_TOTAL_COLUMNS = ("agent_index", "agent_id", "steps", "shapley_pnl", "mean_phi",
+                         "share_price", "option_value", "weight", "bubble")  # fmt: skip
+
+
+def _stream_shapley_csv(engine: Any, run_id: int, columns: list[str]) -> None:
+    """A run's Shapley values as CSV on stdout, each batch written as it is read: the same
+    text :func:`_emit` writes from the rows of ``shapley_rows``."""
+    from storage.query import SHAPLEY_ROW_KEYS, iter_shapley_rows
+
+    assert columns[0] == "time"
+    pick = itemgetter(*(SHAPLEY_ROW_KEYS.index(name) for name in columns[1:]))
+    time_of = functools.lru_cache(maxsize=1_024)(_fmt_time)  # a bar's agents share a time
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows((time_of(row[0]), *pick(row)) for row in iter_shapley_rows(engine, run_id))
 
 
 def _why_no_shapley(run_id: int, info: dict[str, Any]) -> str:
