@@ -327,7 +327,7 @@ SHAPLEY_TOTAL_COLUMNS = ("agent_index", "agent_id", "steps", "shapley_pnl", "mea
 def _stream_shapley_csv(engine: Any, run_id: int, columns: list[str]) -> None:
     """A run's Shapley values as CSV on stdout, each batch written as it is read: the same
     text :func:`_emit` writes from the rows of ``shapley_rows``."""
-    from storage.query import SHAPLEY_ROW_KEYS, iter_shapley_rows
+    from storage.query import SHAPLEY_ROW_KEYS, iter_shapley_rows  # loaded by the command
 
     assert columns[0] == "time"
     pick = itemgetter(*(SHAPLEY_ROW_KEYS.index(name) for name in columns[1:]))
