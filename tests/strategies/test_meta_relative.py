@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
@@ -74,8 +74,13 @@ class Reference:
         ]
         total = sum(options)
         floor = p.weight_floor / n
+        # option values that sum to a billionth of the prices or less are rounding noise
+        # (strategies.meta.allocation.option_target_weights_nb): equal weights
+        negligible = 1e-9 * sum(prices)
         targets = (
-            [floor + (1 - n * floor) * c / total for c in options] if total > 0 else [1 / n] * n
+            [floor + (1 - n * floor) * c / total for c in options]
+            if total > negligible
+            else [1 / n] * n
         )
         smoothed = [
             (1 - p.smoothing) * w + p.smoothing * t
@@ -98,6 +103,8 @@ class Reference:
 
 
 @settings(max_examples=25, deadline=None)
+# deep out of the money (prices 0.04 and 0.25 against a strike of 1): options of 2e-10 in all
+@example(seed=10, credit="per_weight", benchmark="cash", n=2, half_life=29.0)
 @given(
     seed=st.integers(0, 10_000),
     credit=st.sampled_from(["per_weight", "shapley"]),
