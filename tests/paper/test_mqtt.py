@@ -53,6 +53,21 @@ def wait_for(log: Path, needle: str, process: subprocess.Popen[bytes], timeout: 
     raise AssertionError(f"{needle!r} not seen in {timeout} s:\n{log.read_text()}")
 
 
+def paper_then_replay(
+    scenario: Path, broker: str, run: str, folder: Path, bars: int, *publish_args: str
+) -> tuple[subprocess.Popen[bytes], Path, subprocess.Popen[bytes], Path]:
+    """``emarl paper`` of ``scenario`` as ``run``, once it listens, then ``emarl publish`` of
+    its ``bars`` bars (``publish_args`` added), once it publishes: each process with its
+    log (``paper.log``, ``publish.log`` in ``folder``)."""
+    log = folder / "paper.log"
+    paper = emarl("paper", str(scenario), "--bus", broker, "--run", run, log=log)
+    wait_for(log, "listening on", paper)
+    published = folder / "publish.log"
+    publish = emarl("publish", str(scenario), "--bus", broker, *publish_args, log=published)
+    wait_for(published, f"publishing {bars} bars", publish)
+    return paper, log, publish, published
+
+
 def finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     try:
         code = process.wait(timeout=timeout)
@@ -279,15 +294,10 @@ def test_broker_restarts_mid_replay_lose_no_bar_and_log_one_line_each(
     bars = 800
     url = f"sqlite:///{tmp_path / 'restart.db'}"
     scenario = demo_subset(weichai_path, tmp_path, bars, url)
-    log = tmp_path / "paper.log"
-    paper = emarl("paper", str(scenario), "--bus", mosquitto.url, "--run", "restart", log=log)
-    wait_for(log, "listening on", paper)
     # about 4 s of replay: 800 bars cover some 200 calendar days
-    publish_log = tmp_path / "publish.log"
-    publish = emarl(
-        "publish", str(scenario), "--bus", mosquitto.url, "--speed", "4000000x", log=publish_log
+    paper, log, publish, publish_log = paper_then_replay(
+        scenario, mosquitto.url, "restart", tmp_path, bars, "--speed", "4000000x"
     )
-    wait_for(publish_log, "publishing 800 bars", publish)
     path = tmp_path / "restart.db"
 
     def processed() -> int:

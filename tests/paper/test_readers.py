@@ -25,7 +25,7 @@ from engine.feeds.readers import DOWN, PROGRESS_EVERY, Readers, progress, reader
 from storage.db import connect
 from tests.paper.broker import Mosquitto
 from tests.paper.conftest import demo_subset, flat_bar, started_paper
-from tests.paper.test_mqtt import emarl, finish, paper_run_id, wait_for
+from tests.paper.test_mqtt import emarl, finish, paper_run_id, paper_then_replay
 
 
 def test_a_publisher_waits_for_its_slowest_reader_and_no_longer() -> None:
@@ -117,13 +117,10 @@ def test_a_replay_waits_for_a_stalled_reader_instead_of_overflowing_the_broker_q
     bars = 1_500
     url = f"sqlite:///{tmp_path / 'r.db'}"
     scenario = demo_subset(weichai_path, tmp_path, bars, url)
-    log = tmp_path / "paper.log"
-    paper = emarl("paper", str(scenario), "--bus", small_queue.url, "--run", "reader", log=log)
-    wait_for(log, "listening on", paper)
-    published = tmp_path / "publish.log"
-    publish = emarl("publish", str(scenario), "--bus", small_queue.url, "--speed", "8000000x",
-                    "--max-lead", str(lead), log=published)  # fmt: skip
-    wait_for(published, "publishing 1500 bars", publish)
+    paper, log, publish, published = paper_then_replay(
+        scenario, small_queue.url, "reader", tmp_path, bars,
+        "--speed", "8000000x", "--max-lead", str(lead),
+    )  # fmt: skip
     time.sleep(0.3)
     paper.send_signal(signal.SIGSTOP)
     try:
@@ -163,14 +160,12 @@ def test_a_reader_killed_and_restarted_mid_replay_is_waited_for_and_loses_no_bar
     bars = 1_500
     url = f"sqlite:///{tmp_path / 'r.db'}"
     scenario = demo_subset(weichai_path, tmp_path, bars, url)
-    first, second = tmp_path / "paper1.log", tmp_path / "paper2.log"
+    paper, _log, publish, published = paper_then_replay(
+        scenario, small_queue.url, "phoenix", tmp_path, bars,
+        "--speed", "8000000x", "--max-lead", str(120 - PROGRESS_EVERY),
+    )  # fmt: skip
+    second = tmp_path / "paper2.log"
     args = ("paper", str(scenario), "--bus", small_queue.url, "--run", "phoenix")
-    paper = emarl(*args, log=first)
-    wait_for(first, "listening on", paper)
-    published = tmp_path / "publish.log"
-    publish = emarl("publish", str(scenario), "--bus", small_queue.url, "--speed", "8000000x",
-                    "--max-lead", str(120 - PROGRESS_EVERY), log=published)  # fmt: skip
-    wait_for(published, "publishing 1500 bars", publish)
     time.sleep(0.5)
     paper.kill()
     paper.wait()
