@@ -135,8 +135,8 @@ class RunSession:
 
         A storage error on the way (the database may be what failed) is logged, not
         raised, so that the caller goes on to raise ``exc``, the run's own error; a run
-        that could not be marked stays ``running`` until readers judge it
-        ``interrupted`` (its process is gone)."""
+        that could not be marked stays ``running`` until its process has ended, and then
+        readers judge it ``interrupted``."""
         try:
             self.recorder.abort()
         except StorageError as stored:
@@ -152,7 +152,8 @@ class RunSession:
             )
         except StorageError as marked:
             log.warning(
-                "warning: run %d could not be marked failed (%s); readers will show it interrupted",
+                "warning: run %d could not be marked failed (%s); readers will show it "
+                "interrupted once this process has ended",
                 self.run_id,
                 marked,
             )

@@ -289,19 +289,17 @@ def shapley(
         engine = connect(_db_url(db), create=False)
         run_id = _resolve(engine, run, include_incomplete)
         if stream:
-            found = shapley_count(engine, run_id)
             symbols = shapley_symbols(engine, run_id)
         else:
             rows = shapley_rows(engine, run_id, aggregate=aggregate, limit=shown)
             if shown is not None and len(rows) == shown:
                 _shown(shown, shapley_count(engine, run_id), "rows")
-            found = len(rows)
             symbols = sorted({row["symbol"] for row in rows})
-        if not found:  # the run's status and strategy say why
+        if not symbols:  # no row: the run's status and strategy say why
             (info,) = compare_rows(engine, [run_id], include_incomplete=True)
     except EmarlError as exc:
         raise _fail(exc) from None
-    if not found:
+    if not symbols:
         _console(stderr=True).print(_why_no_shapley(run_id, info), soft_wrap=True)
         raise typer.Exit(1)
     columns = list(SHAPLEY_TOTAL_COLUMNS if aggregate else SHAPLEY_COLUMNS)
