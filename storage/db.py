@@ -11,9 +11,10 @@ no lock and does not import Alembic.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 
 from engine.core.errors import StorageError
 
@@ -41,7 +42,10 @@ __all__ = [
     "migrate",
     "read_rows",
     "storage_errors",
+    "write_transaction",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///runs/emarl.db"
 # The newest migration; a test checks it against the migrations folder. A database
@@ -51,6 +55,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key of schema changes: the bytes of "emarl" as a number
 _ADVISORY_LOCK_KEY = int.from_bytes(b"emarl", "big")
 _ENGINES: dict[str, Engine] = {}
+#: seconds waited before each new try of a transaction whose connection the server closed
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
 
 @contextmanager
@@ -61,8 +67,57 @@ def storage_errors(what: str) -> Iterator[None]:
     except StorageError:
         raise
     except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise StorageError(f"{what}: {detail}") from exc
+        raise StorageError(f"{what}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+def write_transaction(
+    engine: Engine,
+    what: str,
+    work: Callable[[Connection], None],
+    committed: Callable[[Connection], bool],
+) -> int:
+    """Run ``work(connection)`` in one transaction; return how many times it was tried
+    again because the server closed the connection.
+
+    A server that restarts, fails over or is told to (``pg_terminate_backend``) closes
+    the connection in the middle of the transaction: nothing of it is committed, unless
+    it was lost while the commit itself was under way. So the connection is replaced and
+    ``committed`` asked, on the new one, whether the transaction went through; if not,
+    ``work`` runs again, whole. While the server refuses new connections (it is starting)
+    this is tried again after each of :data:`RECONNECT_DELAYS`. Any other failure, or
+    the last, is a :class:`StorageError` naming ``what``; on SQLite nothing is retried.
+    """
+    lost = 0
+    while True:
+        try:
+            if lost:
+                with engine.connect() as connection:
+                    if committed(connection):
+                        return lost
+            with engine.begin() as connection:
+                work(connection)
+            return lost
+        except DBAPIError as exc:
+            # once a connection was lost, the server refusing the next is part of it
+            if not (exc.connection_invalidated or (lost and isinstance(exc, OperationalError))):
+                raise StorageError(f"{what}: {_first_line(exc)}") from exc
+            if lost == len(RECONNECT_DELAYS):
+                raise StorageError(
+                    f"{what}: {_first_line(exc)} (the connection was lost {lost + 1} times)"
+                ) from exc
+            log.warning(
+                "%s: the database closed the connection (%s); trying again on a new one",
+                what,
+                _first_line(exc),
+            )
+            time.sleep(RECONNECT_DELAYS[lost])
+            lost += 1
+        except SQLAlchemyError as exc:
+            raise StorageError(f"{what}: {_first_line(exc)}") from exc
 
 
 def read_rows(engine: Engine, query: Executable, what: str) -> Sequence[RowMapping]:

@@ -52,7 +52,7 @@ from engine.core.events import (
     SubmitOrder,
     Valuation,
 )
-from storage.db import storage_errors
+from storage.db import storage_errors, write_transaction
 from storage.models import (
     AgentActionRow,
     Fill,
@@ -62,7 +62,7 @@ from storage.models import (
     ShapleyValueRow,
     ValuationRow,
 )
-from storage.runs import HEARTBEAT_SECONDS, heartbeat_statement
+from storage.runs import HEARTBEAT_SECONDS, heartbeat_query, heartbeat_statement
 from storage.writer import WriterProcess
 
 if TYPE_CHECKING:
@@ -169,14 +169,26 @@ def _commit(
     also: Callable[[Connection], None] | None = None,
 ) -> None:
     """One transaction: each table's rows, then the run row's heartbeat and ``bars``
-    stored, then ``also(connection)``."""
+    stored, then ``also(connection)``; tried again whole on a new connection if the
+    server closes this one before the commit is known (:func:`storage.db.write_transaction`:
+    the heartbeat it set tells whether it went through)."""
     count = sum(len(rows) for _sql, rows in batch)
-    with storage_errors(f"run {run_id}: writing {count} rows"), engine.begin() as connection:
+    heartbeat = time.time_ns()
+
+    def work(connection: Connection) -> None:
         for sql, rows in batch:
             connection.exec_driver_sql(sql, rows)
-        connection.exec_driver_sql(heartbeat_sql, (time.time_ns(), bars))
+        connection.exec_driver_sql(heartbeat_sql, (heartbeat, bars))
         if also is not None:
             also(connection)
+
+    check = heartbeat_query(engine, run_id)
+    write_transaction(
+        engine,
+        f"run {run_id}: writing {count} rows",
+        work,
+        lambda connection: connection.exec_driver_sql(check).scalar() == heartbeat,
+    )
 
 
 def _sort_into(messages: Iterable[Message], buffers: dict[type[Message], list[Any]]) -> int:
@@ -253,6 +265,7 @@ class Recorder:
         self._bars_since_flush = 0
         self._bars_seen = 0
         self._heartbeat_sql = heartbeat_statement(engine, run_id)
+        self._heartbeat_check = heartbeat_query(engine, run_id)
         self.heartbeat_seconds = heartbeat_seconds
         self._last_flush = time.monotonic()
         self.rows_written = 0
@@ -335,8 +348,9 @@ class Recorder:
                 count += len(buffer)
         if not tables:
             return 0
-        tables.append((self._heartbeat_sql, False, [(time.time_ns(), finished)]))
-        writer.submit(tables)
+        heartbeat = time.time_ns()
+        tables.append((self._heartbeat_sql, False, [(heartbeat, finished)]))
+        writer.submit(tables, (self._heartbeat_check, heartbeat))
         for buffer in self._buffers.values():
             buffer.clear()
         self.flushes += 1

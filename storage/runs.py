@@ -153,6 +153,13 @@ def heartbeat_statement(engine: Engine, run_id: int) -> str:
     )
 
 
+def heartbeat_query(engine: Engine, run_id: int) -> str:
+    """Driver-level SQL that reads a run's heartbeat. Every flush sets a new one, so a
+    flush whose connection was lost was committed if this reads the heartbeat it set."""
+    table = engine.dialect.identifier_preparer.format_table(Run.__table__)
+    return f"SELECT heartbeat_ns FROM {table} WHERE id = {int(run_id)}"
+
+
 def touch_run(engine: Engine, run_id: int) -> None:
     """Refresh a run's heartbeat (a paper run waiting for its next bar)."""
     with storage_errors(f"run {run_id}: refreshing its heartbeat"), engine.begin() as connection:

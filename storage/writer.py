@@ -10,7 +10,9 @@ to a second process, so it runs on another core while the run goes on:
   rows are their fields go as they are (a message struct encodes as an array: its tag,
   then its fields) and the child drops the tag.
 * The child runs each flush in one transaction, in the order sent, and answers on its
-  stdout with the flush number and the rows written, or the error. After an error it
+  stdout with the flush number and the rows written, or the error. A flush whose
+  connection the server closes in the middle is written again on a new one, unless the
+  run's heartbeat shows it committed (:func:`storage.db.write_transaction`). After an error it
   writes nothing more (a later flush without the failed one would leave a hole) and
   answers every later flush with that error.
 * :meth:`WriterProcess.wait` blocks until every flush sent so far is answered and
@@ -43,9 +45,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+from sqlalchemy import Connection, Engine
 
 from engine.core.errors import StorageError
-from storage.db import connect, storage_errors
+from storage.db import connect, write_transaction
 
 __all__ = ["MAX_IN_FLIGHT", "WriterProcess"]
 
@@ -168,8 +171,11 @@ class WriterProcess:
             if self._error is not None:
                 raise StorageError(self._error)
 
-    def submit(self, tables: Sequence[tuple[str, bool, list[Any]]]) -> None:
-        """Send one flush: (sql, rows are message structs, rows) per table.
+    def submit(self, tables: Sequence[tuple[str, bool, list[Any]]], check: tuple[str, int]) -> None:
+        """Send one flush: (sql, rows are message structs, rows) per table, and ``check``:
+        a query and the value it reads once the flush is committed (if the server closes
+        the connection in the middle, the child asks it before writing the flush again:
+        :func:`storage.db.write_transaction`).
 
         Waits while ``MAX_IN_FLIGHT`` flushes are unanswered, so a database slower than
         the run holds back the run instead of piling flushes up in memory.
@@ -179,7 +185,7 @@ class WriterProcess:
                 self._wait_answer()
         self.check()
         self._sent += 1
-        self._outbox.put(self._encoder.encode((self._sent, tables)))
+        self._outbox.put(self._encoder.encode((self._sent, tables, *check)))
 
     def wait(self) -> None:
         """Block until every flush sent is answered; raise the first error."""
@@ -216,6 +222,22 @@ class WriterProcess:
             self._proc.stdout.close()
 
 
+def _commit_flush(
+    engine: Engine, count: int, batch: list[tuple[str, Any]], check_sql: str, check_value: int
+) -> None:
+    """One flush in one transaction; ``check_sql`` reads ``check_value`` once it is
+    committed (asked if the connection is lost in the middle)."""
+
+    def work(connection: Connection) -> None:
+        for sql, rows in batch:
+            connection.exec_driver_sql(sql, rows)
+
+    def committed(connection: Connection) -> bool:
+        return bool(connection.exec_driver_sql(check_sql).scalar() == check_value)
+
+    write_transaction(engine, f"writing {count} rows", work, committed)
+
+
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
     frames: queue.Queue[bytes | None] = queue.Queue()
@@ -239,13 +261,15 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     except Exception as exc:  # answered to every flush, so the parent raises it
         error = str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
     # rows as tuples: what the drivers' executemany takes
-    decoder = msgspec.msgpack.Decoder(tuple[int, list[tuple[str, bool, list[tuple[Any, ...]]]]])
+    decoder = msgspec.msgpack.Decoder(
+        tuple[int, list[tuple[str, bool, list[tuple[Any, ...]]]], str, int]
+    )
     encoder = msgspec.msgpack.Encoder()
     while True:
         payload = frames.get()
         if payload is None:
             break
-        flush_id, tables = decoder.decode(payload)
+        flush_id, tables, check_sql, check_value = decoder.decode(payload)
         count = 0
         if error is None and engine is not None:
             try:
@@ -256,9 +280,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                     batch.append((sql, rows))
                     if sql.startswith("INSERT"):  # not the run row's heartbeat
                         count += len(rows)
-                with storage_errors(f"writing {count} rows"), engine.begin() as connection:
-                    for sql, rows in batch:
-                        connection.exec_driver_sql(sql, rows)
+                _commit_flush(engine, count, batch, check_sql, check_value)
             except Exception as exc:  # reported to the parent, which raises it
                 error = (
                     str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"

@@ -22,6 +22,7 @@ from engine.feeds.universe import Universe
 from storage.db import connect
 from storage.models import PaperBar, PortfolioSnapshotRow
 from tests.conftest import synthetic_scenario
+from tests.storage.test_reconnect import cut_once, cuts
 
 FEED = "feed"
 
@@ -135,6 +136,31 @@ def test_resume_after_losing_the_process_equals_an_uninterrupted_run(db_url: str
     assert [b[:5] for b in got["bars"]] == [b[:5] for b in expected["bars"]]
     if make is meta_scenario:
         assert len(expected["valuations"]) > 100
+
+
+@pytest.mark.service
+def test_a_bar_whose_transaction_the_server_cuts_is_stored_once_without_a_restart(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL closes the paper run's connection in the middle of bar 80's transaction
+    (a restart or a failover would): the bar is written again on a new connection and
+    the run goes on to the end, its ledger that of a run never cut. It used to fail and
+    need a restart to resume."""
+    config = meta_scenario(200)
+    data = load_bars(config.data, config.instrument.symbol, seed=config.run.seed)
+    items = messages(data)
+    whole = start(config, postgres_url, "whole")
+    assert feed(whole, items)[-1] == END
+    cut_once(postgres_url, "paper_bars", "feed_seq", after=79)
+    trader = start(config, postgres_url, "cut")
+    actions = feed(trader, items)
+    assert actions.count(PROCESS) == 200 and actions[-1] == END
+    assert cuts(postgres_url) == 1
+    expected = ledger(postgres_url, whole.run_id)
+    got = ledger(postgres_url, trader.run_id)
+    for key in ("fills", "snapshots", "orders", "order_events", "valuations"):
+        assert got[key] == expected[key], key
+    assert [b[:5] for b in got["bars"]] == [b[:5] for b in expected["bars"]]
 
 
 def universe_messages(data: Universe) -> list[tuple[str, bytes]]:
