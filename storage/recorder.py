@@ -350,7 +350,7 @@ class Recorder:
             return 0
         heartbeat = time.time_ns()
         tables.append((self._heartbeat_sql, False, [(heartbeat, finished)]))
-        writer.submit(tables, (self._heartbeat_check, heartbeat))
+        writer.submit(f"run {self.run_id}", tables, (self._heartbeat_check, heartbeat))
         for buffer in self._buffers.values():
             buffer.clear()
         self.flushes += 1

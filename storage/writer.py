@@ -171,10 +171,13 @@ class WriterProcess:
             if self._error is not None:
                 raise StorageError(self._error)
 
-    def submit(self, tables: Sequence[tuple[str, bool, list[Any]]], check: tuple[str, int]) -> None:
-        """Send one flush: (sql, rows are message structs, rows) per table, and ``check``:
-        a query and the value it reads once the flush is committed (if the server closes
-        the connection in the middle, the child asks it before writing the flush again:
+    def submit(
+        self, what: str, tables: Sequence[tuple[str, bool, list[Any]]], check: tuple[str, int]
+    ) -> None:
+        """Send one flush: ``what`` it belongs to (its errors start with it), (sql, rows are
+        message structs, rows) per table, and ``check``: a query and the value it reads
+        once the flush is committed (if the server closes the connection in the middle,
+        the child asks it before writing the flush again:
         :func:`storage.db.write_transaction`).
 
         Waits while ``MAX_IN_FLIGHT`` flushes are unanswered, so a database slower than
@@ -185,7 +188,7 @@ class WriterProcess:
                 self._wait_answer()
         self.check()
         self._sent += 1
-        self._outbox.put(self._encoder.encode((self._sent, tables, *check)))
+        self._outbox.put(self._encoder.encode((self._sent, what, tables, *check)))
 
     def wait(self) -> None:
         """Block until every flush sent is answered; raise the first error."""
@@ -223,7 +226,7 @@ class WriterProcess:
 
 
 def _commit_flush(
-    engine: Engine, count: int, batch: list[tuple[str, Any]], check_sql: str, check_value: int
+    engine: Engine, what: str, batch: list[tuple[str, Any]], check_sql: str, check_value: int
 ) -> None:
     """One flush in one transaction; ``check_sql`` reads ``check_value`` once it is
     committed (asked if the connection is lost in the middle)."""
@@ -235,7 +238,7 @@ def _commit_flush(
     def committed(connection: Connection) -> bool:
         return bool(connection.exec_driver_sql(check_sql).scalar() == check_value)
 
-    write_transaction(engine, f"writing {count} rows", work, committed)
+    write_transaction(engine, what, work, committed)
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
@@ -262,14 +265,14 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         error = str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
     # rows as tuples: what the drivers' executemany takes
     decoder = msgspec.msgpack.Decoder(
-        tuple[int, list[tuple[str, bool, list[tuple[Any, ...]]]], str, int]
+        tuple[int, str, list[tuple[str, bool, list[tuple[Any, ...]]]], str, int]
     )
     encoder = msgspec.msgpack.Encoder()
     while True:
         payload = frames.get()
         if payload is None:
             break
-        flush_id, tables, check_sql, check_value = decoder.decode(payload)
+        flush_id, what, tables, check_sql, check_value = decoder.decode(payload)
         count = 0
         if error is None and engine is not None:
             try:
@@ -280,7 +283,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                     batch.append((sql, rows))
                     if sql.startswith("INSERT"):  # not the run row's heartbeat
                         count += len(rows)
-                _commit_flush(engine, count, batch, check_sql, check_value)
+                what = f"{what}: writing {count} rows"
+                _commit_flush(engine, what, batch, check_sql, check_value)
             except Exception as exc:  # reported to the parent, which raises it
                 error = (
                     str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"

@@ -29,7 +29,13 @@ from strategies.base import Agent
 from strategies.execution import EnsembleConfig, check_execution
 from strategies.meta.params import check_panel
 
-__all__ = ["PastAndFuture", "ScriptedAgent", "ScriptedEnsembleConfig"]
+__all__ = [
+    "PEEKING_RULES",
+    "RULES",
+    "PastAndFuture",
+    "ScriptedAgent",
+    "ScriptedEnsembleConfig",
+]
 
 
 class PastAndFuture(Protocol):
@@ -41,6 +47,8 @@ class PastAndFuture(Protocol):
 
 
 RULES = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
+#: the rules that read the next bar: they need the run's bars in advance (a backtest's)
+PEEKING_RULES = ("oracle", "contrarian")
 
 
 class ScriptedEnsembleConfig(
@@ -70,11 +78,10 @@ class ScriptedEnsembleConfig(
         check_panel(self.meta, len(self.agents), "one per rule of strategy.agents")
         if self.lookback < 1:
             raise ConfigError(f"strategy.lookback must be >= 1, got {self.lookback}")
-        known = ("oracle", "contrarian", "random", "neutral", "trend", "mean_revert")
         for rule in self.agents:
-            if rule not in known:
+            if rule not in RULES:
                 raise ConfigError(
-                    f"strategy.agents: unknown rule {rule!r}; choose from {', '.join(known)}"
+                    f"strategy.agents: unknown rule {rule!r}; choose from {', '.join(RULES)}"
                 )
         if not self.agents:
             raise ConfigError("strategy.agents must name at least one agent")
@@ -98,7 +105,7 @@ class ScriptedAgent(Agent):
     ) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
-        if rule in ("oracle", "contrarian") and data is None:
+        if rule in PEEKING_RULES and data is None:
             raise ValueError(f"the {rule!r} rule needs the bars (data=...)")
         if rule == "random" and rng is None:
             raise ValueError("the 'random' rule needs a seeded rng")

@@ -66,7 +66,7 @@ from strategies.execution import TargetExecution
 from strategies.marl.config import AGENTS, MappoEnsembleConfig
 from strategies.meta.investor import MetaInvestor
 from strategies.meta.params import MetaInvestorParams
-from strategies.scripted import ScriptedAgent, ScriptedEnsembleConfig
+from strategies.scripted import PEEKING_RULES, RULES, ScriptedAgent, ScriptedEnsembleConfig
 from strategies.sizing import AccountView
 from strategies.sma_cross import SmaCross, SmaCrossConfig
 
@@ -355,6 +355,13 @@ class _Ensemble:
         else:
             self.params = self.strategy.meta
             self.ids = tuple(f"{rule}-{i}" for i, rule in enumerate(self.strategy.agents))
+            peeking = sorted(set(self.strategy.agents) & set(PEEKING_RULES))
+            if bars is None and peeking:
+                raise ConfigError(
+                    f"strategy.agents: {' and '.join(map(repr, peeking))} read the next bar, "
+                    "which a paper run does not have: they are for backtests; choose from "
+                    f"{', '.join(r for r in RULES if r not in PEEKING_RULES)}"
+                )
 
     def on_symbol(self, j: int) -> list[Component]:
         """The meta-investor, the agents (a learned panel: the feature engine and the

@@ -84,3 +84,24 @@ def test_bad_checkpoint_exits_2_and_stores_no_run(
     assert target.parent.name in lines[0] and ".pt" in lines[0], lines  # names the file
     assert "payload ran" not in capfd.readouterr().out
     assert stored_runs(db, path) == 0
+
+
+def test_a_paper_run_of_agents_that_read_the_next_bar_exits_2_and_stores_no_run(
+    tmp_path: Path,
+) -> None:
+    """The scripted ``oracle`` and ``contrarian`` read the next bar, which a live feed does
+    not have: ``emarl paper`` of the shipped scripted_meta scenario says so (it crashed
+    with a traceback), and a backtest of it still runs them."""
+    path = tmp_path / "runs.db"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "scripted_meta.toml"
+    bus = f"mqtt://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(
+        app, ["paper", str(scenario), "--db", f"sqlite:///{path}", "--bus", bus]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "error: strategy.agents: 'contrarian' and 'oracle' read the next bar, which a paper "
+        "run does not have: they are for backtests; choose from random, neutral, trend, "
+        "mean_revert"
+    ]
+    assert stored_runs(f"sqlite:///{path}", path) == 0

@@ -110,7 +110,8 @@ def test_a_flush_cut_mid_transaction_is_written_again(
     assert cuts(postgres_url) == 1
     assert _stored(postgres_url, result.run_id or 0) == (RunStatus.COMPLETED, 2_000, 2_000)
     said = caplog.text + capfd.readouterr().err
-    assert "the database closed the connection (terminating connection" in said
+    assert f"run {result.run_id}: writing " in said
+    assert "rows: the database closed the connection (terminating connection" in said
     assert "trying again on a new one" in said
 
 

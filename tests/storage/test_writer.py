@@ -241,11 +241,15 @@ def test_writer_that_cannot_open_the_database_says_why(tmp_path) -> None:
         connection.execute("CREATE TABLE runs (x INTEGER)")  # not made by emarl
     writer = WriterProcess(f"sqlite:///{path}")
     try:
-        writer.submit([("INSERT INTO runs (x) VALUES (?)", False, [(1,)])], ("SELECT 1", 1))
+        writer.submit(
+            "run 1", [("INSERT INTO runs (x) VALUES (?)", False, [(1,)])], ("SELECT 1", 1)
+        )
         with pytest.raises(StorageError, match="not made by emarl"):
             writer.wait()
         with pytest.raises(StorageError, match="not made by emarl"):  # and stays refused
-            writer.submit([("INSERT INTO runs (x) VALUES (?)", False, [(2,)])], ("SELECT 1", 1))
+            writer.submit(
+                "run 1", [("INSERT INTO runs (x) VALUES (?)", False, [(2,)])], ("SELECT 1", 1)
+            )
     finally:
         writer.stop()
     with sqlite3.connect(path) as connection:
