@@ -307,6 +307,13 @@ def incomplete_note(engine: Engine, run_id: int) -> str | None:
     return f"run {run_id} {text} ({where}); its rows are partial{error}"
 
 
+def delete_run(engine: Engine, run_id: int) -> None:
+    """Delete a run with its rows (ON DELETE CASCADE): a run that never began (its paper
+    feed's broker refused the first connection) leaves nothing behind."""
+    with storage_errors(f"deleting run {run_id}"), engine.begin() as connection:
+        connection.execute(delete(Run).where(Run.id == run_id))
+
+
 def prune_interrupted(engine: Engine) -> list[dict[str, Any]]:
     """Delete every ``interrupted`` run with its rows; the runs deleted (id, name, kind,
     bars, bars_stored)."""

@@ -534,7 +534,11 @@ async def run_paper_async(
     try:
         outcome = await session.run()
     except BaseException as exc:
-        run.fail(exc, bars=trader.bars)
+        if not resumed and not session.connected_once:
+            # the broker refused the first connection: the new run never began
+            run.discard()
+        else:
+            run.fail(exc, bars=trader.bars)
         raise
     wall = run.wall_seconds
     if outcome == "end":

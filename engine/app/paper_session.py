@@ -156,6 +156,8 @@ class PaperSession:
         self.read = 0
         self.sent_batches = 0
         self.reconnects = 0
+        #: whether the broker ever took the connection (a first refusal ends the run)
+        self.connected_once = False
         self.accepted = 0
         self.stale = False
         self.missing_warned = 0
@@ -165,7 +167,6 @@ class PaperSession:
     async def run(self) -> str:
 
         delays = backoff_delays()
-        connected_once = False
         watchdog = asyncio.create_task(self._watch())
         try:
             while not self.stop.is_set():
@@ -179,14 +180,14 @@ class PaperSession:
                 try:
                     await connect_client(client, self.settings)
                 except BusError as exc:
-                    if not connected_once:
+                    if not self.connected_once:
                         raise
                     self.reconnects += 1
                     delay = next(delays)
                     log.warning("%s; retrying in %.1f s", exc, delay)
                     await self._sleep(delay)
                     continue
-                connected_once = True
+                self.connected_once = True
                 delays = backoff_delays()
                 try:
                     await client.subscribe(self.topics)

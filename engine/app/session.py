@@ -25,7 +25,7 @@ from engine.feeds.universe import Universe
 from storage.models import RunStatus
 from storage.paper import set_run_status
 from storage.recorder import Recorder
-from storage.runs import create_run, finish_run
+from storage.runs import create_run, delete_run, finish_run
 from storage.writer import WriterProcess
 
 log = logging.getLogger("emarl.session")
@@ -119,6 +119,11 @@ class RunSession:
             **values,
         )
         self._refresh_statistics()
+
+    def discard(self) -> None:
+        """Delete the run row, for a run that never began: nothing of it is stored."""
+        self.recorder.discard()
+        delete_run(self.engine, self.run_id)
 
     def _refresh_statistics(self) -> None:
         try:

@@ -105,3 +105,20 @@ def test_a_paper_run_of_agents_that_read_the_next_bar_exits_2_and_stores_no_run(
         "mean_revert"
     ]
     assert stored_runs(f"sqlite:///{path}", path) == 0
+
+
+def test_a_new_paper_run_whose_broker_refuses_the_first_connection_leaves_no_run(
+    tmp_path: Path,
+) -> None:
+    """A wrong --bus ends ``emarl paper`` with one line, and the new run's row goes with
+    it: it was stored only to name the run's persistent session (it used to stay,
+    ``failed``, with no bar)."""
+    path = tmp_path / "runs.db"
+    db = f"sqlite:///{path}"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "synthetic.toml"
+    bus = f"mqtt://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["paper", str(scenario), "--db", db, "--bus", bus])
+    assert result.exit_code == 1, result.output
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: cannot connect to {bus}: ")
+    assert stored_runs(db, path) == 0
