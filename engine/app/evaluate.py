@@ -41,6 +41,7 @@ from engine.app.warmup import check_warmup, trade_start_ns
 from engine.core.errors import ConfigError
 from engine.core.events import PortfolioSnapshot, TargetPosition
 from engine.feeds.bars import load_bars
+from strategies.marl.config import MappoEnsembleConfig
 from strategies.marl.evaluate import equity_statistics, strategic_accuracy
 from strategies.marl.networks import AGENTS
 from strategies.sma_cross import SmaCrossConfig
@@ -125,6 +126,12 @@ def evaluate_scenario(
     ``out_of_sample``, ``before_training``; see :func:`engine.app.backtest.training_windows`).
     """
 
+    if not isinstance(config.strategy, MappoEnsembleConfig):
+        raise ConfigError(
+            "emarl evaluate scores a learned ensemble ([strategy] kind = 'mappo_ensemble'), "
+            f"not {type(config.strategy).__struct_config__.tag!r}; compare other strategies' "
+            "runs with emarl compare"
+        )
     if trade_start:
         run = msgspec.structs.replace(config.run, trade_start=trade_start)
         config = msgspec.structs.replace(config, run=run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,11 @@ def test_evaluate_command_bad_targets_exit_with_a_message(tmp_path):
     db = f"sqlite:///{tmp_path / 'none.db'}"
     no_run = runner.invoke(app, ["evaluate", "7", "--db", db])
     assert no_run.exit_code in (3, 4) and "error" in no_run.output
+    # a scenario, or a stored run, of another strategy: one line, not a traceback
+    scenarios = Path(__file__).resolve().parents[2] / "scenarios"
+    sma = runner.invoke(app, ["evaluate", str(scenarios / "synthetic.toml")])
+    assert sma.exit_code == 2, sma.output
+    assert sma.stderr.strip() == (
+        "error: emarl evaluate scores a learned ensemble ([strategy] kind = 'mappo_ensemble'), "
+        "not 'sma_cross'; compare other strategies' runs with emarl compare"
+    )
