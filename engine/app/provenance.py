@@ -35,7 +35,14 @@ __all__ = [
 
 
 def checkpoint_path(config: Any) -> Path:
-    """A learned scenario's ``strategy.checkpoint``, relative to the scenario's folder."""
+    """A learned scenario's ``strategy.checkpoint``, relative to the scenario's folder
+    (:class:`ConfigError` for another strategy: it has none)."""
+    kind = config.strategy.__struct_config__.tag
+    if kind != "mappo_ensemble":
+        raise ConfigError(
+            f"[strategy] kind = {kind!r} has no checkpoint to train or read: that takes the "
+            "learned ensemble, kind = 'mappo_ensemble'"
+        )
     path = Path(config.strategy.checkpoint)
     return path if path.is_absolute() else (Path(config.base_dir) / path).resolve()
 

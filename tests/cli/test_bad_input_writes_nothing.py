@@ -122,3 +122,19 @@ def test_a_new_paper_run_whose_broker_refuses_the_first_connection_leaves_no_run
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert line.startswith(f"error: cannot connect to {bus}: ")
     assert stored_runs(db, path) == 0
+
+
+@pytest.mark.parametrize("name", ["synthetic.toml", "scripted_meta.toml"])
+def test_training_a_strategy_without_a_checkpoint_exits_2_with_one_line(
+    tmp_path: Path, name: str
+) -> None:
+    """``emarl train`` of an SMA or scripted scenario says that only the learned ensemble
+    trains (it raised an AttributeError traceback), and stores no training run."""
+    path = tmp_path / "runs.db"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / name
+    result = CliRunner().invoke(app, ["train", str(scenario), "--db", f"sqlite:///{path}"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: [strategy] kind = '") and "has no checkpoint" in line
+    assert "kind = 'mappo_ensemble'" in line
+    assert not path.exists()
