@@ -32,7 +32,7 @@ from typing import Any, Union, get_args, get_origin
 import msgspec
 
 from brokers.config import BrokerConfig
-from engine.core.configs import ConfigStruct, non_negative, positive
+from engine.core.configs import ConfigStruct, check_seed, non_negative, positive
 from engine.core.errors import ConfigError
 from engine.feeds.config import DataConfig, SyntheticConfig
 from indicators.params import IndicatorParams
@@ -73,6 +73,7 @@ class RunConfig(ConfigStruct, frozen=True, kw_only=True, forbid_unknown_fields=T
     trade_start: str = ""
 
     def check(self) -> None:
+        check_seed("run.seed", self.seed)
         if self.trade_start:
             try:
                 datetime.fromisoformat(self.trade_start.strip().replace("Z", "+00:00"))

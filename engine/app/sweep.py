@@ -127,6 +127,10 @@ class Batch:
     progress: Callable[[int, int], None] | None = None
     client: Any = None
 
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ConfigError(f"--retries must be zero or more, got {self.retries}")
+
     def check_train_updates(self) -> None:
         if self.train_updates is not None and self.train_updates < 1:
             raise ConfigError(f"--train-updates must be at least 1, got {self.train_updates}")

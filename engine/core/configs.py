@@ -16,7 +16,10 @@ import msgspec
 
 from engine.core.errors import ConfigError
 
-__all__ = ["ConfigStruct", "non_negative", "positive"]
+__all__ = ["MAX_SEED", "ConfigStruct", "check_seed", "non_negative", "positive"]
+
+#: the largest seed: seeds are stored as 64-bit signed integers
+MAX_SEED = 2**63 - 1
 
 
 class ConfigStruct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -32,3 +35,9 @@ def positive(name: str, value: float) -> None:
 def non_negative(name: str, value: float) -> None:
     if not (value >= 0 and math.isfinite(value)):
         raise ConfigError(f"{name} must be zero or positive, got {value!r}")
+
+
+def check_seed(name: str, value: int) -> None:
+    """A random seed: numpy takes whole numbers from 0, the database up to :data:`MAX_SEED`."""
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be a whole number from 0 to 2**63 - 1, got {value}")

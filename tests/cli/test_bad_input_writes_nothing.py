@@ -138,3 +138,40 @@ def test_training_a_strategy_without_a_checkpoint_exits_2_with_one_line(
     assert line.startswith("error: [strategy] kind = '") and "has no checkpoint" in line
     assert "kind = 'mappo_ensemble'" in line
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["backtest", "synthetic.toml", "--seed", "-1"], "--seed must be a whole number"),
+        (["backtest", "synthetic.toml", "--seed", str(2**63)], "--seed must be a whole number"),
+        (["data", "synthetic", "--seed", "-1"], "--seed must be a whole number"),
+        (
+            ["sweep", "synthetic.toml", "--grid", "run.seed=-1,2"],
+            "--grid run.seed=-1: run.seed must be a whole number from 0 to 2**63 - 1, got -1",
+        ),
+        (
+            ["sweep", "synthetic.toml", "--grid", "strategy.fast=5,10", "--retries", "-1"],
+            "--retries must be zero or more, got -1",
+        ),
+        (
+            ["walkforward", "synthetic.toml", "--train", "12M", "--test", "6M", "--retries", "-2"],
+            "--retries must be zero or more, got -2",
+        ),
+    ],
+)
+def test_out_of_range_seeds_and_retries_exit_2_with_one_line(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    """A negative or too large seed raised numpy's ValueError (a traceback), a negative
+    --retries went to Dask; now each is one line, and nothing is written."""
+    path = tmp_path / "runs.db"
+    scenarios = Path(__file__).resolve().parents[2] / "scenarios"
+    args = [str(scenarios / a) if a.endswith(".toml") else a for a in args]
+    extra = ["--out", str(tmp_path / "s.parquet")] if args[0] == "data" else []
+    db = [] if args[0] == "data" else ["--db", f"sqlite:///{path}"]
+    result = CliRunner().invoke(app, [*args, *extra, *db])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and said in line
+    assert not path.exists() and not (tmp_path / "s.parquet").exists()

@@ -167,10 +167,12 @@ def data_synthetic(
     # the synthetic market loads pandas and numpy: only when the command runs
     import pandas as pd
 
+    from engine.core.configs import check_seed
     from engine.feeds.config import SyntheticConfig
     from engine.feeds.synthetic import generate_market, generate_universe
 
     try:
+        check_seed("--seed", seed)
         if symbols < 1:
             raise ConfigError(f"--symbols must be at least 1, got {symbols}")
         config = SyntheticConfig(bars=bars, correlation=correlation)

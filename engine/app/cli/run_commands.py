@@ -58,10 +58,12 @@ def backtest(
 
     from engine.app.backtest import run_backtest
     from engine.app.scenario import load_scenario
+    from engine.core.configs import check_seed
 
     try:
         config = load_scenario(scenario)
         if seed is not None:
+            check_seed("--seed", seed)
             config = msgspec.structs.replace(
                 config, run=msgspec.structs.replace(config.run, seed=seed)
             )
