@@ -63,10 +63,15 @@ def check_warmup(config: ScenarioConfig, bars: int) -> None:
         window = ""
         if config.data.start or config.data.end:
             window = f" between data.start={config.data.start!r} and data.end={config.data.end!r}"
+        first = (
+            f"reads {warmup:,} bars before its first decision ({why})"
+            if warmup
+            else "decides on the first bar"
+        )
+        has = f"{bars:,} bar" + ("" if bars == 1 else "s")
         raise DataError(
-            f"the strategy reads {warmup:,} bars before its first decision ({why}) and needs "
-            f"one more to fill it, but the data has {bars:,} bars{window}; give it at least "
-            f"{warmup + 2:,} bars"
+            f"the strategy {first} and needs one more to fill it, but the data has "
+            f"{has}{window}; give it at least {warmup + 2:,} bars"
         )
 
 

@@ -175,3 +175,21 @@ def test_accounting_that_overflows_fails_the_run_naming_the_bar(tmp_path: Path) 
     assert run.status == "failed" and "accounting overflowed" in run.error
     assert run.bars_stored == len(snapshots) == 40
     assert all(math.isfinite(equity) and exposure == exposure for equity, exposure in snapshots)
+
+
+def test_a_one_bar_run_of_a_strategy_without_warm_up_is_refused_in_plain_words() -> None:
+    """A scripted panel decides on its first bar: one bar is still too few (its decision
+    fills at the next open), and the message says so without an empty reason."""
+    from engine.app.warmup import check_warmup
+    from tests.conftest import synthetic_scenario
+
+    config = synthetic_scenario(
+        1, strategy='kind = "scripted_ensemble"\nagents = ["random", "neutral"]'
+    )
+    with pytest.raises(DataError) as raised:
+        check_warmup(config, 1)
+    assert str(raised.value) == (
+        "the strategy decides on the first bar and needs one more to fill it, but the data "
+        "has 1 bar; give it at least 2 bars"
+    )
+    check_warmup(config, 2)

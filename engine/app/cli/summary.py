@@ -126,7 +126,7 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
                 f"effective number of agents {panel['effective_agents']:.2f} (time average of "
                 f"1/Σw²); share prices {human_number(panel['share_price_min'])} .. "
                 f"{human_number(panel['share_price_max'])}; mean exposure "
-                f"{panel['exposure_mean']:.0%}",
+                f"{panel['exposure_mean']:.0%} of max_position",
             )
         )
     notes += [("speed", _speed(s)), ("run id", str(s["run_id"]))]
