@@ -42,6 +42,7 @@ __all__ = [
     "migrate",
     "read_rows",
     "storage_errors",
+    "write_statement",
     "write_transaction",
 ]
 
@@ -55,8 +56,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key of schema changes: the bytes of "emarl" as a number
 _ADVISORY_LOCK_KEY = int.from_bytes(b"emarl", "big")
 _ENGINES: dict[str, Engine] = {}
-#: seconds waited before each new try of a transaction whose connection the server closed
-RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
+#: seconds waited before each new try of a transaction the database server cut off, or
+#: refused (it is restarting): 15.5 s in all
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @contextmanager
@@ -81,43 +83,64 @@ def write_transaction(
     committed: Callable[[Connection], bool],
 ) -> int:
     """Run ``work(connection)`` in one transaction; return how many times it was tried
-    again because the server closed the connection.
+    again because the database server could not be reached.
 
     A server that restarts, fails over or is told to (``pg_terminate_backend``) closes
     the connection in the middle of the transaction: nothing of it is committed, unless
     it was lost while the commit itself was under way. So the connection is replaced and
     ``committed`` asked, on the new one, whether the transaction went through; if not,
-    ``work`` runs again, whole. While the server refuses new connections (it is starting)
-    this is tried again after each of :data:`RECONNECT_DELAYS`. Any other failure, or
-    the last, is a :class:`StorageError` naming ``what``; on SQLite nothing is retried.
+    ``work`` runs again, whole. A server that refuses connections (it is restarting) is
+    tried again the same way. The tries wait :data:`RECONNECT_DELAYS` (15.5 s in all);
+    any other failure, or the last, is a :class:`StorageError` naming ``what``. SQLite
+    has no server: nothing is retried there.
     """
     lost = 0
+    server = engine.dialect.name != "sqlite"
     while True:
+        connected = False
         try:
-            if lost:
-                with engine.connect() as connection:
-                    if committed(connection):
+            with engine.connect() as connection:
+                connected = True
+                if lost:
+                    done = committed(connection)
+                    connection.rollback()  # the check's own transaction
+                    if done:
                         return lost
-            with engine.begin() as connection:
-                work(connection)
+                with connection.begin():
+                    work(connection)
             return lost
         except DBAPIError as exc:
-            # once a connection was lost, the server refusing the next is part of it
-            if not (exc.connection_invalidated or (lost and isinstance(exc, OperationalError))):
+            unreachable = exc.connection_invalidated or (
+                not connected and isinstance(exc, OperationalError)
+            )
+            if not (server and unreachable):
                 raise StorageError(f"{what}: {_first_line(exc)}") from exc
             if lost == len(RECONNECT_DELAYS):
                 raise StorageError(
-                    f"{what}: {_first_line(exc)} (the connection was lost {lost + 1} times)"
+                    f"{what}: {_first_line(exc)} (tried {lost + 1} times over "
+                    f"{sum(RECONNECT_DELAYS):g} s)"
                 ) from exc
             log.warning(
-                "%s: the database closed the connection (%s); trying again on a new one",
+                "%s: the database server cannot be reached (%s); trying again in %g s",
                 what,
                 _first_line(exc),
+                RECONNECT_DELAYS[lost],
             )
             time.sleep(RECONNECT_DELAYS[lost])
             lost += 1
         except SQLAlchemyError as exc:
             raise StorageError(f"{what}: {_first_line(exc)}") from exc
+
+
+def write_statement(engine: Engine, what: str, statement: Executable) -> None:
+    """Execute one statement that may run twice with the same effect (an UPDATE that sets
+    values) in its own transaction, waiting for a database server cut off or restarting
+    as :func:`write_transaction` does."""
+
+    def work(connection: Connection) -> None:
+        connection.execute(statement)
+
+    write_transaction(engine, what, work, lambda _connection: False)
 
 
 def read_rows(engine: Engine, query: Executable, what: str) -> Sequence[RowMapping]:

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute
 
 from engine.core.errors import StorageError
-from storage.db import storage_errors
+from storage.db import storage_errors, write_statement, write_transaction
 from storage.models import (
     EventKey,
     FeedGap,
@@ -155,10 +155,11 @@ def set_run_status(
     engine: Engine, run_id: int, status: RunStatus, *, error: str | None = None, **values: Any
 ) -> None:
     """Update a run row's status (and any other column given)."""
-    with storage_errors(f"run {run_id}: setting status {status!r}"), engine.begin() as connection:
-        connection.execute(
-            update(Run).where(Run.id == run_id).values(status=status, error=error, **values)
-        )
+    write_statement(
+        engine,
+        f"run {run_id}: setting status {status!r}",
+        update(Run).where(Run.id == run_id).values(status=status, error=error, **values),
+    )
 
 
 _INSERT_BAR = insert(PaperBar)
@@ -257,13 +258,25 @@ def _count(
     last: InstrumentedAttribute[str | None],
     reason: str,
 ) -> None:
-    """Add one to a paper state's ``counter`` and keep ``reason`` as its ``last``."""
-    with storage_errors(f"run {run_id}: recording {what}"), engine.begin() as connection:
+    """Add one to a paper state's ``counter`` and keep ``reason`` as its ``last``. The
+    count is read and set in one transaction, so a try lost as it committed is told
+    apart by the count it set (:func:`storage.db.write_transaction`)."""
+    where = PaperState.run_id == run_id
+    counted: list[int] = []
+
+    def work(connection: Connection) -> None:
+        counted[:] = [connection.execute(select(counter).where(where)).scalar_one() + 1]
         connection.execute(
-            update(PaperState)
-            .where(PaperState.run_id == run_id)
-            .values({counter: counter + 1, last: reason[:2000]})
+            update(PaperState).where(where).values({counter: counted[0], last: reason[:2000]})
         )
+
+    def committed(connection: Connection) -> bool:
+        return (
+            bool(counted)
+            and connection.execute(select(counter).where(where)).scalar_one() == counted[0]
+        )
+
+    write_transaction(engine, f"run {run_id}: recording {what}", work, committed)
 
 
 def record_quarantine(engine: Engine, run_id: int, reason: str) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, select, update
 
 from engine.core.errors import StorageError
-from storage.db import storage_errors
+from storage.db import storage_errors, write_statement
 from storage.jobs import create_job, end_job
 from storage.models import Run, RunStatus
 
@@ -137,8 +137,11 @@ def finish_run(
     }
     if status == RunStatus.COMPLETED:
         values["bars_stored"] = columns.get("bars", Run.bars)
-    with storage_errors(f"finishing run {run_id}"), engine.begin() as connection:
-        connection.execute(end_job(Run, run_id, status=status, wall_seconds=wall_seconds, **values))
+    write_statement(
+        engine,
+        f"finishing run {run_id}",
+        end_job(Run, run_id, status=status, wall_seconds=wall_seconds, **values),
+    )
 
 
 def heartbeat_statement(engine: Engine, run_id: int) -> str:
@@ -162,8 +165,11 @@ def heartbeat_query(engine: Engine, run_id: int) -> str:
 
 def touch_run(engine: Engine, run_id: int) -> None:
     """Refresh a run's heartbeat (a paper run waiting for its next bar)."""
-    with storage_errors(f"run {run_id}: refreshing its heartbeat"), engine.begin() as connection:
-        connection.execute(update(Run).where(Run.id == run_id).values(heartbeat_ns=time.time_ns()))
+    write_statement(
+        engine,
+        f"run {run_id}: refreshing its heartbeat",
+        update(Run).where(Run.id == run_id).values(heartbeat_ns=time.time_ns()),
+    )
 
 
 # -- judging running rows ---------------------------------------------------------

@@ -163,6 +163,24 @@ def test_a_bar_whose_transaction_the_server_cuts_is_stored_once_without_a_restar
     assert [b[:5] for b in got["bars"]] == [b[:5] for b in expected["bars"]]
 
 
+@pytest.mark.service
+def test_a_dropped_message_whose_count_the_server_cuts_is_counted_once(
+    postgres_url: str,
+) -> None:
+    """The connection is cut as the paper state's drop count is updated: the count is
+    written again on a new connection, once."""
+    trader = start(sma_scenario(50), postgres_url, "drops")
+    cut_once(postgres_url, "paper_state", "dropped", after=0, event="UPDATE")
+    trader.drop("seq 9: late")
+    assert cuts(postgres_url) == 1
+    with connect(postgres_url).connect() as connection:
+        state = connection.execute(
+            text("SELECT dropped, last_drop FROM paper_state WHERE run_id = :r"),
+            {"r": trader.run_id},
+        ).one()
+    assert tuple(state) == (1, "seq 9: late")
+
+
 def universe_messages(data: Universe) -> list[tuple[str, bytes]]:
     """A universe's feed: every bar on its symbol's topic, one sequence, in slice order."""
     out = []

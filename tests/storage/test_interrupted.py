@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text, update
 from typer.testing import CliRunner
 
+import storage.db
 from engine.app.backtest import run_backtest
 from engine.app.cli import app
 from engine.app.scenario import parse_scenario
@@ -371,11 +372,13 @@ def test_connections_closed_by_the_server_between_writes_lose_nothing(postgres_u
 
 @pytest.mark.service
 def test_a_run_that_fails_while_the_database_is_down_raises_its_own_error(
-    postgres_url: str,
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The strategy fails while the database refuses connections: the run raises the
     strategy's error, not one about storing its last rows or marking it failed (those are
-    logged); its row stays ``running``, for readers to judge once the database is back."""
+    logged once the database was waited for); its row stays ``running``, for readers to
+    judge once the database is back."""
+    monkeypatch.setattr(storage.db, "RECONNECT_DELAYS", (0.05, 0.05))
     config = parse_scenario(SCENARIO.format(name="down", bars=3_000, url=postgres_url))
     database = postgres_url.rsplit("/", 1)[1]
     try:

@@ -10,6 +10,7 @@ from a trigger, so the cut lands inside a run's transaction at a chosen row.
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from sqlalchemy import Connection, create_engine, select, text
@@ -20,6 +21,7 @@ from engine.app.scenario import parse_scenario
 from engine.core.errors import StorageError
 from storage.db import connect, write_transaction
 from storage.models import Run, RunStatus
+from tests.conftest import POSTGRES_URL
 
 SCENARIO = """
 [run]
@@ -56,7 +58,7 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER cut_once BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION cut_once();
+CREATE TRIGGER cut_once BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION cut_once();
 """
 
 
@@ -64,12 +66,14 @@ def _engine(url: str):
     return create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
 
 
-def cut_once(url: str, table: str, column: str, after: int) -> None:
-    """The server closes the connection that inserts the first row of ``table`` whose
-    ``column`` is above ``after`` (once in all: :func:`cuts` says whether it did)."""
+def cut_once(url: str, table: str, column: str, after: int, event: str = "INSERT") -> None:
+    """The server closes the connection that inserts (or with ``event = "UPDATE"``,
+    updates) the first row of ``table`` whose ``column`` is above ``after``, once in all:
+    :func:`cuts` says whether it did."""
     engine = _engine(url)
+    sql = CUT_ONCE.format(table=table, column=column, after=int(after), event=event)
     with engine.begin() as connection:
-        connection.exec_driver_sql(CUT_ONCE.format(table=table, column=column, after=int(after)))
+        connection.exec_driver_sql(sql)
     engine.dispose()
 
 
@@ -111,8 +115,8 @@ def test_a_flush_cut_mid_transaction_is_written_again(
     assert _stored(postgres_url, result.run_id or 0) == (RunStatus.COMPLETED, 2_000, 2_000)
     said = caplog.text + capfd.readouterr().err
     assert f"run {result.run_id}: writing " in said
-    assert "rows: the database closed the connection (terminating connection" in said
-    assert "trying again on a new one" in said
+    assert "rows: the database server cannot be reached (terminating connection" in said
+    assert "trying again in 0.5 s" in said
 
 
 @pytest.mark.service
@@ -154,9 +158,55 @@ def test_a_connection_lost_every_time_fails_after_the_last_try(
         calls.append(1)
         connection.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
 
-    with pytest.raises(StorageError, match=r"^cutting: terminating connection .*lost 3 times"):
+    with pytest.raises(StorageError, match=r"^cutting: terminating connection .*tried 3 times"):
         write_transaction(engine, "cutting", work, lambda _connection: False)
     assert len(calls) == 3
+
+
+@pytest.mark.service
+def test_a_server_that_refuses_connections_for_a_while_is_waited_for(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server closes the run's connection and refuses new ones (as while it restarts)
+    for about a second: the write waits for it, then goes through once."""
+    monkeypatch.setattr(storage.db, "RECONNECT_DELAYS", (0.25,) * 12)
+    engine = connect(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE marks (mark integer)")
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = create_engine(
+        POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": database},
+        )
+    timer = threading.Timer(1.0, _allow, (admin, database))
+    timer.start()
+    calls = []
+
+    def work(connection: Connection) -> None:
+        calls.append(1)
+        connection.exec_driver_sql("INSERT INTO marks VALUES (1)")
+
+    try:
+        tries = write_transaction(engine, "marking", work, lambda _connection: False)
+    finally:
+        timer.join()
+        admin.dispose()
+    assert tries >= 2 and calls == [1]
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM marks").scalar() == 1
+
+
+def _allow(admin, database: str) -> None:
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
 
 
 def test_other_failures_are_not_tried_again(sqlite_url: str) -> None:
