@@ -190,6 +190,12 @@ def connect(url: str = DEFAULT_URL, *, create: bool = True) -> Engine:
         raise StorageError(f"not a database URL: {url!r} ({exc})") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StorageError(
+            f"{parsed.render_as_string()}: emarl stores runs in SQLite (sqlite:///path/to/file.db) "
+            "or PostgreSQL (postgresql://user@host:port/database), not "
+            f"{parsed.get_backend_name()}"
+        )
     is_sqlite = parsed.drivername.startswith("sqlite")
     if is_sqlite and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database)

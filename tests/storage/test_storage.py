@@ -45,6 +45,18 @@ def test_connect_bad_url_raises_storage_error() -> None:
         connect("not a url")
 
 
+def test_connect_names_the_databases_it_stores_in_for_another_kind() -> None:
+    """A MySQL or MariaDB URL (a server on this machine) is refused by name, its password
+    hidden, instead of "No module named 'MySQLdb'"."""
+    with pytest.raises(StorageError) as raised:
+        connect("mariadb://root:secret@127.0.0.1/test")
+    assert str(raised.value) == (
+        "mariadb://root:***@127.0.0.1/test: emarl stores runs in SQLite "
+        "(sqlite:///path/to/file.db) or PostgreSQL (postgresql://user@host:port/database), "
+        "not mariadb"
+    )
+
+
 def test_connect_missing_sqlite_without_create_says_so(tmp_path) -> None:
     with pytest.raises(StorageError, match="no database at"):
         connect(f"sqlite:///{tmp_path / 'none.db'}", create=False)
