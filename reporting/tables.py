@@ -105,9 +105,12 @@ def metrics_table(summary: dict[str, Any]) -> str:
         for key, label, kind in METRICS
         if key in summary
     ]
+    blanks = "<td></td>" * (len(columns) - 1)
+    rows += [
+        f"<tr><th>{label}</th><td>{value}</td>{blanks}</tr>" for label, value in _data_rows(summary)
+    ]
     panel = summary.get("panel") or {}
     if panel.get("steps"):
-        blanks = "<td></td>" * (len(columns) - 1)
         rows.append(
             "<tr><th>effective number of agents (mean 1/Σw²)</th>"
             f"<td>{fmt(panel['effective_agents'], 'num')}</td>{blanks}</tr>"
@@ -122,6 +125,21 @@ def metrics_table(summary: dict[str, Any]) -> str:
             f"<td>{fmt(panel['exposure_mean'], 'pct')}</td>{blanks}</tr>"
         )
     return '<table class="metrics">' + head + "".join(rows) + "</table>"
+
+
+def _data_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """What loading changed in the data (``summary["data"]``), a row per kind of change."""
+    changes = summary.get("data") or {}
+    rows = [
+        (f"rows {what} as loaded: {html.escape(problem)}", f"{count:,}")
+        for what in ("dropped", "filled")
+        for problem, count in (changes.get(what) or {}).items()
+    ]
+    if changes.get("sorted_rows"):
+        rows.append(("rows sorted into time order as loaded", f"{changes['sorted_rows']:,}"))
+    if changes.get("resampled_from_minutes"):
+        rows.append(("resampled from bars of (minutes)", str(changes["resampled_from_minutes"])))
+    return rows
 
 
 def refusals_table(orders: dict[str, Any] | None, refused: pd.DataFrame) -> str:

@@ -209,7 +209,12 @@ async def run_backtest_async(
             raise
         wall = time.perf_counter() - started
         outcome = summarize(
-            config, collector, kernel, trade_from_ns=warmup_until, gaps=data.report.gaps
+            config,
+            collector,
+            kernel,
+            trade_from_ns=warmup_until,
+            gaps=data.report.gaps,
+            data=data.report.changes(),
         )
         if session is not None:
             session.complete(outcome.stored(), wall)

@@ -197,6 +197,24 @@ def describe_refusals(orders: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def describe_data_changes(changes: dict[str, Any]) -> str:
+    """``"dropped 3 rows (bad price 3); 5-minute bars resampled to the bar length"``-style
+    text of :meth:`engine.feeds.bardata.DataReport.changes`."""
+    parts = []
+    for what in ("dropped", "filled"):
+        counts: dict[str, int] = changes.get(what) or {}
+        if counts:
+            total = sum(counts.values())
+            detail = ", ".join(f"{problem} {n:,}" for problem, n in counts.items())
+            parts.append(f"{what} {total:,} row{'s' * (total != 1)} ({detail})")
+    if changes.get("sorted_rows"):
+        n = changes["sorted_rows"]
+        parts.append(f"sorted {n:,} row{'s' * (n != 1)} out of time order")
+    if changes.get("resampled_from_minutes"):
+        parts.append(f"resampled from {changes['resampled_from_minutes']}-minute bars")
+    return "; ".join(parts)
+
+
 def training_windows(
     record: TrainingRecord, first_ns: int, last_ns: int
 ) -> dict[str, tuple[int, int]]:
@@ -284,13 +302,15 @@ class Outcome:
     panel: dict[str, Any] | None = None
     #: a universe's figures by symbol (:mod:`engine.app.universe_results`)
     symbols: dict[str, dict[str, Any]] | None = None
+    #: what loading changed in the data (:meth:`engine.feeds.bardata.DataReport.changes`)
+    data: dict[str, Any] | None = None
 
     def stored(self) -> dict[str, Any]:
         """The summary as a run row stores it: the figures, the order counts, the edge,
         the in/out-of-sample split and the agents' table and panel."""
         stored = self.summary.to_dict()
         stored["orders"] = self.orders
-        for key in ("edge", "training", "agents", "panel", "symbols"):
+        for key in ("edge", "training", "agents", "panel", "symbols", "data"):
             value = getattr(self, key)
             if value is not None:
                 stored[key] = value
@@ -304,6 +324,7 @@ def summarize(
     *,
     trade_from_ns: int | None,
     gaps: int,
+    data: dict[str, Any] | None = None,
 ) -> Outcome:
     """The summary of the snapshots from ``trade_from_ns`` on (all without it): the bars
     before only warmed up."""
@@ -365,4 +386,5 @@ def summarize(
         agents=kernel.agent_summary(),
         panel=kernel.panel_summary(),
         symbols=collector.symbol_figures(),
+        data=data,
     )

@@ -5,6 +5,7 @@ them (:class:`DataReport`): what every feed produces (:mod:`engine.feeds.bars` f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,21 @@ class DataReport:
     def note(self, kind: str, problem: str, count: int) -> None:
         target = self.dropped if kind == "drop" else self.filled
         target[problem] = target.get(problem, 0) + count
+
+    def changes(self) -> dict[str, Any] | None:
+        """What loading changed in the rows read, as a run's summary keeps it: the rows
+        dropped and filled by problem, the rows sorted into time order, and the bar length
+        the rows were resampled from; None when the bars are the rows as read."""
+        out: dict[str, Any] = {}
+        if self.dropped:
+            out["dropped"] = dict(self.dropped)
+        if self.filled:
+            out["filled"] = dict(self.filled)
+        if self.sorted_rows:
+            out["sorted_rows"] = self.sorted_rows
+        if self.resampled_from_minutes:
+            out["resampled_from_minutes"] = self.resampled_from_minutes
+        return out or None
 
 
 @dataclass

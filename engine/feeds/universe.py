@@ -76,7 +76,11 @@ class Universe:
             rows_read=sum(s.report.rows_read for s in self.series),
             bars=len(self.ts),
             gaps=sum(s.report.gaps for s in self.series),
+            sorted_rows=sum(s.report.sorted_rows for s in self.series),
         )
+        resampled = {s.report.resampled_from_minutes for s in self.series} - {None}
+        if len(resampled) == 1:
+            self.report.resampled_from_minutes = resampled.pop()
         for s in self.series:
             for kind in ("dropped", "filled"):
                 for problem, count in getattr(s.report, kind).items():

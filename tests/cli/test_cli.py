@@ -284,3 +284,53 @@ def test_trades_table_shows_the_last_rows_and_says_so(scenario: Path, tmp_path: 
     whole = invoke("trades", "--db", db, "--limit", "0", "--format", "csv")
     assert len(whole.stdout.splitlines()) == len(every) + 1 and whole.stderr == ""
     assert invoke("trades", "--db", db, "--limit", "-1").exit_code == 2
+
+
+def test_the_rows_loading_dropped_sorted_or_resampled_are_in_the_summary_and_report(
+    tmp_path: Path,
+) -> None:
+    """A file of 5-minute bars with NaN prices dropped (data.on_bad_price = 'drop') and
+    rows out of order sorted: the summary, the stored run and its report say what loading
+    did, counted here from the file with pandas. These rows used to show only as missing
+    bars."""
+    import numpy as np
+    import pandas as pd
+    from sqlalchemy import create_engine, text
+
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2021-01-04 09:05", periods=2_400, freq="5min")
+    close = 10 * np.exp(np.cumsum(rng.normal(0, 1e-3, len(times))))
+    frame = pd.DataFrame(
+        {"timestamp": times, "open": close, "high": close * 1.001, "low": close * 0.999}
+    )
+    frame["close"], frame["volume"] = close, 1_000.0
+    frame.loc[[40, 41, 900], "open"] = np.nan
+    frame.loc[[1500, 1501]] = frame.loc[[1501, 1500]].to_numpy()  # two rows swapped
+    frame.to_csv(tmp_path / "bars.csv", index=False)
+    db = tmp_path / "runs.db"
+    (tmp_path / "s.toml").write_text(
+        '[run]\nname = "repaired"\n[data]\npath = "bars.csv"\non_bad_price = "drop"\n'
+        'on_out_of_order = "sort"\nsource_bar_minutes = 5\n'
+        f'[storage]\nurl = "sqlite:///{db}"\n'
+    )
+    nan_rows = int(frame["open"].isna().sum())
+    swapped = int((frame["timestamp"].diff() < pd.Timedelta(0)).sum())
+    assert (nan_rows, swapped) == (3, 1)
+
+    result = invoke("backtest", str(tmp_path / "s.toml"), "--report-file", str(tmp_path / "r.html"))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert (
+        f"data as loaded │ dropped {nan_rows} rows (bad price {nan_rows}); sorted {swapped} row "
+        "out of time order; resampled from 5-minute bars" in said
+    ), said
+    with create_engine(f"sqlite:///{db}").connect() as connection:
+        stored = json.loads(connection.execute(text("SELECT summary_json FROM runs")).scalar_one())
+    assert stored["data"] == {
+        "dropped": {"bad price": nan_rows},
+        "sorted_rows": swapped,
+        "resampled_from_minutes": 5,
+    }
+    report = (tmp_path / "r.html").read_text()
+    assert f"<th>rows dropped as loaded: bad price</th><td>{nan_rows}</td>" in report
+    assert "<th>resampled from bars of (minutes)</th><td>5</td>" in report

@@ -104,6 +104,7 @@ def backtest(
     summary["panel"] = result.panel
     summary["edge"] = result.edge
     summary["symbols"] = result.outcome.symbols
+    summary["data"] = result.outcome.data
     if (report or report_file is not None) and result.run_id is not None:
         written = _write_report(db or config.storage.url, result.run_id, report_file)
         summary["report"] = str(written)

@@ -92,7 +92,7 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
     # rich loads only when printing, engine.app.outcome (pandas) only after a backtest
     from rich.table import Table
 
-    from engine.app.outcome import describe_refusals
+    from engine.app.outcome import describe_data_changes, describe_refusals
 
     training = s.get("training") or {}
     windows: dict[str, dict[str, Any]] = training.get("windows") or {}
@@ -105,6 +105,8 @@ def _print_summary(name: str, symbol: str, s: dict[str, Any], fills: int) -> Non
     for i, (label, value) in enumerate(columns[0]):
         table.add_row(label, value, *(column[i][1] for column in columns[1:]))
     notes: list[tuple[str, str]] = []
+    if s.get("data"):
+        notes.append(("data as loaded", describe_data_changes(s["data"])))
     orders = s.get("orders")
     if orders is not None:
         notes.append(("orders", f"{orders['sent']:,} sent; {describe_refusals(orders)}"))
