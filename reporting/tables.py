@@ -139,6 +139,8 @@ def _data_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("rows sorted into time order as loaded", f"{changes['sorted_rows']:,}"))
     if changes.get("resampled_from_minutes"):
         rows.append(("resampled from bars of (minutes)", str(changes["resampled_from_minutes"])))
+    if changes.get("epoch_unit"):
+        rows.append(("timestamps read as Unix times (UTC) in", html.escape(changes["epoch_unit"])))
     return rows
 
 

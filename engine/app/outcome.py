@@ -212,6 +212,8 @@ def describe_data_changes(changes: dict[str, Any]) -> str:
         parts.append(f"sorted {n:,} row{'s' * (n != 1)} out of time order")
     if changes.get("resampled_from_minutes"):
         parts.append(f"resampled from {changes['resampled_from_minutes']}-minute bars")
+    if changes.get("epoch_unit"):
+        parts.append(f"timestamps read as Unix times in {changes['epoch_unit']} (UTC)")
     return "; ".join(parts)
 
 

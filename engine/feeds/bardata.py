@@ -29,6 +29,8 @@ class DataReport:
     resampled_from_minutes: int | None = None
     bars: int = 0
     gaps: int = 0
+    #: the unit of timestamps read as Unix times ("s", "ms", "us" or "ns"), if they were
+    epoch_unit: str = ""
 
     def note(self, kind: str, problem: str, count: int) -> None:
         target = self.dropped if kind == "drop" else self.filled
@@ -47,6 +49,8 @@ class DataReport:
             out["sorted_rows"] = self.sorted_rows
         if self.resampled_from_minutes:
             out["resampled_from_minutes"] = self.resampled_from_minutes
+        if self.epoch_unit:
+            out["epoch_unit"] = self.epoch_unit
         return out or None
 
 

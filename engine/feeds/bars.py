@@ -50,6 +50,16 @@ __all__ = [
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+def _separator(path: Path) -> str:
+    """The CSV file's separator: a comma, or else the first of ``;``, tab and ``|`` that
+    its header line holds (spreadsheets in many locales write ``;``)."""
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    if "," in header:
+        return ","
+    return next((sep for sep in (";", "\t", "|") if sep in header), ",")
+
+
 def read_frame(path: Path, fmt: str = "auto") -> pd.DataFrame:
     """Read a CSV or Parquet file as strings-or-numbers, untouched."""
     if not path.exists():
@@ -66,7 +76,14 @@ def read_frame(path: Path, fmt: str = "auto") -> pd.DataFrame:
             if isinstance(frame.index, pd.DatetimeIndex):
                 frame = frame.reset_index()
         else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            frame = pd.read_csv(
+                path,
+                sep=_separator(path),
+                dtype=str,
+                keep_default_na=False,
+                skipinitialspace=True,
+                encoding="utf-8-sig",  # a byte-order mark is not part of the first name
+            )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty (no header, no rows)") from None
     except Exception as exc:
@@ -134,13 +151,59 @@ def _parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return parsed, unparsable
 
 
+#: Unix times by unit: the range of whole numbers read in that unit (dates from 1973 to
+#: 2286); the ranges do not overlap, so the unit is never a guess
+EPOCH_UNITS = (
+    ("s", 10**8, 10**10),
+    ("ms", 10**11, 10**13),
+    ("us", 10**14, 10**16),
+    ("ns", 10**17, 10**19),
+)
+
+
+def _epoch_stamps(values: pd.Series, v: _Validator) -> pd.DatetimeIndex | None:
+    """Whole numbers that no date format reads: Unix times (UTC), in the one unit whose
+    range holds them all (:data:`EPOCH_UNITS`); None when they are not whole numbers."""
+    if pd.api.types.is_integer_dtype(values):
+        numbers = values.to_numpy(dtype=np.int64)
+    else:
+        text = values.astype(str).str.strip()
+        if not text.str.fullmatch(r"\d{1,19}").all():
+            return None
+        numbers = text.astype(np.uint64).to_numpy()
+    first = int(numbers[0])
+    unit = next((u for u, start, stop in EPOCH_UNITS if start <= first < stop), None)
+    if unit is None:
+        raise v.fail(
+            0,
+            f"timestamp {first} is a whole number, but no Unix time (seconds, milliseconds, "
+            "microseconds or nanoseconds of a date from 1973 to 2286); write timestamps as "
+            "dates and times",
+        )
+    _, start, stop = next(band for band in EPOCH_UNITS if band[0] == unit)
+    outside = np.flatnonzero((numbers < start) | (numbers >= stop))
+    if len(outside):
+        raise v.fail(
+            int(outside[0]),
+            f"timestamp {int(numbers[outside[0]])} is not a Unix time in {unit}, the unit "
+            f"of the first row's {first}; write timestamps in one unit",
+        )
+    v.report.epoch_unit = unit
+    return pd.DatetimeIndex(pd.to_datetime(numbers.astype(np.int64), unit=unit, utc=True))
+
+
 def _parse_timestamps(values: pd.Series, config: DataConfig, v: _Validator) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.DatetimeIndex(values)
+    elif pd.api.types.is_integer_dtype(values):
+        stamps = _epoch_stamps(values, v)
     else:
         text = values.astype(str).str.strip()
         stamps = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
         bad = stamps.isna() & True
+        epoch = _epoch_stamps(values, v) if bad.all() else None  # no date format reads any
+        if epoch is not None:
+            stamps, bad = epoch, np.zeros(len(epoch), bool)
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise v.fail(first, f"cannot parse timestamp {text.iloc[first]!r}")

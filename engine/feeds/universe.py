@@ -81,6 +81,9 @@ class Universe:
         resampled = {s.report.resampled_from_minutes for s in self.series} - {None}
         if len(resampled) == 1:
             self.report.resampled_from_minutes = resampled.pop()
+        self.report.epoch_unit = ", ".join(
+            sorted({s.report.epoch_unit for s in self.series} - {""})
+        )
         for s in self.series:
             for kind in ("dropped", "filled"):
                 for problem, count in getattr(s.report, kind).items():

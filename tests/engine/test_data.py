@@ -178,3 +178,99 @@ def test_load_bars_from_a_folder_says_it_is_a_folder(tmp_path: Path, name: str) 
     with pytest.raises(DataError, match=rf"{name}: is a folder, not a data file") as info:
         load_bars(DataConfig(path=str(folder)), "X", path=folder)
     assert "header but no rows" not in str(info.value)
+
+
+def _bar_frame() -> pd.DataFrame:
+    """120 half-hour bars across a weekend, with awkward prices."""
+    rng = np.random.default_rng(8)
+    times = pd.date_range("2021-01-08 14:00", periods=120, freq="30min", tz="UTC")
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times))))
+    return pd.DataFrame(
+        {
+            "timestamp": times,
+            "open": close * 1.001,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": rng.integers(0, 10_000, len(times)).astype(float),
+        }
+    )
+
+
+def _columns(bars) -> list[np.ndarray]:
+    return [bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume]
+
+
+def _load_file(path: Path, **options: object):
+    return load_bars(DataConfig(path=str(path), **options), "X", path=path)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_unix_timestamps_load_as_the_same_bars_as_iso_text(
+    tmp_path: Path, unit: str, kind: str
+) -> None:
+    """Whole-number timestamps are Unix times in the one unit whose range holds them,
+    read as UTC whatever data.timezone says; the bars equal those of the same file with
+    ISO timestamps (pandas writes those), and the run says how they were read."""
+    frame = _bar_frame()
+    frame.to_csv(tmp_path / "iso.csv", index=False)
+    reference = _load_file(tmp_path / "iso.csv")
+    since = frame["timestamp"] - pd.Timestamp(0, tz="UTC")
+    epoch = frame.assign(timestamp=since // pd.Timedelta(1, unit))
+    path = tmp_path / f"epoch.{kind}"
+    if kind == "csv":
+        epoch.to_csv(path, index=False)
+    else:
+        epoch.to_parquet(path)
+    bars = _load_file(path, timezone="Asia/Shanghai")  # a zone naive text would need
+    for got, expected in zip(_columns(bars), _columns(reference), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert bars.report.changes() == {"epoch_unit": unit}
+    assert reference.report.changes() is None
+
+
+def test_whole_numbers_in_no_one_unit_are_refused_with_their_range(tmp_path: Path) -> None:
+    frame = _bar_frame()
+    seconds = (frame["timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s")
+    frame["timestamp"] = np.where(np.arange(len(frame)) < 60, seconds, seconds * 1000)
+    frame.to_csv(tmp_path / "mixed.csv", index=False)
+    with pytest.raises(DataError) as raised:
+        _load_file(tmp_path / "mixed.csv")
+    assert str(raised.value).endswith(
+        f"row 62: timestamp {seconds[60] * 1000} is not a Unix time in s, the unit of the "
+        f"first row's {seconds[0]}; write timestamps in one unit"
+    )
+    frame["timestamp"] = 12_345  # a whole number, but no date after 1973 in any unit
+    frame.to_csv(tmp_path / "small.csv", index=False)
+    with pytest.raises(DataError, match=r"row 2: timestamp 12345 is a whole number, but no"):
+        _load_file(tmp_path / "small.csv")
+
+
+def test_dates_written_as_whole_numbers_stay_dates(tmp_path: Path) -> None:
+    """20210108 and 202101081400 read as dates (pandas reads them so), never as Unix times."""
+    frame = _bar_frame()
+    frame.to_csv(tmp_path / "iso.csv", index=False)
+    reference = _load_file(tmp_path / "iso.csv")
+    compact = frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y%m%d%H%M"))
+    compact.to_csv(tmp_path / "compact.csv", index=False)
+    bars = _load_file(tmp_path / "compact.csv")
+    np.testing.assert_array_equal(bars.ts, reference.ts)
+    assert bars.report.changes() is None
+
+
+@pytest.mark.parametrize(
+    ("separator", "bom"), [(";", False), ("\t", False), ("|", False), (",", True)]
+)
+def test_csv_separators_and_a_byte_order_mark_load_as_the_same_bars(
+    tmp_path: Path, separator: str, bom: bool
+) -> None:
+    """A header without a comma but with ``;``, a tab or ``|`` names the separator, and a
+    UTF-8 byte-order mark is not part of the first column's name (a spreadsheet's export)."""
+    frame = _bar_frame()
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    reference = _load_file(tmp_path / "plain.csv")
+    path = tmp_path / "exported.csv"
+    frame.to_csv(path, index=False, sep=separator, encoding="utf-8-sig" if bom else "utf-8")
+    for got, expected in zip(_columns(_load_file(path)), _columns(reference), strict=True):
+        np.testing.assert_array_equal(got, expected)
