@@ -165,6 +165,34 @@ def _epoch_stamps(values: pd.Series, v: Validator) -> pd.DatetimeIndex | None:
     return pd.DatetimeIndex(pd.to_datetime(numbers.astype(np.int64), unit=unit, utc=True))
 
 
+def _localize(stamps: pd.DatetimeIndex, timezone: str, v: Validator) -> pd.DatetimeIndex:
+    """Naive local times in ``timezone``. Where daylight saving time ends, the hour that
+    occurs twice is told apart by the rows' order (the first pass is summer time); a time
+    that does not exist (the hour skipped where it starts), or one that occurs twice with
+    no second pass in the rows, is an error naming its row."""
+    try:
+        return stamps.tz_localize(timezone, ambiguous="infer", nonexistent="raise")
+    except Exception as exc:
+        marked = stamps.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        bad = np.flatnonzero(marked.isna())
+        if not len(bad):
+            raise DataError(
+                f"{v.source}: timestamps are not valid local times in {timezone}: {exc}"
+            ) from exc
+        i = int(bad[0])
+        shifted = stamps[i : i + 1].tz_localize(
+            timezone, ambiguous="NaT", nonexistent="shift_forward"
+        )
+        if shifted.isna().all():
+            problem = (
+                f"{stamps[i]} occurs twice in {timezone} (daylight saving time ends) and the "
+                "rows do not pass it twice in order"
+            )
+        else:
+            problem = f"{stamps[i]} does not exist in {timezone} (daylight saving time starts)"
+        raise v.fail(i, f"{problem}; give timestamps with their UTC offset, or in UTC") from None
+
+
 def parse_timestamps(values: pd.Series, config: DataConfig, v: Validator) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.DatetimeIndex(values)
@@ -183,11 +211,6 @@ def parse_timestamps(values: pd.Series, config: DataConfig, v: Validator) -> np.
     if stamps.isna().any():
         raise v.fail(int(np.flatnonzero(stamps.isna())[0]), "missing timestamp")
     if stamps.tz is None:
-        try:
-            stamps = stamps.tz_localize(config.timezone, ambiguous="raise", nonexistent="raise")
-        except Exception as exc:
-            raise DataError(
-                f"{v.source}: timestamps are not valid local times in {config.timezone}: {exc}"
-            ) from exc
+        stamps = _localize(stamps, config.timezone, v)
     ns: np.ndarray = np.array(stamps.tz_convert("UTC").as_unit("ns").asi8, dtype=np.int64)
     return ns  # a start label is moved to the bar's end once the source bar length is known

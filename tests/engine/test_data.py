@@ -274,3 +274,39 @@ def test_csv_separators_and_a_byte_order_mark_load_as_the_same_bars(
     frame.to_csv(path, index=False, sep=separator, encoding="utf-8-sig" if bom else "utf-8")
     for got, expected in zip(_columns(_load_file(path)), _columns(reference), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_naive_times_through_the_end_of_summer_time_load_in_the_order_given(
+    tmp_path: Path,
+) -> None:
+    """Half-hour bars through the night New York's clocks go back, written as naive local
+    times (01:00 and 01:30 come twice): the rows' order tells the two passes apart, and
+    the bars' UTC times are those pandas converted from."""
+    utc = pd.date_range("2021-11-06 22:00", periods=24, freq="30min", tz="UTC")
+    local = utc.tz_convert("America/New_York").tz_localize(None)
+    assert local.duplicated().sum() == 2  # 01:00 and 01:30 twice
+    frame = _bar_frame().iloc[: len(utc)].assign(timestamp=local)
+    frame.to_csv(tmp_path / "local.csv", index=False)
+    bars = _load_file(tmp_path / "local.csv", timezone="America/New_York")
+    np.testing.assert_array_equal(bars.ts, utc.as_unit("ns").asi8)
+
+
+@pytest.mark.parametrize(
+    ("first", "said"),
+    [
+        ("2021-03-14 00:00", "row 6: 2021-03-14 02:00:00 does not exist in America/New_York"),
+        ("2021-11-06 23:00", "row 6: 2021-11-07 01:00:00 occurs twice in America/New_York"),
+    ],
+)
+def test_a_local_time_skipped_or_not_passed_twice_is_an_error_naming_its_row(
+    tmp_path: Path, first: str, said: str
+) -> None:
+    """Naive times on an even half-hour grid (as a careless export writes them) cross the
+    hour the clocks skip, or pass the repeated hour once: the error names the row."""
+    times = pd.date_range(first, periods=12, freq="30min")
+    frame = _bar_frame().iloc[:12].assign(timestamp=times)
+    frame.to_csv(tmp_path / "grid.csv", index=False)
+    with pytest.raises(DataError) as raised:
+        _load_file(tmp_path / "grid.csv", timezone="America/New_York")
+    assert said in str(raised.value)
+    assert str(raised.value).endswith("give timestamps with their UTC offset, or in UTC")
