@@ -154,8 +154,10 @@ class FeedGuard:
         if gap is not None and self.limits.on_gap == "halt":
             return Judgement(
                 HALT,
-                f"feed gap: {gap.describe()} before seq {seq}; the run stops until they "
-                "arrive (--on-gap continue trades on without them)",
+                f"feed gap: {gap.describe()} before seq {seq}; the run stops here, and at "
+                f"seq {seq} again on each start (the broker gives that unacknowledged bar "
+                "first): start it with --on-gap continue to trade on without them (the gap "
+                "stays on record)",
                 gap,
             )
         return Judgement(ACCEPT, gap=gap)

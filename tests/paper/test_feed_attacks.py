@@ -230,6 +230,8 @@ def test_a_lost_stretch_halts_the_run_and_continue_trades_on_the_bars_received(
     assert code == 1, logged
     halt = "halted: feed gap: 297 bar(s) never received (feed seq 101..397) before seq 398"
     assert halt in logged
+    # it says what gets the run going: republishing cannot, bar 398 is redelivered first
+    assert "start it with --on-gap continue to trade on without them" in logged
     run_id = paper_run_id(db, "gappy")
     engine = connect(db)
     with engine.connect() as connection:
