@@ -164,12 +164,10 @@ def heartbeat_query(engine: Engine, run_id: int) -> str:
 
 
 def touch_run(engine: Engine, run_id: int) -> None:
-    """Refresh a run's heartbeat (a paper run waiting for its next bar)."""
-    write_statement(
-        engine,
-        f"run {run_id}: refreshing its heartbeat",
-        update(Run).where(Run.id == run_id).values(heartbeat_ns=time.time_ns()),
-    )
+    """Refresh a run's heartbeat (a paper run waiting for its next bar). Tried once: the
+    next comes seconds later, and waiting out an outage here would hold up the feed."""
+    with storage_errors(f"run {run_id}: refreshing its heartbeat"), engine.begin() as connection:
+        connection.execute(update(Run).where(Run.id == run_id).values(heartbeat_ns=time.time_ns()))
 
 
 # -- judging running rows ---------------------------------------------------------
