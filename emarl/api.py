@@ -324,6 +324,12 @@ class Result:
         return self.backtest.edge
 
     @property
+    def data_changes(self) -> dict[str, Any] | None:
+        """What loading changed in the data: rows dropped and filled by problem, rows
+        sorted, the bar length resampled from, Unix timestamps read (None: nothing)."""
+        return self.backtest.outcome.data
+
+    @property
     def equity(self) -> pd.DataFrame:
         """Per bar (a universe: per time slice): equity, cash, drawdown from the running
         peak (the initial cash included) and, for one instrument, its position and mark."""

@@ -203,3 +203,24 @@ def test_a_scenario_can_be_given_as_a_dict() -> None:
     assert result.summary.bars == 500
     with pytest.raises(ConfigError, match="a scenario is"):
         emarl.backtest(42, persist=False)  # type: ignore[arg-type]
+
+
+def test_the_result_says_what_loading_changed_in_the_data(tmp_path: Path) -> None:
+    """Rows with a NaN close dropped by the scenario's policy: ``data_changes`` counts
+    them as pandas does in the file; the same bars without a bad row report nothing."""
+    times = pd.date_range("2022-03-01 10:00", periods=400, freq="30min", tz="UTC")
+    close = np.linspace(20.0, 24.0, len(times))
+    frame = pd.DataFrame({"timestamp": times, "open": close, "high": close + 0.1,
+                          "low": close - 0.1, "close": close, "volume": 500.0})  # fmt: skip
+    frame.to_csv(tmp_path / "clean.csv", index=False)
+    frame.loc[[7, 8, 300], "close"] = np.nan
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    tables = {
+        "data": {"path": str(tmp_path / "holes.csv"), "on_bad_price": "drop"},
+        "strategy": {"kind": "sma_cross", "fast": 3, "slow": 9},
+    }
+    holes = emarl.backtest(tables, persist=False)
+    assert holes.data_changes == {"dropped": {"bad price": int(frame["close"].isna().sum())}}
+    assert len(holes.equity) == 397
+    tables["data"]["path"] = str(tmp_path / "clean.csv")
+    assert emarl.backtest(tables, persist=False).data_changes is None
