@@ -165,6 +165,24 @@ def _epoch_stamps(values: pd.Series, v: Validator) -> pd.DatetimeIndex | None:
     return pd.DatetimeIndex(pd.to_datetime(numbers.astype(np.int64), unit=unit, utc=True))
 
 
+def _parse_text(text: pd.Series, v: Validator) -> pd.DatetimeIndex:
+    """Dates and times as written (unparsable ones NaT). Offsets that differ from row to
+    row (local times through a change of summer time) are one instant each, read in UTC;
+    rows with an offset beside rows without one are an error naming the first without."""
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+    except ValueError:  # pandas: "Mixed timezones detected"
+        aware = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True).to_numpy()
+        if not aware.all():
+            first = int(np.flatnonzero(~aware)[0])
+            raise v.fail(
+                first,
+                f"timestamp {text.iloc[first]!r} has no UTC offset, while other rows have "
+                "one; give every row its offset, or none",
+            ) from None
+        return pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed", utc=True))
+
+
 def _localize(stamps: pd.DatetimeIndex, timezone: str, v: Validator) -> pd.DatetimeIndex:
     """Naive local times in ``timezone``. Where daylight saving time ends, the hour that
     occurs twice is told apart by the rows' order (the first pass is summer time); a time
@@ -200,7 +218,7 @@ def parse_timestamps(values: pd.Series, config: DataConfig, v: Validator) -> np.
         stamps = _epoch_stamps(values, v)
     else:
         text = values.astype(str).str.strip()
-        stamps = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))
+        stamps = _parse_text(text, v)
         bad = stamps.isna() & True
         epoch = _epoch_stamps(values, v) if bad.all() else None  # no date format reads any
         if epoch is not None:

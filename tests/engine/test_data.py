@@ -310,3 +310,25 @@ def test_a_local_time_skipped_or_not_passed_twice_is_an_error_naming_its_row(
         _load_file(tmp_path / "grid.csv", timezone="America/New_York")
     assert said in str(raised.value)
     assert str(raised.value).endswith("give timestamps with their UTC offset, or in UTC")
+
+
+def test_offsets_that_change_with_summer_time_are_each_one_instant(tmp_path: Path) -> None:
+    """Berlin's local times written with their offsets (+01:00, then +02:00 from the night
+    the clocks go forward) load as the UTC times pandas converted from; they raised
+    pandas' "Mixed timezones detected" as a traceback. A row without an offset among rows
+    with one is an error naming it."""
+    utc = pd.date_range("2021-03-27 20:00", periods=24, freq="30min", tz="UTC")
+    written = [t.isoformat() for t in utc.tz_convert("Europe/Berlin")]
+    assert {w[-6:] for w in written} == {"+01:00", "+02:00"}
+    frame = _bar_frame().iloc[: len(utc)].assign(timestamp=written)
+    frame.to_csv(tmp_path / "offsets.csv", index=False)
+    bars = _load_file(tmp_path / "offsets.csv", timezone="America/New_York")  # not used
+    np.testing.assert_array_equal(bars.ts, utc.as_unit("ns").asi8)
+    frame.loc[5, "timestamp"] = written[5][:-6]  # its offset left out
+    frame.to_csv(tmp_path / "one_naive.csv", index=False)
+    with pytest.raises(DataError) as raised:
+        _load_file(tmp_path / "one_naive.csv")
+    assert str(raised.value).endswith(
+        f"row 7: timestamp {written[5][:-6]!r} has no UTC offset, while other rows have one; "
+        "give every row its offset, or none"
+    )
