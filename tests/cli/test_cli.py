@@ -334,3 +334,19 @@ def test_the_rows_loading_dropped_sorted_or_resampled_are_in_the_summary_and_rep
     report = (tmp_path / "r.html").read_text()
     assert f"<th>rows dropped as loaded: bad price</th><td>{nan_rows}</td>" in report
     assert "<th>resampled from bars of (minutes)</th><td>5</td>" in report
+
+
+def test_runs_limit_zero_lists_all_and_a_negative_one_is_refused(
+    scenario: Path, tmp_path: Path
+) -> None:
+    """``--limit 0`` lists every run, as it does for trades and shapley; a negative limit
+    is a one-line error (it listed every run on SQLite and failed as a storage error,
+    exit 4, on PostgreSQL: "LIMIT must not be negative")."""
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    for _ in range(3):
+        assert invoke("backtest", str(scenario), "--quiet").exit_code == 0
+    listed = {n: invoke("runs", "--limit", str(n), "--format", "json", "--db", db) for n in (0, 2)}
+    assert [len(json.loads(r.stdout)) for r in listed.values()] == [3, 2]
+    refused = invoke("runs", "--limit", "-1", "--db", db)
+    assert refused.exit_code == 2
+    assert "--limit must be 0 (all) or more, got -1" in refused.output

@@ -45,7 +45,7 @@ PnlGroup = Literal["day", "week", "month", "side", "symbol", "agent"]
 
 def runs(
     db: DbOption = None,
-    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first (0: all).")] = 20,
     output: FormatOption = "table",
     prune: Annotated[
         bool,
@@ -64,6 +64,7 @@ def runs(
     from storage.db import connect
     from storage.query import list_runs
 
+    most = _limit(limit, table=False)
     try:
         engine = connect(_db_url(db), create=False)
         if prune:
@@ -71,7 +72,7 @@ def runs(
 
             deleted = prune_interrupted(engine)
         else:
-            rows = list_runs(engine, limit=limit)
+            rows = list_runs(engine, limit=most)
     except EmarlError as exc:
         raise _fail(exc) from None
     if prune:
