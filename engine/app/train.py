@@ -28,7 +28,7 @@ from indicators.features import build_features, warm_mask
 from strategies.marl.config import MappoEnsembleConfig, TrainConfig
 from strategies.marl.env import MarketData, TradingTerms
 
-__all__ = ["TrainingOutcome", "prepare_market", "train_scenario"]
+__all__ = ["TrainingOutcome", "check_updates", "prepare_market", "train_scenario"]
 
 
 @dataclass
@@ -135,6 +135,12 @@ def prepare_validation(
     )
 
 
+def check_updates(updates: int | None) -> None:
+    """``--updates``, when given, is at least 1."""
+    if updates is not None and updates < 1:
+        raise ConfigError(f"--updates must be >= 1, got {updates}")
+
+
 def train_scenario(
     config: ScenarioConfig,
     *,
@@ -161,8 +167,7 @@ def train_scenario(
             "max_position, confidence_threshold and meta)"
         )
     hp = config.train or TrainConfig()
-    if updates is not None and updates < 1:
-        raise ConfigError(f"--updates must be >= 1, got {updates}")
+    check_updates(updates)
     target = out if out is not None else checkpoint_path(config)
     trading_from = trade_start_ns(config)
     config = training_config(config)

@@ -175,3 +175,16 @@ def test_out_of_range_seeds_and_retries_exit_2_with_one_line(
     [line] = result.stderr.splitlines()
     assert line.startswith("error: ") and said in line
     assert not path.exists() and not (tmp_path / "s.parquet").exists()
+
+
+def test_training_with_no_updates_exits_2_and_stores_no_training_run(tmp_path: Path) -> None:
+    """``--updates 0`` is refused before the training run's row is stored (it was stored,
+    then marked failed)."""
+    path = tmp_path / "runs.db"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "train_weichai.toml"
+    result = CliRunner().invoke(
+        app, ["train", str(scenario), "--updates", "0", "--db", f"sqlite:///{path}"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == ["error: --updates must be >= 1, got 0"]
+    assert not path.exists()

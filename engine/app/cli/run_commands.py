@@ -169,13 +169,14 @@ def train(
     except EmarlError as exc:
         raise _fail(exc) from None
     # training loads torch, storage SQLAlchemy: only once the scenario has loaded
-    from engine.app.train import train_scenario
+    from engine.app.train import check_updates, train_scenario
     from storage.db import connect
     from storage.training import add_training_metric, create_training_run, finish_training_run
 
     started = time.perf_counter()
     try:
         target = out if out is not None else checkpoint_path(config)
+        check_updates(updates)  # refused before a training row is stored
         total = updates if updates is not None else (config.train.updates if config.train else 0)
         engine = connect(db or config.storage.url)
         training_id = create_training_run(
