@@ -42,6 +42,7 @@ __all__ = [
     "migrate",
     "read_rows",
     "storage_errors",
+    "write_rows",
     "write_statement",
     "write_transaction",
 ]
@@ -130,6 +131,31 @@ def write_transaction(
             lost += 1
         except SQLAlchemyError as exc:
             raise StorageError(f"{what}: {_first_line(exc)}") from exc
+
+
+def write_rows(
+    engine: Engine,
+    what: str,
+    batch: Sequence[tuple[str, Sequence[Any]]],
+    check: tuple[str, Any],
+    also: Callable[[Connection], None] | None = None,
+) -> None:
+    """Each driver-level ``(sql, rows)`` of ``batch``, then ``also(connection)``, in one
+    transaction (:func:`write_transaction`). ``check`` is a query and the value it reads
+    once that transaction is committed (a run's flushes each set a new heartbeat): asked
+    on a new connection before the batch is written again."""
+    check_sql, value = check
+
+    def work(connection: Connection) -> None:
+        for sql, rows in batch:
+            connection.exec_driver_sql(sql, rows)
+        if also is not None:
+            also(connection)
+
+    def committed(connection: Connection) -> bool:
+        return bool(connection.exec_driver_sql(check_sql).scalar() == value)
+
+    write_transaction(engine, what, work, committed)
 
 
 def write_statement(engine: Engine, what: str, statement: Executable) -> None:

@@ -52,7 +52,7 @@ from engine.core.events import (
     SubmitOrder,
     Valuation,
 )
-from storage.db import storage_errors, write_transaction
+from storage.db import storage_errors, write_rows
 from storage.models import (
     AgentActionRow,
     Fill,
@@ -164,30 +164,23 @@ def _commit(
     engine: Engine,
     run_id: int,
     batch: Sequence[tuple[str, list[Any]]],
-    heartbeat_sql: str,
+    heartbeat: tuple[str, str],
     bars: int,
     also: Callable[[Connection], None] | None = None,
 ) -> None:
     """One transaction: each table's rows, then the run row's heartbeat and ``bars``
-    stored, then ``also(connection)``; tried again whole on a new connection if the
-    server closes this one before the commit is known (:func:`storage.db.write_transaction`:
-    the heartbeat it set tells whether it went through)."""
+    stored, then ``also(connection)``. ``heartbeat`` is the statement that sets it and the
+    query that reads it: a transaction whose connection is lost is written again unless
+    the heartbeat it set was committed (:func:`storage.db.write_rows`)."""
     count = sum(len(rows) for _sql, rows in batch)
-    heartbeat = time.time_ns()
-
-    def work(connection: Connection) -> None:
-        for sql, rows in batch:
-            connection.exec_driver_sql(sql, rows)
-        connection.exec_driver_sql(heartbeat_sql, (heartbeat, bars))
-        if also is not None:
-            also(connection)
-
-    check = heartbeat_query(engine, run_id)
-    write_transaction(
+    now = time.time_ns()
+    set_sql, read_sql = heartbeat
+    write_rows(
         engine,
         f"run {run_id}: writing {count} rows",
-        work,
-        lambda connection: connection.exec_driver_sql(check).scalar() == heartbeat,
+        [*batch, (set_sql, [(now, bars)])],
+        (read_sql, now),
+        also,
     )
 
 
@@ -230,7 +223,8 @@ def write_messages(
     ]
     if not batch:
         return 0
-    _commit(engine, run_id, batch, heartbeat_statement(engine, run_id), bars)
+    heartbeat = (heartbeat_statement(engine, run_id), heartbeat_query(engine, run_id))
+    _commit(engine, run_id, batch, heartbeat, bars)
     return sum(len(rows) for _sql, rows in batch)
 
 
@@ -326,7 +320,8 @@ class Recorder:
                 count += len(buffer)
         if not batch and also is None:
             return 0
-        _commit(self._engine, self.run_id, batch, self._heartbeat_sql, finished, also)
+        heartbeat = (self._heartbeat_sql, self._heartbeat_check)
+        _commit(self._engine, self.run_id, batch, heartbeat, finished, also)
         for buffer in self._buffers.values():
             buffer.clear()
         self.rows_written += count

@@ -12,7 +12,7 @@ to a second process, so it runs on another core while the run goes on:
 * The child runs each flush in one transaction, in the order sent, and answers on its
   stdout with the flush number and the rows written, or the error. A flush whose
   connection the server closes in the middle is written again on a new one, unless the
-  run's heartbeat shows it committed (:func:`storage.db.write_transaction`). After an error it
+  run's heartbeat shows it committed (:func:`storage.db.write_rows`). After an error it
   writes nothing more (a later flush without the failed one would leave a hole) and
   answers every later flush with that error.
 * :meth:`WriterProcess.wait` blocks until every flush sent so far is answered and
@@ -45,10 +45,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
-from sqlalchemy import Connection, Engine
 
 from engine.core.errors import StorageError
-from storage.db import connect, write_transaction
+from storage.db import connect, write_rows
 
 __all__ = ["MAX_IN_FLIGHT", "WriterProcess"]
 
@@ -178,7 +177,7 @@ class WriterProcess:
         message structs, rows) per table, and ``check``: a query and the value it reads
         once the flush is committed (if the server closes the connection in the middle,
         the child asks it before writing the flush again:
-        :func:`storage.db.write_transaction`).
+        :func:`storage.db.write_rows`).
 
         Waits while ``MAX_IN_FLIGHT`` flushes are unanswered, so a database slower than
         the run holds back the run instead of piling flushes up in memory.
@@ -225,22 +224,6 @@ class WriterProcess:
             self._proc.stdout.close()
 
 
-def _commit_flush(
-    engine: Engine, what: str, batch: list[tuple[str, Any]], check_sql: str, check_value: int
-) -> None:
-    """One flush in one transaction; ``check_sql`` reads ``check_value`` once it is
-    committed (asked if the connection is lost in the middle)."""
-
-    def work(connection: Connection) -> None:
-        for sql, rows in batch:
-            connection.exec_driver_sql(sql, rows)
-
-    def committed(connection: Connection) -> bool:
-        return bool(connection.exec_driver_sql(check_sql).scalar() == check_value)
-
-    write_transaction(engine, what, work, committed)
-
-
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
     frames: queue.Queue[bytes | None] = queue.Queue()
@@ -284,7 +267,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                     if sql.startswith("INSERT"):  # not the run row's heartbeat
                         count += len(rows)
                 what = f"{what}: writing {count} rows"
-                _commit_flush(engine, what, batch, check_sql, check_value)
+                write_rows(engine, what, batch, (check_sql, check_value))
             except Exception as exc:  # reported to the parent, which raises it
                 error = (
                     str(exc) if isinstance(exc, StorageError) else f"{type(exc).__name__}: {exc}"
