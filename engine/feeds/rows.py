@@ -125,12 +125,13 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: Unix times by unit: the range of whole numbers read in that unit (dates from 1973 to
-#: 2286); the ranges do not overlap, so the unit is never a guess
+#: 2262, the last that int64 nanoseconds hold); the ranges do not overlap, so the unit is
+#: never a guess
 EPOCH_UNITS = (
-    ("s", 10**8, 10**10),
-    ("ms", 10**11, 10**13),
-    ("us", 10**14, 10**16),
-    ("ns", 10**17, 10**19),
+    ("s", 10**8, 2**63 // 10**9),
+    ("ms", 10**11, 2**63 // 10**6),
+    ("us", 10**14, 2**63 // 10**3),
+    ("ns", 10**17, 2**63),
 )
 
 
@@ -150,7 +151,7 @@ def _epoch_stamps(values: pd.Series, v: Validator) -> pd.DatetimeIndex | None:
         raise v.fail(
             0,
             f"timestamp {first} is a whole number, but no Unix time (seconds, milliseconds, "
-            "microseconds or nanoseconds of a date from 1973 to 2286); write timestamps as "
+            "microseconds or nanoseconds of a date from 1973 to 2262); write timestamps as "
             "dates and times",
         )
     _, start, stop = next(band for band in EPOCH_UNITS if band[0] == unit)

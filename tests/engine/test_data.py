@@ -241,6 +241,11 @@ def test_whole_numbers_in_no_one_unit_are_refused_with_their_range(tmp_path: Pat
         f"row 62: timestamp {seconds[60] * 1000} is not a Unix time in s, the unit of the "
         f"first row's {seconds[0]}; write timestamps in one unit"
     )
+    frame["timestamp"] = seconds
+    frame.loc[30, "timestamp"] = 9_300_000_000  # seconds in 2264: past what ns can hold
+    frame.to_csv(tmp_path / "far.csv", index=False)
+    with pytest.raises(DataError, match=r"row 32: timestamp 9300000000 is not a Unix time in s"):
+        _load_file(tmp_path / "far.csv")
     frame["timestamp"] = 12_345  # a whole number, but no date after 1973 in any unit
     frame.to_csv(tmp_path / "small.csv", index=False)
     with pytest.raises(DataError, match=r"row 2: timestamp 12345 is a whole number, but no"):
